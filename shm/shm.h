@@ -1,0 +1,300 @@
+/*
+ * shm.h: the shared-memory arena that holds every room, member and op log.
+ *
+ * The arena is one mapping made by the master before it forks.  Everything
+ * inside refers to everything else by offset from the start of the mapping,
+ * so each process may map it at any address.  Every structure here is
+ * shared; the per-process handle is struct arena.
+ *
+ * Locks are robust process-shared mutexes.  Each lock carries a small
+ * transaction journal (struct shm_tx): every store to reachable shared
+ * state inside a critical section goes through shm_tx_set(), which records
+ * the old value first.  A process that takes a lock whose owner died
+ * (EOWNERDEAD) rolls the journal back, or, if the owner had committed and
+ * was only returning blocks to the allocator, finishes that, then marks the
+ * mutex consistent.  Lock order and what each lock guards: doc/locking.txt.
+ *
+ * Functions return 0 (or an offset) on success and a negative SHM_E* code
+ * on failure; nothing is half-written on failure.
+ */
+#ifndef ROOMD_SHM_H
+#define ROOMD_SHM_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
+#define ARENA_LAYOUT		1
+#define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
+#define ARENA_BUCKETS		16384	/* room index hash buckets */
+#define ARENA_NCLASSES		20	/* size classes 64 B .. 32 MiB */
+#define ARENA_MIN_SIZE		(4UL << 20)
+
+#define SHM_TX_UNDO		32
+#define SHM_TX_BLOCKS		8
+
+#define ROOM_ID_MAX		64
+#define MEMBER_NAME_MAX		64
+#define MEMBER_TOKEN_LEN	32	/* hex characters */
+#define MEMBER_UID_LEN		36	/* a UUID string */
+#define ROOM_SECRET_LEN		32	/* SHA-256 */
+
+enum shm_error {
+	SHM_OK = 0,
+	SHM_ENOSPC = -1,	/* the arena is full */
+	SHM_EEXIST = -2,	/* a room or member of that name exists */
+	SHM_ENOENT = -3,	/* no such room or member */
+	SHM_ELIMIT = -4,	/* a configured limit was reached */
+	SHM_EINVAL = -5,	/* bad argument */
+	SHM_ESTATE = -6,	/* the lock could not be made consistent */
+	SHM_ELAYOUT = -7	/* an existing arena has another layout */
+};
+
+typedef uint64_t shm_off;	/* offset from the arena base; 0 is null */
+
+/* Shared: the journal of one critical section. */
+struct shm_undo {
+	uint64_t	off;
+	uint64_t	old;
+};
+
+enum shm_tx_state { SHM_TX_IDLE = 0, SHM_TX_ACTIVE, SHM_TX_FREEING };
+
+struct shm_tx {
+	uint64_t	state;
+	uint64_t	nundo;
+	struct shm_undo	undo[SHM_TX_UNDO];
+	shm_off		alloc[SHM_TX_BLOCKS];	/* blocks taken in this tx */
+	shm_off		release[SHM_TX_BLOCKS];	/* blocks to free at commit */
+};
+
+/* Shared: a robust mutex and its journal. */
+struct shm_lock {
+	pthread_mutex_t	mtx;
+	struct shm_tx	tx;
+	uint64_t	owner_pid;
+};
+
+/* Shared: the arena header, at offset 0. */
+struct arena_hdr {
+	uint64_t	magic;
+	uint64_t	layout;
+	uint64_t	size;
+	uint64_t	generation;	/* bumped each time a master attaches */
+	uint64_t	hdr_size;
+	uint64_t	recoveries;	/* locks repaired after an owner died */
+
+	struct shm_lock	alloc_lock;	/* guards top, freelist, room_free */
+	uint64_t	top;
+	uint64_t	used;		/* bytes handed out, headers included */
+	shm_off		freelist[ARENA_NCLASSES];
+	shm_off		room_free;
+	uint64_t	room_slots;	/* room slots ever carved */
+
+	struct shm_lock	index_lock;	/* guards buckets, nrooms, next_rid */
+	uint64_t	next_rid;
+	uint64_t	nrooms;
+	shm_off		buckets[ARENA_BUCKETS];
+};
+
+/* Shared: the header in front of every allocated block. */
+struct shm_block {
+	uint64_t	tag;		/* SHM_BLOCK_USED or _FREE, and class */
+	shm_off		next;		/* free list link while free */
+};
+#define SHM_BLOCK_USED		0x5553454400000000ULL
+#define SHM_BLOCK_FREE		0x4652454500000000ULL
+#define SHM_BLOCK_STATE(t)	((t) & 0xffffffff00000000ULL)
+#define SHM_BLOCK_CLASS(t)	((unsigned)((t) & 0xffffffffU))
+#define SHM_CLASS_ROOM		0xffU	/* a room slot, from its own pool */
+#define SHM_CHAIN		0x1ULL	/* release[]: a chain of log chunks */
+
+/* Shared: one member of a room. A slot with mid 0 is free. */
+struct shm_member {
+	uint64_t	mid;		/* 1.., unique within the room */
+	uint64_t	role;		/* MEMBER_ROLE_* */
+	uint64_t	authorities;	/* dialect-defined bitmask */
+	uint64_t	cursor;		/* last op log sequence delivered */
+	uint64_t	locator;	/* worker slot and connection, 0 if none */
+	uint64_t	joined;		/* unix time */
+	char		name[MEMBER_NAME_MAX + 1];
+	char		token[MEMBER_TOKEN_LEN + 1];
+	char		uid[MEMBER_UID_LEN + 1];
+};
+#define MEMBER_ROLE_HOST	0x1
+/* A locator names a worker slot and a connection id inside that worker. */
+#define MEMBER_LOCATOR(slot, id) ((((uint64_t)(slot) + 1) << 48) | \
+				 ((uint64_t)(id) & 0xffffffffffffULL))
+#define MEMBER_LOCATOR_SLOT(l)	((int)((l) >> 48) - 1)
+#define MEMBER_LOCATOR_CONN(l)	((l) & 0xffffffffffffULL)
+
+/* Shared: one record of a room's op log. */
+struct shm_rec {
+	uint64_t	seq;
+	uint32_t	len;
+	uint16_t	type;		/* dialect-defined */
+	uint16_t	flags;
+	uint64_t	target;		/* audience argument, dialect-defined */
+	/* len bytes of payload follow, padded to 8 */
+};
+
+/* Shared: a piece of a room's op log. */
+struct shm_chunk {
+	shm_off		next;
+	uint64_t	first_seq;
+	uint64_t	nrec;
+	uint64_t	used;		/* bytes of data[] in use */
+	uint64_t	cap;
+	/* data follows */
+};
+
+/*
+ * Shared: a room.  Room slots come from their own pool and are never reused
+ * for anything else, so a process may always lock a room slot it found
+ * earlier and then check that rid still matches.
+ */
+struct shm_room {
+	uint64_t	magic;
+	struct shm_lock	lock;
+	uint64_t	rid;		/* 0 while the slot is free */
+	shm_off		next_free;
+	shm_off		hnext;		/* index hash chain */
+	uint64_t	dialect;
+	char		id[ROOM_ID_MAX + 1];
+	uint8_t		secret[ROOM_SECRET_LEN];	/* salted password hash */
+	uint8_t		salt[16];
+	uint64_t	flags;		/* ROOM_F_* */
+	uint64_t	created;
+	uint64_t	expires;	/* unix time; 0 while connected */
+	shm_off		members;	/* struct shm_member[cap] */
+	uint64_t	nmembers;	/* slots in use, free ones included */
+	uint64_t	cap;
+	uint64_t	next_mid;
+	shm_off		log_head;
+	shm_off		log_tail;
+	uint64_t	committed;	/* last committed sequence */
+	uint64_t	log_bytes;
+	uint64_t	conns;		/* open connections, all slots */
+	uint64_t	slot_conns[ARENA_MAX_SLOTS];
+};
+#define ROOM_MAGIC		0x4d4f4f52U
+#define ROOM_SLOT_SIZE	((sizeof(struct shm_block) + sizeof(struct shm_room) \
+			    + 63) & ~(uint64_t)63)
+#define ROOM_ALL_DIALECTS	(~0U)
+#define ROOM_F_PASSWORD		0x1
+#define ROOM_F_OPENED		0x2	/* a connection has opened */
+
+/* Per process: a handle on the arena. */
+struct arena {
+	uint8_t			*base;
+	size_t			 size;
+	struct arena_hdr	*hdr;
+};
+
+#define SHM_PTR(a, off)	((void *)((a)->base + (off)))
+#define SHM_OFF(a, p)	((shm_off)((const uint8_t *)(p) - (a)->base))
+
+/* shm/arena.c */
+/*
+ * Map an arena: anonymous when path is NULL (shared with children forked
+ * later), else a named shm object ("/name") or a file.  An existing object
+ * of the same layout and size is reattached; *reattached tells which.
+ * Returns 0, or a negative SHM_E* and a message in err.
+ */
+int	 arena_open(struct arena *, const char *path, size_t size,
+	    int *reattached, char *err, size_t errlen);
+void	 arena_close(struct arena *);
+int	 arena_unlink(const char *path);
+/* Walk every structure; 0 if sound, else -1 and the first fault in err. */
+int	 arena_check(struct arena *, char *err, size_t errlen);
+const char *shm_strerror(int);
+
+/* shm/shm_lock.c */
+int	 shm_lock_init(struct shm_lock *);
+int	 shm_lock(struct arena *, struct shm_lock *);
+void	 shm_unlock(struct arena *, struct shm_lock *);
+void	 shm_tx_begin(struct arena *, struct shm_lock *);
+void	 shm_tx_set(struct arena *, struct shm_lock *, uint64_t *, uint64_t);
+void	 shm_tx_commit(struct arena *, struct shm_lock *);
+void	 shm_tx_abort(struct arena *, struct shm_lock *);
+void	 shm_crash_point(const char *);
+/* Called, if set, after a lock whose owner died has been repaired. */
+extern void (*shm_recovery_hook)(const char *what, uint64_t pid);
+#ifdef ROOMD_CRASH_POINTS
+#define SHM_CRASH(site)	shm_crash_point(site)
+#else
+#define SHM_CRASH(site)	((void)0)
+#endif
+
+/* shm/shm_alloc.c */
+/* Allocate n bytes inside the transaction of the held lock lk. */
+shm_off	 shm_tx_alloc(struct arena *, struct shm_lock *lk, size_t n);
+/* Free a block (or, with SHM_CHAIN, a chain of log chunks) at commit. */
+void	 shm_tx_free(struct arena *, struct shm_lock *lk, shm_off);
+/* Return the block named by *slot to its free list and zero *slot. */
+void	 shm_release(struct arena *, uint64_t *slot);
+size_t	 shm_block_size(struct arena *, shm_off);
+int	 shm_size_class(size_t);
+shm_off	 shm_room_slot_alloc(struct arena *, struct shm_lock *lk);
+void	 shm_room_slot_free(struct arena *, struct shm_lock *lk, shm_off);
+void	 shm_usage(struct arena *, uint64_t *used, uint64_t *size);
+
+/* shm/shm_room.c */
+struct shm_room_ref {
+	shm_off		off;
+	uint64_t	rid;
+};
+int	 shm_room_create(struct arena *, unsigned dialect, const char *id,
+	    uint64_t expires, struct shm_room_ref *);
+int	 shm_room_find(struct arena *, unsigned dialect, const char *id,
+	    struct shm_room_ref *);
+/* Lock a room found earlier; SHM_ENOENT if it was deleted meanwhile. */
+int	 shm_room_lock(struct arena *, const struct shm_room_ref *,
+	    struct shm_room **);
+void	 shm_room_unlock(struct arena *, struct shm_room *);
+/* Delete a room whose lock is held; the lock is released. */
+void	 shm_room_delete_locked(struct arena *, struct shm_room *);
+/* Copy out up to max references of a dialect's rooms. */
+size_t	 shm_room_list(struct arena *, unsigned dialect,
+	    struct shm_room_ref *, size_t max);
+int	 shm_room_conn_locked(struct arena *, struct shm_room *, unsigned slot,
+	    int delta, uint64_t expires);
+void	 shm_room_slot_dead(struct arena *, unsigned slot, uint64_t expires);
+void	 shm_room_reap(struct arena *, uint64_t now);
+int	 shm_room_set_expiry_locked(struct arena *, struct shm_room *,
+	    uint64_t);
+struct shm_member *shm_member_at(struct arena *, struct shm_room *, size_t);
+int	 shm_member_add_locked(struct arena *, struct shm_room *,
+	    const struct shm_member *, uint64_t max, struct shm_member **);
+struct shm_member *shm_member_by_name(struct arena *, struct shm_room *,
+	    const char *);
+struct shm_member *shm_member_by_token(struct arena *, struct shm_room *,
+	    const char *);
+struct shm_member *shm_member_by_mid(struct arena *, struct shm_room *,
+	    uint64_t);
+void	 shm_member_set_locked(struct arena *, struct shm_room *,
+	    struct shm_member *, uint64_t *field, uint64_t value);
+void	 shm_member_remove_locked(struct arena *, struct shm_room *,
+	    struct shm_member *);
+
+/* shm/shm_log.c */
+struct shm_rec_in {
+	const void	*data;
+	uint32_t	 len;
+	uint16_t	 type;
+	uint64_t	 target;
+};
+/* Append n records atomically; on success *last is the last sequence. */
+int	 shm_log_append_locked(struct arena *, struct shm_room *,
+	    const struct shm_rec_in *, size_t n, uint64_t max_bytes,
+	    uint64_t *last);
+/*
+ * Call fn for every committed record after seq "after", in order, while
+ * the room lock is held; stop early when fn returns nonzero.
+ */
+typedef int (*shm_log_fn)(const struct shm_rec *, const void *data, void *);
+void	 shm_log_read_locked(struct arena *, struct shm_room *,
+	    uint64_t after, shm_log_fn, void *);
+
+#endif /* ROOMD_SHM_H */

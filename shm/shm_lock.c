@@ -1,0 +1,190 @@
+/*
+ * shm_lock.c: robust process-shared locks and the transaction journal that
+ * makes each critical section all-or-nothing when its owner dies.
+ *
+ * A transaction is the span of one lock hold.  Stores to shared state that
+ * other processes can reach go through shm_tx_set(), which writes the old
+ * value into the lock's journal before the new value lands.  Memory that is
+ * not reachable yet (a fresh block, the unused tail of a log chunk) is
+ * written directly: the journaled store that links it in is the commit.
+ *
+ * Commit marks the journal FREEING and returns the blocks queued with
+ * shm_tx_free() to the allocator, one allocator transaction each, each of
+ * which zeroes its journal entry; so a crash at any point either rolls the
+ * whole change back (ACTIVE) or lets the next owner finish the frees
+ * (FREEING), and no block is ever freed twice.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shm.h"
+
+void (*shm_recovery_hook)(const char *, uint64_t);
+
+static void	shm_tx_rollback(struct arena *, struct shm_lock *);
+static void	shm_tx_finish(struct arena *, struct shm_lock *);
+
+int
+shm_lock_init(struct shm_lock *lk)
+{
+	pthread_mutexattr_t	 attr;
+	int			 rc;
+
+	memset(lk, 0, sizeof(*lk));
+	if (pthread_mutexattr_init(&attr) != 0)
+		return -1;
+	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	rc = pthread_mutex_init(&lk->mtx, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return rc == 0 ? 0 : -1;
+}
+
+/*
+ * Take a lock.  If its owner died holding it, repair what the owner was
+ * doing before anyone else sees it, then mark the mutex consistent.
+ * Returns 0, or SHM_ESTATE if the mutex is beyond repair (which would mean
+ * an earlier repair itself failed: never expected).
+ */
+int
+shm_lock(struct arena *a, struct shm_lock *lk)
+{
+	uint64_t	 dead;
+	int		 rc;
+
+	rc = pthread_mutex_lock(&lk->mtx);
+	if (rc == EOWNERDEAD) {
+		dead = lk->owner_pid;
+		if (lk->tx.state == SHM_TX_ACTIVE)
+			shm_tx_rollback(a, lk);
+		else if (lk->tx.state == SHM_TX_FREEING)
+			shm_tx_finish(a, lk);
+		pthread_mutex_consistent(&lk->mtx);
+		__atomic_add_fetch(&a->hdr->recoveries, 1, __ATOMIC_RELAXED);
+		if (shm_recovery_hook != NULL)
+			shm_recovery_hook(lk == &a->hdr->alloc_lock ?
+			    "allocator" : lk == &a->hdr->index_lock ?
+			    "room index" : "room", dead);
+	} else if (rc != 0)
+		return SHM_ESTATE;
+	lk->owner_pid = (uint64_t)getpid();
+	return 0;
+}
+
+void
+shm_unlock(struct arena *a, struct shm_lock *lk)
+{
+	(void)a;
+	pthread_mutex_unlock(&lk->mtx);
+}
+
+void
+shm_tx_begin(struct arena *a, struct shm_lock *lk)
+{
+	struct shm_tx	*tx = &lk->tx;
+
+	(void)a;
+	tx->nundo = 0;
+	memset(tx->alloc, 0, sizeof(tx->alloc));
+	memset(tx->release, 0, sizeof(tx->release));
+	__atomic_store_n(&tx->state, SHM_TX_ACTIVE, __ATOMIC_RELEASE);
+}
+
+/*
+ * Store v at p, journaling the old value first.  The journal entry is
+ * complete before the count covers it, and the count covers it before the
+ * store lands, so a crash anywhere leaves a journal that undoes exactly
+ * what happened.
+ */
+void
+shm_tx_set(struct arena *a, struct shm_lock *lk, uint64_t *p, uint64_t v)
+{
+	struct shm_tx	*tx = &lk->tx;
+	struct shm_undo	*u;
+
+	if (tx->state != SHM_TX_ACTIVE || tx->nundo >= SHM_TX_UNDO)
+		abort();	/* a programming error, not a runtime one */
+	u = &tx->undo[tx->nundo];
+	u->off = SHM_OFF(a, p);
+	u->old = *p;
+	__atomic_store_n(&tx->nundo, tx->nundo + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static void
+shm_tx_rollback(struct arena *a, struct shm_lock *lk)
+{
+	struct shm_tx	*tx = &lk->tx;
+	uint64_t	 i;
+
+	for (i = tx->nundo; i > 0; i--) {
+		struct shm_undo *u = &tx->undo[i - 1];
+		uint64_t *p = SHM_PTR(a, u->off);
+
+		__atomic_store_n(p, u->old, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&tx->nundo, 0, __ATOMIC_RELEASE);
+	/* Blocks taken in the transaction go back; each entry is zeroed in
+	 * the same allocator transaction that frees it. */
+	for (i = 0; i < SHM_TX_BLOCKS; i++)
+		if (tx->alloc[i] != 0)
+			shm_release(a, &tx->alloc[i]);
+	memset(tx->release, 0, sizeof(tx->release));
+	__atomic_store_n(&tx->state, SHM_TX_IDLE, __ATOMIC_RELEASE);
+}
+
+static void
+shm_tx_finish(struct arena *a, struct shm_lock *lk)
+{
+	struct shm_tx	*tx = &lk->tx;
+	uint64_t	 i;
+
+	for (i = 0; i < SHM_TX_BLOCKS; i++)
+		while (tx->release[i] != 0)
+			shm_release(a, &tx->release[i]);
+	tx->nundo = 0;
+	memset(tx->alloc, 0, sizeof(tx->alloc));
+	__atomic_store_n(&tx->state, SHM_TX_IDLE, __ATOMIC_RELEASE);
+}
+
+void
+shm_tx_commit(struct arena *a, struct shm_lock *lk)
+{
+	struct shm_tx	*tx = &lk->tx;
+	int		 i, frees = 0;
+
+	SHM_CRASH("tx_commit");
+	for (i = 0; i < SHM_TX_BLOCKS; i++)
+		frees |= tx->release[i] != 0;
+	if (frees) {
+		__atomic_store_n(&tx->state, SHM_TX_FREEING, __ATOMIC_RELEASE);
+		SHM_CRASH("tx_freeing");
+		shm_tx_finish(a, lk);
+	} else
+		__atomic_store_n(&tx->state, SHM_TX_IDLE, __ATOMIC_RELEASE);
+}
+
+void
+shm_tx_abort(struct arena *a, struct shm_lock *lk)
+{
+	shm_tx_rollback(a, lk);
+}
+
+/*
+ * With --enable-crash-points, ROOMD_CRASH_AT=site kills the process with
+ * SIGKILL the first time it passes that site: the test of every critical
+ * section's repair.
+ */
+void
+shm_crash_point(const char *site)
+{
+	const char	*want = getenv("ROOMD_CRASH_AT");
+
+	if (want != NULL && strcmp(want, site) == 0)
+		raise(SIGKILL);
+}

@@ -1,0 +1,449 @@
+/*
+ * shm_room.c: the room index and each room's member table.
+ *
+ * The index is a hash of (dialect, room id) chained through the room slots,
+ * guarded by the index lock.  A room's own fields and members are guarded
+ * by the room's lock; a room critical section is one transaction, begun by
+ * shm_room_lock() and committed by shm_room_unlock().  Lock order: room,
+ * then index, then allocator (doc/locking.txt).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "shm.h"
+
+#define MEMBERS_INITIAL	4
+
+static unsigned
+room_hash(unsigned dialect, const char *id)
+{
+	uint32_t	 h = 2166136261u ^ dialect;
+
+	while (*id != '\0') {
+		h ^= (uint8_t)*id++;
+		h *= 16777619u;
+	}
+	return h % ARENA_BUCKETS;
+}
+
+static struct shm_room *
+room_of(struct arena *a, shm_off off)
+{
+	return SHM_PTR(a, off);
+}
+
+static shm_off
+room_lookup_locked(struct arena *a, unsigned dialect, const char *id)
+{
+	shm_off		 off;
+	struct shm_room	*r;
+
+	for (off = a->hdr->buckets[room_hash(dialect, id)]; off != 0;
+	    off = r->hnext) {
+		r = room_of(a, off);
+		if (r->dialect == dialect && strcmp(r->id, id) == 0)
+			return off;
+	}
+	return 0;
+}
+
+/*
+ * Create a room of a dialect with a unique id.  expires is the unix time
+ * after which it is reaped if no connection has opened.  Returns 0 and a
+ * reference, SHM_EEXIST, SHM_EINVAL or SHM_ENOSPC.
+ */
+int
+shm_room_create(struct arena *a, unsigned dialect, const char *id,
+    uint64_t expires, struct shm_room_ref *ref)
+{
+	struct arena_hdr	*h = a->hdr;
+	struct shm_lock		*il = &h->index_lock;
+	struct shm_room		*r;
+	shm_off			 off, members;
+	unsigned		 b;
+	int			 rc = 0;
+
+	if (strlen(id) == 0 || strlen(id) > ROOM_ID_MAX)
+		return SHM_EINVAL;
+	if (shm_lock(a, il) != 0)
+		return SHM_ESTATE;
+	shm_tx_begin(a, il);
+	if (room_lookup_locked(a, dialect, id) != 0) {
+		rc = SHM_EEXIST;
+		goto out;
+	}
+	if ((off = shm_room_slot_alloc(a, il)) == 0 ||
+	    (members = shm_tx_alloc(a, il, MEMBERS_INITIAL *
+	    sizeof(struct shm_member))) == 0) {
+		shm_tx_abort(a, il);
+		shm_unlock(a, il);
+		return SHM_ENOSPC;
+	}
+	/* The slot is unreachable until it is linked into a bucket, so its
+	 * fields (all but the lock) are written directly. */
+	r = room_of(a, off);
+	memset(&r->rid, 0, sizeof(*r) - offsetof(struct shm_room, rid));
+	r->dialect = dialect;
+	strncpy(r->id, id, ROOM_ID_MAX);
+	r->created = r->expires = expires;
+	r->members = members;
+	r->cap = shm_block_size(a, members) / sizeof(struct shm_member);
+	memset(SHM_PTR(a, members), 0, r->cap * sizeof(struct shm_member));
+	r->next_mid = 1;
+	r->rid = h->next_rid;
+	b = room_hash(dialect, id);
+	r->hnext = h->buckets[b];
+	shm_tx_set(a, il, &h->next_rid, h->next_rid + 1);
+	SHM_CRASH("room_create");
+	shm_tx_set(a, il, &h->buckets[b], off);
+	shm_tx_set(a, il, &h->nrooms, h->nrooms + 1);
+	ref->off = off;
+	ref->rid = r->rid;
+out:
+	shm_tx_commit(a, il);
+	shm_unlock(a, il);
+	return rc;
+}
+
+int
+shm_room_find(struct arena *a, unsigned dialect, const char *id,
+    struct shm_room_ref *ref)
+{
+	struct shm_lock	*il = &a->hdr->index_lock;
+	shm_off		 off;
+
+	if (shm_lock(a, il) != 0)
+		return SHM_ESTATE;
+	off = room_lookup_locked(a, dialect, id);
+	if (off != 0) {
+		ref->off = off;
+		ref->rid = room_of(a, off)->rid;
+	}
+	shm_unlock(a, il);
+	return off != 0 ? 0 : SHM_ENOENT;
+}
+
+size_t
+shm_room_list(struct arena *a, unsigned dialect, struct shm_room_ref *refs,
+    size_t max)
+{
+	struct shm_lock	*il = &a->hdr->index_lock;
+	struct shm_room	*r;
+	shm_off		 off;
+	size_t		 n = 0;
+	unsigned	 b;
+
+	if (shm_lock(a, il) != 0)
+		return 0;
+	for (b = 0; b < ARENA_BUCKETS && n < max; b++)
+		for (off = a->hdr->buckets[b]; off != 0 && n < max;
+		    off = r->hnext) {
+			r = room_of(a, off);
+			if (dialect != ROOM_ALL_DIALECTS && r->dialect != dialect)
+				continue;
+			refs[n].off = off;
+			refs[n++].rid = r->rid;
+		}
+	shm_unlock(a, il);
+	return n;
+}
+
+/*
+ * Lock a room found earlier and begin its transaction.  Returns
+ * SHM_ENOENT if the room was deleted meanwhile (its slot may hold another
+ * room by now: the rid tells).
+ */
+int
+shm_room_lock(struct arena *a, const struct shm_room_ref *ref,
+    struct shm_room **rp)
+{
+	struct shm_room	*r;
+
+	if (ref->off < a->hdr->hdr_size || ref->off >= a->hdr->top)
+		return SHM_ENOENT;
+	r = room_of(a, ref->off);
+	if (r->magic != ROOM_MAGIC)
+		return SHM_ENOENT;
+	if (shm_lock(a, &r->lock) != 0)
+		return SHM_ESTATE;
+	if (r->rid != ref->rid || r->rid == 0) {
+		shm_unlock(a, &r->lock);
+		return SHM_ENOENT;
+	}
+	shm_tx_begin(a, &r->lock);
+	*rp = r;
+	return 0;
+}
+
+void
+shm_room_unlock(struct arena *a, struct shm_room *r)
+{
+	shm_tx_commit(a, &r->lock);
+	shm_unlock(a, &r->lock);
+}
+
+/*
+ * Unlink a room from the index and free everything it holds: its member
+ * table, its log chunks and, last, its slot.  The room's lock is released.
+ */
+void
+shm_room_delete_locked(struct arena *a, struct shm_room *r)
+{
+	struct arena_hdr	*h = a->hdr;
+	struct shm_lock		*il = &h->index_lock;
+	shm_off			 off = SHM_OFF(a, r), *pp;
+
+	if (shm_lock(a, il) == 0) {
+		shm_tx_begin(a, il);
+		for (pp = &h->buckets[room_hash((unsigned)r->dialect, r->id)];
+		    *pp != 0 && *pp != off; pp = &room_of(a, *pp)->hnext)
+			;
+		if (*pp == off) {
+			shm_tx_set(a, il, pp, r->hnext);
+			shm_tx_set(a, il, &h->nrooms, h->nrooms - 1);
+		}
+		SHM_CRASH("room_unlink");
+		shm_tx_commit(a, il);
+		shm_unlock(a, il);
+	}
+	shm_tx_set(a, &r->lock, &r->rid, 0);
+	shm_tx_free(a, &r->lock, r->members);
+	if (r->log_head != 0)
+		shm_tx_free(a, &r->lock, r->log_head | SHM_CHAIN);
+	shm_room_slot_free(a, &r->lock, off);
+	SHM_CRASH("room_delete");
+	shm_room_unlock(a, r);
+}
+
+/*
+ * Count a connection opening (delta 1) or closing (-1) on a worker slot.
+ * When the last one closes the room gets the expiry time given.  Returns
+ * the room's open connections after the change.
+ */
+int
+shm_room_conn_locked(struct arena *a, struct shm_room *r, unsigned slot,
+    int delta, uint64_t expires)
+{
+	uint64_t	*sc = &r->slot_conns[slot % ARENA_MAX_SLOTS];
+
+	if (delta < 0 && *sc == 0)
+		return (int)r->conns;
+	shm_tx_set(a, &r->lock, sc, *sc + (uint64_t)(int64_t)delta);
+	shm_tx_set(a, &r->lock, &r->conns, r->conns + (uint64_t)(int64_t)delta);
+	if (delta > 0 && (r->expires != 0 || !(r->flags & ROOM_F_OPENED))) {
+		shm_tx_set(a, &r->lock, &r->expires, 0);
+		shm_tx_set(a, &r->lock, &r->flags, r->flags | ROOM_F_OPENED);
+	}
+	if (r->conns == 0)
+		shm_tx_set(a, &r->lock, &r->expires, expires);
+	return (int)r->conns;
+}
+
+int
+shm_room_set_expiry_locked(struct arena *a, struct shm_room *r, uint64_t t)
+{
+	shm_tx_set(a, &r->lock, &r->expires, t);
+	return 0;
+}
+
+/*
+ * A worker slot died: its connections are gone.  Forget them in every
+ * room, and let rooms left with no connection expire at the time given,
+ * so clients have that long to reconnect.
+ */
+void
+shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
+{
+	struct shm_room_ref	*refs;
+	struct shm_room		*r;
+	size_t			 i, j, n, max = a->hdr->nrooms + 64;
+
+	if ((refs = calloc(max, sizeof(*refs))) == NULL)
+		return;
+	n = shm_room_list(a, ROOM_ALL_DIALECTS, refs, max);
+	for (i = 0; i < n; i++) {
+		if (shm_room_lock(a, &refs[i], &r) != 0)
+			continue;
+		if (r->slot_conns[slot] > 0) {
+			shm_tx_set(a, &r->lock, &r->conns,
+			    r->conns - r->slot_conns[slot]);
+			shm_tx_set(a, &r->lock, &r->slot_conns[slot], 0);
+			if (r->conns == 0)
+				shm_tx_set(a, &r->lock, &r->expires, expires);
+		}
+		for (j = 0; j < r->nmembers; j++) {
+			struct shm_member *m = shm_member_at(a, r, j);
+
+			if (m->mid != 0 && m->locator != 0 &&
+			    MEMBER_LOCATOR_SLOT(m->locator) == (int)slot)
+				shm_member_set_locked(a, r, m, &m->locator, 0);
+		}
+		shm_room_unlock(a, r);
+	}
+	free(refs);
+}
+
+/* Delete every room with no connection whose expiry time has passed. */
+void
+shm_room_reap(struct arena *a, uint64_t now)
+{
+	struct shm_room_ref	*refs;
+	struct shm_room		*r;
+	size_t			 i, n, max = a->hdr->nrooms + 64;
+
+	if ((refs = calloc(max, sizeof(*refs))) == NULL)
+		return;
+	n = shm_room_list(a, ROOM_ALL_DIALECTS, refs, max);
+	for (i = 0; i < n; i++) {
+		if (shm_room_lock(a, &refs[i], &r) != 0)
+			continue;
+		if (r->conns == 0 && r->expires != 0 && r->expires <= now)
+			shm_room_delete_locked(a, r);
+		else
+			shm_room_unlock(a, r);
+	}
+	free(refs);
+}
+
+struct shm_member *
+shm_member_at(struct arena *a, struct shm_room *r, size_t i)
+{
+	return (struct shm_member *)SHM_PTR(a, r->members) + i;
+}
+
+static int
+members_grow_locked(struct arena *a, struct shm_room *r)
+{
+	shm_off		 off;
+	uint64_t	 cap;
+
+	off = shm_tx_alloc(a, &r->lock, 2 * r->cap * sizeof(struct shm_member));
+	if (off == 0)
+		return SHM_ENOSPC;
+	cap = shm_block_size(a, off) / sizeof(struct shm_member);
+	memcpy(SHM_PTR(a, off), SHM_PTR(a, r->members),
+	    r->cap * sizeof(struct shm_member));
+	memset((struct shm_member *)SHM_PTR(a, off) + r->cap, 0,
+	    (cap - r->cap) * sizeof(struct shm_member));
+	shm_tx_free(a, &r->lock, r->members);
+	shm_tx_set(a, &r->lock, &r->members, off);
+	shm_tx_set(a, &r->lock, &r->cap, cap);
+	return 0;
+}
+
+/*
+ * Add a member (copied from *in; mid is assigned) unless max members are
+ * present.  Returns 0 and the record in *out, SHM_ELIMIT or SHM_ENOSPC.
+ * The record stays valid until the room lock is released.
+ */
+int
+shm_member_add_locked(struct arena *a, struct shm_room *r,
+    const struct shm_member *in, uint64_t max, struct shm_member **out)
+{
+	struct shm_member	*m = NULL;
+	uint64_t		 i, live = 0;
+	int			 rc;
+
+	for (i = 0; i < r->nmembers; i++) {
+		struct shm_member *x = shm_member_at(a, r, i);
+
+		if (x->mid != 0)
+			live++;
+		else if (m == NULL)
+			m = x;
+	}
+	if (live >= max)
+		return SHM_ELIMIT;
+	if (m == NULL) {
+		if (r->nmembers == r->cap &&
+		    (rc = members_grow_locked(a, r)) != 0)
+			return rc;
+		m = shm_member_at(a, r, r->nmembers);
+		shm_tx_set(a, &r->lock, &r->nmembers, r->nmembers + 1);
+	}
+	/* A slot with mid 0 is free: fill it, then publish it by its mid. */
+	memcpy((uint8_t *)m + sizeof(m->mid), (const uint8_t *)in +
+	    sizeof(in->mid), sizeof(*m) - sizeof(m->mid));
+	shm_tx_set(a, &r->lock, &r->next_mid, r->next_mid + 1);
+	SHM_CRASH("member_add");
+	shm_tx_set(a, &r->lock, &m->mid, r->next_mid - 1);
+	*out = m;
+	return 0;
+}
+
+static struct shm_member *
+member_find(struct arena *a, struct shm_room *r, int (*match)(
+    const struct shm_member *, const void *), const void *arg)
+{
+	uint64_t	 i;
+
+	for (i = 0; i < r->nmembers; i++) {
+		struct shm_member *m = shm_member_at(a, r, i);
+
+		if (m->mid != 0 && match(m, arg))
+			return m;
+	}
+	return NULL;
+}
+
+static int
+match_name(const struct shm_member *m, const void *arg)
+{
+	return strcmp(m->name, arg) == 0;
+}
+
+static int
+match_token(const struct shm_member *m, const void *arg)
+{
+	const char	*t = arg;
+	unsigned	 diff = 0;
+	size_t		 i;
+
+	/* Constant time over the token's length. */
+	if (strlen(t) != MEMBER_TOKEN_LEN)
+		return 0;
+	for (i = 0; i < MEMBER_TOKEN_LEN; i++)
+		diff |= (unsigned)(m->token[i] ^ t[i]);
+	return diff == 0;
+}
+
+static int
+match_mid(const struct shm_member *m, const void *arg)
+{
+	return m->mid == *(const uint64_t *)arg;
+}
+
+struct shm_member *
+shm_member_by_name(struct arena *a, struct shm_room *r, const char *name)
+{
+	return member_find(a, r, match_name, name);
+}
+
+struct shm_member *
+shm_member_by_token(struct arena *a, struct shm_room *r, const char *token)
+{
+	return member_find(a, r, match_token, token);
+}
+
+struct shm_member *
+shm_member_by_mid(struct arena *a, struct shm_room *r, uint64_t mid)
+{
+	return member_find(a, r, match_mid, &mid);
+}
+
+void
+shm_member_set_locked(struct arena *a, struct shm_room *r,
+    struct shm_member *m, uint64_t *field, uint64_t value)
+{
+	(void)m;
+	shm_tx_set(a, &r->lock, field, value);
+}
+
+void
+shm_member_remove_locked(struct arena *a, struct shm_room *r,
+    struct shm_member *m)
+{
+	shm_tx_set(a, &r->lock, &m->mid, 0);
+}
