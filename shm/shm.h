@@ -247,6 +247,11 @@ struct shm_room_ref {
 };
 int	 shm_room_create(struct arena *, unsigned dialect, const char *id,
 	    uint64_t expires, struct shm_room_ref *);
+/* The same, returning the new room already locked (before anyone else
+ * can find it), its transaction begun. */
+int	 shm_room_create_locked(struct arena *, unsigned dialect,
+	    const char *id, uint64_t expires, struct shm_room_ref *,
+	    struct shm_room **);
 int	 shm_room_find(struct arena *, unsigned dialect, const char *id,
 	    struct shm_room_ref *);
 /* Lock a room found earlier; SHM_ENOENT if it was deleted meanwhile. */

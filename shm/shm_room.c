@@ -58,6 +58,20 @@ int
 shm_room_create(struct arena *a, unsigned dialect, const char *id,
     uint64_t expires, struct shm_room_ref *ref)
 {
+	return shm_room_create_locked(a, dialect, id, expires, ref, NULL);
+}
+
+/*
+ * The slot is locked before it is linked into the index, so nobody sees
+ * the room before its creator has finished setting it up.  Taking a room
+ * lock under the index lock is against the lock order, but it cannot
+ * deadlock: the slot is unreachable, so at most a holder of a stale
+ * reference has it, briefly, and that one never waits for the index.
+ */
+int
+shm_room_create_locked(struct arena *a, unsigned dialect, const char *id,
+    uint64_t expires, struct shm_room_ref *ref, struct shm_room **locked)
+{
 	struct arena_hdr	*h = a->hdr;
 	struct shm_lock		*il = &h->index_lock;
 	struct shm_room		*r;
@@ -95,6 +109,15 @@ shm_room_create(struct arena *a, unsigned dialect, const char *id,
 	r->rid = h->next_rid;
 	b = room_hash(dialect, id);
 	r->hnext = h->buckets[b];
+	if (locked != NULL) {
+		if (shm_lock(a, &r->lock) != 0) {
+			shm_tx_abort(a, il);
+			shm_unlock(a, il);
+			return SHM_ESTATE;
+		}
+		shm_tx_begin(a, &r->lock);
+		*locked = r;
+	}
 	shm_tx_set(a, il, &h->next_rid, h->next_rid + 1);
 	SHM_CRASH("room_create");
 	shm_tx_set(a, il, &h->buckets[b], off);

@@ -1,0 +1,445 @@
+/*
+ * roomd.c: the master process.  It reads the configuration, binds one
+ * SO_REUSEPORT socket per worker slot and listen address, makes the
+ * shared-memory arena and the doorbell mesh, forks the workers and keeps
+ * them alive.  It never talks to a client.
+ *
+ * Signal handlers only set flags; the loop below acts on them (nginx's
+ * way), so everything the master does runs outside signal context.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roomd.h"
+
+struct roomd		*env;
+
+static volatile sig_atomic_t	 sig_stop, sig_reload, sig_child, sig_usr1;
+
+static struct {
+	pid_t		 pid;
+	time_t		 started;
+	time_t		 respawn_at;	/* when a crash-looping slot may fork */
+} workers[ROOMD_MAX_WORKERS];
+
+static void	usage(FILE *, int) __attribute__((noreturn));
+static void	master_signal(int);
+static int	master_listen(void);
+static pid_t	master_fork(int);
+static void	master_reap(int stopping);
+static void	master_stop(void);
+static void	master_reload(void);
+static void	master_pidfile(void);
+static void	master_recovered(const char *, uint64_t);
+
+static void
+usage(FILE *fp, int status)
+{
+	fprintf(fp, "usage: roomd [-fhtv] [-c file] [-l address:port] "
+	    "[-M dialect=path] [-w workers]\n");
+	exit(status);
+}
+
+static void
+master_signal(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		sig_stop = 1;
+		break;
+	case SIGHUP:
+		sig_reload = 1;
+		break;
+	case SIGCHLD:
+		sig_child = 1;
+		break;
+	case SIGUSR1:
+		sig_usr1 = 1;
+		break;
+	}
+}
+
+/* Build the configuration from the file and the command line. */
+static int
+master_config(struct roomd_config *c, const char *file, int file_given,
+    char **listens, int nlistens, char **mounts, int nmounts, int workers_opt,
+    char *err, size_t errlen)
+{
+	char	*eq, dialect[64];
+	int	 i;
+
+	config_defaults(c);
+	if (file_given || access(file, F_OK) == 0) {
+		if (config_load(c, file, err, errlen) == -1)
+			return -1;
+	}
+	if (nlistens > 0)
+		c->nlistens = 0;
+	for (i = 0; i < nlistens; i++)
+		if (config_listen(c, listens[i], err, errlen) == -1)
+			return -1;
+	if (config_finish(c, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < nmounts; i++) {
+		if ((eq = strchr(mounts[i], '=')) == NULL ||
+		    (size_t)(eq - mounts[i]) >= sizeof(dialect)) {
+			snprintf(err, errlen, "-M %s: expected dialect=path",
+			    mounts[i]);
+			return -1;
+		}
+		snprintf(dialect, sizeof(dialect), "%.*s",
+		    (int)(eq - mounts[i]), mounts[i]);
+		if (config_mount(c, dialect, eq + 1, err, errlen) == -1)
+			return -1;
+	}
+	if (workers_opt > 0)
+		c->workers = workers_opt;
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct roomd	 roomd;
+	struct sigaction	 sa;
+	sigset_t		 block, empty;
+	struct timespec		 tick = { 1, 0 };
+	const char		*file = ROOMD_CONF, *errstr = NULL;
+	char			*listens[ROOMD_MAX_LISTEN], *mounts[ROOMD_MAX_MOUNTS];
+	char			 err[1024];
+	int			 ch, check = 0, file_given = 0, nlistens = 0;
+	int			 nmounts = 0, workers_opt = 0, reattached, i;
+	long			 n;
+	char			*end;
+
+	env = &roomd;
+	env->slot = -1;
+	while ((ch = getopt(argc, argv, "c:fhl:M:tvw:")) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			file_given = 1;
+			break;
+		case 'f':
+			env->foreground = 1;
+			break;
+		case 'h':
+			usage(stdout, 0);
+		case 'l':
+			if (nlistens == ROOMD_MAX_LISTEN)
+				errstr = "too many -l options";
+			else
+				listens[nlistens++] = optarg;
+			break;
+		case 'M':
+			if (nmounts == ROOMD_MAX_MOUNTS)
+				errstr = "too many -M options";
+			else
+				mounts[nmounts++] = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'v':
+			env->verbose = 1;
+			break;
+		case 'w':
+			n = strtol(optarg, &end, 10);
+			if (*end != '\0' || n < 1 || n > ROOMD_MAX_WORKERS)
+				errstr = "-w takes a number from 1 to 64";
+			else
+				workers_opt = (int)n;
+			break;
+		default:
+			usage(stderr, 1);
+		}
+	}
+	if (optind != argc)
+		usage(stderr, 1);
+	if (errstr != NULL) {
+		fprintf(stderr, "roomd: %s\n", errstr);
+		return 1;
+	}
+	if (master_config(&env->conf, file, file_given, listens, nlistens,
+	    mounts, nmounts, workers_opt, err, sizeof(err)) == -1) {
+		fprintf(stderr, "roomd: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		fprintf(stderr, "roomd: configuration OK\n");
+		return 0;
+	}
+	env->nworkers = env->conf.workers;
+	log_init(1, env->verbose);
+	log_setproc("master");
+
+	if (master_listen() == -1)
+		return 1;
+	if (arena_open(&env->arena, env->conf.arena_path[0] ?
+	    env->conf.arena_path : NULL, env->conf.arena_size, &reattached,
+	    err, sizeof(err)) != 0) {
+		log_warnx("arena: %s", err);
+		return 1;
+	}
+	if (reattached) {
+		log_info("reattached to arena %s: %llu rooms kept",
+		    env->conf.arena_path,
+		    (unsigned long long)env->arena.hdr->nrooms);
+		/* Nobody is connected any more: every room gets room_ttl for
+		 * its members to come back. */
+		for (i = 0; i < ARENA_MAX_SLOTS; i++)
+			shm_room_slot_dead(&env->arena, (unsigned)i,
+			    util_now() + (uint64_t)env->conf.room_ttl);
+	}
+	shm_recovery_hook = master_recovered;
+	if (proc_mesh_open() == -1)
+		return 1;
+
+	if (!env->foreground) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		log_init(0, env->verbose);
+		master_pidfile();
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = master_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	sigemptyset(&empty);
+
+	for (i = 0; i < env->nworkers; i++)
+		workers[i].pid = master_fork(i);
+	log_info("roomd %s started: %d workers on %s%s", PACKAGE_VERSION,
+	    env->nworkers, env->conf.listens[0].text,
+	    env->conf.nlistens > 1 ? " and more" : "");
+
+	/* Signals are blocked except while ppoll() waits, so a flag set by
+	 * a handler is always seen on the next turn of this loop. */
+	for (;;) {
+		if (ppoll(NULL, 0, &tick, &empty) == -1 && errno != EINTR)
+			fatal("ppoll");
+		if (sig_stop)
+			break;
+		if (sig_child) {
+			sig_child = 0;
+			master_reap(0);
+		}
+		for (i = 0; i < env->nworkers; i++)
+			if (workers[i].pid == 0 &&
+			    time(NULL) >= workers[i].respawn_at)
+				workers[i].pid = master_fork(i);
+		if (sig_reload) {
+			sig_reload = 0;
+			master_reload();
+		}
+		if (sig_usr1) {
+			sig_usr1 = 0;
+			log_info("SIGUSR1: no log files to reopen");
+		}
+		shm_room_reap(&env->arena, util_now());
+	}
+	master_stop();
+	return 0;
+}
+
+static int
+master_listen(void)
+{
+	struct roomd_config	*c = &env->conf;
+	int			 s, l, fd, on = 1;
+
+	for (s = 0; s < env->nworkers; s++)
+		for (l = 0; l < c->nlistens; l++) {
+			fd = socket(c->listens[l].ss.ss_family, SOCK_STREAM |
+			    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			if (fd == -1) {
+				log_warn("socket");
+				return -1;
+			}
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+			    sizeof(on));
+			if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
+			    sizeof(on)) == -1 ||
+			    bind(fd, (struct sockaddr *)&c->listens[l].ss,
+			    c->listens[l].sslen) == -1 ||
+			    listen(fd, 1024) == -1) {
+				log_warn("listen on %s", c->listens[l].text);
+				close(fd);
+				return -1;
+			}
+			env->listen_fd[s][l] = fd;
+		}
+	return 0;
+}
+
+static pid_t
+master_fork(int slot)
+{
+	sigset_t	 none;
+	pid_t		 pid;
+
+	switch (pid = fork()) {
+	case -1:
+		log_warn("fork worker %d", slot);
+		workers[slot].respawn_at = time(NULL) + 1;
+		return 0;
+	case 0:
+		sigemptyset(&none);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGUSR1, SIG_IGN);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* A worker must not outlive its master. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			_exit(0);
+		server_main(slot);
+	}
+	workers[slot].started = time(NULL);
+	log_debug("worker %d is pid %d", slot, (int)pid);
+	return pid;
+}
+
+static void
+master_recovered(const char *what, uint64_t pid)
+{
+	log_warnx("shared memory %s lock was held by dead pid %llu: "
+	    "recovered", what, (unsigned long long)pid);
+}
+
+/* Collect dead workers; repair the arena after each and mark the slot. */
+static void
+master_reap(int stopping)
+{
+	pid_t		 pid;
+	int		 status, i;
+	char		 err[256];
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < env->nworkers; i++)
+			if (workers[i].pid == pid)
+				break;
+		if (i == env->nworkers)
+			continue;
+		workers[i].pid = 0;
+		if (stopping)
+			continue;
+		if (WIFSIGNALED(status))
+			log_warnx("worker %d (pid %d) killed by signal %d",
+			    i, (int)pid, WTERMSIG(status));
+		else
+			log_warnx("worker %d (pid %d) exited with status %d",
+			    i, (int)pid, WEXITSTATUS(status));
+		/* Its connections are gone: forget them, and take every
+		 * lock once so one it died holding is repaired now. */
+		shm_room_slot_dead(&env->arena, (unsigned)i,
+		    util_now() + (uint64_t)env->conf.room_ttl);
+		if (env->verbose && arena_check(&env->arena, err,
+		    sizeof(err)) == -1)
+			log_warnx("arena check after worker %d died: %s", i,
+			    err);
+		/* A slot that dies right after starting waits a second. */
+		workers[i].respawn_at = time(NULL) - workers[i].started < 1 ?
+		    time(NULL) + 1 : 0;
+	}
+}
+
+static void
+master_stop(void)
+{
+	time_t	 deadline = time(NULL) + ROOMD_STOP_TIMEOUT + 2;
+	int	 i, alive;
+
+	log_info("stopping: asking %d workers to close their connections",
+	    env->nworkers);
+	for (i = 0; i < env->nworkers; i++)
+		if (workers[i].pid > 0)
+			kill(workers[i].pid, SIGTERM);
+	for (;;) {
+		master_reap(1);
+		for (alive = 0, i = 0; i < env->nworkers; i++)
+			alive += workers[i].pid > 0;
+		if (alive == 0)
+			break;
+		if (time(NULL) >= deadline) {
+			for (i = 0; i < env->nworkers; i++)
+				if (workers[i].pid > 0)
+					kill(workers[i].pid, SIGKILL);
+		}
+		usleep(20000);
+	}
+	if (!env->foreground)
+		unlink(env->conf.pidfile);
+	arena_close(&env->arena);
+	log_info("stopped");
+}
+
+/*
+ * SIGHUP: read the configuration again.  A bad file is logged and the
+ * running one kept.  Applying a good one to running workers is not done
+ * yet; it is checked and logged.
+ */
+static void
+master_reload(void)
+{
+	struct roomd_config	 c;
+	char			 err[1024];
+
+	config_defaults(&c);
+	if (env->conf.file[0] == '\0') {
+		log_info("SIGHUP: no configuration file to reload");
+		return;
+	}
+	if (config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
+	    config_finish(&c, err, sizeof(err)) == -1) {
+		log_warnx("SIGHUP: %s; keeping the running configuration",
+		    err);
+		return;
+	}
+	log_info("SIGHUP: %s is valid; restart roomd to apply changes",
+	    env->conf.file);
+}
+
+static void
+master_pidfile(void)
+{
+	FILE	*fp;
+
+	if ((fp = fopen(env->conf.pidfile, "w")) == NULL) {
+		log_warn("pidfile %s", env->conf.pidfile);
+		return;
+	}
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+}

@@ -1,0 +1,312 @@
+/*
+ * config.c: roomd.conf(5).  One setting per line, "keyword value", with
+ * "#" comments; an error names the file, the line and what is wrong.  The
+ * command line adds to or replaces what the file says (roomd.c).
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "roomd.h"
+
+void
+config_defaults(struct roomd_config *c)
+{
+	long	 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(c, 0, sizeof(*c));
+	c->workers = ncpu < 1 ? 1 : ncpu > ROOMD_MAX_WORKERS ?
+	    ROOMD_MAX_WORKERS : (int)ncpu;
+	c->arena_size = 256ULL << 20;
+	snprintf(c->pidfile, sizeof(c->pidfile), "%s", ROOMD_PIDFILE);
+	c->max_header_bytes = 8192;
+	c->max_body_bytes = 65536;
+	c->max_message_bytes = 1 << 20;
+	c->output_buffer_bytes = 4 << 20;
+	c->idle_timeout = 60;
+	c->ping_interval = 30;
+	c->room_ttl = 60;
+	c->room_max_members = 1000;
+	c->room_log_max_bytes = 64ULL << 20;
+}
+
+/* "host:port", "[v6]:port" or ":port" (all addresses). */
+int
+config_listen(struct roomd_config *c, const char *text, char *err,
+    size_t errlen)
+{
+	struct listen_addr	*l;
+	struct sockaddr_in	*sin;
+	struct sockaddr_in6	*sin6;
+	char			 host[128], *colon, *end;
+	long			 port;
+
+	if (c->nlistens == ROOMD_MAX_LISTEN) {
+		snprintf(err, errlen, "too many listen addresses");
+		return -1;
+	}
+	if (strlen(text) >= sizeof(host) || (colon = strrchr(text, ':'))
+	    == NULL) {
+		snprintf(err, errlen, "listen address \"%s\" is not "
+		    "address:port", text);
+		return -1;
+	}
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || colon[1] == '\0' || port < 1 || port > 65535) {
+		snprintf(err, errlen, "bad port in \"%s\"", text);
+		return -1;
+	}
+	l = &c->listens[c->nlistens];
+	memset(l, 0, sizeof(*l));
+	sin = (struct sockaddr_in *)&l->ss;
+	sin6 = (struct sockaddr_in6 *)&l->ss;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		host[strlen(host) - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+			goto bad;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		l->sslen = sizeof(*sin6);
+	} else {
+		if (host[0] == '\0' || strcmp(host, "*") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			goto bad;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		l->sslen = sizeof(*sin);
+	}
+	snprintf(l->text, sizeof(l->text), "%s", text);
+	c->nlistens++;
+	return 0;
+bad:
+	snprintf(err, errlen, "bad address in \"%s\" (use a numeric IPv4 "
+	    "address or [IPv6])", text);
+	return -1;
+}
+
+int
+config_mount(struct roomd_config *c, const char *dialect, const char *path,
+    char *err, size_t errlen)
+{
+	const struct dialect	*d;
+	struct mount		*m;
+	size_t			 len = strlen(path);
+	int			 i;
+
+	if ((d = dialect_find(dialect)) == NULL) {
+		snprintf(err, errlen, "unknown dialect \"%s\"", dialect);
+		return -1;
+	}
+	if (path[0] != '/' || len >= sizeof(m->path) || strchr(path, '?')) {
+		snprintf(err, errlen, "mount path \"%s\" must start with /",
+		    path);
+		return -1;
+	}
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	for (i = 0; i < c->nmounts; i++)
+		if (strlen(c->mounts[i].path) == len &&
+		    strncmp(c->mounts[i].path, path, len) == 0) {
+			if (c->mounts[i].dialect == d)
+				return 0;
+			snprintf(err, errlen, "path %.*s is already mounted",
+			    (int)len, path);
+			return -1;
+		}
+	if (c->nmounts == ROOMD_MAX_MOUNTS) {
+		snprintf(err, errlen, "too many mounts");
+		return -1;
+	}
+	m = &c->mounts[c->nmounts++];
+	memcpy(m->path, path, len);
+	m->path[len] = '\0';
+	m->dialect = d;
+	return 0;
+}
+
+static int
+config_int(const char *v, long min, long max, long *out)
+{
+	char	*end;
+	long	 n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+/* One "keyword value..." line. */
+static int
+config_setting(struct roomd_config *c, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	static const struct {
+		const char	*key;
+		size_t		 off;
+		uint64_t	 min, max;
+	} sizes[] = {
+		{ "arena_size", offsetof(struct roomd_config, arena_size),
+		    ARENA_MIN_SIZE, 1ULL << 40 },
+		{ "max_header_bytes", offsetof(struct roomd_config,
+		    max_header_bytes), 256, 1 << 20 },
+		{ "max_body_bytes", offsetof(struct roomd_config,
+		    max_body_bytes), 64, 64 << 20 },
+		{ "max_message_bytes", offsetof(struct roomd_config,
+		    max_message_bytes), 125, 256 << 20 },
+		{ "output_buffer_bytes", offsetof(struct roomd_config,
+		    output_buffer_bytes), 4096, 1ULL << 32 },
+		{ "room_log_max_bytes", offsetof(struct roomd_config,
+		    room_log_max_bytes), 1024, 1ULL << 40 },
+		{ "room_max_members", offsetof(struct roomd_config,
+		    room_max_members), 1, 1 << 20 },
+	};
+	static const struct {
+		const char	*key;
+		size_t		 off;
+		long		 min, max;
+	} ints[] = {
+		{ "workers", offsetof(struct roomd_config, workers), 1,
+		    ROOMD_MAX_WORKERS },
+		{ "idle_timeout", offsetof(struct roomd_config, idle_timeout),
+		    1, 86400 },
+		{ "ping_interval", offsetof(struct roomd_config,
+		    ping_interval), 1, 86400 },
+		{ "room_ttl", offsetof(struct roomd_config, room_ttl), 1,
+		    86400 * 365 },
+	};
+	const char	*key = argv[0];
+	uint64_t	 u;
+	long		 n;
+	size_t		 i;
+
+	if (strcmp(key, "mount") == 0) {
+		if (argc != 3) {
+			snprintf(err, errlen, "usage: mount dialect path");
+			return -1;
+		}
+		return config_mount(c, argv[1], argv[2], err, errlen);
+	}
+	if (argc != 2) {
+		snprintf(err, errlen, "%s takes one value", key);
+		return -1;
+	}
+	if (strcmp(key, "listen") == 0)
+		return config_listen(c, argv[1], err, errlen);
+	if (strcmp(key, "arena_path") == 0 || strcmp(key, "pidfile") == 0) {
+		char *dst = key[0] == 'a' ? c->arena_path : c->pidfile;
+		size_t len = key[0] == 'a' ? sizeof(c->arena_path) :
+		    sizeof(c->pidfile);
+
+		if (strlen(argv[1]) >= len) {
+			snprintf(err, errlen, "%s is too long", key);
+			return -1;
+		}
+		snprintf(dst, len, "%s", argv[1]);
+		return 0;
+	}
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if (strcmp(key, sizes[i].key) == 0) {
+			if (util_parse_size(argv[1], &u) == -1 ||
+			    u < sizes[i].min || u > sizes[i].max) {
+				snprintf(err, errlen, "%s: bad value \"%s\" "
+				    "(from %llu to %llu)", key, argv[1],
+				    (unsigned long long)sizes[i].min,
+				    (unsigned long long)sizes[i].max);
+				return -1;
+			}
+			*(uint64_t *)((char *)c + sizes[i].off) = u;
+			return 0;
+		}
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		if (strcmp(key, ints[i].key) == 0) {
+			if (config_int(argv[1], ints[i].min, ints[i].max, &n)
+			    == -1) {
+				snprintf(err, errlen, "%s: bad value \"%s\" "
+				    "(from %ld to %ld)", key, argv[1],
+				    ints[i].min, ints[i].max);
+				return -1;
+			}
+			*(int *)((char *)c + ints[i].off) = (int)n;
+			return 0;
+		}
+	snprintf(err, errlen, "unknown setting \"%s\"", key);
+	return -1;
+}
+
+/*
+ * Read a configuration file into c (which holds the defaults).  Returns 0,
+ * or -1 with "file:line: reason" in err.
+ */
+int
+config_load(struct roomd_config *c, const char *file, char *err,
+    size_t errlen)
+{
+	FILE	*fp;
+	char	 line[4096], *argv[8], *p, why[512];
+	int	 lineno = 0, argc, rc = 0;
+
+	if ((fp = fopen(file, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		return -1;
+	}
+	snprintf(c->file, sizeof(c->file), "%s", file);
+	while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(fp)) {
+			snprintf(why, sizeof(why), "line too long");
+			rc = -1;
+			break;
+		}
+		if ((p = strchr(line, '#')) != NULL)
+			*p = '\0';
+		argc = 0;
+		for (p = strtok(line, " \t\r\n"); p != NULL && argc < 8;
+		    p = strtok(NULL, " \t\r\n"))
+			argv[argc++] = p;
+		if (argc == 0)
+			continue;
+		if (argc == 8) {
+			snprintf(why, sizeof(why), "too many words");
+			rc = -1;
+		} else
+			rc = config_setting(c, argv, argc, why, sizeof(why));
+	}
+	if (rc == 0 && ferror(fp)) {
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+		rc = -1;
+	}
+	fclose(fp);
+	if (rc == -1)
+		snprintf(err, errlen, "%s:%d: %s", file, lineno, why);
+	return rc;
+}
+
+/* Fill what nothing set: the default listener and the default mounts. */
+int
+config_finish(struct roomd_config *c, char *err, size_t errlen)
+{
+	if (c->nlistens == 0 &&
+	    config_listen(c, ROOMD_DEFAULT_LISTEN, err, errlen) == -1)
+		return -1;
+	if (c->nmounts == 0 && config_mount(c, dialect_canvas.name,
+	    dialect_canvas.default_mount, err, errlen) == -1)
+		return -1;
+	return 0;
+}

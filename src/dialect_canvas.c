@@ -1,0 +1,647 @@
+/*
+ * dialect_canvas.c: the shared drawing canvas (seed 000).
+ *
+ * REST under the mount: list rooms, create one (the host), join one (a
+ * guest), delete one (the host's token).  Then one WebSocket per member at
+ * rooms/{id}/ws: the room's op log holds its canvas actions, each stored
+ * as the client's JSON object without its "pointer"; the pointer is the
+ * record's sequence number and is put back when the action is sent.  Each
+ * member has a cursor (the last pointer it was sent) and is always sent
+ * exactly the actions after it, as one JSON array, built once per room
+ * and cursor and shared by every member at that cursor.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <http_parser.h>
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+#define CANVAS_LIST_MAX		100000
+#define CANVAS_FRAME_CACHE	8
+
+/* The path after the mount: "/rooms", "/rooms/ID" or "/rooms/ID/VERB". */
+struct canvas_path {
+	int	 depth;			/* 1, 2 or 3 */
+	char	 id[ROOM_ID_MAX + 1];
+	char	 verb[8];
+};
+
+static int
+canvas_parse_path(const char *sub, struct canvas_path *cp)
+{
+	const char	*p, *slash;
+	size_t		 n;
+
+	memset(cp, 0, sizeof(*cp));
+	if (strncmp(sub, "/rooms", 6) != 0 || (sub[6] != '\0' && sub[6] != '/'))
+		return -1;
+	cp->depth = 1;
+	p = sub + 6;
+	if (*p == '\0' || strcmp(p, "/") == 0)
+		return 0;
+	p++;
+	slash = strchr(p, '/');
+	n = slash ? (size_t)(slash - p) : strlen(p);
+	if (n == 0 || n > ROOM_ID_MAX)
+		return -1;
+	memcpy(cp->id, p, n);
+	if (!util_valid_id(cp->id, ROOM_ID_MAX))
+		return -1;
+	cp->depth = 2;
+	if (slash == NULL || slash[1] == '\0')
+		return 0;
+	p = slash + 1;
+	n = strlen(p);
+	if (n > 0 && p[n - 1] == '/')
+		n--;
+	if (n == 0 || n >= sizeof(cp->verb) || memchr(p, '/', n) != NULL)
+		return -1;
+	memcpy(cp->verb, p, n);
+	cp->depth = 3;
+	return 0;
+}
+
+/* Names: 1..64 bytes of UTF-8 with no control characters. */
+static int
+canvas_valid_name(const char *s)
+{
+	size_t	 n = s ? strlen(s) : 0, i;
+
+	if (n < 1 || n > MEMBER_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+struct room_json {
+	struct json_object	*host;
+	struct json_object	*guests;
+};
+
+static void
+canvas_member_json(const struct room_member *m, void *arg)
+{
+	struct room_json	*rj = arg;
+	struct json_object	*g;
+
+	if (m->role & MEMBER_ROLE_HOST) {
+		json_object_put(rj->host);
+		rj->host = json_object_new_string(m->name);
+		return;
+	}
+	g = json_object_new_object();
+	json_object_object_add(g, "name", json_object_new_string(m->name));
+	json_object_array_add(rj->guests, g);
+}
+
+/* {"roomId","host","guests":[{"name"}]} of a locked room. */
+static struct json_object *
+canvas_room_json(struct room *room)
+{
+	struct room_json	 rj = { NULL, json_object_new_array() };
+	struct json_object	*o = json_object_new_object();
+
+	room_members(room, canvas_member_json, &rj);
+	json_object_object_add(o, "roomId",
+	    json_object_new_string(room_id(room)));
+	json_object_object_add(o, "host", rj.host);
+	json_object_object_add(o, "guests", rj.guests);
+	return o;
+}
+
+static void
+canvas_list(struct conn *conn)
+{
+	struct shm_room_ref	*refs;
+	struct json_object	*arr = json_object_new_array(), *o;
+	struct room		*room;
+	size_t			 i, n;
+
+	if ((refs = calloc(CANVAS_LIST_MAX, sizeof(*refs))) == NULL) {
+		json_object_put(arr);
+		server_http_error(conn, 500, "internal", "out of memory");
+		return;
+	}
+	n = room_list(&dialect_canvas, refs, CANVAS_LIST_MAX);
+	for (i = 0; i < n; i++) {
+		if (room_lock(&refs[i], &room) != 0)
+			continue;	/* deleted meanwhile */
+		o = canvas_room_json(room);
+		json_object_object_add(o, "locked",
+		    json_object_new_boolean(room_has_password(room)));
+		room_unlock(room);
+		json_object_array_add(arr, o);
+	}
+	free(refs);
+	server_http_json(conn, 200, arr);
+}
+
+/* The request body as a JSON object, or NULL after answering 400. */
+static struct json_object *
+canvas_body(struct conn *conn, struct http_req *req)
+{
+	struct json_object	*body;
+
+	body = req->body ? json_parse(req->body, req->body_len) : NULL;
+	if (body == NULL || !json_object_is_type(body, json_type_object)) {
+		json_object_put(body);
+		server_http_error(conn, 400, "bad_request",
+		    "the body must be a JSON object");
+		return NULL;
+	}
+	return body;
+}
+
+/*
+ * An optional string member: 0 and *out (NULL when absent or null), or -1
+ * when it is present with another type.
+ */
+static int
+canvas_opt_string(struct json_object *o, const char *key, const char **out)
+{
+	struct json_object	*v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*out = json_object_get_string(v);
+	return 0;
+}
+
+static int
+canvas_room_error(struct conn *conn, int rc)
+{
+	switch (rc) {
+	case SHM_ENOENT:
+		server_http_error(conn, 404, "no_such_room", "no room with "
+		    "that id");
+		break;
+	case SHM_EEXIST:
+		server_http_error(conn, 409, "room_exists", "a room with that "
+		    "id exists");
+		break;
+	case SHM_ELIMIT:
+		server_http_error(conn, 403, "room_full", "the room has its "
+		    "maximum number of members");
+		break;
+	case SHM_ENOSPC:
+		server_http_error(conn, 503, "arena_full", "the server has no "
+		    "room for more data");
+		break;
+	default:
+		server_http_error(conn, 500, "internal", shm_strerror(rc));
+	}
+	return -1;
+}
+
+static void
+canvas_create(struct conn *conn, struct http_req *req)
+{
+	struct json_object	*body, *o;
+	struct room_member	 host;
+	struct room		*room;
+	const char		*name, *pw, *id;
+	char			 uuid[MEMBER_UID_LEN + 1];
+	int			 rc;
+
+	if ((body = canvas_body(conn, req)) == NULL)
+		return;
+	name = json_get_string(body, "host");
+	if (!canvas_valid_name(name) || canvas_opt_string(body, "password",
+	    &pw) == -1 || canvas_opt_string(body, "roomId", &id) == -1 ||
+	    (id != NULL && !util_valid_id(id, ROOM_ID_MAX))) {
+		server_http_error(conn, 400, "bad_request", "expected "
+		    "{\"host\": name, \"password\": optional string, "
+		    "\"roomId\": optional [A-Za-z0-9_-]{1,64}}; names are "
+		    "1 to 64 bytes");
+		json_object_put(body);
+		return;
+	}
+	if (id == NULL) {
+		util_uuid(uuid);
+		id = uuid;
+	}
+	if ((rc = room_create(&dialect_canvas, id, &room)) != 0) {
+		canvas_room_error(conn, rc);
+		json_object_put(body);
+		return;
+	}
+	if ((pw != NULL && pw[0] != '\0' && room_set_password(room, pw) != 0) ||
+	    (rc = room_member_add(room, name, MEMBER_ROLE_HOST, &host)) != 0) {
+		room_delete(room, "could not be set up");
+		canvas_room_error(conn, rc ? rc : SHM_EINVAL);
+		json_object_put(body);
+		return;
+	}
+	o = canvas_room_json(room);
+	room_unlock(room);
+	json_object_object_add(o, "password", pw != NULL ?
+	    json_object_new_string(pw) : NULL);
+	json_object_object_add(o, "token", json_object_new_string(host.token));
+	json_object_put(body);
+	server_http_json(conn, 201, o);
+}
+
+static void
+canvas_join(struct conn *conn, struct http_req *req, const char *id)
+{
+	struct json_object	*body, *o;
+	struct shm_room_ref	 ref;
+	struct room_member	 m;
+	struct room		*room;
+	const char		*name, *pw;
+	int			 rc;
+
+	if ((body = canvas_body(conn, req)) == NULL)
+		return;
+	name = json_get_string(body, "name");
+	if (!canvas_valid_name(name) ||
+	    canvas_opt_string(body, "password", &pw) == -1) {
+		server_http_error(conn, 400, "bad_request", "expected "
+		    "{\"name\": name, \"password\": optional string}; names "
+		    "are 1 to 64 bytes");
+		json_object_put(body);
+		return;
+	}
+	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
+	    (rc = room_lock(&ref, &room)) != 0) {
+		canvas_room_error(conn, rc);
+		json_object_put(body);
+		return;
+	}
+	if (!room_check_password(room, pw))
+		server_http_error(conn, 403, "wrong_password", "wrong or "
+		    "missing password");
+	else if (room_member_by_name(room, name, &m) == 0)
+		server_http_error(conn, 409, "name_taken", "someone in the "
+		    "room has that name");
+	else if ((rc = room_member_add(room, name, 0, &m)) != 0)
+		canvas_room_error(conn, rc);
+	else {
+		o = canvas_room_json(room);
+		json_object_object_add(o, "token",
+		    json_object_new_string(m.token));
+		server_http_json(conn, 200, o);
+	}
+	room_unlock(room);
+	json_object_put(body);
+}
+
+static void
+canvas_remove(struct conn *conn, struct http_req *req, const char *id)
+{
+	struct shm_room_ref	 ref;
+	struct room_member	 m;
+	struct room		*room;
+	const char		*auth = req->authorization, *token;
+	int			 rc;
+
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
+		server_http_respond(conn, 401, "application/json",
+		    "{\"error\":\"unauthorized\",\"message\":\"the host's "
+		    "token is required as Authorization: Bearer\"}", 94,
+		    "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
+	for (token = auth + 7; *token == ' '; token++)
+		;
+	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
+	    (rc = room_lock(&ref, &room)) != 0) {
+		canvas_room_error(conn, rc);
+		return;
+	}
+	if (room_member_by_token(room, token, &m) != 0 ||
+	    !(m.role & MEMBER_ROLE_HOST)) {
+		room_unlock(room);
+		server_http_error(conn, 403, "forbidden", "only the host may "
+		    "delete the room");
+		return;
+	}
+	room_delete(room, "room deleted");
+	server_http_respond(conn, 204, NULL, NULL, 0, NULL);
+}
+
+static void
+canvas_http(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct canvas_path	 cp;
+	int			 method = req->method;
+
+	if (canvas_parse_path(sub, &cp) == -1) {
+		server_http_error(conn, 404, "not_found", "no such path");
+		return;
+	}
+	if (cp.depth == 1 && method == HTTP_GET)
+		canvas_list(conn);
+	else if (cp.depth == 1 && method == HTTP_POST)
+		canvas_create(conn, req);
+	else if (cp.depth == 2 && method == HTTP_DELETE)
+		canvas_remove(conn, req, cp.id);
+	else if (cp.depth == 3 && strcmp(cp.verb, "join") == 0 &&
+	    method == HTTP_POST)
+		canvas_join(conn, req, cp.id);
+	else if (cp.depth == 3 && strcmp(cp.verb, "ws") == 0)
+		server_http_error(conn, 400, "bad_request", "this path takes "
+		    "a WebSocket upgrade");
+	else if (cp.depth == 3 && strcmp(cp.verb, "join") != 0)
+		server_http_error(conn, 404, "not_found", "no such path");
+	else
+		server_http_error(conn, 405, "method_not_allowed",
+		    "method not allowed here");
+}
+
+static int
+canvas_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct canvas_path	 cp;
+
+	if (canvas_parse_path(sub, &cp) == -1 || cp.depth != 3 ||
+	    strcmp(cp.verb, "ws") != 0)
+		return 404;
+	return 0;
+}
+
+static void
+canvas_ws_error(struct conn *conn, const char *code, const char *message)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "error", json_object_new_string(code));
+	json_object_object_add(o, "message", json_object_new_string(message));
+	server_ws_send_json(conn, o);
+}
+
+static void
+canvas_ws_refuse(struct conn *conn, const char *code, const char *message)
+{
+	canvas_ws_error(conn, code, message);
+	server_ws_close(conn, 1008, code);
+}
+
+/* Build the frame of every action after "after"; NULL if there is none
+ * and empty frames were not asked for. */
+struct canvas_build {
+	struct evbuffer	*buf;
+	int		 n;
+};
+
+static int
+canvas_build_rec(const struct shm_rec *rec, const void *data, void *arg)
+{
+	struct canvas_build	*b = arg;
+
+	if (b->n++ > 0)
+		evbuffer_add(b->buf, ",", 1);
+	/* The stored object without its closing brace, then the pointer. */
+	evbuffer_add(b->buf, data, rec->len - 1);
+	evbuffer_add_printf(b->buf, ",\"pointer\":%llu}",
+	    (unsigned long long)rec->seq);
+	return 0;
+}
+
+static struct evbuffer *
+canvas_frame(const struct shm_room_ref *ref, uint64_t after, int empty_ok,
+    uint64_t *upto)
+{
+	struct canvas_build	 b = { NULL, 0 };
+	struct room		*room;
+
+	if (room_lock(ref, &room) != 0)
+		return NULL;
+	*upto = room_committed(room);
+	if (*upto > after || empty_ok) {
+		b.buf = evbuffer_new();
+		evbuffer_add(b.buf, "[", 1);
+		room_read(room, after, canvas_build_rec, &b);
+		evbuffer_add(b.buf, "]", 1);
+	}
+	room_unlock(room);
+	if (b.buf != NULL)
+		server_ws_frame_seal(b.buf, 0);
+	return b.buf;
+}
+
+/* Send one member what it has not had, unless its output is full. */
+static void
+canvas_catch_up(struct conn *conn, int empty_ok)
+{
+	struct evbuffer	*frame;
+	uint64_t	 upto;
+
+	if (conn->room == NULL || conn->state != CONN_WS)
+		return;
+	if (server_output_full(conn)) {
+		conn->behind = 1;
+		return;
+	}
+	conn->behind = 0;
+	frame = canvas_frame(&conn->room->ref, conn->cursor, empty_ok, &upto);
+	if (frame == NULL)
+		return;
+	server_ws_frame_send(conn, frame);
+	evbuffer_free(frame);
+	conn->cursor = upto;
+}
+
+/* The room's log grew: one frame per distinct cursor, shared. */
+static void
+canvas_notify(struct lroom *lr)
+{
+	struct {
+		uint64_t	 after, upto;
+		struct evbuffer	*frame;
+	} cache[CANVAS_FRAME_CACHE];
+	struct conn	*conn;
+	int		 n = 0, i;
+
+	LIST_FOREACH(conn, &lr->conns, room_entry) {
+		if (conn->state != CONN_WS)
+			continue;
+		if (server_output_full(conn)) {
+			conn->behind = 1;
+			continue;
+		}
+		for (i = 0; i < n && cache[i].after != conn->cursor; i++)
+			;
+		if (i == n) {
+			if (n == CANVAS_FRAME_CACHE) {
+				canvas_catch_up(conn, 0);
+				continue;
+			}
+			cache[n].after = conn->cursor;
+			cache[n].frame = canvas_frame(&lr->ref, conn->cursor,
+			    0, &cache[n].upto);
+			n++;
+		}
+		if (cache[i].frame != NULL) {
+			server_ws_frame_send(conn, cache[i].frame);
+			conn->cursor = cache[i].upto;
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (cache[i].frame != NULL)
+			evbuffer_free(cache[i].frame);
+}
+
+static void
+canvas_drained(struct conn *conn)
+{
+	if (conn->behind)
+		canvas_catch_up(conn, 0);
+}
+
+/* A pointer is a decimal number of at most 19 digits. */
+static int
+canvas_parse_pointer(const char *s, uint64_t *out)
+{
+	size_t	 i, n = strlen(s);
+
+	if (n == 0 || n > 19)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+	*out = strtoull(s, NULL, 10);
+	return 0;
+}
+
+static void
+canvas_ws_open(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct canvas_path	 cp;
+	struct shm_room_ref	 ref;
+	struct room_member	 m;
+	struct room		*room;
+	char			 token[MEMBER_TOKEN_LEN + 2], ptr[32];
+	uint64_t		 pointer = 0;
+	int			 has_ptr;
+
+	canvas_parse_path(sub, &cp);
+	if (room_find(&dialect_canvas, cp.id, &ref) != 0 ||
+	    room_lock(&ref, &room) != 0) {
+		canvas_ws_refuse(conn, "no_such_room", "no room with that id");
+		return;
+	}
+	if (util_query_get(req->query, "token", token, sizeof(token)) != 1 ||
+	    room_member_by_token(room, token, &m) != 0) {
+		room_unlock(room);
+		canvas_ws_refuse(conn, "bad_token", "missing or wrong token");
+		return;
+	}
+	has_ptr = util_query_get(req->query, "pointer", ptr, sizeof(ptr));
+	if (has_ptr != 0 && (has_ptr != 1 || canvas_parse_pointer(ptr,
+	    &pointer) == -1 || pointer > room_committed(room))) {
+		room_unlock(room);
+		canvas_ws_refuse(conn, "bad_pointer", "pointer must be a "
+		    "number no larger than the room's last pointer");
+		return;
+	}
+	if (room_attach(room, conn, m.mid) != 0) {
+		room_unlock(room);
+		canvas_ws_refuse(conn, "internal", "out of memory");
+		return;
+	}
+	room_unlock(room);
+	conn->cursor = pointer;
+	canvas_catch_up(conn, 1);
+}
+
+/* One message: one action object or an array of them, appended whole. */
+static void
+canvas_ws_message(struct conn *conn, int binary, const char *data,
+    size_t len)
+{
+	struct json_object	*msg, *item;
+	struct shm_rec_in	*recs = NULL;
+	struct room		*room;
+	size_t			 i, n, tlen;
+	uint64_t		 last;
+	int			 rc;
+
+	if (conn->room == NULL)
+		return;
+	if (binary) {
+		canvas_ws_error(conn, "bad_frame", "canvas messages are JSON "
+		    "text frames");
+		return;
+	}
+	if ((msg = json_parse(data, len)) == NULL) {
+		canvas_ws_error(conn, "bad_json", "the message is not JSON");
+		return;
+	}
+	if (json_object_is_type(msg, json_type_object)) {
+		item = json_object_new_array();
+		json_object_array_add(item, msg);
+		msg = item;
+	} else if (!json_object_is_type(msg, json_type_array)) {
+		json_object_put(msg);
+		canvas_ws_error(conn, "bad_request", "send an action object or "
+		    "an array of them");
+		return;
+	}
+	n = json_object_array_length(msg);
+	if (n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL) {
+		json_object_put(msg);
+		canvas_ws_error(conn, "internal", "out of memory");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		item = json_object_array_get_idx(msg, i);
+		if (!json_object_is_type(item, json_type_object))
+			break;
+		json_object_object_del(item, "pointer");
+		if (json_object_object_length(item) == 0)
+			break;
+		recs[i].data = json_text(item, &tlen);
+		recs[i].len = (uint32_t)tlen;
+	}
+	if (i < n) {
+		canvas_ws_error(conn, "bad_action", "every action must be an "
+		    "object with an action key; nothing was appended");
+	} else if (n > 0 && room_lock(&conn->room->ref, &room) != 0) {
+		canvas_ws_refuse(conn, "no_such_room", "the room is gone");
+	} else if (n > 0) {
+		rc = room_append(room, recs, n, &last);
+		room_unlock(room);
+		if (rc == SHM_ELIMIT)
+			canvas_ws_error(conn, "log_full", "the room's canvas "
+			    "is full; nothing was appended");
+		else if (rc != 0)
+			canvas_ws_error(conn, "arena_full", "the server has "
+			    "no room for more data; nothing was appended");
+	}
+	free(recs);
+	json_object_put(msg);
+}
+
+static void
+canvas_ws_close(struct conn *conn)
+{
+	/* On a clean stop rooms stay, for a restarted roomd to serve. */
+	room_detach(conn, !server_stopping());
+}
+
+const struct dialect dialect_canvas = {
+	.name = "canvas",
+	.id = 1,
+	.default_mount = "/canvas",
+	.http = canvas_http,
+	.ws_accept = canvas_ws_accept,
+	.ws_open = canvas_ws_open,
+	.ws_message = canvas_ws_message,
+	.ws_close = canvas_ws_close,
+	.room_notify = canvas_notify,
+	.drained = canvas_drained,
+};

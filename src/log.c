@@ -1,0 +1,116 @@
+/*
+ * log.c: logging to standard error in the foreground, to syslog otherwise.
+ * Each line names the process ("master" or "worker N").
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roomd.h"
+
+static int		 log_foreground = 1;
+static int		 log_verbose;
+static char		 log_proc[32] = "roomd";
+
+void
+log_init(int foreground, int verbose)
+{
+	log_foreground = foreground;
+	log_verbose = verbose;
+	if (!foreground)
+		openlog("roomd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void
+log_setproc(const char *name)
+{
+	snprintf(log_proc, sizeof(log_proc), "%s", name);
+}
+
+static void
+log_vwrite(int pri, const char *fmt, va_list ap, const char *suffix)
+{
+	char	 msg[2048];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_foreground) {
+		fprintf(stderr, "roomd[%d] %s: %s%s%s\n", (int)getpid(),
+		    log_proc, msg, suffix ? ": " : "", suffix ? suffix : "");
+		fflush(stderr);
+	} else
+		syslog(pri, "%s: %s%s%s", log_proc, msg, suffix ? ": " : "",
+		    suffix ? suffix : "");
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_ERR, fmt, ap, strerror(saved));
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_ERR, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_INFO, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (!log_verbose)
+		return;
+	va_start(ap, fmt);
+	log_vwrite(LOG_DEBUG, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_CRIT, fmt, ap, strerror(saved));
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_CRIT, fmt, ap, NULL);
+	va_end(ap);
+	exit(1);
+}

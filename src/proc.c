@@ -1,0 +1,92 @@
+/*
+ * proc.c: the doorbell mesh between workers.
+ *
+ * Each worker slot has an inbox: a datagram socketpair made by the master
+ * before it forks.  A worker reads its own inbox and writes into the
+ * others'.  Because the master keeps both ends, a restarted worker gets
+ * the same inbox back.  A doorbell is a small fixed-size envelope (room,
+ * sequence); the payload stays in the arena.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "roomd.h"
+
+static struct event	*inbox_ev;
+
+int
+proc_mesh_open(void)
+{
+	int	 s, size = 1 << 20;
+
+	for (s = 0; s < env->nworkers; s++) {
+		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0, env->inbox[s]) == -1) {
+			log_warn("%s: socketpair", __func__);
+			return -1;
+		}
+		setsockopt(env->inbox[s][0], SOL_SOCKET, SO_RCVBUF, &size,
+		    sizeof(size));
+		setsockopt(env->inbox[s][1], SOL_SOCKET, SO_SNDBUF, &size,
+		    sizeof(size));
+	}
+	return 0;
+}
+
+static void
+proc_dispatch_worker(evutil_socket_t fd, short events, void *arg)
+{
+	struct doorbell	 db;
+	ssize_t		 n;
+	int		 i;
+
+	/* Bounded, so a flood of doorbells cannot starve client I/O. */
+	for (i = 0; i < 1024; i++) {
+		n = recv(fd, &db, sizeof(db), 0);
+		if (n == -1) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("%s: recv", __func__);
+			return;
+		}
+		if (n != sizeof(db)) {
+			log_warnx("%s: doorbell of %zd bytes ignored",
+			    __func__, n);
+			continue;
+		}
+		room_doorbell(&db);
+	}
+}
+
+/* In a worker: keep the own inbox to read and the others' to write. */
+void
+proc_mesh_worker(struct event_base *base)
+{
+	int	 s;
+
+	for (s = 0; s < env->nworkers; s++)
+		if (s != env->slot)
+			close(env->inbox[s][0]);
+	inbox_ev = event_new(base, env->inbox[env->slot][0],
+	    EV_READ | EV_PERSIST, proc_dispatch_worker, NULL);
+	if (inbox_ev == NULL || event_add(inbox_ev, NULL) == -1)
+		fatalx("%s: cannot watch the inbox", __func__);
+}
+
+/* Ring a worker's doorbell.  Returns 0, or -1 if its inbox is full. */
+int
+proc_ring(int slot, const struct doorbell *db)
+{
+	if (send(env->inbox[slot][1], db, sizeof(*db), MSG_DONTWAIT) == -1) {
+		if (errno != EAGAIN && errno != ENOBUFS)
+			log_warn("%s: slot %d", __func__, slot);
+		return -1;
+	}
+	return 0;
+}

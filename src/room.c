@@ -1,0 +1,495 @@
+/*
+ * room.c: the room engine.  Every dialect goes through this API for rooms,
+ * members and op logs; it is the only code above shm/ that touches them.
+ * It also carries each change to the members it concerns: to this
+ * worker's connections through the dialect's room_notify, and to other
+ * workers by ringing their doorbells (proc.c).
+ *
+ * A struct room is a room held locked: room_lock() or room_create() take
+ * the lock, room_unlock() commits and releases it.  Fan-out waits until the
+ * end of the loop iteration (room_flush, run by server.c), so many appends
+ * to one room in one iteration ring each worker once.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "roomd.h"
+
+#define LROOM_BUCKETS	1024
+#define PENDING_MAX	256
+
+struct room {
+	struct shm_room		*r;
+	struct shm_room_ref	 ref;
+	const struct dialect	*dialect;
+	int			 appended;
+};
+
+/* A doorbell waiting for the end of the iteration, and who gets it. */
+struct pending {
+	struct doorbell		 db;
+	uint64_t		 slots;		/* other workers to ring */
+	int			 local;		/* notify this worker too */
+};
+
+static LIST_HEAD(, lroom)	 lrooms[LROOM_BUCKETS];
+static struct pending		 pending[PENDING_MAX];
+static int			 npending;
+static struct event		*retry_ev;
+
+static struct arena *
+A(void)
+{
+	return &env->arena;
+}
+
+static struct room *
+room_new(struct shm_room *r, const struct shm_room_ref *ref)
+{
+	struct room	*room;
+
+	if ((room = calloc(1, sizeof(*room))) == NULL)
+		fatal("%s", __func__);
+	room->r = r;
+	room->ref = *ref;
+	room->dialect = dialect_find_id((unsigned)r->dialect);
+	return room;
+}
+
+/*
+ * Create a room with a unique id; it comes back locked, so its creator can
+ * add the first member before anyone can find it.  Returns 0 or SHM_E*.
+ */
+int
+room_create(const struct dialect *d, const char *id, struct room **out)
+{
+	struct shm_room_ref	 ref;
+	struct shm_room		*r;
+	int			 rc;
+
+	rc = shm_room_create_locked(A(), d->id, id, util_now() +
+	    (uint64_t)env->conf.room_ttl, &ref, &r);
+	if (rc != 0)
+		return rc;
+	*out = room_new(r, &ref);
+	return 0;
+}
+
+int
+room_find(const struct dialect *d, const char *id, struct shm_room_ref *ref)
+{
+	return shm_room_find(A(), d->id, id, ref);
+}
+
+size_t
+room_list(const struct dialect *d, struct shm_room_ref *refs, size_t max)
+{
+	return shm_room_list(A(), d->id, refs, max);
+}
+
+int
+room_lock(const struct shm_room_ref *ref, struct room **out)
+{
+	struct shm_room	*r;
+	int		 rc;
+
+	if ((rc = shm_room_lock(A(), ref, &r)) != 0)
+		return rc;
+	*out = room_new(r, ref);
+	return 0;
+}
+
+/* Queue a doorbell for the end of the iteration, merging appends. */
+static void
+room_pend(const struct doorbell *db, uint64_t slots, int local)
+{
+	struct pending	*p;
+	int		 i;
+
+	slots &= ~(1ULL << env->slot);
+	for (i = 0; i < npending; i++) {
+		p = &pending[i];
+		if (db->type == DOORBELL_APPEND && p->db.type == db->type &&
+		    p->db.rid == db->rid) {
+			if (db->seq > p->db.seq)
+				p->db.seq = db->seq;
+			p->slots |= slots;
+			p->local |= local;
+			return;
+		}
+	}
+	if (npending == PENDING_MAX)
+		room_flush();
+	if (npending == PENDING_MAX) {
+		/* Every inbox is full: members catch up on the next change. */
+		log_warnx("%s: doorbell for room %llu dropped", __func__,
+		    (unsigned long long)db->rid);
+		return;
+	}
+	p = &pending[npending++];
+	p->db = *db;
+	p->db.from = (uint32_t)env->slot;
+	p->slots = slots;
+	p->local = local;
+	server_flush_later();
+}
+
+static uint64_t
+room_slots(struct shm_room *r)
+{
+	uint64_t	 mask = 0;
+	int		 s;
+
+	for (s = 0; s < env->nworkers; s++)
+		if (r->slot_conns[s] > 0)
+			mask |= 1ULL << s;
+	return mask;
+}
+
+void
+room_unlock(struct room *room)
+{
+	struct doorbell	 db;
+	uint64_t	 slots = 0;
+
+	if (room->appended) {
+		memset(&db, 0, sizeof(db));
+		db.type = DOORBELL_APPEND;
+		db.rid = room->ref.rid;
+		db.off = room->ref.off;
+		db.seq = room->r->committed;
+		slots = room_slots(room->r);
+	}
+	shm_room_unlock(A(), room->r);
+	if (room->appended)
+		room_pend(&db, slots, 1);
+	free(room);
+}
+
+static struct lroom *
+lroom_find(uint64_t rid)
+{
+	struct lroom	*lr;
+
+	LIST_FOREACH(lr, &lrooms[rid % LROOM_BUCKETS], entry)
+		if (lr->ref.rid == rid)
+			return lr;
+	return NULL;
+}
+
+/* Close this worker's connections to a room that no longer exists. */
+static void
+lroom_close(uint64_t rid, const char *reason)
+{
+	struct lroom	*lr;
+	struct conn	*conn;
+
+	if ((lr = lroom_find(rid)) == NULL)
+		return;
+	while ((conn = LIST_FIRST(&lr->conns)) != NULL) {
+		LIST_REMOVE(conn, room_entry);
+		conn->room = NULL;
+		server_ws_close(conn, 1000, reason);
+	}
+	LIST_REMOVE(lr, entry);
+	free(lr);
+}
+
+/*
+ * Delete a locked room: its log and members go, and every member, on any
+ * worker, gets a close frame with the reason.
+ */
+void
+room_delete(struct room *room, const char *reason)
+{
+	struct doorbell	 db;
+	uint64_t	 slots = room_slots(room->r);
+
+	memset(&db, 0, sizeof(db));
+	db.type = DOORBELL_CLOSE_ROOM;
+	db.rid = room->ref.rid;
+	db.off = room->ref.off;
+	shm_room_delete_locked(A(), room->r);
+	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
+	lroom_close(db.rid, reason);
+	if (slots & ~(1ULL << env->slot))
+		room_pend(&db, slots, 0);
+	free(room);
+}
+
+const char *
+room_id(struct room *room)
+{
+	return room->r->id;
+}
+
+uint64_t
+room_committed(struct room *room)
+{
+	return room->r->committed;
+}
+
+int
+room_has_password(struct room *room)
+{
+	return (room->r->flags & ROOM_F_PASSWORD) != 0;
+}
+
+/* Keep only a salted SHA-256 of a room password. */
+int
+room_set_password(struct room *room, const char *pw)
+{
+	struct shm_room	*r = room->r;
+
+	if (RAND_bytes(r->salt, sizeof(r->salt)) != 1)
+		return SHM_EINVAL;
+	util_sha256(r->salt, sizeof(r->salt), pw, strlen(pw), r->secret);
+	shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_PASSWORD);
+	return 0;
+}
+
+/* 1 if pw opens the room (any pw opens a room without a password). */
+int
+room_check_password(struct room *room, const char *pw)
+{
+	struct shm_room	*r = room->r;
+	uint8_t		 md[ROOM_SECRET_LEN];
+	unsigned	 diff = 0;
+	size_t		 i;
+
+	if (!room_has_password(room))
+		return 1;
+	if (pw == NULL)
+		return 0;
+	util_sha256(r->salt, sizeof(r->salt), pw, strlen(pw), md);
+	for (i = 0; i < sizeof(md); i++)
+		diff |= md[i] ^ r->secret[i];
+	return diff == 0;
+}
+
+static void
+member_copy(struct room_member *out, const struct shm_member *m)
+{
+	out->mid = m->mid;
+	out->role = m->role;
+	out->cursor = m->cursor;
+	memcpy(out->name, m->name, sizeof(out->name));
+	memcpy(out->token, m->token, sizeof(out->token));
+	memcpy(out->uid, m->uid, sizeof(out->uid));
+}
+
+/* Add a member with a fresh secret token and uuid.  SHM_E* on failure. */
+int
+room_member_add(struct room *room, const char *name, uint64_t role,
+    struct room_member *out)
+{
+	struct shm_member	 in, *m;
+	int			 rc;
+
+	if (strlen(name) > MEMBER_NAME_MAX)
+		return SHM_EINVAL;
+	memset(&in, 0, sizeof(in));
+	snprintf(in.name, sizeof(in.name), "%s", name);
+	in.role = role;
+	in.joined = util_now();
+	if (util_token(in.token, sizeof(in.token)) == -1)
+		return SHM_EINVAL;
+	util_uuid(in.uid);
+	rc = shm_member_add_locked(A(), room->r, &in,
+	    env->conf.room_max_members, &m);
+	if (rc == 0)
+		member_copy(out, m);
+	return rc;
+}
+
+int
+room_member_by_name(struct room *room, const char *name,
+    struct room_member *out)
+{
+	struct shm_member	*m = shm_member_by_name(A(), room->r, name);
+
+	if (m == NULL)
+		return SHM_ENOENT;
+	member_copy(out, m);
+	return 0;
+}
+
+int
+room_member_by_token(struct room *room, const char *token,
+    struct room_member *out)
+{
+	struct shm_member	*m = shm_member_by_token(A(), room->r, token);
+
+	if (m == NULL)
+		return SHM_ENOENT;
+	member_copy(out, m);
+	return 0;
+}
+
+/* Call fn for each member, in the order they joined. */
+void
+room_members(struct room *room, void (*fn)(const struct room_member *,
+    void *), void *arg)
+{
+	struct room_member	 copy;
+	uint64_t		 i;
+
+	for (i = 0; i < room->r->nmembers; i++) {
+		struct shm_member *m = shm_member_at(A(), room->r, i);
+
+		if (m->mid == 0)
+			continue;
+		member_copy(&copy, m);
+		fn(&copy, arg);
+	}
+}
+
+int
+room_append(struct room *room, const struct shm_rec_in *recs, size_t n,
+    uint64_t *last)
+{
+	int	 rc;
+
+	rc = shm_log_append_locked(A(), room->r, recs, n,
+	    env->conf.room_log_max_bytes, last);
+	if (rc == 0)
+		room->appended = 1;
+	return rc;
+}
+
+void
+room_read(struct room *room, uint64_t after, shm_log_fn fn, void *arg)
+{
+	shm_log_read_locked(A(), room->r, after, fn, arg);
+}
+
+/*
+ * A connection of this worker joins a room as member mid: the room counts
+ * it on this slot (so appends ring this worker), the member's locator
+ * points at it, and it enters the worker's view of the room.
+ */
+int
+room_attach(struct room *room, struct conn *conn, uint64_t mid)
+{
+	struct shm_member	*m;
+	struct lroom		*lr;
+
+	if ((lr = lroom_find(room->ref.rid)) == NULL) {
+		if ((lr = calloc(1, sizeof(*lr))) == NULL)
+			return SHM_ENOSPC;
+		lr->ref = room->ref;
+		lr->dialect = room->dialect;
+		LIST_INIT(&lr->conns);
+		LIST_INSERT_HEAD(&lrooms[lr->ref.rid % LROOM_BUCKETS], lr,
+		    entry);
+	}
+	shm_room_conn_locked(A(), room->r, (unsigned)env->slot, 1, 0);
+	if ((m = shm_member_by_mid(A(), room->r, mid)) != NULL)
+		shm_member_set_locked(A(), room->r, m, &m->locator,
+		    MEMBER_LOCATOR(env->slot, conn->id));
+	LIST_INSERT_HEAD(&lr->conns, conn, room_entry);
+	conn->room = lr;
+	conn->mid = mid;
+	return 0;
+}
+
+/*
+ * A connection leaves its room.  Returns the connections the room has
+ * left, or -1 if the room is gone.  With delete_if_empty, a room left
+ * without connections is deleted.
+ */
+int
+room_detach(struct conn *conn, int delete_if_empty)
+{
+	struct lroom		*lr = conn->room;
+	struct shm_room_ref	 ref;
+	struct shm_member	*m;
+	struct room		*room;
+	int			 left;
+
+	if (lr == NULL)
+		return -1;
+	ref = lr->ref;
+	LIST_REMOVE(conn, room_entry);
+	conn->room = NULL;
+	if (LIST_EMPTY(&lr->conns)) {
+		LIST_REMOVE(lr, entry);
+		free(lr);
+	}
+	if (room_lock(&ref, &room) != 0)
+		return -1;
+	left = shm_room_conn_locked(A(), room->r, (unsigned)env->slot, -1,
+	    util_now() + (uint64_t)env->conf.room_ttl);
+	m = shm_member_by_mid(A(), room->r, conn->mid);
+	if (m != NULL && m->locator == MEMBER_LOCATOR(env->slot, conn->id))
+		shm_member_set_locked(A(), room->r, m, &m->locator, 0);
+	if (left == 0 && delete_if_empty)
+		room_delete(room, "last connection closed");
+	else
+		room_unlock(room);
+	return left;
+}
+
+/* A doorbell from another worker. */
+void
+room_doorbell(const struct doorbell *db)
+{
+	switch (db->type) {
+	case DOORBELL_APPEND:
+		if (lroom_find(db->rid) != NULL)
+			room_pend(db, 0, 1);
+		break;
+	case DOORBELL_CLOSE_ROOM:
+		lroom_close(db->rid, "room deleted");
+		break;
+	default:
+		log_warnx("%s: doorbell of unknown type %u", __func__,
+		    db->type);
+	}
+}
+
+static void
+room_retry(evutil_socket_t fd, short events, void *arg)
+{
+	room_flush();
+}
+
+/*
+ * End of the loop iteration: notify this worker's members of each room
+ * that changed, and ring each other interested worker once per room.  A
+ * full inbox keeps its doorbell for a retry shortly after.
+ */
+void
+room_flush(void)
+{
+	struct timeval	 tv = { 0, 2000 };
+	struct pending	*p;
+	struct lroom	*lr;
+	int		 i, s, kept = 0;
+
+	for (i = 0; i < npending; i++) {
+		p = &pending[i];
+		if (p->local && (lr = lroom_find(p->db.rid)) != NULL) {
+			p->local = 0;
+			if (lr->dialect->room_notify != NULL)
+				lr->dialect->room_notify(lr);
+		}
+		for (s = 0; s < env->nworkers; s++)
+			if ((p->slots & (1ULL << s)) &&
+			    proc_ring(s, &p->db) == 0)
+				p->slots &= ~(1ULL << s);
+		if (p->slots != 0)
+			pending[kept++] = *p;
+	}
+	npending = kept;
+	if (kept > 0) {
+		if (retry_ev == NULL)
+			retry_ev = evtimer_new(server_base(), room_retry, NULL);
+		evtimer_add(retry_ev, &tv);
+	}
+}

@@ -1,0 +1,300 @@
+/*
+ * roomd.h: every struct and prototype of the daemon, grouped by the file
+ * that owns them.  Read this first: it is the map of the program.
+ *
+ *   roomd.c           master: options, sockets, arena, fork, supervision
+ *   config.c          the configuration file and its defaults
+ *   log.c             logging to stderr or syslog
+ *   proc.c            the doorbell mesh between workers
+ *   server.c          a worker: its event loop, accept, connection life
+ *   server_http.c     HTTP/1.1 requests and responses
+ *   server_ws.c       WebSocket upgrade and RFC 6455 framing (wslay)
+ *   room.c            the room engine: the only code that touches rooms
+ *                     in the arena, and the fan-out of their changes
+ *   dialect.c         the table of dialects and their mounts
+ *   dialect_*.c       one protocol each, on top of the room engine
+ *   util.c            JSON, tokens, digests, query strings
+ */
+#ifndef ROOMD_H
+#define ROOMD_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm.h"
+
+#define ROOMD_MAX_WORKERS	ARENA_MAX_SLOTS
+#define ROOMD_MAX_LISTEN	16
+#define ROOMD_MAX_MOUNTS	16
+#define ROOMD_DEFAULT_LISTEN	"127.0.0.1:8080"
+#define ROOMD_CONF		ROOMD_SYSCONFDIR "/roomd.conf"
+#define ROOMD_PIDFILE		"/var/run/roomd.pid"
+#define ROOMD_STOP_TIMEOUT	5	/* seconds a worker drains on stop */
+
+struct bufferevent;
+struct evbuffer;
+struct event_base;
+struct json_object;
+struct conn;
+struct dialect;
+struct http_req;
+struct lroom;
+
+/* config.c */
+struct listen_addr {
+	char			 text[128];
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+};
+
+struct mount {
+	char			 path[256];
+	const struct dialect	*dialect;
+};
+
+struct roomd_config {
+	char			 file[1024];
+	struct listen_addr	 listens[ROOMD_MAX_LISTEN];
+	int			 nlistens;
+	struct mount		 mounts[ROOMD_MAX_MOUNTS];
+	int			 nmounts;
+	int			 workers;
+	uint64_t		 arena_size;
+	char			 arena_path[256];
+	char			 pidfile[1024];
+	uint64_t		 max_header_bytes;
+	uint64_t		 max_body_bytes;
+	uint64_t		 max_message_bytes;
+	uint64_t		 output_buffer_bytes;
+	int			 idle_timeout;
+	int			 ping_interval;
+	int			 room_ttl;
+	uint64_t		 room_max_members;
+	uint64_t		 room_log_max_bytes;
+};
+
+void	 config_defaults(struct roomd_config *);
+int	 config_load(struct roomd_config *, const char *file, char *err,
+	    size_t errlen);
+int	 config_listen(struct roomd_config *, const char *, char *, size_t);
+int	 config_mount(struct roomd_config *, const char *dialect,
+	    const char *path, char *, size_t);
+int	 config_finish(struct roomd_config *, char *, size_t);
+
+/* roomd.c: the process-wide environment, the same in master and workers */
+struct roomd {
+	struct roomd_config	 conf;
+	struct arena		 arena;
+	int			 nworkers;
+	int			 slot;		/* -1 in the master */
+	int			 listen_fd[ROOMD_MAX_WORKERS][ROOMD_MAX_LISTEN];
+	int			 inbox[ROOMD_MAX_WORKERS][2];
+	int			 foreground;
+	int			 verbose;
+};
+extern struct roomd	*env;
+
+/* log.c */
+void	 log_init(int foreground, int verbose);
+void	 log_setproc(const char *);
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 fatal(const char *, ...) __attribute__((format(printf, 1, 2),
+	    noreturn));
+void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2),
+	    noreturn));
+
+/* proc.c: the doorbell mesh */
+enum doorbell_type {
+	DOORBELL_APPEND = 1,	/* a room's log grew to seq */
+	DOORBELL_CLOSE_ROOM,	/* a room was deleted: close its members */
+};
+
+struct doorbell {
+	uint32_t	 type;
+	uint32_t	 from;		/* sending slot */
+	uint64_t	 rid;
+	uint64_t	 off;
+	uint64_t	 seq;
+};
+
+int	 proc_mesh_open(void);
+void	 proc_mesh_worker(struct event_base *);
+int	 proc_ring(int slot, const struct doorbell *);
+
+/* server.c: a worker */
+enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
+
+struct conn {
+	TAILQ_ENTRY(conn)	 entry;
+	LIST_ENTRY(conn)	 room_entry;
+	uint64_t		 id;
+	struct bufferevent	*bev;
+	enum conn_state		 state;
+	struct http_req		*req;		/* while speaking HTTP */
+	void			*ws;		/* wslay context once upgraded */
+	const struct mount	*mount;
+	struct lroom		*room;		/* the room it has joined */
+	uint64_t		 mid;		/* its member id there */
+	uint64_t		 cursor;	/* last op log seq sent */
+	void			*data;		/* the dialect's own */
+	unsigned		 pinged:1;
+	unsigned		 peer_closed:1;
+	unsigned		 behind:1;	/* output full: catch up later */
+	unsigned		 in_recv:1;	/* inside wslay_event_recv */
+};
+TAILQ_HEAD(connlist, conn);
+
+void	 server_main(int slot) __attribute__((noreturn));
+int	 server_stopping(void);
+struct event_base *server_base(void);
+void	 server_close(struct conn *, const char *reason);
+void	 server_flush_later(void);
+int	 server_output_full(struct conn *);
+
+/* server_http.c */
+#define HTTP_MAX_QUERY	16
+struct http_req {
+	void		*parser;	/* http_parser */
+	int		 method;	/* enum http_method */
+	char		*url;
+	size_t		 url_len;
+	char		*path;		/* decoded path, no query */
+	char		*query;		/* raw query string or NULL */
+	char		*hfield;	/* header being read */
+	char		*hvalue;
+	int		 hstate;
+	size_t		 header_bytes;
+	int		 nheaders;
+	char		*upgrade;
+	char		*connection;
+	char		*ws_key;
+	char		*ws_version;
+	char		*authorization;
+	char		*origin;
+	char		*body;
+	size_t		 body_len;
+	int		 complete;
+	int		 error;		/* an HTTP status to answer with */
+};
+
+void	 server_http_start(struct conn *);
+void	 server_http_read(struct conn *);
+void	 server_http_free(struct http_req *);
+void	 server_http_respond(struct conn *, int status, const char *type,
+	    const char *body, size_t len, const char *extra_headers);
+void	 server_http_json(struct conn *, int status, struct json_object *);
+void	 server_http_error(struct conn *, int status, const char *code,
+	    const char *message);
+const char *server_http_method(struct http_req *);
+
+/* server_ws.c */
+int	 server_ws_upgrade(struct conn *, struct http_req *);
+void	 server_ws_read(struct conn *);
+void	 server_ws_free(struct conn *);
+void	 server_ws_send_text(struct conn *, const char *, size_t);
+void	 server_ws_send_json(struct conn *, struct json_object *);
+void	 server_ws_close(struct conn *, int code, const char *reason);
+void	 server_ws_ping(struct conn *);
+/*
+ * A frame built once and shared, without copying, by every connection it
+ * goes to: fill an evbuffer with the payload, seal it (which puts the
+ * frame header in front), send it to each, then free it.
+ */
+void	 server_ws_frame_seal(struct evbuffer *, int binary);
+void	 server_ws_frame_send(struct conn *, struct evbuffer *);
+
+/* room.c: the room engine */
+struct room;			/* a locked room */
+struct room_member {
+	uint64_t	 mid;
+	uint64_t	 role;
+	uint64_t	 cursor;
+	char		 name[MEMBER_NAME_MAX + 1];
+	char		 token[MEMBER_TOKEN_LEN + 1];
+	char		 uid[MEMBER_UID_LEN + 1];
+};
+/* A worker's view of a room some of its connections have joined. */
+struct lroom {
+	LIST_ENTRY(lroom)	 entry;
+	struct shm_room_ref	 ref;
+	const struct dialect	*dialect;
+	LIST_HEAD(, conn)	 conns;
+	uint64_t		 notified;	/* highest seq announced */
+	int			 pending;
+};
+
+int	 room_create(const struct dialect *, const char *id, struct room **);
+int	 room_find(const struct dialect *, const char *id,
+	    struct shm_room_ref *);
+size_t	 room_list(const struct dialect *, struct shm_room_ref *, size_t);
+int	 room_lock(const struct shm_room_ref *, struct room **);
+void	 room_unlock(struct room *);
+void	 room_delete(struct room *, const char *reason);
+const char *room_id(struct room *);
+uint64_t room_committed(struct room *);
+int	 room_has_password(struct room *);
+int	 room_set_password(struct room *, const char *);
+int	 room_check_password(struct room *, const char *);
+int	 room_member_add(struct room *, const char *name, uint64_t role,
+	    struct room_member *);
+int	 room_member_by_name(struct room *, const char *, struct room_member *);
+int	 room_member_by_token(struct room *, const char *,
+	    struct room_member *);
+void	 room_members(struct room *, void (*)(const struct room_member *,
+	    void *), void *);
+int	 room_append(struct room *, const struct shm_rec_in *, size_t,
+	    uint64_t *last);
+void	 room_read(struct room *, uint64_t after, shm_log_fn, void *);
+int	 room_attach(struct room *, struct conn *, uint64_t mid);
+int	 room_detach(struct conn *, int delete_if_empty);
+void	 room_doorbell(const struct doorbell *);
+void	 room_flush(void);
+
+/* dialect.c */
+struct dialect {
+	const char	*name;
+	unsigned	 id;
+	const char	*default_mount;
+	/* An HTTP request under the mount; sub is the path after it. */
+	void		(*http)(struct conn *, struct http_req *, const char *sub);
+	/* May this upgrade go ahead?  0, or an HTTP status to refuse. */
+	int		(*ws_accept)(struct conn *, struct http_req *,
+			    const char *sub);
+	void		(*ws_open)(struct conn *, struct http_req *,
+			    const char *sub);
+	void		(*ws_message)(struct conn *, int binary,
+			    const char *, size_t);
+	void		(*ws_close)(struct conn *);
+	/* The room's log grew: bring the local members up to date. */
+	void		(*room_notify)(struct lroom *);
+	/* A connection's output drained. */
+	void		(*drained)(struct conn *);
+};
+
+const struct dialect *dialect_find(const char *);
+const struct dialect *dialect_find_id(unsigned);
+const struct mount *dialect_route(const char *path, const char **sub);
+extern const struct dialect dialect_canvas;
+
+/* util.c */
+struct json_object *json_parse(const char *, size_t);
+const char *json_text(struct json_object *, size_t *);
+const char *json_get_string(struct json_object *, const char *key);
+int	 util_token(char *, size_t);
+int	 util_uuid(char *);
+int	 util_sha1_base64(const char *, size_t, char *, size_t);
+void	 util_sha256(const void *, size_t, const void *, size_t, uint8_t *);
+int	 util_query_get(const char *query, const char *key, char *, size_t);
+int	 util_valid_id(const char *, size_t max);
+int	 util_valid_utf8(const uint8_t *, size_t);
+int	 util_parse_size(const char *, uint64_t *);
+uint64_t util_now(void);
+
+#endif /* ROOMD_H */

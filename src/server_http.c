@@ -1,0 +1,440 @@
+/*
+ * server_http.c: HTTP/1.1 requests (parsed by http_parser, fed whatever
+ * chunks arrive) and responses.  One request is handled at a time: the
+ * parser pauses at the end of each message, the request is routed to the
+ * dialect mounted on its path, and parsing resumes with the next one.
+ * An upgrade hands the connection to server_ws.c with any bytes that
+ * followed the handshake still in the input buffer.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <http_parser.h>
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+#define HTTP_MAX_HEADERS	100
+#define CORS_HEADERS	"Access-Control-Allow-Origin: *\r\n"
+#define CORS_PREFLIGHT	"Access-Control-Allow-Methods: GET, POST, DELETE, " \
+	"OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, " \
+	"Content-Type\r\nAccess-Control-Max-Age: 600\r\n"
+
+static int	http_on_begin(http_parser *);
+static int	http_on_url(http_parser *, const char *, size_t);
+static int	http_on_field(http_parser *, const char *, size_t);
+static int	http_on_value(http_parser *, const char *, size_t);
+static int	http_on_headers(http_parser *);
+static int	http_on_body(http_parser *, const char *, size_t);
+static int	http_on_complete(http_parser *);
+static void	http_dispatch(struct conn *, struct http_req *);
+
+static const http_parser_settings http_settings = {
+	.on_message_begin = http_on_begin,
+	.on_url = http_on_url,
+	.on_header_field = http_on_field,
+	.on_header_value = http_on_value,
+	.on_headers_complete = http_on_headers,
+	.on_body = http_on_body,
+	.on_message_complete = http_on_complete,
+};
+
+static struct http_req *
+req_of(http_parser *p)
+{
+	return ((struct conn *)p->data)->req;
+}
+
+static void
+http_reset(struct http_req *req)
+{
+	free(req->url);
+	free(req->path);
+	free(req->hfield);
+	free(req->hvalue);
+	free(req->upgrade);
+	free(req->connection);
+	free(req->ws_key);
+	free(req->ws_version);
+	free(req->authorization);
+	free(req->origin);
+	free(req->body);
+	memset((char *)req + sizeof(req->parser), 0,
+	    sizeof(*req) - sizeof(req->parser));
+}
+
+void
+server_http_start(struct conn *conn)
+{
+	struct timeval	 tv = { env->conf.idle_timeout, 0 };
+	http_parser	*p;
+
+	if ((conn->req = calloc(1, sizeof(*conn->req))) == NULL ||
+	    (p = malloc(sizeof(*p))) == NULL) {
+		free(conn->req);
+		conn->req = NULL;
+		server_close(conn, "out of memory");
+		return;
+	}
+	http_parser_init(p, HTTP_REQUEST);
+	p->data = conn;
+	conn->req->parser = p;
+	conn->state = CONN_HTTP;
+	bufferevent_set_timeouts(conn->bev, &tv, &tv);
+}
+
+void
+server_http_free(struct http_req *req)
+{
+	http_reset(req);
+	free(req->parser);
+	free(req);
+}
+
+/* Append to a growing string, keeping the header size limit. */
+static int
+http_append(struct http_req *req, char **dst, size_t *dlen, const char *s,
+    size_t n)
+{
+	size_t	 have = *dst ? strlen(*dst) : 0;
+	char	*p;
+
+	req->header_bytes += n;
+	if (req->header_bytes > env->conf.max_header_bytes) {
+		req->error = 431;
+		return -1;
+	}
+	if ((p = realloc(*dst, have + n + 1)) == NULL) {
+		req->error = 500;
+		return -1;
+	}
+	memcpy(p + have, s, n);
+	p[have + n] = '\0';
+	*dst = p;
+	if (dlen != NULL)
+		*dlen = have + n;
+	return 0;
+}
+
+static int
+http_on_begin(http_parser *p)
+{
+	http_reset(req_of(p));
+	return 0;
+}
+
+static int
+http_on_url(http_parser *p, const char *at, size_t n)
+{
+	struct http_req	*req = req_of(p);
+
+	return http_append(req, &req->url, &req->url_len, at, n);
+}
+
+/* Keep the headers roomd reads; count and size all of them. */
+static void
+http_header_done(struct http_req *req)
+{
+	static const struct {
+		const char	*name;
+		size_t		 off;
+	} keep[] = {
+		{ "upgrade", offsetof(struct http_req, upgrade) },
+		{ "connection", offsetof(struct http_req, connection) },
+		{ "sec-websocket-key", offsetof(struct http_req, ws_key) },
+		{ "sec-websocket-version", offsetof(struct http_req,
+		    ws_version) },
+		{ "authorization", offsetof(struct http_req, authorization) },
+		{ "origin", offsetof(struct http_req, origin) },
+	};
+	size_t	 i;
+	char	**slot;
+
+	if (req->hfield == NULL)
+		return;
+	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		if (strcasecmp(req->hfield, keep[i].name) == 0) {
+			slot = (char **)((char *)req + keep[i].off);
+			free(*slot);
+			*slot = req->hvalue ? req->hvalue : strdup("");
+			req->hvalue = NULL;
+			break;
+		}
+	free(req->hfield);
+	free(req->hvalue);
+	req->hfield = req->hvalue = NULL;
+	req->hstate = 0;
+}
+
+static int
+http_on_field(http_parser *p, const char *at, size_t n)
+{
+	struct http_req	*req = req_of(p);
+
+	if (req->hstate == 1) {
+		http_header_done(req);
+		if (++req->nheaders > HTTP_MAX_HEADERS) {
+			req->error = 431;
+			return -1;
+		}
+	}
+	return http_append(req, &req->hfield, NULL, at, n);
+}
+
+static int
+http_on_value(http_parser *p, const char *at, size_t n)
+{
+	struct http_req	*req = req_of(p);
+
+	req->hstate = 1;
+	return http_append(req, &req->hvalue, NULL, at, n);
+}
+
+static int
+hexdigit(int c)
+{
+	return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* Split the target into a percent-decoded path and a raw query. */
+static int
+http_split_url(struct http_req *req)
+{
+	char	*q, *d;
+	size_t	 i, n;
+
+	if (req->url == NULL || req->url[0] != '/')
+		return -1;
+	if ((q = strchr(req->url, '?')) != NULL) {
+		*q = '\0';
+		req->query = q + 1;
+	}
+	n = strlen(req->url);
+	if ((d = req->path = malloc(n + 1)) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (req->url[i] == '%') {
+			if (!isxdigit((unsigned char)req->url[i + 1]) ||
+			    !isxdigit((unsigned char)req->url[i + 2]))
+				return -1;
+			*d = (char)(hexdigit((unsigned char)req->url[i + 1]) *
+			    16 + hexdigit((unsigned char)req->url[i + 2]));
+			if (*d == '\0')
+				return -1;
+			d++;
+			i += 2;
+		} else
+			*d++ = req->url[i];
+	}
+	*d = '\0';
+	return 0;
+}
+
+static int
+http_on_headers(http_parser *p)
+{
+	struct http_req	*req = req_of(p);
+
+	http_header_done(req);
+	if (http_split_url(req) == -1) {
+		req->error = 400;
+		return -1;
+	}
+	if (p->content_length != ULLONG_MAX &&
+	    p->content_length > env->conf.max_body_bytes) {
+		req->error = 413;
+		return -1;
+	}
+	req->method = p->method;
+	return 0;
+}
+
+static int
+http_on_body(http_parser *p, const char *at, size_t n)
+{
+	struct http_req	*req = req_of(p);
+	char		*b;
+
+	if (req->body_len + n > env->conf.max_body_bytes) {
+		req->error = 413;
+		return -1;
+	}
+	if ((b = realloc(req->body, req->body_len + n + 1)) == NULL) {
+		req->error = 500;
+		return -1;
+	}
+	memcpy(b + req->body_len, at, n);
+	req->body_len += n;
+	b[req->body_len] = '\0';
+	req->body = b;
+	return 0;
+}
+
+static int
+http_on_complete(http_parser *p)
+{
+	req_of(p)->complete = 1;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/*
+ * Feed what has arrived to the parser, one buffer chunk at a time, and
+ * handle each request as it completes.
+ */
+void
+server_http_read(struct conn *conn)
+{
+	struct evbuffer		*in = bufferevent_get_input(conn->bev);
+	struct evbuffer_iovec	 v;
+	http_parser		*p;
+	size_t			 n;
+
+	while (conn->bev != NULL && conn->state == CONN_HTTP &&
+	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+		p = conn->req->parser;
+		n = http_parser_execute(p, &http_settings, v.iov_base,
+		    v.iov_len);
+		evbuffer_drain(in, n);
+		if (HTTP_PARSER_ERRNO(p) == HPE_PAUSED) {
+			http_parser_pause(p, 0);
+			http_dispatch(conn, conn->req);
+			continue;
+		}
+		if (HTTP_PARSER_ERRNO(p) != HPE_OK) {
+			int status = conn->req->error ? conn->req->error : 400;
+
+			server_http_error(conn, status, status == 431 ?
+			    "headers_too_large" : status == 413 ?
+			    "body_too_large" : "bad_request",
+			    status == 400 ? http_errno_description(
+			    HTTP_PARSER_ERRNO(p)) : http_status_str(status));
+			if (conn->bev != NULL)
+				conn->state = CONN_CLOSING;
+			return;
+		}
+		if (n < v.iov_len)	/* cannot happen without an error */
+			break;
+	}
+}
+
+const char *
+server_http_method(struct http_req *req)
+{
+	return http_method_str((enum http_method)req->method);
+}
+
+static int
+http_wants_upgrade(struct http_req *req)
+{
+	return req->upgrade != NULL && strcasecmp(req->upgrade, "websocket")
+	    == 0 && req->connection != NULL &&
+	    strcasestr(req->connection, "upgrade") != NULL;
+}
+
+static void
+http_dispatch(struct conn *conn, struct http_req *req)
+{
+	http_parser		*p = req->parser;
+	const struct mount	*m;
+	const char		*sub;
+	int			 status;
+
+	m = dialect_route(req->path, &sub);
+	if (req->method == HTTP_OPTIONS && !http_wants_upgrade(req))
+		server_http_respond(conn, 204, NULL, NULL, 0, CORS_PREFLIGHT);
+	else if (m == NULL)
+		server_http_error(conn, 404, "not_found", "no such path");
+	else if (http_wants_upgrade(req)) {
+		if (req->method != HTTP_GET)
+			status = 400;
+		else
+			status = m->dialect->ws_accept(conn, req, sub);
+		if (status != 0) {
+			server_http_error(conn, status, status == 404 ?
+			    "not_found" : "bad_request", "cannot upgrade to a "
+			    "WebSocket here");
+		} else if (server_ws_upgrade(conn, req) == 0) {
+			conn->mount = m;
+			m->dialect->ws_open(conn, req, sub);
+			conn->req = NULL;
+			server_http_free(req);
+			return;
+		}
+	} else if (p->upgrade) {
+		server_http_error(conn, 400, "bad_request", "unsupported "
+		    "upgrade");
+	} else
+		m->dialect->http(conn, req, sub);
+	if (conn->bev == NULL)
+		return;
+	if (!http_should_keep_alive(p) || p->upgrade) {
+		conn->state = CONN_CLOSING;
+		if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+			server_close(conn, "request done");
+	}
+}
+
+void
+server_http_respond(struct conn *conn, int status, const char *type,
+    const char *body, size_t len, const char *extra)
+{
+	struct evbuffer	*out;
+	http_parser	*p = conn->req ? conn->req->parser : NULL;
+	int		 keep;
+
+	if (conn->bev == NULL)
+		return;
+	/* After a parse error the stream cannot be trusted: close. */
+	keep = p != NULL && http_should_keep_alive(p) && !p->upgrade &&
+	    (HTTP_PARSER_ERRNO(p) == HPE_OK ||
+	    HTTP_PARSER_ERRNO(p) == HPE_PAUSED);
+	out = bufferevent_get_output(conn->bev);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+	    "Server: roomd/%s\r\n"
+	    "X-Roomd-Worker: %d/%d\r\n"
+	    "Connection: %s\r\n"
+	    CORS_HEADERS "%s",
+	    status, http_status_str((enum http_status)status), PACKAGE_VERSION,
+	    env->slot, (int)getpid(), keep ? "keep-alive" : "close",
+	    extra ? extra : "");
+	if (type != NULL)
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", type);
+	if (status != 204 && status != 304)
+		evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+	evbuffer_add(out, "\r\n", 2);
+	if (len > 0 && (p == NULL || p->method != HTTP_HEAD))
+		evbuffer_add(out, body, len);
+}
+
+void
+server_http_json(struct conn *conn, int status, struct json_object *obj)
+{
+	const char	*text;
+	size_t		 len;
+
+	text = json_text(obj, &len);
+	server_http_respond(conn, status, "application/json", text, len, NULL);
+	json_object_put(obj);
+}
+
+/* Every error answer is {"error": CODE, "message": TEXT}. */
+void
+server_http_error(struct conn *conn, int status, const char *code,
+    const char *message)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "error", json_object_new_string(code));
+	json_object_object_add(o, "message", json_object_new_string(message));
+	server_http_json(conn, status, o);
+}

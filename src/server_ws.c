@@ -1,0 +1,286 @@
+/*
+ * server_ws.c: the WebSocket upgrade and RFC 6455 framing.
+ *
+ * wslay does the reading: it is fed from the connection's input buffer
+ * and answers pings and close frames itself; roomd checks UTF-8 of text
+ * messages.  Data frames that roomd sends are framed here and appended to
+ * the output buffer directly.  That is safe because wslay's send callback
+ * below always takes everything, so wslay never holds half a frame when
+ * roomd adds one of its own.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <wslay/wslay.h>
+
+#include "roomd.h"
+
+#define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+static ssize_t
+ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+    void *arg)
+{
+	struct conn	*conn = arg;
+	int		 n;
+
+	if (conn->bev == NULL) {
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	n = evbuffer_remove(bufferevent_get_input(conn->bev), buf, len);
+	if (n <= 0) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	return n;
+}
+
+static ssize_t
+ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+    int flags, void *arg)
+{
+	struct conn	*conn = arg;
+
+	if (conn->bev == NULL ||
+	    evbuffer_add(bufferevent_get_output(conn->bev), data, len) == -1) {
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	return (ssize_t)len;
+}
+
+static void
+ws_on_message(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *m, void *arg)
+{
+	struct conn	*conn = arg;
+
+	switch (m->opcode) {
+	case WSLAY_TEXT_FRAME:
+		if (!util_valid_utf8(m->msg, m->msg_length)) {
+			server_ws_close(conn, 1007, "invalid UTF-8");
+			return;
+		}
+		/* FALLTHROUGH */
+	case WSLAY_BINARY_FRAME:
+		if (conn->state == CONN_WS)
+			conn->mount->dialect->ws_message(conn,
+			    m->opcode == WSLAY_BINARY_FRAME,
+			    (const char *)m->msg, m->msg_length);
+		break;
+	case WSLAY_CONNECTION_CLOSE:
+		conn->peer_closed = 1;
+		conn->state = CONN_CLOSING;
+		break;
+	default:
+		break;
+	}
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+	.recv_callback = ws_recv,
+	.send_callback = ws_send,
+	.on_msg_recv_callback = ws_on_message,
+};
+
+/* A Sec-WebSocket-Key must be the base64 of 16 bytes. */
+static int
+ws_key_valid(const char *key)
+{
+	unsigned char	 raw[32];
+
+	if (key == NULL || strlen(key) != 24 || strcmp(key + 22, "==") != 0)
+		return 0;
+	return EVP_DecodeBlock(raw, (const unsigned char *)key, 24) == 18;
+}
+
+/*
+ * Answer the handshake.  Returns 0 and the connection speaks WebSocket, or
+ * -1 after answering 426 or 400.
+ */
+int
+server_ws_upgrade(struct conn *conn, struct http_req *req)
+{
+	struct timeval	 tv = { env->conf.ping_interval, 0 };
+	char		 buf[128], accept[64];
+	wslay_event_context_ptr ctx;
+
+	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0) {
+		server_http_respond(conn, 426, "application/json",
+		    "{\"error\":\"bad_version\",\"message\":\"WebSocket "
+		    "version 13 is required\"}", 69,
+		    "Sec-WebSocket-Version: 13\r\n");
+		return -1;
+	}
+	if (!ws_key_valid(req->ws_key)) {
+		server_http_error(conn, 400, "bad_request", "missing or "
+		    "malformed Sec-WebSocket-Key");
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%s%s", req->ws_key, WS_GUID);
+	if (util_sha1_base64(buf, strlen(buf), accept, sizeof(accept)) == -1 ||
+	    wslay_event_context_server_init(&ctx, &ws_callbacks, conn) != 0) {
+		server_http_error(conn, 500, "internal", "cannot upgrade");
+		return -1;
+	}
+	wslay_event_config_set_max_recv_msg_length(ctx,
+	    env->conf.max_message_bytes);
+	evbuffer_add_printf(bufferevent_get_output(conn->bev),
+	    "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: %s\r\n"
+	    "X-Roomd-Worker: %d/%d\r\n\r\n", accept, env->slot, (int)getpid());
+	conn->ws = ctx;
+	conn->state = CONN_WS;
+	bufferevent_set_timeouts(conn->bev, &tv, NULL);
+	return 0;
+}
+
+void
+server_ws_free(struct conn *conn)
+{
+	if (conn->ws != NULL)
+		wslay_event_context_free(conn->ws);
+	conn->ws = NULL;
+}
+
+/* Let wslay write what it has queued (pongs, close frames). */
+static void
+ws_flush(struct conn *conn)
+{
+	wslay_event_context_ptr	 ctx = conn->ws;
+
+	if (wslay_event_send(ctx) != 0) {
+		server_close(conn, "WebSocket write failed");
+		return;
+	}
+	if (!wslay_event_want_read(ctx) && !wslay_event_want_write(ctx)) {
+		/* Both close frames have passed: done once written out. */
+		conn->peer_closed = 1;
+		conn->state = CONN_CLOSING;
+		if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+			server_close(conn, "WebSocket closed");
+	}
+}
+
+void
+server_ws_read(struct conn *conn)
+{
+	int	 rc;
+
+	conn->in_recv = 1;
+	rc = wslay_event_recv(conn->ws);
+	conn->in_recv = 0;
+	if (conn->bev == NULL)
+		return;
+	if (rc != 0) {
+		server_close(conn, "WebSocket read failed");
+		return;
+	}
+	if (conn->bev != NULL)
+		ws_flush(conn);
+}
+
+static void
+ws_header(struct evbuffer *out, int opcode, size_t len, int prepend)
+{
+	uint8_t	 h[10];
+	size_t	 n, i;
+
+	h[0] = 0x80 | (uint8_t)opcode;
+	if (len < 126) {
+		h[1] = (uint8_t)len;
+		n = 2;
+	} else if (len < 65536) {
+		h[1] = 126;
+		h[2] = (uint8_t)(len >> 8);
+		h[3] = (uint8_t)len;
+		n = 4;
+	} else {
+		h[1] = 127;
+		for (i = 0; i < 8; i++)
+			h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+		n = 10;
+	}
+	if (prepend)
+		evbuffer_prepend(out, h, n);
+	else
+		evbuffer_add(out, h, n);
+}
+
+void
+server_ws_send_text(struct conn *conn, const char *text, size_t len)
+{
+	struct evbuffer	*out;
+
+	if (conn->state != CONN_WS || conn->bev == NULL)
+		return;
+	out = bufferevent_get_output(conn->bev);
+	ws_header(out, WSLAY_TEXT_FRAME, len, 0);
+	evbuffer_add(out, text, len);
+}
+
+void
+server_ws_send_json(struct conn *conn, struct json_object *obj)
+{
+	const char	*text;
+	size_t		 len;
+
+	text = json_text(obj, &len);
+	server_ws_send_text(conn, text, len);
+	json_object_put(obj);
+}
+
+void
+server_ws_frame_seal(struct evbuffer *frame, int binary)
+{
+	ws_header(frame, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+	    evbuffer_get_length(frame), 1);
+}
+
+void
+server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
+{
+	if (conn->state != CONN_WS || conn->bev == NULL)
+		return;
+	evbuffer_add_buffer_reference(bufferevent_get_output(conn->bev), frame);
+}
+
+/* Start the closing handshake; the connection ends when it completes. */
+void
+server_ws_close(struct conn *conn, int code, const char *reason)
+{
+	struct timeval	 tv = { ROOMD_STOP_TIMEOUT, 0 };
+
+	if (conn->ws == NULL || conn->bev == NULL ||
+	    conn->state == CONN_CLOSING)
+		return;
+	conn->state = CONN_CLOSING;
+	wslay_event_queue_close(conn->ws, (uint16_t)code,
+	    (const uint8_t *)reason, strlen(reason));
+	bufferevent_set_timeouts(conn->bev, &tv, &tv);
+	/* Inside wslay's read, server_ws_read flushes when it returns. */
+	if (!conn->in_recv)
+		ws_flush(conn);
+}
+
+void
+server_ws_ping(struct conn *conn)
+{
+	struct wslay_event_msg	 msg = { WSLAY_PING, (const uint8_t *)"", 0 };
+
+	if (conn->state != CONN_WS)
+		return;
+	wslay_event_queue_msg(conn->ws, &msg);
+	ws_flush(conn);
+}
