@@ -109,6 +109,8 @@ struct shm_block {
 #define SHM_BLOCK_CLASS(t)	((unsigned)((t) & 0xffffffffU))
 #define SHM_CLASS_ROOM		0xffU	/* a room slot, from its own pool */
 #define SHM_CHAIN		0x1ULL	/* release[]: a chain of log chunks */
+#define SHM_UNLINK		0x2ULL	/* release[]: unlink a room from the index */
+#define SHM_RELEASE_FLAGS	0x7ULL
 
 /* Shared: one member of a room. A slot with mid 0 is free. */
 struct shm_member {
@@ -152,12 +154,12 @@ struct shm_chunk {
 /*
  * Shared: a room.  Room slots come from their own pool and are never reused
  * for anything else, so a process may always lock a room slot it found
- * earlier and then check that rid still matches.
+ * earlier and then check that rid still matches and the room is not dead.
  */
 struct shm_room {
 	uint64_t	magic;
 	struct shm_lock	lock;
-	uint64_t	rid;		/* 0 while the slot is free */
+	uint64_t	rid;		/* unique per room, never reused */
 	shm_off		next_free;
 	shm_off		hnext;		/* index hash chain */
 	uint64_t	dialect;
@@ -184,6 +186,7 @@ struct shm_room {
 #define ROOM_ALL_DIALECTS	(~0U)
 #define ROOM_F_PASSWORD		0x1
 #define ROOM_F_OPENED		0x2	/* a connection has opened */
+#define ROOM_F_DEAD		0x4	/* deleted; the slot is being freed */
 
 /* Per process: a handle on the arena. */
 struct arena {
@@ -218,6 +221,10 @@ void	 shm_tx_begin(struct arena *, struct shm_lock *);
 void	 shm_tx_set(struct arena *, struct shm_lock *, uint64_t *, uint64_t);
 void	 shm_tx_commit(struct arena *, struct shm_lock *);
 void	 shm_tx_abort(struct arena *, struct shm_lock *);
+/* Commit and begin again if fewer than n journal entries are left. */
+void	 shm_tx_reserve(struct arena *, struct shm_lock *, unsigned n);
+/* 1 if p was written in the running transaction of lk. */
+int	 shm_tx_touched(struct arena *, struct shm_lock *, const void *p);
 void	 shm_crash_point(const char *);
 /* Called, if set, after a lock whose owner died has been repaired. */
 extern void (*shm_recovery_hook)(const char *what, uint64_t pid);
@@ -258,6 +265,9 @@ int	 shm_room_find(struct arena *, unsigned dialect, const char *id,
 int	 shm_room_lock(struct arena *, const struct shm_room_ref *,
 	    struct shm_room **);
 void	 shm_room_unlock(struct arena *, struct shm_room *);
+/* Unlink the room named by *slot from the index if it is still there, and
+ * zero *slot, as one index transaction (a FREEING step). */
+void	 shm_room_unlink(struct arena *, uint64_t *slot);
 /* Delete a room whose lock is held; the lock is released. */
 void	 shm_room_delete_locked(struct arena *, struct shm_room *);
 /* Copy out up to max references of a dialect's rooms. */

@@ -26,6 +26,8 @@ shm_size_class(size_t n)
 	uint64_t	 total = n + sizeof(struct shm_block);
 	int		 c;
 
+	if (n > CLASS_SIZE(ARENA_NCLASSES - 1))
+		return -1;	/* also keeps total from wrapping */
 	for (c = 0; c < ARENA_NCLASSES; c++)
 		if (CLASS_SIZE(c) >= total)
 			return c;
@@ -156,12 +158,18 @@ shm_release(struct arena *a, uint64_t *slot)
 	struct arena_hdr	*h = a->hdr;
 	struct shm_lock		*al = &h->alloc_lock;
 	struct shm_block	*b;
-	uint64_t		 v = *slot, *head, next = 0;
-	shm_off			 off = v & ~SHM_CHAIN;
+	uint64_t		 v, *head, next = 0;
+	shm_off			 off;
 	unsigned		 c;
 
 	if (shm_lock(a, al) != 0)
 		return;
+	/* Read the slot under the lock: repairing the lock may change it. */
+	if ((v = *slot) == 0) {
+		shm_unlock(a, al);
+		return;
+	}
+	off = v & ~SHM_RELEASE_FLAGS;
 	shm_tx_begin(a, al);
 	b = SHM_PTR(a, off - sizeof(*b));
 	if (v & SHM_CHAIN) {

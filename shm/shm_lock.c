@@ -60,6 +60,16 @@ shm_lock(struct arena *a, struct shm_lock *lk)
 	rc = pthread_mutex_lock(&lk->mtx);
 	if (rc == EOWNERDEAD) {
 		dead = lk->owner_pid;
+		/* The dead owner may have been inside an inner lock too
+		 * (index, allocator), whose journal can hold entries of this
+		 * one's: repair those first, in lock order. */
+		if (lk != &a->hdr->alloc_lock) {
+			if (lk != &a->hdr->index_lock &&
+			    shm_lock(a, &a->hdr->index_lock) == 0)
+				shm_unlock(a, &a->hdr->index_lock);
+			if (shm_lock(a, &a->hdr->alloc_lock) == 0)
+				shm_unlock(a, &a->hdr->alloc_lock);
+		}
 		if (lk->tx.state == SHM_TX_ACTIVE)
 			shm_tx_rollback(a, lk);
 		else if (lk->tx.state == SHM_TX_FREEING)
@@ -144,9 +154,14 @@ shm_tx_finish(struct arena *a, struct shm_lock *lk)
 	struct shm_tx	*tx = &lk->tx;
 	uint64_t	 i;
 
+	/* In order: a room's unlink comes first and its slot last. */
 	for (i = 0; i < SHM_TX_BLOCKS; i++)
-		while (tx->release[i] != 0)
-			shm_release(a, &tx->release[i]);
+		while (tx->release[i] != 0) {
+			if (tx->release[i] & SHM_UNLINK)
+				shm_room_unlink(a, &tx->release[i]);
+			else
+				shm_release(a, &tx->release[i]);
+		}
 	tx->nundo = 0;
 	memset(tx->alloc, 0, sizeof(tx->alloc));
 	__atomic_store_n(&tx->state, SHM_TX_IDLE, __ATOMIC_RELEASE);
@@ -173,6 +188,31 @@ void
 shm_tx_abort(struct arena *a, struct shm_lock *lk)
 {
 	shm_tx_rollback(a, lk);
+}
+
+/*
+ * For long runs of independent changes (forgetting every locator of a dead
+ * worker): commit what is done so far when the journal runs short.
+ */
+void
+shm_tx_reserve(struct arena *a, struct shm_lock *lk, unsigned n)
+{
+	if (lk->tx.nundo + n > SHM_TX_UNDO) {
+		shm_tx_commit(a, lk);
+		shm_tx_begin(a, lk);
+	}
+}
+
+int
+shm_tx_touched(struct arena *a, struct shm_lock *lk, const void *p)
+{
+	shm_off		 off = SHM_OFF(a, p);
+	uint64_t	 i;
+
+	for (i = 0; i < lk->tx.nundo; i++)
+		if (lk->tx.undo[i].off == off)
+			return 1;
+	return 0;
 }
 
 /*

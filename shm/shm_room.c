@@ -191,7 +191,7 @@ shm_room_lock(struct arena *a, const struct shm_room_ref *ref,
 		return SHM_ENOENT;
 	if (shm_lock(a, &r->lock) != 0)
 		return SHM_ESTATE;
-	if (r->rid != ref->rid || r->rid == 0) {
+	if (r->rid != ref->rid || r->rid == 0 || (r->flags & ROOM_F_DEAD)) {
 		shm_unlock(a, &r->lock);
 		return SHM_ENOENT;
 	}
@@ -208,36 +208,56 @@ shm_room_unlock(struct arena *a, struct shm_room *r)
 }
 
 /*
- * Unlink a room from the index and free everything it holds: its member
- * table, its log chunks and, last, its slot.  The room's lock is released.
+ * Delete a locked room and release its lock.  Everything is one
+ * transaction of the room's lock: it is marked dead (so nobody can lock
+ * it any more), and the commit then unlinks it from the index and frees its
+ * member table, its log chunks and, last, its slot.  Each of those steps
+ * zeroes its journal entry as it completes, so after a crash the next
+ * owner either rolls the whole deletion back or finishes it.
  */
 void
 shm_room_delete_locked(struct arena *a, struct shm_room *r)
 {
-	struct arena_hdr	*h = a->hdr;
-	struct shm_lock		*il = &h->index_lock;
-	shm_off			 off = SHM_OFF(a, r), *pp;
+	shm_off		 off = SHM_OFF(a, r);
 
-	if (shm_lock(a, il) == 0) {
-		shm_tx_begin(a, il);
-		for (pp = &h->buckets[room_hash((unsigned)r->dialect, r->id)];
-		    *pp != 0 && *pp != off; pp = &room_of(a, *pp)->hnext)
-			;
-		if (*pp == off) {
-			shm_tx_set(a, il, pp, r->hnext);
-			shm_tx_set(a, il, &h->nrooms, h->nrooms - 1);
-		}
-		SHM_CRASH("room_unlink");
-		shm_tx_commit(a, il);
-		shm_unlock(a, il);
-	}
-	shm_tx_set(a, &r->lock, &r->rid, 0);
+	shm_tx_set(a, &r->lock, &r->flags, r->flags | ROOM_F_DEAD);
+	shm_tx_free(a, &r->lock, off | SHM_UNLINK);
 	shm_tx_free(a, &r->lock, r->members);
 	if (r->log_head != 0)
 		shm_tx_free(a, &r->lock, r->log_head | SHM_CHAIN);
 	shm_room_slot_free(a, &r->lock, off);
 	SHM_CRASH("room_delete");
 	shm_room_unlock(a, r);
+}
+
+void
+shm_room_unlink(struct arena *a, uint64_t *slot)
+{
+	struct arena_hdr	*h = a->hdr;
+	struct shm_lock		*il = &h->index_lock;
+	struct shm_room		*r;
+	shm_off			 off, *pp;
+
+	if (shm_lock(a, il) != 0)
+		return;
+	if (*slot == 0) {
+		shm_unlock(a, il);
+		return;
+	}
+	off = *slot & ~SHM_RELEASE_FLAGS;
+	r = room_of(a, off);
+	shm_tx_begin(a, il);
+	for (pp = &h->buckets[room_hash((unsigned)r->dialect, r->id)];
+	    *pp != 0 && *pp != off; pp = &room_of(a, *pp)->hnext)
+		;
+	if (*pp == off) {
+		shm_tx_set(a, il, pp, r->hnext);
+		shm_tx_set(a, il, &h->nrooms, h->nrooms - 1);
+	}
+	SHM_CRASH("room_unlink");
+	shm_tx_set(a, il, slot, 0);
+	shm_tx_commit(a, il);
+	shm_unlock(a, il);
 }
 
 /*
@@ -300,8 +320,10 @@ shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
 			struct shm_member *m = shm_member_at(a, r, j);
 
 			if (m->mid != 0 && m->locator != 0 &&
-			    MEMBER_LOCATOR_SLOT(m->locator) == (int)slot)
+			    MEMBER_LOCATOR_SLOT(m->locator) == (int)slot) {
+				shm_tx_reserve(a, &r->lock, 1);
 				shm_member_set_locked(a, r, m, &m->locator, 0);
+			}
 		}
 		shm_room_unlock(a, r);
 	}
@@ -372,9 +394,11 @@ shm_member_add_locked(struct arena *a, struct shm_room *r,
 	for (i = 0; i < r->nmembers; i++) {
 		struct shm_member *x = shm_member_at(a, r, i);
 
+		/* A slot freed in this transaction is not reused in it:
+		 * a rollback must find the old member there intact. */
 		if (x->mid != 0)
 			live++;
-		else if (m == NULL)
+		else if (m == NULL && !shm_tx_touched(a, &r->lock, &x->mid))
 			m = x;
 	}
 	if (live >= max)

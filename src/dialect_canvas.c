@@ -150,10 +150,10 @@ canvas_list(struct conn *conn)
 static struct json_object *
 canvas_body(struct conn *conn, struct http_req *req)
 {
-	struct json_object	*body;
+	struct json_object	*body = NULL;
 
-	body = req->body ? json_parse(req->body, req->body_len) : NULL;
-	if (body == NULL || !json_object_is_type(body, json_type_object)) {
+	if (req->body == NULL || json_parse(req->body, req->body_len, &body)
+	    == -1 || body == NULL || !json_object_is_type(body, json_type_object)) {
 		json_object_put(body);
 		server_http_error(conn, 400, "bad_request",
 		    "the body must be a JSON object");
@@ -221,6 +221,7 @@ canvas_create(struct conn *conn, struct http_req *req)
 	name = json_get_string(body, "host");
 	if (!canvas_valid_name(name) || canvas_opt_string(body, "password",
 	    &pw) == -1 || canvas_opt_string(body, "roomId", &id) == -1 ||
+	    (id == NULL && json_object_object_get_ex(body, "roomId", NULL)) ||
 	    (id != NULL && !util_valid_id(id, ROOM_ID_MAX))) {
 		server_http_error(conn, 400, "bad_request", "expected "
 		    "{\"host\": name, \"password\": optional string, "
@@ -309,10 +310,12 @@ canvas_remove(struct conn *conn, struct http_req *req, const char *id)
 	int			 rc;
 
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
-		server_http_respond(conn, 401, "application/json",
-		    "{\"error\":\"unauthorized\",\"message\":\"the host's "
-		    "token is required as Authorization: Bearer\"}", 94,
-		    "WWW-Authenticate: Bearer\r\n");
+		static const char body[] = "{\"error\":\"unauthorized\","
+		    "\"message\":\"send the host's token as Authorization: "
+		    "Bearer TOKEN\"}";
+
+		server_http_respond(conn, 401, "application/json", body,
+		    sizeof(body) - 1, "WWW-Authenticate: Bearer\r\n");
 		return;
 	}
 	for (token = auth + 7; *token == ' '; token++)
@@ -577,7 +580,7 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
 		    "text frames");
 		return;
 	}
-	if ((msg = json_parse(data, len)) == NULL) {
+	if (json_parse(data, len, &msg) == -1) {
 		canvas_ws_error(conn, "bad_json", "the message is not JSON");
 		return;
 	}
@@ -585,7 +588,7 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
 		item = json_object_new_array();
 		json_object_array_add(item, msg);
 		msg = item;
-	} else if (!json_object_is_type(msg, json_type_array)) {
+	} else if (msg == NULL || !json_object_is_type(msg, json_type_array)) {
 		json_object_put(msg);
 		canvas_ws_error(conn, "bad_request", "send an action object or "
 		    "an array of them");

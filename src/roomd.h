@@ -284,7 +284,7 @@ const struct mount *dialect_route(const char *path, const char **sub);
 extern const struct dialect dialect_canvas;
 
 /* util.c */
-struct json_object *json_parse(const char *, size_t);
+int	 json_parse(const char *, size_t, struct json_object **);
 const char *json_text(struct json_object *, size_t *);
 const char *json_get_string(struct json_object *, const char *key);
 int	 util_token(char *, size_t);

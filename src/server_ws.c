@@ -115,10 +115,11 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 	wslay_event_context_ptr ctx;
 
 	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0) {
-		server_http_respond(conn, 426, "application/json",
-		    "{\"error\":\"bad_version\",\"message\":\"WebSocket "
-		    "version 13 is required\"}", 69,
-		    "Sec-WebSocket-Version: 13\r\n");
+		static const char body[] = "{\"error\":\"bad_version\","
+		    "\"message\":\"WebSocket version 13 is required\"}";
+
+		server_http_respond(conn, 426, "application/json", body,
+		    sizeof(body) - 1, "Sec-WebSocket-Version: 13\r\n");
 		return -1;
 	}
 	if (!ws_key_valid(req->ws_key)) {

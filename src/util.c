@@ -17,25 +17,44 @@
 
 #include "roomd.h"
 
-/* Parse a whole buffer as one JSON value; NULL if it is not exactly that. */
-struct json_object *
-json_parse(const char *buf, size_t len)
+/*
+ * Parse a whole buffer as one JSON value (white space around it allowed).
+ * Returns 0 and the value in *out (NULL for JSON null), or -1.
+ */
+int
+json_parse(const char *buf, size_t len, struct json_object **out)
 {
 	struct json_tokener	*tok;
 	struct json_object	*obj;
+	enum json_tokener_error	 err;
+	size_t			 end;
 
+	*out = NULL;
 	if (len > INT32_MAX || (tok = json_tokener_new()) == NULL)
-		return NULL;
+		return -1;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
 	    JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
-	if (obj != NULL && (json_tokener_get_error(tok) != json_tokener_success
-	    || json_tokener_get_parse_end(tok) != len)) {
-		json_object_put(obj);
-		obj = NULL;
+	err = json_tokener_get_error(tok);
+	if (err == json_tokener_continue) {
+		/* A bare number or literal may wait for more input: a NUL
+		 * byte tells the tokener that the text has ended. */
+		obj = json_tokener_parse_ex(tok, "", 1);
+		err = json_tokener_get_error(tok);
+	} else if (err == json_tokener_success) {
+		for (end = json_tokener_get_parse_end(tok); end < len; end++)
+			if (!isspace((unsigned char)buf[end])) {
+				err = json_tokener_error_parse_unexpected;
+				break;
+			}
 	}
 	json_tokener_free(tok);
-	return obj;
+	if (err != json_tokener_success) {
+		json_object_put(obj);
+		return -1;
+	}
+	*out = obj;
+	return 0;
 }
 
 const char *
