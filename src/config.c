@@ -65,7 +65,8 @@ config_listen(struct roomd_config *c, const char *text, char *err,
 	host[colon - text] = '\0';
 	errno = 0;
 	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || colon[1] == '\0' || port < 1 || port > 65535) {
+	if (!isdigit((unsigned char)colon[1]) || *end != '\0' || port < 1 ||
+	    port > 65535) {
 		snprintf(err, errlen, "bad port in \"%s\"", text);
 		return -1;
 	}
@@ -111,9 +112,14 @@ config_mount(struct roomd_config *c, const char *dialect, const char *path,
 		snprintf(err, errlen, "unknown dialect \"%s\"", dialect);
 		return -1;
 	}
-	if (path[0] != '/' || len >= sizeof(m->path) || strchr(path, '?')) {
+	if (path[0] != '/') {
 		snprintf(err, errlen, "mount path \"%s\" must start with /",
 		    path);
+		return -1;
+	}
+	if (len >= sizeof(m->path) || strchr(path, '?') != NULL) {
+		snprintf(err, errlen, "mount path \"%.40s\" is too long or has "
+		    "a ?", path);
 		return -1;
 	}
 	while (len > 1 && path[len - 1] == '/')
@@ -195,7 +201,18 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 	uint64_t	 u;
 	long		 n;
 	size_t		 i;
+	int		 known;
 
+	known = strcmp(key, "mount") == 0 || strcmp(key, "listen") == 0 ||
+	    strcmp(key, "arena_path") == 0 || strcmp(key, "pidfile") == 0;
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		known |= strcmp(key, sizes[i].key) == 0;
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		known |= strcmp(key, ints[i].key) == 0;
+	if (!known) {
+		snprintf(err, errlen, "unknown setting \"%s\"", key);
+		return -1;
+	}
 	if (strcmp(key, "mount") == 0) {
 		if (argc != 3) {
 			snprintf(err, errlen, "usage: mount dialect path");
@@ -246,8 +263,7 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 			*(int *)((char *)c + ints[i].off) = (int)n;
 			return 0;
 		}
-	snprintf(err, errlen, "unknown setting \"%s\"", key);
-	return -1;
+	return -1;	/* not reached: every known key is handled above */
 }
 
 /*
@@ -259,7 +275,7 @@ config_load(struct roomd_config *c, const char *file, char *err,
     size_t errlen)
 {
 	FILE	*fp;
-	char	 line[4096], *argv[8], *p, why[512];
+	char	 line[4097], *argv[8], *p, why[512];	/* 4095 + \n + NUL */
 	int	 lineno = 0, argc, rc = 0;
 
 	if ((fp = fopen(file, "r")) == NULL) {

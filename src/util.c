@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,141 @@
 #include "roomd.h"
 
 /*
- * Parse a whole buffer as one JSON value (white space around it allowed).
- * Returns 0 and the value in *out (NULL for JSON null), or -1.
+ * RFC 8259 syntax, checked before json-c sees the text: json-c, even in
+ * strict mode, takes NaN, Infinity, "1.", single-quoted keys, raw control
+ * characters in strings and some invalid UTF-8.  Returns the end of the
+ * value at p, or NULL.
+ */
+#define JSON_MAX_DEPTH	64
+
+static const char *json_value(const char *, const char *, int);
+
+static const char *
+json_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static const char *
+json_string(const char *p, const char *end)
+{
+	const char	*start;
+
+	if (p == end || *p++ != '"')
+		return NULL;
+	start = p;
+	while (p < end && *p != '"') {
+		if ((unsigned char)*p < 0x20)
+			return NULL;
+		if (*p++ != '\\')
+			continue;
+		if (p == end)
+			return NULL;
+		if (*p == 'u') {
+			if (end - p < 5 || !isxdigit((unsigned char)p[1]) ||
+			    !isxdigit((unsigned char)p[2]) ||
+			    !isxdigit((unsigned char)p[3]) ||
+			    !isxdigit((unsigned char)p[4]))
+				return NULL;
+			p += 5;
+		} else if (strchr("\"\\/bfnrt", *p) != NULL && *p != '\0')
+			p++;
+		else
+			return NULL;
+	}
+	if (p == end || !util_valid_utf8((const uint8_t *)start,
+	    (size_t)(p - start)))
+		return NULL;
+	return p + 1;
+}
+
+static const char *
+json_digits(const char *p, const char *end)
+{
+	const char	*q = p;
+
+	while (q < end && isdigit((unsigned char)*q))
+		q++;
+	return q == p ? NULL : q;
+}
+
+static const char *
+json_number(const char *p, const char *end)
+{
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if ((p = json_digits(p, end)) == NULL)
+		return NULL;
+	if (p < end && *p == '.' && (p = json_digits(p + 1, end)) == NULL)
+		return NULL;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if ((p = json_digits(p, end)) == NULL)
+			return NULL;
+	}
+	return p;
+}
+
+static const char *
+json_members(const char *p, const char *end, int depth, char close, int obj)
+{
+	p = json_ws(p + 1, end);
+	if (p < end && *p == close)
+		return p + 1;
+	for (;;) {
+		if (obj) {
+			if ((p = json_string(p, end)) == NULL)
+				return NULL;
+			p = json_ws(p, end);
+			if (p == end || *p++ != ':')
+				return NULL;
+		}
+		if ((p = json_value(p, end, depth + 1)) == NULL)
+			return NULL;
+		p = json_ws(p, end);
+		if (p < end && *p == close)
+			return p + 1;
+		if (p == end || *p++ != ',')
+			return NULL;
+		p = json_ws(p, end);
+	}
+}
+
+static const char *
+json_value(const char *p, const char *end, int depth)
+{
+	static const char *const words[] = { "true", "false", "null" };
+	size_t	 i, n;
+
+	p = json_ws(p, end);
+	if (p == end || depth > JSON_MAX_DEPTH)
+		return NULL;
+	switch (*p) {
+	case '{':
+		return json_members(p, end, depth, '}', 1);
+	case '[':
+		return json_members(p, end, depth, ']', 0);
+	case '"':
+		return json_string(p, end);
+	}
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		n = strlen(words[i]);
+		if ((size_t)(end - p) >= n && memcmp(p, words[i], n) == 0)
+			return p + n;
+	}
+	return json_number(p, end);
+}
+
+/*
+ * Parse a whole buffer as one JSON value (white space around it allowed),
+ * strictly by RFC 8259.  Returns 0 and the value in *out (NULL for JSON
+ * null), or -1.
  */
 int
 json_parse(const char *buf, size_t len, struct json_object **out)
@@ -27,10 +161,14 @@ json_parse(const char *buf, size_t len, struct json_object **out)
 	struct json_tokener	*tok;
 	struct json_object	*obj;
 	enum json_tokener_error	 err;
-	size_t			 end;
+	const char		*vend;
 
 	*out = NULL;
-	if (len > INT32_MAX || (tok = json_tokener_new()) == NULL)
+	if (len > INT32_MAX)
+		return -1;
+	vend = json_value(buf, buf + len, 0);
+	if (vend == NULL || json_ws(vend, buf + len) != buf + len ||
+	    (tok = json_tokener_new()) == NULL)
 		return -1;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
 	    JSON_TOKENER_VALIDATE_UTF8);
@@ -41,12 +179,6 @@ json_parse(const char *buf, size_t len, struct json_object **out)
 		 * byte tells the tokener that the text has ended. */
 		obj = json_tokener_parse_ex(tok, "", 1);
 		err = json_tokener_get_error(tok);
-	} else if (err == json_tokener_success) {
-		for (end = json_tokener_get_parse_end(tok); end < len; end++)
-			if (!isspace((unsigned char)buf[end])) {
-				err = json_tokener_error_parse_unexpected;
-				break;
-			}
 	}
 	json_tokener_free(tok);
 	if (err != json_tokener_success) {
@@ -135,7 +267,7 @@ hexval(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
-	c = tolower(c);
+	c = tolower((unsigned char)c);
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
 	return -1;
@@ -153,7 +285,9 @@ util_query_get(const char *query, const char *key, char *out, size_t outlen)
 	size_t		 klen = strlen(key), i, n;
 	int		 found = 0;
 
-	if (out != NULL && outlen > 0)
+	if (out != NULL && outlen == 0)
+		return -1;
+	if (out != NULL)
 		out[0] = '\0';
 	while (p != NULL && *p != '\0') {
 		amp = strchr(p, '&');
@@ -250,7 +384,10 @@ util_parse_size(const char *s, uint64_t *out)
 
 	if (!isdigit((unsigned char)*s))
 		return -1;
+	errno = 0;
 	n = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -1;
 	switch (toupper((unsigned char)*end)) {
 	case '\0':
 		break;
