@@ -26,6 +26,9 @@
 
 void (*shm_recovery_hook)(const char *, uint64_t);
 
+/* The arena-wide locks this process holds (each process is one thread). */
+static int	holding_index, holding_alloc;
+
 static void	shm_tx_rollback(struct arena *, struct shm_lock *);
 static void	shm_tx_finish(struct arena *, struct shm_lock *);
 
@@ -64,10 +67,11 @@ shm_lock(struct arena *a, struct shm_lock *lk)
 		 * (index, allocator), whose journal can hold entries of this
 		 * one's: repair those first, in lock order. */
 		if (lk != &a->hdr->alloc_lock) {
-			if (lk != &a->hdr->index_lock &&
+			if (lk != &a->hdr->index_lock && !holding_index &&
 			    shm_lock(a, &a->hdr->index_lock) == 0)
 				shm_unlock(a, &a->hdr->index_lock);
-			if (shm_lock(a, &a->hdr->alloc_lock) == 0)
+			if (!holding_alloc &&
+			    shm_lock(a, &a->hdr->alloc_lock) == 0)
 				shm_unlock(a, &a->hdr->alloc_lock);
 		}
 		if (lk->tx.state == SHM_TX_ACTIVE)
@@ -83,13 +87,16 @@ shm_lock(struct arena *a, struct shm_lock *lk)
 	} else if (rc != 0)
 		return SHM_ESTATE;
 	lk->owner_pid = (uint64_t)getpid();
+	holding_index += lk == &a->hdr->index_lock;
+	holding_alloc += lk == &a->hdr->alloc_lock;
 	return 0;
 }
 
 void
 shm_unlock(struct arena *a, struct shm_lock *lk)
 {
-	(void)a;
+	holding_index -= lk == &a->hdr->index_lock;
+	holding_alloc -= lk == &a->hdr->alloc_lock;
 	pthread_mutex_unlock(&lk->mtx);
 }
 
