@@ -179,6 +179,7 @@ struct shm_room {
 	uint64_t	log_bytes;
 	uint64_t	conns;		/* open connections, all slots */
 	uint64_t	slot_conns[ARENA_MAX_SLOTS];
+	uint64_t	slot_seq[ARENA_MAX_SLOTS];	/* read up to, per slot */
 };
 #define ROOM_MAGIC		0x4d4f4f52U
 #define ROOM_SLOT_SIZE	((sizeof(struct shm_block) + sizeof(struct shm_room) \
@@ -187,6 +188,8 @@ struct shm_room {
 #define ROOM_F_PASSWORD		0x1
 #define ROOM_F_OPENED		0x2	/* a connection has opened */
 #define ROOM_F_DEAD		0x4	/* deleted; the slot is being freed */
+#define ROOM_F_RELAY		0x8	/* log read once per worker, then trimmed */
+#define ROOM_F_CLOSING		0x10	/* closing: nobody joins any more */
 
 /* Per process: a handle on the arena. */
 struct arena {
@@ -288,6 +291,8 @@ struct shm_member *shm_member_by_token(struct arena *, struct shm_room *,
 	    const char *);
 struct shm_member *shm_member_by_mid(struct arena *, struct shm_room *,
 	    uint64_t);
+struct shm_member *shm_member_by_uid(struct arena *, struct shm_room *,
+	    const char *);
 void	 shm_member_set_locked(struct arena *, struct shm_room *,
 	    struct shm_member *, uint64_t *field, uint64_t value);
 void	 shm_member_remove_locked(struct arena *, struct shm_room *,
@@ -311,5 +316,10 @@ int	 shm_log_append_locked(struct arena *, struct shm_room *,
 typedef int (*shm_log_fn)(const struct shm_rec *, const void *data, void *);
 void	 shm_log_read_locked(struct arena *, struct shm_room *,
 	    uint64_t after, shm_log_fn, void *);
+/*
+ * Free whole chunks at the head of the log whose records are all at or
+ * before seq "upto" (never the tail chunk).  Returns the chunks freed.
+ */
+int	 shm_log_trim_locked(struct arena *, struct shm_room *, uint64_t upto);
 
 #endif /* ROOMD_SHM_H */

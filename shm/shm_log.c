@@ -125,3 +125,22 @@ shm_log_read_locked(struct arena *a, struct shm_room *r, uint64_t after,
 		}
 	}
 }
+
+int
+shm_log_trim_locked(struct arena *a, struct shm_room *r, uint64_t upto)
+{
+	struct shm_chunk	*c;
+	int			 n = 0;
+
+	/* A few chunks a call keeps the journal and release list short. */
+	while (n < 4 && r->log_head != 0 && r->log_head != r->log_tail) {
+		c = SHM_PTR(a, r->log_head);
+		if (c->nrec > 0 && c->first_seq + c->nrec - 1 > upto)
+			break;
+		shm_tx_free(a, &r->lock, r->log_head);
+		shm_tx_set(a, &r->lock, &r->log_bytes, r->log_bytes - c->used);
+		shm_tx_set(a, &r->lock, &r->log_head, c->next);
+		n++;
+	}
+	return n;
+}

@@ -474,6 +474,18 @@ shm_member_by_token(struct arena *a, struct shm_room *r, const char *token)
 	return member_find(a, r, match_token, token);
 }
 
+static int
+match_uid(const struct shm_member *m, const void *arg)
+{
+	return strcmp(m->uid, arg) == 0;
+}
+
+struct shm_member *
+shm_member_by_uid(struct arena *a, struct shm_room *r, const char *uid)
+{
+	return member_find(a, r, match_uid, uid);
+}
+
 struct shm_member *
 shm_member_by_mid(struct arena *a, struct shm_room *r, uint64_t mid)
 {

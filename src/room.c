@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <json-c/json.h>
 #include <openssl/rand.h>
 
 #include "roomd.h"
@@ -76,8 +78,35 @@ room_create(const struct dialect *d, const char *id, struct room **out)
 	    (uint64_t)env->conf.room_ttl, &ref, &r);
 	if (rc != 0)
 		return rc;
+	if (d->relay)
+		shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_RELAY);
 	*out = room_new(r, &ref);
 	return 0;
+}
+
+/*
+ * Create a room with a random id of len characters from alphabet, written
+ * to id (len + 1 bytes), retrying while the id is taken.
+ */
+int
+room_create_unique(const struct dialect *d, const char *alphabet, size_t len,
+    char *id, struct room **out)
+{
+	unsigned char	 raw[ROOM_ID_MAX];
+	size_t		 i, n = strlen(alphabet);
+	int		 tries, rc = SHM_EEXIST;
+
+	if (len == 0 || len > ROOM_ID_MAX)
+		return SHM_EINVAL;
+	for (tries = 0; tries < 64 && rc == SHM_EEXIST; tries++) {
+		if (RAND_bytes(raw, (int)len) != 1)
+			return SHM_EINVAL;
+		for (i = 0; i < len; i++)
+			id[i] = alphabet[raw[i] % n];
+		id[len] = '\0';
+		rc = room_create(d, id, out);
+	}
+	return rc;
 }
 
 int
@@ -277,6 +306,7 @@ member_copy(struct room_member *out, const struct shm_member *m)
 {
 	out->mid = m->mid;
 	out->role = m->role;
+	out->authorities = m->authorities;
 	out->cursor = m->cursor;
 	memcpy(out->name, m->name, sizeof(out->name));
 	memcpy(out->token, m->token, sizeof(out->token));
@@ -329,6 +359,227 @@ room_member_by_token(struct room *room, const char *token,
 		return SHM_ENOENT;
 	member_copy(out, m);
 	return 0;
+}
+
+static int
+member_out(struct shm_member *m, struct room_member *out)
+{
+	if (m == NULL)
+		return SHM_ENOENT;
+	if (out != NULL)
+		member_copy(out, m);
+	return 0;
+}
+
+int
+room_member_by_mid(struct room *room, uint64_t mid, struct room_member *out)
+{
+	return member_out(shm_member_by_mid(A(), room->r, mid), out);
+}
+
+int
+room_member_by_uid(struct room *room, const char *uid,
+    struct room_member *out)
+{
+	return member_out(shm_member_by_uid(A(), room->r, uid), out);
+}
+
+int
+room_member_remove(struct room *room, uint64_t mid)
+{
+	struct shm_member	*m = shm_member_by_mid(A(), room->r, mid);
+
+	if (m == NULL)
+		return SHM_ENOENT;
+	shm_member_remove_locked(A(), room->r, m);
+	return 0;
+}
+
+/* Set a member's role and authorities (seen by every worker at once). */
+int
+room_member_set(struct room *room, uint64_t mid, uint64_t role,
+    uint64_t authorities)
+{
+	struct shm_member	*m = shm_member_by_mid(A(), room->r, mid);
+
+	if (m == NULL)
+		return SHM_ENOENT;
+	if (m->role != role)
+		shm_member_set_locked(A(), room->r, m, &m->role, role);
+	if (m->authorities != authorities)
+		shm_member_set_locked(A(), room->r, m, &m->authorities,
+		    authorities);
+	return 0;
+}
+
+size_t
+room_member_count(struct room *room)
+{
+	size_t		 n = 0;
+	uint64_t	 i;
+
+	for (i = 0; i < room->r->nmembers; i++)
+		n += shm_member_at(A(), room->r, i)->mid != 0;
+	return n;
+}
+
+void
+room_set_closing(struct room *room)
+{
+	shm_tx_set(A(), &room->r->lock, &room->r->flags,
+	    room->r->flags | ROOM_F_CLOSING);
+}
+
+int
+room_closing(struct room *room)
+{
+	return (room->r->flags & ROOM_F_CLOSING) != 0;
+}
+
+/*
+ * Publish a message to an audience of a relay room.  Each worker delivers
+ * it to its own members in log order; the log is trimmed behind the
+ * slowest worker that has members here.
+ */
+int
+room_publish(struct room *room, enum room_audience aud, uint64_t mid,
+    const char *text, size_t len)
+{
+	struct shm_room		*r = room->r;
+	struct shm_rec_in	 rec = { text, (uint32_t)len, (uint16_t)aud, mid };
+	uint64_t		 last, upto;
+	int			 s, rc;
+
+	rc = shm_log_append_locked(A(), r, &rec, 1,
+	    env->conf.room_log_max_bytes, &last);
+	if (rc != 0)
+		return rc;
+	room->appended = 1;
+	for (upto = last, s = 0; s < env->nworkers; s++)
+		if (r->slot_conns[s] > 0 && r->slot_seq[s] < upto)
+			upto = r->slot_seq[s];
+	shm_log_trim_locked(A(), r, upto);
+	return 0;
+}
+
+int
+room_publish_json(struct room *room, enum room_audience aud, uint64_t mid,
+    struct json_object *obj)
+{
+	const char	*text;
+	size_t		 len;
+	int		 rc;
+
+	text = json_text(obj, &len);
+	rc = room_publish(room, aud, mid, text, len);
+	json_object_put(obj);
+	return rc;
+}
+
+/* Records copied out of a relay room's log, delivered after unlocking. */
+struct relay_batch {
+	struct relay_rec {
+		uint64_t	 seq;
+		uint64_t	 target;
+		int		 aud;
+		struct evbuffer	*frame;
+	}		*recs;
+	size_t		 n, cap;
+};
+
+static int
+relay_collect(const struct shm_rec *rec, const void *data, void *arg)
+{
+	struct relay_batch	*b = arg;
+	struct relay_rec	*x;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 16;
+		void *p = reallocarray(b->recs, cap, sizeof(*b->recs));
+
+		if (p == NULL)
+			return 1;
+		b->recs = p;
+		b->cap = cap;
+	}
+	x = &b->recs[b->n++];
+	x->seq = rec->seq;
+	x->aud = rec->type;
+	x->target = rec->target;
+	x->frame = NULL;
+	if (rec->len > 0) {
+		x->frame = evbuffer_new();
+		evbuffer_add(x->frame, data, rec->len);
+		server_ws_frame_seal(x->frame, 0);
+	}
+	return 0;
+}
+
+static int
+relay_matches(const struct relay_rec *x, const struct conn *conn)
+{
+	switch (x->aud) {
+	case AUD_ALL:
+		return 1;
+	case AUD_ALL_BUT:
+	case AUD_CLOSE_ALL_BUT:
+		return conn->mid != x->target;
+	case AUD_MEMBER:
+	case AUD_CLOSE_MEMBER:
+		return conn->mid == x->target;
+	}
+	return 0;
+}
+
+/*
+ * A relay room's log grew: read the new records once for this worker,
+ * then hand each to the local members it is for.  A member whose output
+ * is full is closed: a relay has no history to catch up from.
+ */
+void
+room_relay_notify(struct lroom *lr)
+{
+	struct relay_batch	 b = { NULL, 0, 0 };
+	struct room		*room;
+	struct conn		*conn, *next;
+	size_t			 i;
+	uint64_t		 upto;
+
+	if (room_lock(&lr->ref, &room) != 0)
+		return;
+	shm_log_read_locked(A(), room->r, lr->seen, relay_collect, &b);
+	upto = room->r->committed;
+	if (room->r->slot_seq[env->slot] < upto)
+		shm_tx_set(A(), &room->r->lock, &room->r->slot_seq[env->slot],
+		    upto);
+	lr->seen = upto;
+	room_unlock(room);
+	for (i = 0; i < b.n; i++) {
+		struct relay_rec *x = &b.recs[i];
+
+		for (conn = LIST_FIRST(&lr->conns); conn != NULL; conn = next) {
+			next = LIST_NEXT(conn, room_entry);
+			if (conn->cursor >= x->seq || !relay_matches(x, conn))
+				continue;
+			if (x->frame != NULL) {
+				if (server_output_full(conn)) {
+					server_ws_close(conn, 1008, "output "
+					    "buffer full: reading too slowly");
+					continue;
+				}
+				server_ws_frame_send(conn, x->frame);
+			}
+			if (x->aud == AUD_CLOSE_MEMBER ||
+			    x->aud == AUD_CLOSE_ALL_BUT)
+				server_ws_close(conn, 1000, "closed");
+		}
+		if (x->frame != NULL)
+			evbuffer_free(x->frame);
+	}
+	LIST_FOREACH(conn, &lr->conns, room_entry)
+		if (conn->cursor < upto)
+			conn->cursor = upto;
+	free(b.recs);
 }
 
 /* Call fn for each member, in the order they joined. */
@@ -384,10 +635,15 @@ room_attach(struct room *room, struct conn *conn, uint64_t mid)
 			return SHM_ENOSPC;
 		lr->ref = room->ref;
 		lr->dialect = room->dialect;
+		lr->seen = room->r->committed;
 		LIST_INIT(&lr->conns);
 		LIST_INSERT_HEAD(&lrooms[lr->ref.rid % LROOM_BUCKETS], lr,
 		    entry);
+		if (room->r->slot_seq[env->slot] < lr->seen)
+			shm_tx_set(A(), &room->r->lock,
+			    &room->r->slot_seq[env->slot], lr->seen);
 	}
+	conn->cursor = room->r->committed;
 	shm_room_conn_locked(A(), room->r, (unsigned)env->slot, 1, 0);
 	if ((m = shm_member_by_mid(A(), room->r, mid)) != NULL)
 		shm_member_set_locked(A(), room->r, m, &m->locator,

@@ -215,6 +215,7 @@ struct room;			/* a locked room */
 struct room_member {
 	uint64_t	 mid;
 	uint64_t	 role;
+	uint64_t	 authorities;
 	uint64_t	 cursor;
 	char		 name[MEMBER_NAME_MAX + 1];
 	char		 token[MEMBER_TOKEN_LEN + 1];
@@ -226,11 +227,25 @@ struct lroom {
 	struct shm_room_ref	 ref;
 	const struct dialect	*dialect;
 	LIST_HEAD(, conn)	 conns;
-	uint64_t		 notified;	/* highest seq announced */
-	int			 pending;
+	uint64_t		 seen;		/* relay: log read up to here */
+};
+
+/*
+ * Who gets a message published in a relay room.  It is a log record
+ * (type = audience, target = member id); each worker delivers it to its
+ * own connections in log order.
+ */
+enum room_audience {
+	AUD_ALL = 1,		/* every member */
+	AUD_ALL_BUT,		/* every member but target */
+	AUD_MEMBER,		/* member target only */
+	AUD_CLOSE_MEMBER,	/* send (if any), then close member target */
+	AUD_CLOSE_ALL_BUT,	/* send (if any), then close all but target */
 };
 
 int	 room_create(const struct dialect *, const char *id, struct room **);
+int	 room_create_unique(const struct dialect *, const char *alphabet,
+	    size_t len, char *id, struct room **);
 int	 room_find(const struct dialect *, const char *id,
 	    struct shm_room_ref *);
 size_t	 room_list(const struct dialect *, struct shm_room_ref *, size_t);
@@ -247,6 +262,19 @@ int	 room_member_add(struct room *, const char *name, uint64_t role,
 int	 room_member_by_name(struct room *, const char *, struct room_member *);
 int	 room_member_by_token(struct room *, const char *,
 	    struct room_member *);
+int	 room_member_by_mid(struct room *, uint64_t, struct room_member *);
+int	 room_member_by_uid(struct room *, const char *, struct room_member *);
+int	 room_member_remove(struct room *, uint64_t mid);
+int	 room_member_set(struct room *, uint64_t mid, uint64_t role,
+	    uint64_t authorities);
+size_t	 room_member_count(struct room *);
+int	 room_publish(struct room *, enum room_audience, uint64_t mid,
+	    const char *, size_t);
+int	 room_publish_json(struct room *, enum room_audience, uint64_t mid,
+	    struct json_object *);
+void	 room_set_closing(struct room *);
+int	 room_closing(struct room *);
+void	 room_relay_notify(struct lroom *);
 void	 room_members(struct room *, void (*)(const struct room_member *,
 	    void *), void *);
 int	 room_append(struct room *, const struct shm_rec_in *, size_t,
@@ -276,8 +304,11 @@ struct dialect {
 	void		(*room_notify)(struct lroom *);
 	/* A connection's output drained. */
 	void		(*drained)(struct conn *);
+	int		 relay;
 };
 
+/* Dialects whose rooms relay messages (room_publish) rather than keep a
+ * history set relay: their logs are trimmed once every worker read them. */
 const struct dialect *dialect_find(const char *);
 const struct dialect *dialect_find_id(unsigned);
 const struct mount *dialect_route(const char *path, const char **sub);

@@ -17,6 +17,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
@@ -155,21 +156,35 @@ server_ws_free(struct conn *conn)
 	conn->ws = NULL;
 }
 
-/* Let wslay write what it has queued (pongs, close frames). */
+/*
+ * Let wslay write what it has queued (pongs, close frames).  With
+ * may_close, a connection whose closing handshake is over is closed now;
+ * without, it closes once its output drains (server.c's write callback),
+ * so callers iterating over connections never see one vanish.
+ */
 static void
-ws_flush(struct conn *conn)
+ws_flush(struct conn *conn, int may_close)
 {
 	wslay_event_context_ptr	 ctx = conn->ws;
 
 	if (wslay_event_send(ctx) != 0) {
-		server_close(conn, "WebSocket write failed");
+		if (may_close) {
+			server_close(conn, "WebSocket write failed");
+			return;
+		}
+		/* Closed from the write callback, later in this loop. */
+		conn->peer_closed = 1;
+		conn->state = CONN_CLOSING;
+		bufferevent_trigger(conn->bev, EV_WRITE,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 		return;
 	}
 	if (!wslay_event_want_read(ctx) && !wslay_event_want_write(ctx)) {
 		/* Both close frames have passed: done once written out. */
 		conn->peer_closed = 1;
 		conn->state = CONN_CLOSING;
-		if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+		if (may_close && evbuffer_get_length(
+		    bufferevent_get_output(conn->bev)) == 0)
 			server_close(conn, "WebSocket closed");
 	}
 }
@@ -189,7 +204,7 @@ server_ws_read(struct conn *conn)
 		return;
 	}
 	if (conn->bev != NULL)
-		ws_flush(conn);
+		ws_flush(conn, 1);
 }
 
 static void
@@ -272,7 +287,7 @@ server_ws_close(struct conn *conn, int code, const char *reason)
 	bufferevent_set_timeouts(conn->bev, &tv, &tv);
 	/* Inside wslay's read, server_ws_read flushes when it returns. */
 	if (!conn->in_recv)
-		ws_flush(conn);
+		ws_flush(conn, 0);
 }
 
 void
@@ -283,5 +298,5 @@ server_ws_ping(struct conn *conn)
 	if (conn->state != CONN_WS)
 		return;
 	wslay_event_queue_msg(conn->ws, &msg);
-	ws_flush(conn);
+	ws_flush(conn, 0);
 }
