@@ -35,7 +35,7 @@
 #define SHM_TX_BLOCKS		8
 
 #define ROOM_ID_MAX		64
-#define MEMBER_NAME_MAX		64
+#define MEMBER_NAME_MAX		127	/* bytes; dialects set their own limits */
 #define MEMBER_TOKEN_LEN	32	/* hex characters */
 #define MEMBER_UID_LEN		36	/* a UUID string */
 #define ROOM_SECRET_LEN		32	/* SHA-256 */

@@ -38,6 +38,7 @@ config_defaults(struct roomd_config *c)
 	c->room_ttl = 60;
 	c->room_max_members = 1000;
 	c->room_log_max_bytes = 64ULL << 20;
+	c->classroom_open_rooms = -1;
 }
 
 /* "host:port", "[v6]:port" or ":port" (all addresses). */
@@ -203,8 +204,24 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 	size_t		 i;
 	int		 known;
 
+	static const struct {
+		const char	*key;
+		size_t		 off, len;
+	} strings[] = {
+		{ "arena_path", offsetof(struct roomd_config, arena_path),
+		    sizeof(c->arena_path) },
+		{ "pidfile", offsetof(struct roomd_config, pidfile),
+		    sizeof(c->pidfile) },
+		{ "classroom_jwt_secret", offsetof(struct roomd_config,
+		    classroom_jwt_secret), sizeof(c->classroom_jwt_secret) },
+		{ "classroom_jwt_subject", offsetof(struct roomd_config,
+		    classroom_jwt_subject), sizeof(c->classroom_jwt_subject) },
+	};
+
 	known = strcmp(key, "mount") == 0 || strcmp(key, "listen") == 0 ||
-	    strcmp(key, "arena_path") == 0 || strcmp(key, "pidfile") == 0;
+	    strcmp(key, "classroom_open_rooms") == 0;
+	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		known |= strcmp(key, strings[i].key) == 0;
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		known |= strcmp(key, sizes[i].key) == 0;
 	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
@@ -226,18 +243,24 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 	}
 	if (strcmp(key, "listen") == 0)
 		return config_listen(c, argv[1], err, errlen);
-	if (strcmp(key, "arena_path") == 0 || strcmp(key, "pidfile") == 0) {
-		char *dst = key[0] == 'a' ? c->arena_path : c->pidfile;
-		size_t len = key[0] == 'a' ? sizeof(c->arena_path) :
-		    sizeof(c->pidfile);
-
-		if (strlen(argv[1]) >= len) {
-			snprintf(err, errlen, "%s is too long", key);
+	if (strcmp(key, "classroom_open_rooms") == 0) {
+		if (strcmp(argv[1], "yes") != 0 && strcmp(argv[1], "no") != 0) {
+			snprintf(err, errlen, "%s takes yes or no", key);
 			return -1;
 		}
-		snprintf(dst, len, "%s", argv[1]);
+		c->classroom_open_rooms = strcmp(argv[1], "yes") == 0;
 		return 0;
 	}
+	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		if (strcmp(key, strings[i].key) == 0) {
+			if (strlen(argv[1]) >= strings[i].len) {
+				snprintf(err, errlen, "%s is too long", key);
+				return -1;
+			}
+			snprintf((char *)c + strings[i].off, strings[i].len,
+			    "%s", argv[1]);
+			return 0;
+		}
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		if (strcmp(key, sizes[i].key) == 0) {
 			if (util_parse_size(argv[1], &u) == -1 ||
@@ -314,15 +337,23 @@ config_load(struct roomd_config *c, const char *file, char *err,
 	return rc;
 }
 
-/* Fill what nothing set: the default listener and the default mounts. */
+/*
+ * Fill what nothing set: the default listener, and every dialect on its
+ * default path when the file mounts none.
+ */
 int
 config_finish(struct roomd_config *c, char *err, size_t errlen)
 {
+	const struct dialect	*d;
+	size_t			 i;
+
 	if (c->nlistens == 0 &&
 	    config_listen(c, ROOMD_DEFAULT_LISTEN, err, errlen) == -1)
 		return -1;
-	if (c->nmounts == 0 && config_mount(c, dialect_canvas.name,
-	    dialect_canvas.default_mount, err, errlen) == -1)
-		return -1;
+	if (c->nmounts == 0)
+		for (i = 0; (d = dialect_at(i)) != NULL; i++)
+			if (d->default_mount != NULL && config_mount(c,
+			    d->name, d->default_mount, err, errlen) == -1)
+				return -1;
 	return 0;
 }

@@ -11,7 +11,16 @@
 
 static const struct dialect *dialects[] = {
 	&dialect_canvas,
+	&dialect_classroom,
+	&dialect_screenshare,
 };
+
+/* The i-th dialect, or NULL past the end. */
+const struct dialect *
+dialect_at(size_t i)
+{
+	return i < sizeof(dialects) / sizeof(dialects[0]) ? dialects[i] : NULL;
+}
 
 const struct dialect *
 dialect_find(const char *name)

@@ -26,6 +26,7 @@
 
 #define CANVAS_LIST_MAX		100000
 #define CANVAS_FRAME_CACHE	8
+#define CANVAS_NAME_MAX		64	/* bytes */
 
 /* The path after the mount: "/rooms", "/rooms/ID" or "/rooms/ID/VERB". */
 struct canvas_path {
@@ -75,7 +76,7 @@ canvas_valid_name(const char *s)
 {
 	size_t	 n = s ? strlen(s) : 0, i;
 
-	if (n < 1 || n > MEMBER_NAME_MAX)
+	if (n < 1 || n > CANVAS_NAME_MAX)
 		return 0;
 	for (i = 0; i < n; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)

@@ -13,6 +13,7 @@
  *                     in the arena, and the fan-out of their changes
  *   dialect.c         the table of dialects and their mounts
  *   dialect_*.c       one protocol each, on top of the room engine
+ *   jwt.c             JSON Web Tokens (HMAC)
  *   util.c            JSON, tokens, digests, query strings
  */
 #ifndef ROOMD_H
@@ -75,6 +76,9 @@ struct roomd_config {
 	int			 room_ttl;
 	uint64_t		 room_max_members;
 	uint64_t		 room_log_max_bytes;
+	char			 classroom_jwt_secret[256];
+	char			 classroom_jwt_subject[256];
+	int			 classroom_open_rooms;	/* -1: unset */
 };
 
 void	 config_defaults(struct roomd_config *);
@@ -311,8 +315,15 @@ struct dialect {
  * history set relay: their logs are trimmed once every worker read them. */
 const struct dialect *dialect_find(const char *);
 const struct dialect *dialect_find_id(unsigned);
+const struct dialect *dialect_at(size_t);
 const struct mount *dialect_route(const char *path, const char **sub);
 extern const struct dialect dialect_canvas;
+extern const struct dialect dialect_classroom;
+extern const struct dialect dialect_screenshare;
+
+/* jwt.c */
+struct json_object *jwt_verify_hs(const char *token, const char *secret,
+	    char *err, size_t errlen);
 
 /* util.c */
 int	 json_parse(const char *, size_t, struct json_object **);

@@ -361,7 +361,9 @@ http_dispatch(struct conn *conn, struct http_req *req)
 			status = m->dialect->ws_accept(conn, req, sub);
 		if (status != 0) {
 			server_http_error(conn, status, status == 404 ?
-			    "not_found" : "bad_request", "cannot upgrade to a "
+			    "not_found" : status == 401 ? "unauthorized" :
+			    "bad_request", status == 401 ? "missing, invalid or "
+			    "expired credentials" : "cannot upgrade to a "
 			    "WebSocket here");
 		} else if (server_ws_upgrade(conn, req) == 0) {
 			conn->mount = m;
@@ -373,6 +375,12 @@ http_dispatch(struct conn *conn, struct http_req *req)
 	} else if (p->upgrade) {
 		server_http_error(conn, 400, "bad_request", "unsupported "
 		    "upgrade");
+	} else if (m->dialect->http == NULL) {
+		static const char body[] = "{\"error\":\"upgrade_required\","
+		    "\"message\":\"this path takes a WebSocket\"}";
+
+		server_http_respond(conn, 426, "application/json", body,
+		    sizeof(body) - 1, "Upgrade: websocket\r\n");
 	} else
 		m->dialect->http(conn, req, sub);
 	if (conn->bev == NULL)

@@ -196,16 +196,23 @@ json_text(struct json_object *obj, size_t *len)
 	    JSON_C_TO_STRING_NOSLASHESCAPE, len);
 }
 
-/* The string value of key, or NULL if absent or not a string. */
+/*
+ * The string value of key, or NULL if absent, not a string, or holding a
+ * NUL character (which C strings would silently cut short).
+ */
 const char *
 json_get_string(struct json_object *obj, const char *key)
 {
 	struct json_object	*v;
+	const char		*s;
 
 	if (!json_object_object_get_ex(obj, key, &v) ||
 	    !json_object_is_type(v, json_type_string))
 		return NULL;
-	return json_object_get_string(v);
+	s = json_object_get_string(v);
+	if (strlen(s) != (size_t)json_object_get_string_len(v))
+		return NULL;
+	return s;
 }
 
 /* A secret of MEMBER_TOKEN_LEN hex characters. */

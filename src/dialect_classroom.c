@@ -1,0 +1,491 @@
+/*
+ * dialect_classroom.c: rooms with an admin and per-participant authorities
+ * (seed 003), on the wire of the original Spring Boot server
+ * (../shared/seeds/NOTES.md).
+ *
+ * Identity comes from the handshake: a JWT (HS512 or HS256) in the
+ * Authorization header, or, where the configuration allows open rooms,
+ * ?name=&room= with the first participant of a room as its admin.  The
+ * admin flag and the authorities are fields of the member record in the
+ * arena, so a grant made on one worker holds on every worker at once.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+/* Authorities: the message types a participant may send besides admins. */
+static const char *const cls_authorities[] = {
+	"Broadcast", "Direct", "Control", "Kick", "Close"
+};
+#define CLS_BROADCAST	0x01
+#define CLS_DIRECT	0x02
+#define CLS_CONTROL	0x04
+#define CLS_KICK	0x08
+#define CLS_CLOSE	0x10
+#define CLS_NAUTH	(sizeof(cls_authorities) / sizeof(cls_authorities[0]))
+
+/* Who a connection is, from its handshake. */
+struct cls_conn {
+	char	 name[MEMBER_NAME_MAX + 1];
+	char	 room[ROOM_ID_MAX + 1];
+	int	 admin;
+};
+
+static int
+cls_open_rooms(void)
+{
+	const struct roomd_config *c = &env->conf;
+
+	return c->classroom_open_rooms == -1 ? c->classroom_jwt_secret[0] ==
+	    '\0' : c->classroom_open_rooms;
+}
+
+/* A name or room: 1..64 bytes, no control characters. */
+static int
+cls_valid(const char *s)
+{
+	size_t	 i, n = s ? strlen(s) : 0;
+
+	if (n < 1 || n > ROOM_ID_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int
+cls_from_jwt(struct cls_conn *cc, const char *token)
+{
+	const struct roomd_config	*c = &env->conf;
+	struct json_object		*claims, *admin;
+	const char			*sub, *name, *room;
+	char				 err[128];
+	int				 ok;
+
+	if (c->classroom_jwt_secret[0] == '\0')
+		return -1;
+	if ((claims = jwt_verify_hs(token, c->classroom_jwt_secret, err,
+	    sizeof(err))) == NULL) {
+		log_debug("classroom: %s", err);
+		return -1;
+	}
+	sub = json_get_string(claims, "sub");
+	name = json_get_string(claims, "name");
+	room = json_get_string(claims, "room");
+	ok = cls_valid(name) && cls_valid(room) &&
+	    (c->classroom_jwt_subject[0] == '\0' || (sub != NULL &&
+	    strcmp(sub, c->classroom_jwt_subject) == 0));
+	if (ok) {
+		snprintf(cc->name, sizeof(cc->name), "%s", name);
+		snprintf(cc->room, sizeof(cc->room), "%s", room);
+		cc->admin = json_object_object_get_ex(claims, "admin",
+		    &admin) && json_object_get_boolean(admin);
+	}
+	json_object_put(claims);
+	return ok ? 0 : -1;
+}
+
+/* The handshake: who is this?  401 if nobody we accept. */
+static int
+cls_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct cls_conn	*cc;
+	const char	*auth = req->authorization;
+
+	if (sub[0] != '\0' && strcmp(sub, "/") != 0)
+		return 404;
+	if ((cc = calloc(1, sizeof(*cc))) == NULL)
+		return 500;
+	if (auth != NULL) {
+		if (strncasecmp(auth, "Bearer ", 7) == 0)
+			auth += 7;
+		while (*auth == ' ')
+			auth++;
+		if (cls_from_jwt(cc, auth) == -1) {
+			free(cc);
+			return 401;
+		}
+		cc->admin = cc->admin ? 1 : 0;
+	} else if (!cls_open_rooms() ||
+	    util_query_get(req->query, "name", cc->name, sizeof(cc->name)) != 1
+	    || util_query_get(req->query, "room", cc->room, sizeof(cc->room))
+	    != 1 || !cls_valid(cc->name) || !cls_valid(cc->room)) {
+		free(cc);
+		return 401;
+	} else
+		cc->admin = -1;		/* the first one in is the admin */
+	free(conn->data);
+	conn->data = cc;
+	return 0;
+}
+
+/* {"id":ROOM,"participants":[{"name","room","admin","authorities","id"}]} */
+struct cls_json {
+	struct json_object	*list;
+	const char		*room;
+};
+
+static void
+cls_member_json(const struct room_member *m, void *arg)
+{
+	struct cls_json		*cj = arg;
+	struct json_object	*p = json_object_new_object(), *auth;
+	size_t			 i;
+
+	auth = json_object_new_array();
+	for (i = 0; i < CLS_NAUTH; i++)
+		if (m->authorities & (1U << i))
+			json_object_array_add(auth,
+			    json_object_new_string(cls_authorities[i]));
+	json_object_object_add(p, "name", json_object_new_string(m->name));
+	json_object_object_add(p, "room", json_object_new_string(cj->room));
+	json_object_object_add(p, "admin", json_object_new_boolean(
+	    (m->role & MEMBER_ROLE_HOST) != 0));
+	json_object_object_add(p, "authorities", auth);
+	json_object_object_add(p, "id", json_object_new_string(m->uid));
+	json_object_array_add(cj->list, p);
+}
+
+/* {"type":T,"data":ROOM} for a locked room. */
+static struct json_object *
+cls_room_msg(struct room *room, const char *type)
+{
+	struct cls_json		 cj = { json_object_new_array(), room_id(room) };
+	struct json_object	*o = json_object_new_object(), *data;
+
+	room_members(room, cls_member_json, &cj);
+	data = json_object_new_object();
+	json_object_object_add(data, "id", json_object_new_string(cj.room));
+	json_object_object_add(data, "participants", cj.list);
+	json_object_object_add(o, "type", json_object_new_string(type));
+	json_object_object_add(o, "data", data);
+	return o;
+}
+
+static struct json_object *
+cls_response(const char *value, const char *details)
+{
+	struct json_object	*o = json_object_new_object();
+	struct json_object	*d = json_object_new_object();
+
+	json_object_object_add(d, "value", json_object_new_string(value));
+	json_object_object_add(d, "details", json_object_new_string(details));
+	json_object_object_add(o, "type", json_object_new_string(
+	    "ServerResponse"));
+	json_object_object_add(o, "data", d);
+	return o;
+}
+
+static void
+cls_reply(struct conn *conn, const char *value, const char *details)
+{
+	server_ws_send_json(conn, cls_response(value, details));
+}
+
+static void
+cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct cls_conn		*cc = conn->data;
+	struct shm_room_ref	 ref;
+	struct room_member	 m = { .mid = 0 };
+	struct room		*room = NULL;
+	int			 rc, tries;
+
+	/* Find the room, or make it: two may race to make it, so retry. */
+	for (tries = 0; tries < 3 && room == NULL; tries++) {
+		if (room_find(&dialect_classroom, cc->room, &ref) == 0 &&
+		    room_lock(&ref, &room) == 0)
+			break;
+		room = NULL;
+		if ((rc = room_create(&dialect_classroom, cc->room, &room)) !=
+		    0 && rc != SHM_EEXIST)
+			break;
+	}
+	if (room == NULL) {
+		server_ws_close(conn, 1011, "cannot open the room");
+		return;
+	}
+	if (room_closing(room)) {
+		room_unlock(room);
+		server_ws_close(conn, 1013, "the room is closing; try again");
+		return;
+	}
+	if (cc->admin == -1)
+		cc->admin = room_member_count(room) == 0;
+	if (room_member_add(room, cc->name, cc->admin ? MEMBER_ROLE_HOST : 0,
+	    &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+		room_member_remove(room, m.mid);
+		if (room_member_count(room) == 0)
+			room_delete(room, "could not be set up");
+		else
+			room_unlock(room);
+		server_ws_close(conn, 1013, "the room is full");
+		return;
+	}
+	/* The newcomer is attached first, so it hears its own entrance. */
+	room_publish_json(room, AUD_ALL, 0, cls_room_msg(room,
+	    "ParticipantEnter"));
+	room_unlock(room);
+}
+
+/* Participant ids of a message, as member ids of the locked room. */
+static size_t
+cls_targets(struct room *room, struct json_object *ids, uint64_t *out,
+    size_t max)
+{
+	struct room_member	 m;
+	size_t			 i, j, n = 0;
+	const char		*id;
+
+	for (i = 0; i < json_object_array_length(ids) && n < max; i++) {
+		id = json_object_get_string(json_object_array_get_idx(ids, i));
+		if (id == NULL || room_member_by_uid(room, id, &m) != 0)
+			continue;	/* unknown ids are ignored */
+		for (j = 0; j < n && out[j] != m.mid; j++)
+			;
+		if (j == n)
+			out[n++] = m.mid;
+	}
+	return n;
+}
+
+/* {"type","data","participants","from"}, null fields left out. */
+static struct json_object *
+cls_relay_msg(const char *type, struct json_object *msg, const char *from,
+    int with_participants)
+{
+	struct json_object	*o = json_object_new_object(), *v;
+
+	json_object_object_add(o, "type", json_object_new_string(type));
+	if (json_object_object_get_ex(msg, "data", &v) && v != NULL)
+		json_object_object_add(o, "data", json_object_get(v));
+	if (with_participants &&
+	    json_object_object_get_ex(msg, "participants", &v) && v != NULL)
+		json_object_object_add(o, "participants", json_object_get(v));
+	json_object_object_add(o, "from", json_object_new_string(from));
+	return o;
+}
+
+struct cls_petition {
+	uint64_t	*to;
+	size_t		 n, max;
+};
+
+static void
+cls_find_controllers(const struct room_member *m, void *arg)
+{
+	struct cls_petition	*p = arg;
+
+	if (((m->role & MEMBER_ROLE_HOST) || (m->authorities & CLS_CONTROL))
+	    && p->n < p->max)
+		p->to[p->n++] = m->mid;
+}
+
+/* Control's data: {"allow": bool, "authorities": [names]}. */
+static int
+cls_control_bits(struct json_object *msg, int *allow, uint64_t *bits)
+{
+	struct json_object	*data, *a, *list, *x;
+	size_t			 i, k;
+
+	if (!json_object_object_get_ex(msg, "data", &data) ||
+	    !json_object_is_type(data, json_type_object) ||
+	    !json_object_object_get_ex(data, "allow", &a) ||
+	    !json_object_is_type(a, json_type_boolean) ||
+	    !json_object_object_get_ex(data, "authorities", &list) ||
+	    !json_object_is_type(list, json_type_array))
+		return -1;	/* invalid control message */
+	*allow = json_object_get_boolean(a);
+	*bits = 0;
+	for (i = 0; i < json_object_array_length(list); i++) {
+		x = json_object_array_get_idx(list, i);
+		for (k = 0; k < CLS_NAUTH; k++)
+			if (json_object_is_type(x, json_type_string) &&
+			    strcmp(json_object_get_string(x),
+			    cls_authorities[k]) == 0)
+				break;
+		if (k == CLS_NAUTH)
+			return -2;	/* an unknown authority */
+		*bits |= 1U << k;
+	}
+	return 0;
+}
+
+/*
+ * One client message in a locked room, from member me.  Returns the reply
+ * for the sender ("sent" or a failure), or NULL for none.
+ */
+static const char *
+cls_handle(struct conn *conn, struct room *room, struct room_member *me,
+    const char *type, struct json_object *msg, struct json_object *ids)
+{
+	static const struct {
+		const char	*type;
+		unsigned	 bit;
+	} needs[] = {
+		{ "Broadcast", CLS_BROADCAST }, { "Direct", CLS_DIRECT },
+		{ "Control", CLS_CONTROL }, { "Kick", CLS_KICK },
+		{ "Close", CLS_CLOSE },
+	};
+	struct room_member	 m;
+	uint64_t		 to[256], bits;
+	struct cls_petition	 pet = { to, 0, 256 };
+	size_t			 i, n;
+	int			 allow, rc;
+
+	for (i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
+		if (strcmp(type, needs[i].type) == 0 &&
+		    !(me->role & MEMBER_ROLE_HOST) &&
+		    !(me->authorities & needs[i].bit))
+			return "forbidden";
+	if (strcmp(type, "Broadcast") == 0) {
+		room_publish_json(room, AUD_ALL_BUT, me->mid,
+		    cls_relay_msg(type, msg, me->uid, 1));
+		return "sent";
+	}
+	if (strcmp(type, "Petition") == 0) {
+		room_members(room, cls_find_controllers, &pet);
+		if (pet.n == 0)
+			return "admins not found";
+		for (i = 0; i < pet.n; i++)
+			room_publish_json(room, AUD_MEMBER, to[i],
+			    cls_relay_msg(type, msg, me->uid, 0));
+		return "sent";
+	}
+	if (strcmp(type, "Close") == 0) {
+		/* Everyone, the sender last; the room goes with the last
+		 * connection, and nobody is told of exits meanwhile. */
+		room_set_closing(room);
+		room_publish_json(room, AUD_CLOSE_ALL_BUT, me->mid,
+		    cls_response("ok", "disconnected"));
+		room_publish_json(room, AUD_CLOSE_MEMBER, me->mid,
+		    cls_response("ok", "disconnected"));
+		return NULL;
+	}
+	if (ids == NULL)
+		return "participants are missing";
+	n = cls_targets(room, ids, to, sizeof(to) / sizeof(to[0]));
+	if (strcmp(type, "Direct") == 0) {
+		for (i = 0; i < n; i++)
+			room_publish_json(room, AUD_MEMBER, to[i],
+			    cls_relay_msg(type, msg, me->uid, 1));
+		return "sent";
+	}
+	if (strcmp(type, "Kick") == 0) {
+		for (i = 0; i < n; i++)
+			room_publish_json(room, AUD_CLOSE_MEMBER, to[i],
+			    cls_response("ok", "disconnected"));
+		return "sent";
+	}
+	/* Control */
+	if ((rc = cls_control_bits(msg, &allow, &bits)) != 0)
+		return rc == -1 ? "invalid control message" : "parsing error";
+	for (i = 0; i < n; i++)
+		if (room_member_by_mid(room, to[i], &m) == 0)
+			room_member_set(room, m.mid, m.role, allow ?
+			    m.authorities | bits : m.authorities & ~bits);
+	room_publish_json(room, AUD_ALL, 0, cls_room_msg(room, "RolesApplied"));
+	return NULL;
+}
+
+static void
+cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
+{
+	static const char *const client_types[] = { "Broadcast", "Direct",
+	    "Control", "Petition", "Disconnect", "Kick", "Close" };
+	static const char *const server_types[] = { "ParticipantEnter",
+	    "ParticipantExit", "RolesApplied", "ServerResponse" };
+	struct json_object	*msg = NULL, *ids = NULL, *t;
+	struct room_member	 me;
+	struct room		*room;
+	const char		*type, *reply = NULL;
+	size_t			 i;
+
+	if (conn->room == NULL)
+		return;
+	if (binary || json_parse(data, len, &msg) == -1 || msg == NULL ||
+	    !json_object_is_type(msg, json_type_object) ||
+	    (json_object_object_get_ex(msg, "participants", &ids) &&
+	    ids != NULL && !json_object_is_type(ids, json_type_array))) {
+		json_object_put(msg);
+		cls_reply(conn, "fail", "parsing error");
+		return;
+	}
+	if (!json_object_object_get_ex(msg, "type", &t) || t == NULL) {
+		json_object_put(msg);
+		cls_reply(conn, "fail", "message type not supported");
+		return;
+	}
+	type = json_object_get_string(t);
+	for (i = 0; i < sizeof(server_types) / sizeof(server_types[0]); i++)
+		if (strcmp(type, server_types[i]) == 0)
+			reply = "message type not supported";
+	for (i = 0; i < sizeof(client_types) / sizeof(client_types[0]); i++)
+		if (json_object_is_type(t, json_type_string) &&
+		    strcmp(type, client_types[i]) == 0)
+			break;
+	if (reply == NULL && i == sizeof(client_types) /
+	    sizeof(client_types[0]))
+		reply = "parsing error";
+	if (reply != NULL) {
+		json_object_put(msg);
+		cls_reply(conn, "fail", reply);
+		return;
+	}
+	if (strcmp(type, "Disconnect") == 0) {
+		json_object_put(msg);
+		server_ws_close(conn, 1000, "disconnect");
+		return;
+	}
+	if (room_lock(&conn->room->ref, &room) != 0) {
+		json_object_put(msg);
+		return;
+	}
+	if (room_member_by_mid(room, conn->mid, &me) == 0)
+		reply = cls_handle(conn, room, &me, type, msg, ids);
+	room_unlock(room);
+	if (reply != NULL)
+		cls_reply(conn, strcmp(reply, "sent") == 0 ? "ok" : "fail",
+		    reply);
+	json_object_put(msg);
+}
+
+/* A participant leaves: the others see the room without it. */
+static void
+cls_ws_close(struct conn *conn)
+{
+	struct room	*room;
+
+	if (conn->room == NULL)
+		return;
+	if (room_lock(&conn->room->ref, &room) == 0) {
+		room_member_remove(room, conn->mid);
+		if (!room_closing(room) && !server_stopping() &&
+		    room_member_count(room) > 0)
+			room_publish_json(room, AUD_ALL_BUT, conn->mid,
+			    cls_room_msg(room, "ParticipantExit"));
+		room_unlock(room);
+	}
+	room_detach(conn, !server_stopping());
+}
+
+const struct dialect dialect_classroom = {
+	.name = "classroom",
+	.id = 3,
+	.default_mount = "/classroom",
+	.http = NULL,
+	.ws_accept = cls_ws_accept,
+	.ws_open = cls_ws_open,
+	.ws_message = cls_ws_message,
+	.ws_close = cls_ws_close,
+	.room_notify = room_relay_notify,
+	.relay = 1,
+};

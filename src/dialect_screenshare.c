@@ -1,0 +1,388 @@
+/*
+ * dialect_screenshare.c: screen-sharing signaling (seed 004), the wire
+ * format of the original FastAPI server (../shared/seeds/NOTES.md).
+ *
+ * One WebSocket at the mount; a connection creates a room (and is its
+ * host) or joins one by id with a username, then relays sharing requests,
+ * SDP offers and answers and ICE candidates between users and the host.
+ * Every relay is a room_publish to one member, so host and users may sit
+ * on different workers.  A member is its connection: it is removed when
+ * the connection leaves, and the room goes with its last member.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+#define SS_ID_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789"
+#define SS_ID_LEN	4
+#define SS_NAME_MAX	30	/* characters */
+
+static void
+ss_reply(struct conn *conn, const char *type, const char *message)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "type", json_object_new_string(type));
+	if (message != NULL)
+		json_object_object_add(o, "message",
+		    json_object_new_string(message));
+	server_ws_send_json(conn, o);
+}
+
+/*
+ * Printable as Python's str.isprintable() sees it, near enough: no C0 or
+ * C1 controls, no separators other than the ASCII space, no format marks.
+ */
+static int
+ss_printable(uint32_t cp)
+{
+	return cp >= 0x20 && !(cp >= 0x7f && cp <= 0xa0) && cp != 0xad &&
+	    !(cp >= 0x2000 && cp <= 0x200f) && !(cp >= 0x2028 && cp <= 0x202f)
+	    && !(cp >= 0x2060 && cp <= 0x206f) && cp != 0x3000 &&
+	    cp != 0xfeff && cp != 0x1680;
+}
+
+/* 0 if the username of msg is acceptable, else -1 after answering. */
+static int
+ss_check_username(struct conn *conn, struct json_object *msg,
+    const char **out)
+{
+	const unsigned char	*p;
+	const char		*name = json_get_string(msg, "username");
+	size_t			 chars = 0;
+	uint32_t		 cp;
+	int			 n;
+
+	if (name == NULL && !json_object_is_type(json_object_object_get(msg,
+	    "username"), json_type_string)) {
+		ss_reply(conn, "INVALID_USERNAME", "Username missing");
+		return -1;
+	}
+	if (name == NULL) {	/* a string holding a NUL */
+		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
+		return -1;
+	}
+	/* The text is valid UTF-8 (json_parse checked): decode it. */
+	for (p = (const unsigned char *)name; *p != '\0'; p += n, chars++) {
+		n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+		cp = n == 1 ? *p : *p & (0x7f >> n);
+		for (int i = 1; i < n; i++)
+			cp = (cp << 6) | (p[i] & 0x3f);
+		if (!ss_printable(cp))
+			break;
+	}
+	if (chars == 0 || *p != '\0' || chars > SS_NAME_MAX ||
+	    strlen(name) > MEMBER_NAME_MAX) {
+		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
+		return -1;
+	}
+	*out = name;
+	return 0;
+}
+
+/* The host of a locked room, if it has one. */
+struct ss_find {
+	uint64_t	 host;
+};
+
+static void
+ss_find_host(const struct room_member *m, void *arg)
+{
+	struct ss_find	*f = arg;
+
+	if (m->role & MEMBER_ROLE_HOST)
+		f->host = m->mid;
+}
+
+static uint64_t
+ss_host(struct room *room)
+{
+	struct ss_find	 f = { 0 };
+
+	room_members(room, ss_find_host, &f);
+	return f.host;
+}
+
+/* {"type":T} plus "username" and one more key, in that order. */
+static struct json_object *
+ss_msg(const char *type, const char *username, const char *key,
+    struct json_object *value)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "type", json_object_new_string(type));
+	if (username != NULL)
+		json_object_object_add(o, "username",
+		    json_object_new_string(username));
+	if (key != NULL)
+		json_object_object_add(o, key, json_object_get(value));
+	return o;
+}
+
+/*
+ * Leave the room: the host is told a user left, or the users that the
+ * host left; the member goes, and the room with its last connection.
+ */
+static void
+ss_leave(struct conn *conn, int reply)
+{
+	struct room_member	 me;
+	struct room		*room;
+	uint64_t		 host;
+
+	if (conn->room == NULL)
+		return;
+	if (room_lock(&conn->room->ref, &room) == 0) {
+		if (room_member_by_mid(room, conn->mid, &me) == 0) {
+			host = ss_host(room);
+			if (server_stopping())
+				;	/* everyone is being closed anyway */
+			else if (me.role & MEMBER_ROLE_HOST)
+				room_publish_json(room, AUD_ALL_BUT, me.mid,
+				    ss_msg("HOST_LEFT", NULL, NULL, NULL));
+			else if (host != 0)
+				room_publish_json(room, AUD_MEMBER, host,
+				    ss_msg("USER_LEFT", me.name, NULL, NULL));
+			room_member_remove(room, me.mid);
+		}
+		room_unlock(room);
+	}
+	room_detach(conn, !server_stopping());
+	if (reply)
+		ss_reply(conn, "LEFT_ROOM", NULL);
+}
+
+static void
+ss_create(struct conn *conn, struct json_object *msg)
+{
+	struct room_member	 m;
+	struct room		*room;
+	const char		*name;
+	char			 id[SS_ID_LEN + 1];
+	struct json_object	*o;
+
+	if (ss_check_username(conn, msg, &name) == -1)
+		return;
+	ss_leave(conn, 0);
+	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
+	    id, &room) != 0) {
+		ss_reply(conn, "ERROR", "Could not create a room");
+		return;
+	}
+	if (room_member_add(room, name, MEMBER_ROLE_HOST, &m) != 0 ||
+	    room_attach(room, conn, m.mid) != 0) {
+		room_delete(room, "could not be set up");
+		ss_reply(conn, "ERROR", "Could not create a room");
+		return;
+	}
+	room_unlock(room);
+	o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string(
+	    "ROOM_CREATED"));
+	json_object_object_add(o, "roomid", json_object_new_string(id));
+	server_ws_send_json(conn, o);
+}
+
+/* Room ids are looked up stripped and lower-cased. */
+static int
+ss_normalize(const char *in, char *out, size_t outlen)
+{
+	size_t	 n;
+
+	while (isspace((unsigned char)*in))
+		in++;
+	n = strlen(in);
+	while (n > 0 && isspace((unsigned char)in[n - 1]))
+		n--;
+	if (n == 0 || n >= outlen)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)in[i]);
+	out[n] = '\0';
+	return util_valid_id(out, ROOM_ID_MAX) ? 0 : -1;
+}
+
+static void
+ss_join(struct conn *conn, struct json_object *msg)
+{
+	struct shm_room_ref	 ref;
+	struct room_member	 m;
+	struct room		*room;
+	struct json_object	*o;
+	const char		*name, *given;
+	char			 id[ROOM_ID_MAX + 1];
+	uint64_t		 host;
+
+	ss_leave(conn, 0);
+	if (ss_check_username(conn, msg, &name) == -1)
+		return;
+	if ((given = json_get_string(msg, "roomid")) == NULL ||
+	    given[0] == '\0') {
+		ss_reply(conn, "INVALID_ROOM_ID", "Room ID is required");
+		return;
+	}
+	if (ss_normalize(given, id, sizeof(id)) == -1 ||
+	    room_find(&dialect_screenshare, id, &ref) != 0 ||
+	    room_lock(&ref, &room) != 0) {
+		ss_reply(conn, "INVALID_ROOM_ID", "Room with given ID not "
+		    "found");
+		return;
+	}
+	if (room_member_by_name(room, name, &m) == 0) {
+		room_unlock(room);
+		ss_reply(conn, "INVALID_USERNAME", "Username already exists in "
+		    "this room");
+		return;
+	}
+	if (room_member_add(room, name, 0, &m) != 0 ||
+	    room_attach(room, conn, m.mid) != 0) {
+		room_member_remove(room, m.mid);
+		room_unlock(room);
+		ss_reply(conn, "ERROR", "The room is full");
+		return;
+	}
+	/* ROOM_JOINED goes out now; USER_JOINED at the end of this loop
+	 * iteration, so the joiner always hears first. */
+	if ((host = ss_host(room)) != 0)
+		room_publish_json(room, AUD_MEMBER, host,
+		    ss_msg("USER_JOINED", name, NULL, NULL));
+	room_unlock(room);
+	o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string(
+	    "ROOM_JOINED"));
+	json_object_object_add(o, "roomid", json_object_new_string(given));
+	server_ws_send_json(conn, o);
+}
+
+/*
+ * A relay inside the room.  From a user, everything goes to the host with
+ * the user's name; from the host, to the user it names, without a name.
+ */
+static void
+ss_relay(struct conn *conn, const char *type, struct json_object *msg)
+{
+	struct room_member	 me, to;
+	struct room		*room;
+	struct json_object	*value = NULL, *out = NULL;
+	const char		*key = NULL, *target;
+	uint64_t		 host, dest = 0;
+	int			 not_found = 0;
+
+	if (strcmp(type, "RCP_OFFER") == 0 || strcmp(type, "RCP_ANSWER") == 0)
+		key = "sdp";
+	else if (strcmp(type, "ICE_CANDIDATE") == 0)
+		key = "candidate";
+	if (key != NULL)
+		json_object_object_get_ex(msg, key, &value);
+	if (room_lock(&conn->room->ref, &room) != 0)
+		return;
+	if (room_member_by_mid(room, conn->mid, &me) != 0) {
+		room_unlock(room);
+		return;
+	}
+	host = ss_host(room);
+	target = json_get_string(msg, "username");
+	if (!(me.role & MEMBER_ROLE_HOST)) {
+		if (host != 0 && strcmp(type, "ALLOW_SHARING") != 0 &&
+		    strcmp(type, "RCP_ANSWER") != 0) {
+			dest = host;
+			out = ss_msg(type, me.name, key, value);
+		}
+	} else if (strcmp(type, "STOP_SHARING") == 0 &&
+	    !json_object_object_get_ex(msg, "username", NULL)) {
+		room_publish_json(room, AUD_ALL_BUT, me.mid,
+		    ss_msg(type, NULL, NULL, NULL));
+	} else if (strcmp(type, "REQUEST_SHARING") != 0 &&
+	    strcmp(type, "RCP_OFFER") != 0) {
+		if (target == NULL || room_member_by_name(room, target, &to) !=
+		    0 || (to.role & MEMBER_ROLE_HOST))
+			not_found = 1;
+		else {
+			dest = to.mid;
+			out = ss_msg(type, NULL, key, value);
+		}
+	}
+	if (out != NULL)
+		room_publish_json(room, AUD_MEMBER, dest, out);
+	room_unlock(room);
+	if (not_found)
+		ss_reply(conn, "ERROR", "User not found");
+}
+
+static int
+ss_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
+{
+	return sub[0] == '\0' || strcmp(sub, "/") == 0 ? 0 : 404;
+}
+
+static void
+ss_ws_open(struct conn *conn, struct http_req *req, const char *sub)
+{
+}
+
+static void
+ss_ws_message(struct conn *conn, int binary, const char *data, size_t len)
+{
+	static const char *const relays[] = { "REQUEST_SHARING",
+	    "STOP_SHARING", "ALLOW_SHARING", "RCP_OFFER", "RCP_ANSWER",
+	    "ICE_CANDIDATE" };
+	struct json_object	*msg;
+	const char		*type;
+	size_t			 i;
+
+	if (binary) {
+		ss_reply(conn, "ERROR", "Invalid message: binary frames are "
+		    "not supported");
+		return;
+	}
+	if (json_parse(data, len, &msg) == -1 || msg == NULL ||
+	    !json_object_is_type(msg, json_type_object)) {
+		json_object_put(msg);
+		ss_reply(conn, "ERROR", "Invalid message: expected a JSON "
+		    "object");
+		return;
+	}
+	type = json_get_string(msg, "type");
+	if (type != NULL && strcmp(type, "CREATE_ROOM") == 0)
+		ss_create(conn, msg);
+	else if (type != NULL && strcmp(type, "JOIN_ROOM") == 0)
+		ss_join(conn, msg);
+	else if (conn->room == NULL)
+		ss_reply(conn, "ERROR", "You must join a room first");
+	else if (type != NULL && strcmp(type, "LEAVE_ROOM") == 0)
+		ss_leave(conn, 1);
+	else if (type != NULL) {
+		/* Unknown types inside a room are ignored, as the original
+		 * server does. */
+		for (i = 0; i < sizeof(relays) / sizeof(relays[0]); i++)
+			if (strcmp(type, relays[i]) == 0)
+				ss_relay(conn, type, msg);
+	}
+	json_object_put(msg);
+}
+
+static void
+ss_ws_close(struct conn *conn)
+{
+	ss_leave(conn, 0);
+}
+
+const struct dialect dialect_screenshare = {
+	.name = "screenshare",
+	.id = 4,
+	.default_mount = "/ws",
+	.http = NULL,
+	.ws_accept = ss_ws_accept,
+	.ws_open = ss_ws_open,
+	.ws_message = ss_ws_message,
+	.ws_close = ss_ws_close,
+	.room_notify = room_relay_notify,
+	.relay = 1,
+};
