@@ -449,12 +449,13 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 		json_object_put(msg);
 		return;
 	}
-	if (room_member_by_mid(room, conn->mid, &me) == 0)
-		reply = cls_handle(conn, room, &me, type, msg, ids);
+	/* The reply goes through the room's log too, so that it follows
+	 * whatever the sender receives of its own message. */
+	if (room_member_by_mid(room, conn->mid, &me) == 0 &&
+	    (reply = cls_handle(conn, room, &me, type, msg, ids)) != NULL)
+		room_publish_json(room, AUD_MEMBER, me.mid, cls_response(
+		    strcmp(reply, "sent") == 0 ? "ok" : "fail", reply));
 	room_unlock(room);
-	if (reply != NULL)
-		cls_reply(conn, strcmp(reply, "sent") == 0 ? "ok" : "fail",
-		    reply);
 	json_object_put(msg);
 }
 

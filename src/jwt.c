@@ -89,7 +89,8 @@ jwt_verify_hs(const char *token, const char *secret, char *err,
 	const char		*dot1, *dot2, *alg;
 	const EVP_MD		*md;
 	struct json_object	*hdr, *claims = NULL;
-	unsigned char		 sig[EVP_MAX_MD_SIZE], want[EVP_MAX_MD_SIZE];
+	/* Decoding writes up to two padding bytes past the signature. */
+	unsigned char		 sig[EVP_MAX_MD_SIZE + 3], want[EVP_MAX_MD_SIZE];
 	unsigned int		 wantlen;
 	int64_t			 t;
 	int			 n, rc;
