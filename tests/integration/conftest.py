@@ -665,3 +665,69 @@ class RawWS:
                             payload[2:].decode("utf-8", "replace"), skipped)
                 return None, "", skipped
             skipped.append((op, payload[:200]))
+
+
+# ---------------------------------------------------------------- message dialects
+
+async def ws_open_headers(url, headers=None, timeout=T):
+    """ws_open with extra request header fields (a list of (name, value))."""
+    return await asyncio.wait_for(websockets.connect(
+        url, extra_headers=list(headers or []), max_size=None,
+        max_queue=4096, compression=None, ping_interval=None,
+        open_timeout=timeout, close_timeout=2), timeout)
+
+
+def ws_worker(ws):
+    """(slot, pid) from the X-Roomd-Worker field of ws's 101 response."""
+    return parse_worker(ws.response_headers.get("X-Roomd-Worker"))
+
+
+async def open_on_slot(url, slot=None, headers=None, attempts=60,
+                       timeout=10.0):
+    """Open url (on worker `slot` if given), closing connections that land
+    elsewhere; only for endpoints where opening changes no state.  Returns
+    (ws, (slot, pid))."""
+    deadline = time.monotonic() + timeout
+    for _ in range(attempts):
+        ws = await ws_open_headers(url, headers)
+        w = ws_worker(ws)
+        if slot is None or w[0] == slot:
+            return ws, w
+        await close_ws(ws)
+        if time.monotonic() > deadline:
+            break
+    pytest.fail(f"no WebSocket to {url} landed on worker slot {slot} "
+                f"in {attempts} tries")
+
+
+async def send_json(ws, obj):
+    await ws.send(json.dumps(obj))
+
+
+async def expect_quiet(ws, quiet=0.3):
+    """Fail if any message arrives on ws within `quiet` seconds."""
+    try:
+        m = await asyncio.wait_for(ws.recv(), quiet)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"unexpected message: {m!r:.400}")
+
+
+async def recv_until(ws, pred, timeout=T):
+    """Read JSON messages until pred(message) is true; return (message,
+    [messages skipped before it]).  Bounded by timeout in all."""
+    skipped = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"no awaited message within {timeout} s; "
+                                 f"got {skipped!r:.1500}")
+        try:
+            m = await recv_json(ws, left)
+        except asyncio.TimeoutError:
+            continue
+        if pred(m):
+            return m, skipped
+        skipped.append(m)
