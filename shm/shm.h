@@ -180,6 +180,8 @@ struct shm_room {
 	uint64_t	conns;		/* open connections, all slots */
 	uint64_t	slot_conns[ARENA_MAX_SLOTS];
 	uint64_t	slot_seq[ARENA_MAX_SLOTS];	/* read up to, per slot */
+	uint64_t	dstate[8];	/* the dialect's own words */
+	uint64_t	keep_from;	/* relay: never trim from this seq on */
 };
 #define ROOM_MAGIC		0x4d4f4f52U
 #define ROOM_SLOT_SIZE	((sizeof(struct shm_block) + sizeof(struct shm_room) \

@@ -39,6 +39,10 @@ config_defaults(struct roomd_config *c)
 	c->room_max_members = 1000;
 	c->room_log_max_bytes = 64ULL << 20;
 	c->classroom_open_rooms = -1;
+	c->lobby_ping_interval = 10;
+	c->lobby_grace = 30;
+	c->lobby_retention = 600;
+	c->lobby_snapshot_max_bytes = 1 << 20;
 }
 
 /* "host:port", "[v6]:port" or ":port" (all addresses). */
@@ -130,6 +134,11 @@ config_mount(struct roomd_config *c, const char *dialect, const char *path,
 		    strncmp(c->mounts[i].path, path, len) == 0) {
 			if (c->mounts[i].dialect == d)
 				return 0;
+			if (c->mounts[i].is_default) {
+				c->mounts[i].dialect = d;
+				c->mounts[i].is_default = 0;
+				return 0;
+			}
 			snprintf(err, errlen, "path %.*s is already mounted",
 			    (int)len, path);
 			return -1;
@@ -183,6 +192,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    room_log_max_bytes), 1024, 1ULL << 40 },
 		{ "room_max_members", offsetof(struct roomd_config,
 		    room_max_members), 1, 1 << 20 },
+		{ "lobby_snapshot_max_bytes", offsetof(struct roomd_config,
+		    lobby_snapshot_max_bytes), 16, 16 << 20 },
 	};
 	static const struct {
 		const char	*key;
@@ -197,6 +208,21 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    ping_interval), 1, 86400 },
 		{ "room_ttl", offsetof(struct roomd_config, room_ttl), 1,
 		    86400 * 365 },
+		{ "lobby_ping_interval", offsetof(struct roomd_config,
+		    lobby_ping_interval), 1, 86400 },
+		{ "lobby_grace", offsetof(struct roomd_config, lobby_grace), 1,
+		    86400 },
+		{ "lobby_retention", offsetof(struct roomd_config,
+		    lobby_retention), 1, 86400 * 365 },
+	};
+	static const struct {
+		const char	*key;
+		size_t		 off;
+	} bools[] = {
+		{ "classroom_open_rooms", offsetof(struct roomd_config,
+		    classroom_open_rooms) },
+		{ "lobby_migration", offsetof(struct roomd_config,
+		    lobby_migration) },
 	};
 	const char	*key = argv[0];
 	uint64_t	 u;
@@ -218,10 +244,11 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    classroom_jwt_subject), sizeof(c->classroom_jwt_subject) },
 	};
 
-	known = strcmp(key, "mount") == 0 || strcmp(key, "listen") == 0 ||
-	    strcmp(key, "classroom_open_rooms") == 0;
+	known = strcmp(key, "mount") == 0 || strcmp(key, "listen") == 0;
 	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		known |= strcmp(key, strings[i].key) == 0;
+	for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+		known |= strcmp(key, bools[i].key) == 0;
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		known |= strcmp(key, sizes[i].key) == 0;
 	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
@@ -243,14 +270,17 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 	}
 	if (strcmp(key, "listen") == 0)
 		return config_listen(c, argv[1], err, errlen);
-	if (strcmp(key, "classroom_open_rooms") == 0) {
-		if (strcmp(argv[1], "yes") != 0 && strcmp(argv[1], "no") != 0) {
-			snprintf(err, errlen, "%s takes yes or no", key);
-			return -1;
+	for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+		if (strcmp(key, bools[i].key) == 0) {
+			if (strcmp(argv[1], "yes") != 0 &&
+			    strcmp(argv[1], "no") != 0) {
+				snprintf(err, errlen, "%s takes yes or no", key);
+				return -1;
+			}
+			*(int *)((char *)c + bools[i].off) =
+			    strcmp(argv[1], "yes") == 0;
+			return 0;
 		}
-		c->classroom_open_rooms = strcmp(argv[1], "yes") == 0;
-		return 0;
-	}
 	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		if (strcmp(key, strings[i].key) == 0) {
 			if (strlen(argv[1]) >= strings[i].len) {
@@ -351,9 +381,13 @@ config_finish(struct roomd_config *c, char *err, size_t errlen)
 	    config_listen(c, ROOMD_DEFAULT_LISTEN, err, errlen) == -1)
 		return -1;
 	if (c->nmounts == 0)
-		for (i = 0; (d = dialect_at(i)) != NULL; i++)
-			if (d->default_mount != NULL && config_mount(c,
-			    d->name, d->default_mount, err, errlen) == -1)
+		for (i = 0; (d = dialect_at(i)) != NULL; i++) {
+			if (d->default_mount == NULL)
+				continue;
+			if (config_mount(c, d->name, d->default_mount, err,
+			    errlen) == -1)
 				return -1;
+			c->mounts[c->nmounts - 1].is_default = 1;
+		}
 	return 0;
 }

@@ -12,6 +12,7 @@
 static const struct dialect *dialects[] = {
 	&dialect_canvas,
 	&dialect_classroom,
+	&dialect_lobby,
 	&dialect_screenshare,
 };
 

@@ -86,8 +86,10 @@ cls_from_jwt(struct cls_conn *cc, const char *token)
 	if (ok) {
 		snprintf(cc->name, sizeof(cc->name), "%s", name);
 		snprintf(cc->room, sizeof(cc->room), "%s", room);
+		/* Only a JSON true makes an admin, not "yes" or 1. */
 		cc->admin = json_object_object_get_ex(claims, "admin",
-		    &admin) && json_object_get_boolean(admin);
+		    &admin) && json_object_is_type(admin, json_type_boolean) &&
+		    json_object_get_boolean(admin);
 	}
 	json_object_put(claims);
 	return ok ? 0 : -1;
@@ -459,6 +461,43 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	json_object_put(msg);
 }
 
+struct cls_gone {
+	uint64_t	 mids[64];
+	size_t		 n;
+};
+
+static void
+cls_find_gone(const struct room_member *m, void *arg)
+{
+	struct cls_gone	*g = arg;
+
+	if (m->locator == 0 && g->n < 64)
+		g->mids[g->n++] = m->mid;
+}
+
+/*
+ * Once a second: a participant whose worker was killed never said
+ * goodbye; its member record has no connection any more.  Remove it and
+ * tell the others, as if it had left.
+ */
+static void
+cls_tick(struct lroom *lr)
+{
+	struct cls_gone	 g = { .n = 0 };
+	struct room	*room;
+	size_t		 i;
+
+	if (room_lock(&lr->ref, &room) != 0)
+		return;
+	room_members(room, cls_find_gone, &g);
+	for (i = 0; i < g.n; i++)
+		room_member_remove(room, g.mids[i]);
+	if (g.n > 0 && !room_closing(room))
+		room_publish_json(room, AUD_ALL, 0, cls_room_msg(room,
+		    "ParticipantExit"));
+	room_unlock(room);
+}
+
 /* A participant leaves: the others see the room without it. */
 static void
 cls_ws_close(struct conn *conn)
@@ -488,5 +527,6 @@ const struct dialect dialect_classroom = {
 	.ws_message = cls_ws_message,
 	.ws_close = cls_ws_close,
 	.room_notify = room_relay_notify,
+	.tick = cls_tick,
 	.relay = 1,
 };

@@ -159,6 +159,48 @@ ss_leave(struct conn *conn, int reply)
 		ss_reply(conn, "LEFT_ROOM", NULL);
 }
 
+struct ss_gone {
+	struct room_member	 m[32];
+	size_t			 n;
+};
+
+static void
+ss_find_gone(const struct room_member *m, void *arg)
+{
+	struct ss_gone	*g = arg;
+
+	if (m->locator == 0 && g->n < 32)
+		g->m[g->n++] = *m;
+}
+
+/*
+ * Once a second: members whose worker was killed left without a word.
+ * Remove them and tell the host (or the users), as if they had left.
+ */
+static void
+ss_tick(struct lroom *lr)
+{
+	struct ss_gone	 g = { .n = 0 };
+	struct room	*room;
+	uint64_t	 host;
+	size_t		 i;
+
+	if (room_lock(&lr->ref, &room) != 0)
+		return;
+	room_members(room, ss_find_gone, &g);
+	for (i = 0; i < g.n; i++) {
+		host = ss_host(room);
+		if (g.m[i].role & MEMBER_ROLE_HOST)
+			room_publish_json(room, AUD_ALL_BUT, g.m[i].mid,
+			    ss_msg("HOST_LEFT", NULL, NULL, NULL));
+		else if (host != 0)
+			room_publish_json(room, AUD_MEMBER, host,
+			    ss_msg("USER_LEFT", g.m[i].name, NULL, NULL));
+		room_member_remove(room, g.m[i].mid);
+	}
+	room_unlock(room);
+}
+
 static void
 ss_create(struct conn *conn, struct json_object *msg)
 {
@@ -168,9 +210,9 @@ ss_create(struct conn *conn, struct json_object *msg)
 	char			 id[SS_ID_LEN + 1];
 	struct json_object	*o;
 
+	ss_leave(conn, 0);
 	if (ss_check_username(conn, msg, &name) == -1)
 		return;
-	ss_leave(conn, 0);
 	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
 	    id, &room) != 0) {
 		ss_reply(conn, "ERROR", "Could not create a room");
@@ -384,5 +426,6 @@ const struct dialect dialect_screenshare = {
 	.ws_message = ss_ws_message,
 	.ws_close = ss_ws_close,
 	.room_notify = room_relay_notify,
+	.tick = ss_tick,
 	.relay = 1,
 };

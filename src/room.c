@@ -307,6 +307,8 @@ member_copy(struct room_member *out, const struct shm_member *m)
 	out->mid = m->mid;
 	out->role = m->role;
 	out->authorities = m->authorities;
+	out->locator = m->locator;
+	out->joined = m->joined;
 	out->cursor = m->cursor;
 	memcpy(out->name, m->name, sizeof(out->name));
 	memcpy(out->token, m->token, sizeof(out->token));
@@ -318,18 +320,33 @@ int
 room_member_add(struct room *room, const char *name, uint64_t role,
     struct room_member *out)
 {
+	return room_member_add_id(room, name, role, NULL, NULL, out);
+}
+
+/* The same with a given uuid and token (NULL: make them). */
+int
+room_member_add_id(struct room *room, const char *name, uint64_t role,
+    const char *uid, const char *token, struct room_member *out)
+{
 	struct shm_member	 in, *m;
 	int			 rc;
 
-	if (strlen(name) > MEMBER_NAME_MAX)
+	if (strlen(name) > MEMBER_NAME_MAX || (uid != NULL && strlen(uid) !=
+	    MEMBER_UID_LEN) || (token != NULL && strlen(token) !=
+	    MEMBER_TOKEN_LEN))
 		return SHM_EINVAL;
 	memset(&in, 0, sizeof(in));
 	snprintf(in.name, sizeof(in.name), "%s", name);
 	in.role = role;
 	in.joined = util_now();
-	if (util_token(in.token, sizeof(in.token)) == -1)
+	if (token != NULL)
+		memcpy(in.token, token, MEMBER_TOKEN_LEN);
+	else if (util_token(in.token, sizeof(in.token)) == -1)
 		return SHM_EINVAL;
-	util_uuid(in.uid);
+	if (uid != NULL)
+		memcpy(in.uid, uid, MEMBER_UID_LEN);
+	else
+		util_uuid(in.uid);
 	rc = shm_member_add_locked(A(), room->r, &in,
 	    env->conf.room_max_members, &m);
 	if (rc == 0)
@@ -384,6 +401,22 @@ room_member_by_uid(struct room *room, const char *uid,
 	return member_out(shm_member_by_uid(A(), room->r, uid), out);
 }
 
+/* The member with this uuid, if token is its token (constant time). */
+int
+room_member_check(struct room *room, const char *uid, const char *token,
+    struct room_member *out)
+{
+	struct shm_member	*m = shm_member_by_uid(A(), room->r, uid);
+	unsigned		 diff = 0;
+	size_t			 i;
+
+	if (m == NULL || strlen(token) != MEMBER_TOKEN_LEN)
+		return SHM_ENOENT;
+	for (i = 0; i < MEMBER_TOKEN_LEN; i++)
+		diff |= (unsigned)(m->token[i] ^ token[i]);
+	return diff == 0 ? member_out(m, out) : SHM_ENOENT;
+}
+
 int
 room_member_remove(struct room *room, uint64_t mid)
 {
@@ -423,6 +456,84 @@ room_member_count(struct room *room)
 	return n;
 }
 
+/* Eight words of room state in the arena that belong to the dialect. */
+uint64_t
+room_dget(struct room *room, int i)
+{
+	return room->r->dstate[i & 7];
+}
+
+void
+room_dset(struct room *room, int i, uint64_t v)
+{
+	if (room->r->dstate[i & 7] != v)
+		shm_tx_set(A(), &room->r->lock, &room->r->dstate[i & 7], v);
+}
+
+/* Records from seq on stay in a relay room's log (a saved state). */
+void
+room_keep_from(struct room *room, uint64_t seq)
+{
+	shm_tx_set(A(), &room->r->lock, &room->r->keep_from, seq);
+}
+
+/* When a room without connections is reaped (unix time; 0: never). */
+void
+room_set_expires(struct room *room, uint64_t t)
+{
+	shm_room_set_expiry_locked(A(), room->r, t);
+}
+
+struct read_one {
+	uint64_t	 seq;
+	char		*buf;
+	size_t		 len;
+};
+
+static int
+read_one_rec(const struct shm_rec *rec, const void *data, void *arg)
+{
+	struct read_one	*o = arg;
+
+	if (rec->seq == o->seq && (o->buf = malloc(rec->len + 1)) != NULL) {
+		memcpy(o->buf, data, rec->len);
+		o->buf[rec->len] = '\0';
+		o->len = rec->len;
+	}
+	return 1;
+}
+
+/* A copy of record seq (the caller frees it), or SHM_ENOENT. */
+int
+room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
+{
+	struct read_one	 o = { seq, NULL, 0 };
+
+	if (seq == 0)
+		return SHM_ENOENT;
+	shm_log_read_locked(A(), room->r, seq - 1, read_one_rec, &o);
+	if (o.buf == NULL)
+		return SHM_ENOENT;
+	*buf = o.buf;
+	*len = o.len;
+	return 0;
+}
+
+/* Once a second: the dialects' timers, for rooms this worker serves. */
+void
+room_tick(void)
+{
+	struct lroom	*lr, *next;
+	size_t		 b;
+
+	for (b = 0; b < LROOM_BUCKETS; b++)
+		for (lr = LIST_FIRST(&lrooms[b]); lr != NULL; lr = next) {
+			next = LIST_NEXT(lr, entry);
+			if (lr->dialect->tick != NULL)
+				lr->dialect->tick(lr);
+		}
+}
+
 void
 room_set_closing(struct room *room)
 {
@@ -458,6 +569,8 @@ room_publish(struct room *room, enum room_audience aud, uint64_t mid,
 	for (upto = last, s = 0; s < env->nworkers; s++)
 		if (r->slot_conns[s] > 0 && r->slot_seq[s] < upto)
 			upto = r->slot_seq[s];
+	if (r->keep_from != 0 && upto >= r->keep_from)
+		upto = r->keep_from - 1;
 	shm_log_trim_locked(A(), r, upto);
 	return 0;
 }

@@ -55,6 +55,7 @@ struct listen_addr {
 struct mount {
 	char			 path[256];
 	const struct dialect	*dialect;
+	int			 is_default;	/* -M may take its path */
 };
 
 struct roomd_config {
@@ -79,6 +80,11 @@ struct roomd_config {
 	char			 classroom_jwt_secret[256];
 	char			 classroom_jwt_subject[256];
 	int			 classroom_open_rooms;	/* -1: unset */
+	int			 lobby_ping_interval;
+	int			 lobby_grace;
+	int			 lobby_retention;
+	int			 lobby_migration;
+	uint64_t		 lobby_snapshot_max_bytes;
 };
 
 void	 config_defaults(struct roomd_config *);
@@ -206,6 +212,7 @@ void	 server_ws_send_text(struct conn *, const char *, size_t);
 void	 server_ws_send_json(struct conn *, struct json_object *);
 void	 server_ws_close(struct conn *, int code, const char *reason);
 void	 server_ws_ping(struct conn *);
+void	 server_ws_set_ping(struct conn *, int seconds);
 /*
  * A frame built once and shared, without copying, by every connection it
  * goes to: fill an evbuffer with the payload, seal it (which puts the
@@ -221,6 +228,8 @@ struct room_member {
 	uint64_t	 role;
 	uint64_t	 authorities;
 	uint64_t	 cursor;
+	uint64_t	 locator;	/* 0 while not connected */
+	uint64_t	 joined;
 	char		 name[MEMBER_NAME_MAX + 1];
 	char		 token[MEMBER_TOKEN_LEN + 1];
 	char		 uid[MEMBER_UID_LEN + 1];
@@ -263,6 +272,10 @@ int	 room_set_password(struct room *, const char *);
 int	 room_check_password(struct room *, const char *);
 int	 room_member_add(struct room *, const char *name, uint64_t role,
 	    struct room_member *);
+int	 room_member_add_id(struct room *, const char *name, uint64_t role,
+	    const char *uid, const char *token, struct room_member *);
+int	 room_member_check(struct room *, const char *uid, const char *token,
+	    struct room_member *);
 int	 room_member_by_name(struct room *, const char *, struct room_member *);
 int	 room_member_by_token(struct room *, const char *,
 	    struct room_member *);
@@ -277,6 +290,12 @@ int	 room_publish(struct room *, enum room_audience, uint64_t mid,
 int	 room_publish_json(struct room *, enum room_audience, uint64_t mid,
 	    struct json_object *);
 void	 room_set_closing(struct room *);
+uint64_t room_dget(struct room *, int);
+void	 room_dset(struct room *, int, uint64_t);
+void	 room_set_expires(struct room *, uint64_t);
+void	 room_keep_from(struct room *, uint64_t);
+int	 room_read_one(struct room *, uint64_t seq, char **, size_t *);
+void	 room_tick(void);
 int	 room_closing(struct room *);
 void	 room_relay_notify(struct lroom *);
 void	 room_members(struct room *, void (*)(const struct room_member *,
@@ -308,6 +327,8 @@ struct dialect {
 	void		(*room_notify)(struct lroom *);
 	/* A connection's output drained. */
 	void		(*drained)(struct conn *);
+	/* Once a second, for each room with members on this worker. */
+	void		(*tick)(struct lroom *);
 	int		 relay;
 };
 
@@ -319,6 +340,7 @@ const struct dialect *dialect_at(size_t);
 const struct mount *dialect_route(const char *path, const char **sub);
 extern const struct dialect dialect_canvas;
 extern const struct dialect dialect_classroom;
+extern const struct dialect dialect_lobby;
 extern const struct dialect dialect_screenshare;
 
 /* jwt.c */

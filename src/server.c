@@ -45,6 +45,7 @@ static void	server_write(struct bufferevent *, void *);
 static void	server_event(struct bufferevent *, short, void *);
 static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
+static void	server_tick(evutil_socket_t, short, void *);
 
 struct event_base *
 server_base(void)
@@ -61,7 +62,8 @@ server_stopping(void)
 void
 server_main(int slot)
 {
-	struct event	*sigterm, *sigint;
+	struct event	*sigterm, *sigint, *tick;
+	struct timeval	 second = { 1, 0 };
 	char		 name[32];
 	int		 s, l;
 
@@ -89,6 +91,8 @@ server_main(int slot)
 	sigint = evsignal_new(base, SIGINT, server_stop, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	tick = event_new(base, -1, EV_PERSIST, server_tick, NULL);
+	event_add(tick, &second);
 	signal(SIGPIPE, SIG_IGN);
 
 	log_debug("ready");
@@ -97,6 +101,7 @@ server_main(int slot)
 	log_debug("exiting");
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(tick);
 	exit(0);
 }
 
@@ -237,6 +242,13 @@ server_flush(evutil_socket_t fd, short events, void *arg)
 	}
 	if (stopping && TAILQ_EMPTY(&conns))
 		event_base_loopexit(base, NULL);
+}
+
+static void
+server_tick(evutil_socket_t fd, short events, void *arg)
+{
+	if (!stopping)
+		room_tick();
 }
 
 static void

@@ -300,3 +300,13 @@ server_ws_ping(struct conn *conn)
 	wslay_event_queue_msg(conn->ws, &msg);
 	ws_flush(conn, 0);
 }
+
+/* A dialect may ping more often than ping_interval (the lobby does). */
+void
+server_ws_set_ping(struct conn *conn, int seconds)
+{
+	struct timeval	 tv = { seconds, 0 };
+
+	if (conn->bev != NULL && conn->state == CONN_WS)
+		bufferevent_set_timeouts(conn->bev, &tv, NULL);
+}

@@ -113,3 +113,9 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	abort();
 }
+
+const struct dialect *
+dialect_at(size_t i)
+{
+	return i == 0 ? &dialect_canvas : NULL;
+}
