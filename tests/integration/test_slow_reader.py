@@ -6,7 +6,10 @@ its socket drains.  The others keep receiving everything, and the stalled
 member, when it reads again, gets every action exactly once, in order.
 """
 import json
+import os
 import socket
+
+import pytest
 
 from conftest import (RawWS, close_all, collect_actions, connect,
                       create_room, join_room, pointers, run)
@@ -65,6 +68,9 @@ def test_stalled_member_does_not_hold_up_the_room_and_catches_up_later(
     run(scenario(), timeout=60)
 
 
+@pytest.mark.skipif(os.environ.get("ROOMD_SANITIZED") == "1",
+                    reason="under ASan, freed memory sits in quarantine and "
+                    "shadow memory counts as private: RSS bounds say nothing")
 def test_stalled_member_bounds_the_workers_memory(roomd_factory):
     """With a member that never reads, a worker's private memory grows by
     far less than what was published (the log lives in the arena, and the
