@@ -43,6 +43,8 @@ config_defaults(struct roomd_config *c)
 	c->lobby_grace = 30;
 	c->lobby_retention = 600;
 	c->lobby_snapshot_max_bytes = 1 << 20;
+	c->chat_anonymous = 1;
+	c->chat_history = 50;
 }
 
 /* "host:port", "[v6]:port" or ":port" (all addresses). */
@@ -214,6 +216,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    86400 },
 		{ "lobby_retention", offsetof(struct roomd_config,
 		    lobby_retention), 1, 86400 * 365 },
+		{ "chat_history", offsetof(struct roomd_config, chat_history),
+		    0, 10000 },
 	};
 	static const struct {
 		const char	*key;
@@ -223,6 +227,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    classroom_open_rooms) },
 		{ "lobby_migration", offsetof(struct roomd_config,
 		    lobby_migration) },
+		{ "chat_anonymous", offsetof(struct roomd_config,
+		    chat_anonymous) },
 	};
 	const char	*key = argv[0];
 	uint64_t	 u;

@@ -11,6 +11,7 @@
 
 static const struct dialect *dialects[] = {
 	&dialect_canvas,
+	&dialect_chat,
 	&dialect_classroom,
 	&dialect_lobby,
 	&dialect_screenshare,

@@ -629,9 +629,12 @@ relay_collect(const struct shm_rec *rec, const void *data, void *arg)
 }
 
 static int
-relay_matches(const struct relay_rec *x, const struct conn *conn)
+relay_matches(const struct relay_rec *x, struct conn *conn)
 {
 	switch (x->aud) {
+	case AUD_TAG:
+		return conn->mount->dialect->relay_match != NULL &&
+		    conn->mount->dialect->relay_match(conn, x->target, x->seq);
 	case AUD_ALL:
 		return 1;
 	case AUD_ALL_BUT:

@@ -85,6 +85,8 @@ struct roomd_config {
 	int			 lobby_retention;
 	int			 lobby_migration;
 	uint64_t		 lobby_snapshot_max_bytes;
+	int			 chat_anonymous;
+	int			 chat_history;
 };
 
 void	 config_defaults(struct roomd_config *);
@@ -254,6 +256,7 @@ enum room_audience {
 	AUD_MEMBER,		/* member target only */
 	AUD_CLOSE_MEMBER,	/* send (if any), then close member target */
 	AUD_CLOSE_ALL_BUT,	/* send (if any), then close all but target */
+	AUD_TAG,		/* members the dialect's relay_match picks */
 };
 
 int	 room_create(const struct dialect *, const char *id, struct room **);
@@ -329,6 +332,8 @@ struct dialect {
 	void		(*drained)(struct conn *);
 	/* Once a second, for each room with members on this worker. */
 	void		(*tick)(struct lroom *);
+	/* Is an AUD_TAG record (tag, log sequence) for this connection? */
+	int		(*relay_match)(struct conn *, uint64_t tag, uint64_t seq);
 	int		 relay;
 };
 
@@ -339,6 +344,7 @@ const struct dialect *dialect_find_id(unsigned);
 const struct dialect *dialect_at(size_t);
 const struct mount *dialect_route(const char *path, const char **sub);
 extern const struct dialect dialect_canvas;
+extern const struct dialect dialect_chat;
 extern const struct dialect dialect_classroom;
 extern const struct dialect dialect_lobby;
 extern const struct dialect dialect_screenshare;

@@ -1,0 +1,520 @@
+/*
+ * dialect_chat.c: chat channels and private messages (seed 001).
+ *
+ * Every chat connection is a member of the mount's server room ("@"),
+ * which carries what goes to everyone (channel created or destroyed), to
+ * one user (private messages) and, tagged with a channel, what goes to a
+ * channel's participants.  Each channel is a room of its own that nobody
+ * connects to: its members are the participants and its op log is the
+ * channel's history.  A channel message is appended to the channel's log
+ * and published in the server room while the channel's lock is held
+ * (channel lock, then server room lock: always in that order), so the
+ * history and the live order agree on every worker.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+#define CHAT_SERVER_ROOM	"@"
+#define CHAT_CHANNELS_MAX	64	/* channels one connection joins */
+#define CHAT_CREATOR		0x2	/* member role bit in a channel */
+#define CHAT_JOINED		0x1	/* member authority bit: participant */
+
+struct chat_channel {
+	uint64_t	 rid;
+	uint64_t	 from;	/* server log seq its history reached */
+	char		 name[ROOM_ID_MAX + 1];
+};
+
+struct chat_conn {
+	char			 name[ROOM_ID_MAX + 1];
+	char			 uid[MEMBER_UID_LEN + 1];
+	struct chat_channel	 ch[CHAT_CHANNELS_MAX];
+	int			 nch;
+};
+
+/* "#name" or "@name": the sigil, then 1..63 of [A-Za-z0-9_-]. */
+static int
+chat_valid_target(const char *t, char sigil)
+{
+	return t != NULL && t[0] == sigil && util_valid_id(t + 1,
+	    ROOM_ID_MAX - 1);
+}
+
+static void
+chat_error(struct conn *conn, const char *code, const char *message,
+    struct json_object *request)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "type", json_object_new_string("error"));
+	json_object_object_add(o, "code", json_object_new_string(code));
+	json_object_object_add(o, "message", json_object_new_string(message));
+	if (request != NULL)
+		json_object_object_add(o, "request", json_object_get(request));
+	server_ws_send_json(conn, o);
+}
+
+static struct json_object *
+chat_event(const char *emitter, const char *identifier, const char *event,
+    const char *name)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "type", json_object_new_string("event"));
+	json_object_object_add(o, "emitter", json_object_new_string(emitter));
+	json_object_object_add(o, "identifier",
+	    json_object_new_string(identifier));
+	json_object_object_add(o, "event", json_object_new_string(event));
+	if (name != NULL)
+		json_object_object_add(o, "name", json_object_new_string(name));
+	return o;
+}
+
+static struct chat_channel *
+chat_joined(struct chat_conn *cc, const char *name)
+{
+	int	 i;
+
+	for (i = 0; i < cc->nch; i++)
+		if (strcmp(cc->ch[i].name, name) == 0)
+			return &cc->ch[i];
+	return NULL;
+}
+
+static int
+chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
+{
+	struct chat_conn	*cc = conn->data;
+	int			 i;
+
+	for (i = 0; cc != NULL && i < cc->nch; i++)
+		if (cc->ch[i].rid == tag)
+			return seq > cc->ch[i].from;
+	return 0;
+}
+
+static int
+chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct chat_conn	*cc;
+
+	if (sub[0] != '\0' && strcmp(sub, "/") != 0)
+		return 404;
+	if (!env->conf.chat_anonymous)
+		return 401;	/* sign-in through providers: not yet */
+	if ((cc = calloc(1, sizeof(*cc))) == NULL)
+		return 500;
+	if (util_query_get(req->query, "name", cc->name, sizeof(cc->name)) !=
+	    1 || !util_valid_id(cc->name, ROOM_ID_MAX - 1)) {
+		free(cc);
+		return 400;
+	}
+	util_uuid(cc->uid);
+	free(conn->data);
+	conn->data = cc;
+	return 0;
+}
+
+/* Lock the server room of the chat, making it if need be. */
+static int
+chat_server_room(struct room **out)
+{
+	struct shm_room_ref	 ref;
+	int			 tries;
+
+	for (tries = 0; tries < 3; tries++) {
+		if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &ref) == 0 &&
+		    room_lock(&ref, out) == 0)
+			return 0;
+		if (room_create(&dialect_chat, CHAT_SERVER_ROOM, out) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+static void
+chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct chat_conn	*cc = conn->data;
+	struct room_member	 m;
+	struct room		*room;
+
+	if (chat_server_room(&room) == -1) {
+		server_ws_close(conn, 1011, "cannot open the chat");
+		return;
+	}
+	if (room_member_by_name(room, cc->name, &m) == 0) {
+		room_unlock(room);
+		chat_error(conn, "name_taken", "someone connected has that "
+		    "name", NULL);
+		server_ws_close(conn, 1008, "name_taken");
+		return;
+	}
+	if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m) != 0 ||
+	    room_attach(room, conn, m.mid) != 0) {
+		room_member_remove(room, m.mid);
+		room_unlock(room);
+		server_ws_close(conn, 1013, "the chat is full");
+		return;
+	}
+	room_unlock(room);
+}
+
+/* With the channel locked, publish msg to the channel's participants. */
+static int
+chat_publish_channel(struct conn *conn, struct room *channel,
+    struct json_object *msg, uint64_t rid)
+{
+	struct room	*server;
+	int		 rc;
+
+	if (room_lock(&conn->room->ref, &server) != 0) {
+		json_object_put(msg);
+		return -1;
+	}
+	rc = room_publish_json(server, AUD_TAG, rid, msg);
+	room_unlock(server);
+	return rc;
+}
+
+static uint64_t
+chat_server_seq(struct conn *conn)
+{
+	struct room	*server;
+	uint64_t	 seq = 0;
+
+	if (room_lock(&conn->room->ref, &server) == 0) {
+		seq = room_committed(server);
+		room_unlock(server);
+	}
+	return seq;
+}
+
+static int
+chat_lock_channel(const char *name, struct shm_room_ref *ref,
+    struct room **room)
+{
+	return room_find(&dialect_chat, name, ref) == 0 &&
+	    room_lock(ref, room) == 0 ? 0 : -1;
+}
+
+/* History: the messages after since (or the last chat_history). */
+struct chat_history {
+	struct conn	*conn;
+	uint64_t	 first;
+};
+
+static int
+chat_send_rec(const struct shm_rec *rec, const void *data, void *arg)
+{
+	struct chat_history	*h = arg;
+
+	if (rec->seq >= h->first)
+		server_ws_send_text(h->conn, data, rec->len);
+	return 0;
+}
+
+static void
+chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
+    struct json_object *msg)
+{
+	struct shm_room_ref	 ref;
+	struct room_member	 m;
+	struct room		*room;
+	struct chat_channel	*ch;
+	struct chat_history	 h = { conn, 1 };
+	struct json_object	*since;
+	uint64_t		 last;
+
+	if (chat_lock_channel(name, &ref, &room) == -1) {
+		chat_error(conn, "no_such_channel", "no such channel", msg);
+		return;
+	}
+	if (chat_joined(cc, name) != NULL || cc->nch == CHAT_CHANNELS_MAX) {
+		room_unlock(room);
+		chat_error(conn, cc->nch == CHAT_CHANNELS_MAX ? "forbidden" :
+		    "already_joined", cc->nch == CHAT_CHANNELS_MAX ? "too many "
+		    "channels" : "already a participant", msg);
+		return;
+	}
+	if (room_member_by_name(room, cc->name, &m) == 0)
+		room_member_set(room, m.mid, m.role, m.authorities |
+		    CHAT_JOINED);
+	else if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m) != 0
+	    || room_member_set(room, m.mid, 0, CHAT_JOINED) != 0) {
+		room_unlock(room);
+		chat_error(conn, "forbidden", "the channel is full", msg);
+		return;
+	}
+	/* History first, straight from the channel's log; live messages
+	 * are those the server room carries after this point. */
+	last = room_committed(room);
+	if (json_object_object_get_ex(msg, "since", &since) &&
+	    json_object_is_type(since, json_type_int) &&
+	    json_object_get_int64(since) >= 0)
+		h.first = (uint64_t)json_object_get_int64(since) + 1;
+	else if (last > (uint64_t)env->conf.chat_history)
+		h.first = last - (uint64_t)env->conf.chat_history + 1;
+	room_read(room, h.first - 1, chat_send_rec, &h);
+	ch = &cc->ch[cc->nch++];
+	ch->rid = ref.rid;
+	snprintf(ch->name, sizeof(ch->name), "%s", name);
+	ch->from = chat_server_seq(conn);
+	chat_publish_channel(conn, room, chat_event("participant", cc->uid,
+	    "join", cc->name), ref.rid);
+	room_unlock(room);
+}
+
+static void
+chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
+    struct json_object *msg)
+{
+	struct shm_room_ref	 ref;
+	struct chat_channel	*ch = chat_joined(cc, name);
+	struct room_member	 m;
+	struct room		*room;
+
+	if (ch == NULL) {
+		chat_error(conn, "not_a_participant", "not in that channel",
+		    msg);
+		return;
+	}
+	*ch = cc->ch[--cc->nch];	/* leaves the set: not told itself */
+	if (chat_lock_channel(name, &ref, &room) == -1)
+		return;
+	if (room_member_by_name(room, cc->name, &m) == 0) {
+		if (m.role & CHAT_CREATOR)
+			room_member_set(room, m.mid, m.role, 0);
+		else
+			room_member_remove(room, m.mid);
+	}
+	chat_publish_channel(conn, room, chat_event("participant", cc->uid,
+	    "left", cc->name), ref.rid);
+	room_unlock(room);
+}
+
+static void
+chat_create(struct conn *conn, struct chat_conn *cc, const char *name,
+    struct json_object *msg)
+{
+	struct room_member	 m;
+	struct room		*room, *server;
+	int			 rc;
+
+	if ((rc = room_create(&dialect_chat, name, &room)) != 0) {
+		chat_error(conn, rc == SHM_EEXIST ? "channel_exists" :
+		    "forbidden", rc == SHM_EEXIST ? "the channel exists" :
+		    "no room for another channel", msg);
+		return;
+	}
+	/* Nobody connects to a channel: it lives until destroyed. */
+	room_set_expires(room, 0);
+	if (room_member_add_id(room, cc->name, CHAT_CREATOR, cc->uid, NULL,
+	    &m) != 0) {
+		room_delete(room, "could not be set up");
+		chat_error(conn, "forbidden", "no room for another channel",
+		    msg);
+		return;
+	}
+	room_unlock(room);
+	if (room_lock(&conn->room->ref, &server) == 0) {
+		room_publish_json(server, AUD_ALL, 0, chat_event("channel",
+		    name, "create", NULL));
+		room_unlock(server);
+	}
+}
+
+static void
+chat_destroy(struct conn *conn, struct chat_conn *cc, const char *name,
+    struct json_object *msg)
+{
+	struct shm_room_ref	 ref;
+	struct room_member	 m;
+	struct room		*room, *server;
+
+	if (chat_lock_channel(name, &ref, &room) == -1) {
+		chat_error(conn, "no_such_channel", "no such channel", msg);
+		return;
+	}
+	if (room_member_by_uid(room, cc->uid, &m) != 0 ||
+	    !(m.role & CHAT_CREATOR)) {
+		room_unlock(room);
+		chat_error(conn, "forbidden", "only the channel's creator may "
+		    "destroy it", msg);
+		return;
+	}
+	room_delete(room, "destroyed");
+	if (room_lock(&conn->room->ref, &server) == 0) {
+		room_publish_json(server, AUD_ALL, 0, chat_event("channel",
+		    name, "destroy", NULL));
+		room_unlock(server);
+	}
+}
+
+static struct json_object *
+chat_message_json(struct chat_conn *cc, const char *target, const char *text,
+    uint64_t seq)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "type", json_object_new_string("message"));
+	json_object_object_add(o, "emitter",
+	    json_object_new_string("participant"));
+	json_object_object_add(o, "target", json_object_new_string(target));
+	json_object_object_add(o, "identifier",
+	    json_object_new_string(cc->uid));
+	json_object_object_add(o, "message", json_object_new_string(text));
+	json_object_object_add(o, "name", json_object_new_string(cc->name));
+	if (seq != 0)
+		json_object_object_add(o, "seq",
+		    json_object_new_int64((int64_t)seq));
+	return o;
+}
+
+static void
+chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
+    const char *text, struct json_object *msg)
+{
+	struct shm_room_ref	 ref;
+	struct shm_rec_in	 rec;
+	struct room_member	 to;
+	struct room		*room;
+	struct json_object	*o;
+	const char		*t;
+	size_t			 len;
+	uint64_t		 seq;
+
+	if (target[0] == '@') {
+		if (room_lock(&conn->room->ref, &room) != 0)
+			return;
+		if (room_member_by_name(room, target + 1, &to) != 0) {
+			room_unlock(room);
+			chat_error(conn, "no_such_user", "nobody of that name "
+			    "is connected", msg);
+			return;
+		}
+		o = chat_message_json(cc, target, text, 0);
+		t = json_text(o, &len);
+		room_publish(room, AUD_MEMBER, to.mid, t, len);
+		if (to.mid != conn->mid)
+			room_publish(room, AUD_MEMBER, conn->mid, t, len);
+		room_unlock(room);
+		json_object_put(o);
+		return;
+	}
+	if (chat_lock_channel(target, &ref, &room) == -1) {
+		chat_error(conn, "no_such_channel", "no such channel", msg);
+		return;
+	}
+	if (chat_joined(cc, target) == NULL) {
+		room_unlock(room);
+		chat_error(conn, "not_a_participant", "join the channel first",
+		    msg);
+		return;
+	}
+	seq = room_committed(room) + 1;
+	o = chat_message_json(cc, target, text, seq);
+	t = json_text(o, &len);
+	rec.data = t;
+	rec.len = (uint32_t)len;
+	rec.type = 0;
+	rec.target = 0;
+	if (room_append(room, &rec, 1, &seq) != 0) {
+		room_unlock(room);
+		json_object_put(o);
+		chat_error(conn, "forbidden", "the channel's history is full",
+		    msg);
+		return;
+	}
+	chat_publish_channel(conn, room, o, ref.rid);
+	room_unlock(room);
+}
+
+static void
+chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
+{
+	struct chat_conn	*cc = conn->data;
+	struct json_object	*msg = NULL;
+	const char		*type, *target, *action, *text;
+
+	if (conn->room == NULL || cc == NULL)
+		return;
+	if (binary || json_parse(data, len, &msg) == -1) {
+		chat_error(conn, "bad_json", "messages are JSON text", NULL);
+		return;
+	}
+	if (msg == NULL || !json_object_is_type(msg, json_type_object) ||
+	    (type = json_get_string(msg, "type")) == NULL) {
+		chat_error(conn, "bad_request", "expected an object with a "
+		    "type", msg);
+		json_object_put(msg);
+		return;
+	}
+	target = json_get_string(msg, "target");
+	action = json_get_string(msg, "action");
+	text = json_get_string(msg, "message");
+	if (strcmp(type, "command") == 0 && action != NULL &&
+	    (strcmp(action, "create") == 0 || strcmp(action, "destroy") == 0 ||
+	    strcmp(action, "join") == 0 || strcmp(action, "leave") == 0)) {
+		if (!chat_valid_target(target, '#'))
+			chat_error(conn, "bad_target", "channels are # and 1 "
+			    "to 63 of A-Z a-z 0-9 _ -", msg);
+		else if (action[0] == 'c')
+			chat_create(conn, cc, target, msg);
+		else if (action[0] == 'd')
+			chat_destroy(conn, cc, target, msg);
+		else if (action[0] == 'j')
+			chat_join(conn, cc, target, msg);
+		else
+			chat_leave(conn, cc, target, msg);
+	} else if (strcmp(type, "message") == 0 && text != NULL) {
+		if (!chat_valid_target(target, '#') &&
+		    !chat_valid_target(target, '@'))
+			chat_error(conn, "bad_target", "a target is #channel "
+			    "or @user", msg);
+		else
+			chat_say(conn, cc, target, text, msg);
+	} else
+		chat_error(conn, "bad_request", "expected a command (create, "
+		    "destroy, join, leave) or a message", msg);
+	json_object_put(msg);
+}
+
+/* Leaving the chat leaves every channel; the others are told. */
+static void
+chat_ws_close(struct conn *conn)
+{
+	struct chat_conn	*cc = conn->data;
+	struct room		*room;
+
+	if (conn->room == NULL || cc == NULL)
+		return;
+	while (cc->nch > 0 && !server_stopping())
+		chat_leave(conn, cc, cc->ch[cc->nch - 1].name, NULL);
+	if (room_lock(&conn->room->ref, &room) == 0) {
+		room_member_remove(room, conn->mid);
+		room_unlock(room);
+	}
+	room_detach(conn, !server_stopping());
+}
+
+const struct dialect dialect_chat = {
+	.name = "chat",
+	.id = 5,
+	.default_mount = "/chat",
+	.http = NULL,
+	.ws_accept = chat_ws_accept,
+	.ws_open = chat_ws_open,
+	.ws_message = chat_ws_message,
+	.ws_close = chat_ws_close,
+	.room_notify = room_relay_notify,
+	.relay_match = chat_relay_match,
+	.relay = 1,
+};
