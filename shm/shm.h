@@ -281,6 +281,9 @@ size_t	 shm_room_list(struct arena *, unsigned dialect,
 int	 shm_room_conn_locked(struct arena *, struct shm_room *, unsigned slot,
 	    int delta, uint64_t expires);
 void	 shm_room_slot_dead(struct arena *, unsigned slot, uint64_t expires);
+/* The same, with the expiry chosen per room by its dialect. */
+void	 shm_room_slot_dead_fn(struct arena *, unsigned slot,
+	    uint64_t (*expires)(unsigned dialect, void *), void *);
 void	 shm_room_reap(struct arena *, uint64_t now);
 int	 shm_room_set_expiry_locked(struct arena *, struct shm_room *,
 	    uint64_t);

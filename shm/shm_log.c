@@ -26,7 +26,8 @@ rec_write(uint8_t *at, const struct shm_rec_in *in, uint64_t seq)
 	rec->type = in->type;
 	rec->flags = 0;
 	rec->target = in->target;
-	memcpy(rec + 1, in->data, in->len);
+	if (in->len > 0)
+		memcpy(rec + 1, in->data, in->len);
 }
 
 /*

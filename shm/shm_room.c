@@ -296,8 +296,21 @@ shm_room_set_expiry_locked(struct arena *a, struct shm_room *r, uint64_t t)
  * room, and let rooms left with no connection expire at the time given,
  * so clients have that long to reconnect.
  */
+static uint64_t
+expires_const(unsigned dialect, void *arg)
+{
+	return *(uint64_t *)arg;
+}
+
 void
 shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
+{
+	shm_room_slot_dead_fn(a, slot, expires_const, &expires);
+}
+
+void
+shm_room_slot_dead_fn(struct arena *a, unsigned slot,
+    uint64_t (*expires)(unsigned, void *), void *arg)
 {
 	struct shm_room_ref	*refs;
 	struct shm_room		*r;
@@ -314,7 +327,8 @@ shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
 			    r->conns - r->slot_conns[slot]);
 			shm_tx_set(a, &r->lock, &r->slot_conns[slot], 0);
 			if (r->conns == 0)
-				shm_tx_set(a, &r->lock, &r->expires, expires);
+				shm_tx_set(a, &r->lock, &r->expires,
+				    expires((unsigned)r->dialect, arg));
 		}
 		for (j = 0; j < r->nmembers; j++) {
 			struct shm_member *m = shm_member_at(a, r, j);

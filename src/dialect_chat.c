@@ -77,15 +77,38 @@ chat_event(const char *emitter, const char *identifier, const char *event,
 	return o;
 }
 
+/*
+ * The connection's entry for channel name, if it joined the channel that
+ * has this rid now.  An entry for a channel since destroyed (and maybe
+ * made again) is dropped.
+ */
 static struct chat_channel *
-chat_joined(struct chat_conn *cc, const char *name)
+chat_joined(struct chat_conn *cc, const char *name, uint64_t rid)
 {
 	int	 i;
 
-	for (i = 0; i < cc->nch; i++)
-		if (strcmp(cc->ch[i].name, name) == 0)
+	for (i = 0; i < cc->nch; i++) {
+		if (strcmp(cc->ch[i].name, name) != 0)
+			continue;
+		if (cc->ch[i].rid == rid)
 			return &cc->ch[i];
+		cc->ch[i] = cc->ch[--cc->nch];
+		return NULL;
+	}
 	return NULL;
+}
+
+/* Drop the entries of channels that no longer exist. */
+static void
+chat_prune(struct chat_conn *cc)
+{
+	struct shm_room_ref	 ref;
+	int			 i;
+
+	for (i = 0; i < cc->nch; i++)
+		if (room_find(&dialect_chat, cc->ch[i].name, &ref) != 0 ||
+		    ref.rid != cc->ch[i].rid)
+			cc->ch[i--] = cc->ch[--cc->nch];
 }
 
 static int
@@ -233,11 +256,14 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct json_object	*since;
 	uint64_t		 last;
 
+	if (cc->nch == CHAT_CHANNELS_MAX)
+		chat_prune(cc);
 	if (chat_lock_channel(name, &ref, &room) == -1) {
 		chat_error(conn, "no_such_channel", "no such channel", msg);
 		return;
 	}
-	if (chat_joined(cc, name) != NULL || cc->nch == CHAT_CHANNELS_MAX) {
+	if (chat_joined(cc, name, ref.rid) != NULL ||
+	    cc->nch == CHAT_CHANNELS_MAX) {
 		room_unlock(room);
 		chat_error(conn, cc->nch == CHAT_CHANNELS_MAX ? "forbidden" :
 		    "already_joined", cc->nch == CHAT_CHANNELS_MAX ? "too many "
@@ -277,18 +303,25 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
     struct json_object *msg)
 {
 	struct shm_room_ref	 ref;
-	struct chat_channel	*ch = chat_joined(cc, name);
+	struct chat_channel	*ch = NULL;
 	struct room_member	 m;
 	struct room		*room;
 
-	if (ch == NULL) {
-		chat_error(conn, "not_a_participant", "not in that channel",
-		    msg);
+	if (chat_lock_channel(name, &ref, &room) == -1) {
+		chat_joined(cc, name, 0);	/* drops a stale entry */
+		if (msg != NULL)
+			chat_error(conn, "not_a_participant", "not in that "
+			    "channel", msg);
+		return;
+	}
+	if ((ch = chat_joined(cc, name, ref.rid)) == NULL) {
+		room_unlock(room);
+		if (msg != NULL)
+			chat_error(conn, "not_a_participant", "not in that "
+			    "channel", msg);
 		return;
 	}
 	*ch = cc->ch[--cc->nch];	/* leaves the set: not told itself */
-	if (chat_lock_channel(name, &ref, &room) == -1)
-		return;
 	if (room_member_by_name(room, cc->name, &m) == 0) {
 		if (m.role & CHAT_CREATOR)
 			room_member_set(room, m.mid, m.role, 0);
@@ -413,7 +446,7 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 		chat_error(conn, "no_such_channel", "no such channel", msg);
 		return;
 	}
-	if (chat_joined(cc, target) == NULL) {
+	if (chat_joined(cc, target, ref.rid) == NULL) {
 		room_unlock(room);
 		chat_error(conn, "not_a_participant", "join the channel first",
 		    msg);

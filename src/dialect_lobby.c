@@ -461,7 +461,7 @@ static void
 lobby_ws_message(struct conn *conn, int binary, const char *data,
     size_t len)
 {
-	struct json_object	*msg;
+	struct json_object	*msg = NULL;
 	struct room_member	 me;
 	struct room		*room;
 	const char		*type;
@@ -517,11 +517,14 @@ lobby_ws_close(struct conn *conn)
 	if (!server_stopping() && s.host.mid != 0 && s.host.locator == 0 &&
 	    room_dget(room, LS_HOST_GONE) == 0)
 		lobby_host_gone(room);
-	/* Everyone gone: the room and its snapshot wait for them. */
-	if (left == 0)
-		room_set_expires(room, util_now() +
-		    (uint64_t)env->conf.lobby_retention);
 	room_unlock(room);
+}
+
+/* Everyone gone: the room and its snapshot wait for them this long. */
+static int
+lobby_idle_ttl(void)
+{
+	return env->conf.lobby_retention;
 }
 
 /*
@@ -549,7 +552,6 @@ lobby_tick(struct lroom *lr)
 		cand = room_dget(room, LS_CANDIDATE);
 		if (!lobby_migrates(room)) {
 			room_set_closing(room);
-			room_publish(room, AUD_CLOSE_ALL_BUT, 0, NULL, 0);
 			room_publish_json(room, AUD_CLOSE_ALL_BUT, 0,
 			    lobby_error_msg("roomClosed", "The host did not "
 			    "come back; the room is closed"));
@@ -616,5 +618,6 @@ const struct dialect dialect_lobby = {
 	.ws_close = lobby_ws_close,
 	.room_notify = room_relay_notify,
 	.tick = lobby_tick,
+	.idle_ttl = lobby_idle_ttl,
 	.relay = 1,
 };

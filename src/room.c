@@ -519,6 +519,16 @@ room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
 	return 0;
 }
 
+/* When a room of this dialect, left without connections now, expires. */
+uint64_t
+room_idle_expiry(unsigned dialect, void *arg)
+{
+	const struct dialect	*d = dialect_find_id(dialect);
+
+	return util_now() + (uint64_t)(d != NULL && d->idle_ttl != NULL ?
+	    d->idle_ttl() : env->conf.room_ttl);
+}
+
 /* Once a second: the dialects' timers, for rooms this worker serves. */
 void
 room_tick(void)
@@ -796,7 +806,7 @@ room_detach(struct conn *conn, int delete_if_empty)
 	if (room_lock(&ref, &room) != 0)
 		return -1;
 	left = shm_room_conn_locked(A(), room->r, (unsigned)env->slot, -1,
-	    util_now() + (uint64_t)env->conf.room_ttl);
+	    room_idle_expiry((unsigned)room->r->dialect, NULL));
 	m = shm_member_by_mid(A(), room->r, conn->mid);
 	if (m != NULL && m->locator == MEMBER_LOCATOR(env->slot, conn->id))
 		shm_member_set_locked(A(), room->r, m, &m->locator, 0);

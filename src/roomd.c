@@ -205,8 +205,8 @@ main(int argc, char *argv[])
 		/* Nobody is connected any more: every room gets room_ttl for
 		 * its members to come back. */
 		for (i = 0; i < ARENA_MAX_SLOTS; i++)
-			shm_room_slot_dead(&env->arena, (unsigned)i,
-			    util_now() + (uint64_t)env->conf.room_ttl);
+			shm_room_slot_dead_fn(&env->arena, (unsigned)i,
+			    room_idle_expiry, NULL);
 	}
 	shm_recovery_hook = master_recovered;
 	if (proc_mesh_open() == -1)
@@ -363,8 +363,8 @@ master_reap(int stopping)
 			    i, (int)pid, WEXITSTATUS(status));
 		/* Its connections are gone: forget them, and take every
 		 * lock once so one it died holding is repaired now. */
-		shm_room_slot_dead(&env->arena, (unsigned)i,
-		    util_now() + (uint64_t)env->conf.room_ttl);
+		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
+		    room_idle_expiry, NULL);
 		if (env->verbose && arena_check(&env->arena, err,
 		    sizeof(err)) == -1)
 			log_warnx("arena check after worker %d died: %s", i,

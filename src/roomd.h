@@ -299,6 +299,7 @@ void	 room_set_expires(struct room *, uint64_t);
 void	 room_keep_from(struct room *, uint64_t);
 int	 room_read_one(struct room *, uint64_t seq, char **, size_t *);
 void	 room_tick(void);
+uint64_t room_idle_expiry(unsigned dialect, void *);
 int	 room_closing(struct room *);
 void	 room_relay_notify(struct lroom *);
 void	 room_members(struct room *, void (*)(const struct room_member *,
@@ -332,6 +333,8 @@ struct dialect {
 	void		(*drained)(struct conn *);
 	/* Once a second, for each room with members on this worker. */
 	void		(*tick)(struct lroom *);
+	/* Seconds a room without connections is kept (NULL: room_ttl). */
+	int		(*idle_ttl)(void);
 	/* Is an AUD_TAG record (tag, log sequence) for this connection? */
 	int		(*relay_match)(struct conn *, uint64_t tag, uint64_t seq);
 	int		 relay;
