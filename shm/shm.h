@@ -76,6 +76,38 @@ struct shm_lock {
 	uint64_t	owner_pid;
 };
 
+/*
+ * Shared: counters every process adds to with atomic operations, so one
+ * scrape sees the whole daemon.  Per-dialect rows are indexed by dialect id.
+ */
+#define STATS_DIALECTS		8
+enum stats_counter {
+	ST_CONNECTIONS,		/* accepted */
+	ST_CONNECTIONS_OPEN,	/* gauge */
+	ST_HTTP_REQUESTS,
+	ST_BYTES_IN,
+	ST_BYTES_OUT,
+	ST_WORKER_RESTARTS,
+	ST_DOORBELLS,		/* rung to other workers */
+	ST_NCOUNTERS
+};
+enum stats_dialect_counter {
+	SD_WEBSOCKETS_OPEN,	/* gauge */
+	SD_MESSAGES_IN,
+	SD_MESSAGES_OUT,	/* frames queued to clients */
+	SD_APPENDS,		/* op log records */
+	SD_NCOUNTERS
+};
+struct arena_stats {
+	uint64_t	c[ST_NCOUNTERS];
+	uint64_t	d[STATS_DIALECTS][SD_NCOUNTERS];
+};
+#define STATS_ADD(a, i, n)	__atomic_add_fetch(&(a)->hdr->stats.c[i], \
+				    (uint64_t)(n), __ATOMIC_RELAXED)
+#define STATS_DADD(a, dl, i, n)	__atomic_add_fetch(&(a)->hdr->stats.d[ \
+				    (dl) % STATS_DIALECTS][i], (uint64_t)(n), \
+				    __ATOMIC_RELAXED)
+
 /* Shared: the arena header, at offset 0. */
 struct arena_hdr {
 	uint64_t	magic;
@@ -84,6 +116,7 @@ struct arena_hdr {
 	uint64_t	generation;	/* bumped each time a master attaches */
 	uint64_t	hdr_size;
 	uint64_t	recoveries;	/* locks repaired after an owner died */
+	struct arena_stats stats;
 
 	struct shm_lock	alloc_lock;	/* guards top, freelist, room_free */
 	uint64_t	top;

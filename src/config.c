@@ -45,6 +45,56 @@ config_defaults(struct roomd_config *c)
 	c->lobby_snapshot_max_bytes = 1 << 20;
 	c->chat_anonymous = 1;
 	c->chat_history = 50;
+	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
+	    ROOMD_CONTROL);
+}
+
+/*
+ * Copy the settings a running worker can take (limits, timeouts, the
+ * dialects' options) from src to dst.  Returns how many of the others
+ * (listen addresses, workers, mounts, the arena, sockets, user) differ:
+ * those need a restart.
+ */
+int
+config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
+{
+	int	 restart = 0, i;
+
+	restart += dst->nlistens != src->nlistens || dst->workers !=
+	    src->workers || dst->nmounts != src->nmounts ||
+	    dst->arena_size != src->arena_size ||
+	    strcmp(dst->arena_path, src->arena_path) != 0 ||
+	    strcmp(dst->control_socket, src->control_socket) != 0 ||
+	    strcmp(dst->metrics_listen, src->metrics_listen) != 0 ||
+	    strcmp(dst->user, src->user) != 0;
+	for (i = 0; i < dst->nlistens && i < src->nlistens; i++)
+		restart += strcmp(dst->listens[i].text, src->listens[i].text)
+		    != 0;
+	for (i = 0; i < dst->nmounts && i < src->nmounts; i++)
+		restart += strcmp(dst->mounts[i].path, src->mounts[i].path) !=
+		    0 || dst->mounts[i].dialect != src->mounts[i].dialect;
+	dst->max_header_bytes = src->max_header_bytes;
+	dst->max_body_bytes = src->max_body_bytes;
+	dst->max_message_bytes = src->max_message_bytes;
+	dst->output_buffer_bytes = src->output_buffer_bytes;
+	dst->idle_timeout = src->idle_timeout;
+	dst->ping_interval = src->ping_interval;
+	dst->room_ttl = src->room_ttl;
+	dst->room_max_members = src->room_max_members;
+	dst->room_log_max_bytes = src->room_log_max_bytes;
+	memcpy(dst->classroom_jwt_secret, src->classroom_jwt_secret,
+	    sizeof(dst->classroom_jwt_secret));
+	memcpy(dst->classroom_jwt_subject, src->classroom_jwt_subject,
+	    sizeof(dst->classroom_jwt_subject));
+	dst->classroom_open_rooms = src->classroom_open_rooms;
+	dst->lobby_ping_interval = src->lobby_ping_interval;
+	dst->lobby_grace = src->lobby_grace;
+	dst->lobby_retention = src->lobby_retention;
+	dst->lobby_migration = src->lobby_migration;
+	dst->lobby_snapshot_max_bytes = src->lobby_snapshot_max_bytes;
+	dst->chat_anonymous = src->chat_anonymous;
+	dst->chat_history = src->chat_history;
+	return restart;
 }
 
 /* "host:port", "[v6]:port" or ":port" (all addresses). */
@@ -248,6 +298,11 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    classroom_jwt_secret), sizeof(c->classroom_jwt_secret) },
 		{ "classroom_jwt_subject", offsetof(struct roomd_config,
 		    classroom_jwt_subject), sizeof(c->classroom_jwt_subject) },
+		{ "control_socket", offsetof(struct roomd_config,
+		    control_socket), sizeof(c->control_socket) },
+		{ "metrics_listen", offsetof(struct roomd_config,
+		    metrics_listen), sizeof(c->metrics_listen) },
+		{ "user", offsetof(struct roomd_config, user), sizeof(c->user) },
 	};
 
 	known = strcmp(key, "mount") == 0 || strcmp(key, "listen") == 0;

@@ -576,6 +576,7 @@ room_publish(struct room *room, enum room_audience aud, uint64_t mid,
 	if (rc != 0)
 		return rc;
 	room->appended = 1;
+	STATS_DADD(A(), r->dialect, SD_APPENDS, 1);
 	for (upto = last, s = 0; s < env->nworkers; s++)
 		if (r->slot_conns[s] > 0 && r->slot_seq[s] < upto)
 			upto = r->slot_seq[s];
@@ -734,8 +735,10 @@ room_append(struct room *room, const struct shm_rec_in *recs, size_t n,
 
 	rc = shm_log_append_locked(A(), room->r, recs, n,
 	    env->conf.room_log_max_bytes, last);
-	if (rc == 0)
+	if (rc == 0) {
 		room->appended = 1;
+		STATS_DADD(A(), room->r->dialect, SD_APPENDS, n);
+	}
 	return rc;
 }
 
@@ -821,6 +824,9 @@ room_detach(struct conn *conn, int delete_if_empty)
 void
 room_doorbell(const struct doorbell *db)
 {
+	struct lroom	*lr;
+	struct conn	*conn;
+
 	switch (db->type) {
 	case DOORBELL_APPEND:
 		if (lroom_find(db->rid) != NULL)
@@ -828,6 +834,13 @@ room_doorbell(const struct doorbell *db)
 		break;
 	case DOORBELL_CLOSE_ROOM:
 		lroom_close(db->rid, "room deleted");
+		break;
+	case DOORBELL_KICK:
+		if ((lr = lroom_find(db->rid)) != NULL)
+			LIST_FOREACH(conn, &lr->conns, room_entry)
+				if (conn->mid == db->seq)
+					server_ws_close(conn, 1008, "kicked by "
+					    "the administrator");
 		break;
 	default:
 		log_warnx("%s: doorbell of unknown type %u", __func__,
@@ -863,8 +876,10 @@ room_flush(void)
 		}
 		for (s = 0; s < env->nworkers; s++)
 			if ((p->slots & (1ULL << s)) &&
-			    proc_ring(s, &p->db) == 0)
+			    proc_ring(s, &p->db) == 0) {
 				p->slots &= ~(1ULL << s);
+				STATS_ADD(A(), ST_DOORBELLS, 1);
+			}
 		if (p->slots != 0)
 			pending[kept++] = *p;
 	}

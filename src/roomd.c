@@ -18,7 +18,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +34,22 @@ struct roomd		*env;
 
 static volatile sig_atomic_t	 sig_stop, sig_reload, sig_child, sig_usr1;
 
+/* The command line, kept so that a reload builds the same way. */
+static struct {
+	const char	*file;
+	int		 file_given;
+	char		*listens[ROOMD_MAX_LISTEN];
+	int		 nlistens;
+	char		*mounts[ROOMD_MAX_MOUNTS];
+	int		 nmounts;
+	int		 workers;
+} cli;
+
 static struct {
 	pid_t		 pid;
 	time_t		 started;
 	time_t		 respawn_at;	/* when a crash-looping slot may fork */
+	unsigned	 restarts;
 } workers[ROOMD_MAX_WORKERS];
 
 static void	usage(FILE *, int) __attribute__((noreturn));
@@ -47,6 +61,8 @@ static void	master_stop(void);
 static void	master_reload(void);
 static void	master_pidfile(void);
 static void	master_recovered(const char *, uint64_t);
+static void	master_drop_privileges(void);
+static void	master_control(struct pollfd *, time_t);
 
 static void
 usage(FILE *fp, int status)
@@ -78,39 +94,37 @@ master_signal(int sig)
 
 /* Build the configuration from the file and the command line. */
 static int
-master_config(struct roomd_config *c, const char *file, int file_given,
-    char **listens, int nlistens, char **mounts, int nmounts, int workers_opt,
-    char *err, size_t errlen)
+master_config(struct roomd_config *c, char *err, size_t errlen)
 {
 	char	*eq, dialect[64];
 	int	 i;
 
 	config_defaults(c);
-	if (file_given || access(file, F_OK) == 0) {
-		if (config_load(c, file, err, errlen) == -1)
+	if (cli.file_given || access(cli.file, F_OK) == 0) {
+		if (config_load(c, cli.file, err, errlen) == -1)
 			return -1;
 	}
-	if (nlistens > 0)
+	if (cli.nlistens > 0)
 		c->nlistens = 0;
-	for (i = 0; i < nlistens; i++)
-		if (config_listen(c, listens[i], err, errlen) == -1)
+	for (i = 0; i < cli.nlistens; i++)
+		if (config_listen(c, cli.listens[i], err, errlen) == -1)
 			return -1;
 	if (config_finish(c, err, errlen) == -1)
 		return -1;
-	for (i = 0; i < nmounts; i++) {
-		if ((eq = strchr(mounts[i], '=')) == NULL ||
-		    (size_t)(eq - mounts[i]) >= sizeof(dialect)) {
+	for (i = 0; i < cli.nmounts; i++) {
+		if ((eq = strchr(cli.mounts[i], '=')) == NULL ||
+		    (size_t)(eq - cli.mounts[i]) >= sizeof(dialect)) {
 			snprintf(err, errlen, "-M %s: expected dialect=path",
-			    mounts[i]);
+			    cli.mounts[i]);
 			return -1;
 		}
 		snprintf(dialect, sizeof(dialect), "%.*s",
-		    (int)(eq - mounts[i]), mounts[i]);
+		    (int)(eq - cli.mounts[i]), cli.mounts[i]);
 		if (config_mount(c, dialect, eq + 1, err, errlen) == -1)
 			return -1;
 	}
-	if (workers_opt > 0)
-		c->workers = workers_opt;
+	if (cli.workers > 0)
+		c->workers = cli.workers;
 	return 0;
 }
 
@@ -121,21 +135,22 @@ main(int argc, char *argv[])
 	struct sigaction	 sa;
 	sigset_t		 block, empty;
 	struct timespec		 tick = { 1, 0 };
-	const char		*file = ROOMD_CONF, *errstr = NULL;
-	char			*listens[ROOMD_MAX_LISTEN], *mounts[ROOMD_MAX_MOUNTS];
+	struct pollfd		 pfd[2];
+	time_t			 started = time(NULL);
+	const char		*errstr = NULL;
 	char			 err[1024];
-	int			 ch, check = 0, file_given = 0, nlistens = 0;
-	int			 nmounts = 0, workers_opt = 0, reattached, i;
+	int			 ch, check = 0, reattached, i;
 	long			 n;
 	char			*end;
 
 	env = &roomd;
 	env->slot = -1;
+	cli.file = ROOMD_CONF;
 	while ((ch = getopt(argc, argv, "c:fhl:M:tvw:")) != -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
-			file_given = 1;
+			cli.file = optarg;
+			cli.file_given = 1;
 			break;
 		case 'f':
 			env->foreground = 1;
@@ -143,16 +158,16 @@ main(int argc, char *argv[])
 		case 'h':
 			usage(stdout, 0);
 		case 'l':
-			if (nlistens == ROOMD_MAX_LISTEN)
+			if (cli.nlistens == ROOMD_MAX_LISTEN)
 				errstr = "too many -l options";
 			else
-				listens[nlistens++] = optarg;
+				cli.listens[cli.nlistens++] = optarg;
 			break;
 		case 'M':
-			if (nmounts == ROOMD_MAX_MOUNTS)
+			if (cli.nmounts == ROOMD_MAX_MOUNTS)
 				errstr = "too many -M options";
 			else
-				mounts[nmounts++] = optarg;
+				cli.mounts[cli.nmounts++] = optarg;
 			break;
 		case 't':
 			check = 1;
@@ -165,7 +180,7 @@ main(int argc, char *argv[])
 			if (*end != '\0' || n < 1 || n > ROOMD_MAX_WORKERS)
 				errstr = "-w takes a number from 1 to 64";
 			else
-				workers_opt = (int)n;
+				cli.workers = (int)n;
 			break;
 		default:
 			usage(stderr, 1);
@@ -177,8 +192,7 @@ main(int argc, char *argv[])
 		fprintf(stderr, "roomd: %s\n", errstr);
 		return 1;
 	}
-	if (master_config(&env->conf, file, file_given, listens, nlistens,
-	    mounts, nmounts, workers_opt, err, sizeof(err)) == -1) {
+	if (master_config(&env->conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "roomd: %s\n", err);
 		return 1;
 	}
@@ -209,8 +223,9 @@ main(int argc, char *argv[])
 			    room_idle_expiry, NULL);
 	}
 	shm_recovery_hook = master_recovered;
-	if (proc_mesh_open() == -1)
+	if (proc_mesh_open() == -1 || control_open() == -1)
 		return 1;
+	master_drop_privileges();
 
 	if (!env->foreground) {
 		if (daemon(0, 0) == -1)
@@ -246,9 +261,12 @@ main(int argc, char *argv[])
 
 	/* Signals are blocked except while ppoll() waits, so a flag set by
 	 * a handler is always seen on the next turn of this loop. */
+	control_fds(&pfd[0].fd, &pfd[1].fd);
+	pfd[0].events = pfd[1].events = POLLIN;
 	for (;;) {
-		if (ppoll(NULL, 0, &tick, &empty) == -1 && errno != EINTR)
+		if (ppoll(pfd, 2, &tick, &empty) == -1 && errno != EINTR)
 			fatal("ppoll");
+		master_control(pfd, started);
 		if (sig_stop)
 			break;
 		if (sig_child) {
@@ -355,6 +373,8 @@ master_reap(int stopping)
 		workers[i].pid = 0;
 		if (stopping)
 			continue;
+		STATS_ADD(&env->arena, ST_WORKER_RESTARTS, 1);
+		workers[i].restarts++;
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %d) killed by signal %d",
 			    i, (int)pid, WTERMSIG(status));
@@ -401,34 +421,78 @@ master_stop(void)
 	}
 	if (!env->foreground)
 		unlink(env->conf.pidfile);
+	control_close();
 	arena_close(&env->arena);
 	log_info("stopped");
 }
 
 /*
  * SIGHUP: read the configuration again.  A bad file is logged and the
- * running one kept.  Applying a good one to running workers is not done
- * yet; it is checked and logged.
+ * running one kept.  A good one is applied by the master and by every
+ * worker (told with SIGHUP) to what can change live: limits, timeouts,
+ * the dialects' settings.  No connection is touched.  Listen addresses,
+ * workers, mounts, the arena, sockets and user need a restart; the log
+ * says so.
  */
 static void
 master_reload(void)
 {
 	struct roomd_config	 c;
 	char			 err[1024];
+	int			 i, restart;
 
-	config_defaults(&c);
 	if (env->conf.file[0] == '\0') {
-		log_info("SIGHUP: no configuration file to reload");
+		log_info("reload: no configuration file to read");
 		return;
 	}
-	if (config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
-	    config_finish(&c, err, sizeof(err)) == -1) {
-		log_warnx("SIGHUP: %s; keeping the running configuration",
+	if (master_config(&c, err, sizeof(err)) == -1) {
+		log_warnx("reload: %s; keeping the running configuration",
 		    err);
 		return;
 	}
-	log_info("SIGHUP: %s is valid; restart roomd to apply changes",
-	    env->conf.file);
+	restart = config_apply_live(&env->conf, &c);
+	for (i = 0; i < env->nworkers; i++)
+		if (workers[i].pid > 0)
+			kill(workers[i].pid, SIGHUP);
+	log_info("reload: %s applied%s", env->conf.file, restart ?
+	    "; changes to listen, workers, mounts, arena, sockets or user "
+	    "need a restart" : "");
+}
+
+/* One request on the admin socket or the metrics endpoint, if any. */
+static void
+master_control(struct pollfd *pfd, time_t started)
+{
+	struct worker_info	 w[ROOMD_MAX_WORKERS];
+	int			 i, stop = 0, reload = 0;
+
+	if (pfd[0].fd != -1 && (pfd[0].revents & POLLIN)) {
+		for (i = 0; i < env->nworkers; i++) {
+			w[i].pid = workers[i].pid;
+			w[i].restarts = workers[i].restarts;
+		}
+		control_accept(pfd[0].fd, w, started, &stop, &reload);
+		sig_stop |= stop;
+		sig_reload |= reload;
+	}
+	if (pfd[1].fd != -1 && (pfd[1].revents & POLLIN))
+		metrics_accept(pfd[1].fd);
+}
+
+/* After binding and mapping: become the configured user, if any. */
+static void
+master_drop_privileges(void)
+{
+	struct passwd	*pw;
+
+	if (env->conf.user[0] == '\0')
+		return;
+	if ((pw = getpwnam(env->conf.user)) == NULL)
+		fatalx("user %s does not exist", env->conf.user);
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
+		fatal("cannot become user %s", env->conf.user);
+	log_info("running as user %s", env->conf.user);
 }
 
 static void

@@ -34,6 +34,7 @@
 #define ROOMD_DEFAULT_LISTEN	"127.0.0.1:8080"
 #define ROOMD_CONF		ROOMD_SYSCONFDIR "/roomd.conf"
 #define ROOMD_PIDFILE		"/var/run/roomd.pid"
+#define ROOMD_CONTROL		"/var/run/roomd.sock"
 #define ROOMD_STOP_TIMEOUT	5	/* seconds a worker drains on stop */
 
 struct bufferevent;
@@ -87,6 +88,9 @@ struct roomd_config {
 	uint64_t		 lobby_snapshot_max_bytes;
 	int			 chat_anonymous;
 	int			 chat_history;
+	char			 control_socket[108];
+	char			 metrics_listen[128];
+	char			 user[64];
 };
 
 void	 config_defaults(struct roomd_config *);
@@ -96,6 +100,7 @@ int	 config_listen(struct roomd_config *, const char *, char *, size_t);
 int	 config_mount(struct roomd_config *, const char *dialect,
 	    const char *path, char *, size_t);
 int	 config_finish(struct roomd_config *, char *, size_t);
+int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
 
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
@@ -122,10 +127,23 @@ void	 fatal(const char *, ...) __attribute__((format(printf, 1, 2),
 void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2),
 	    noreturn));
 
+/* control.c: the admin socket and the metrics endpoint, in the master */
+struct worker_info {
+	int		 pid;
+	unsigned	 restarts;
+};
+int	 control_open(void);
+void	 control_fds(int *, int *);
+void	 control_accept(int fd, const struct worker_info *, time_t started,
+	    int *stop, int *reload);
+void	 metrics_accept(int fd);
+void	 control_close(void);
+
 /* proc.c: the doorbell mesh */
 enum doorbell_type {
 	DOORBELL_APPEND = 1,	/* a room's log grew to seq */
 	DOORBELL_CLOSE_ROOM,	/* a room was deleted: close its members */
+	DOORBELL_KICK,		/* close member seq's connections in room */
 };
 
 struct doorbell {

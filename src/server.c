@@ -46,6 +46,7 @@ static void	server_event(struct bufferevent *, short, void *);
 static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
 static void	server_tick(evutil_socket_t, short, void *);
+static void	server_reload(evutil_socket_t, short, void *);
 
 struct event_base *
 server_base(void)
@@ -62,7 +63,7 @@ server_stopping(void)
 void
 server_main(int slot)
 {
-	struct event	*sigterm, *sigint, *tick;
+	struct event	*sigterm, *sigint, *sighup, *tick;
 	struct timeval	 second = { 1, 0 };
 	char		 name[32];
 	int		 s, l;
@@ -89,8 +90,10 @@ server_main(int slot)
 	event_priority_set(flush_ev, 1);
 	sigterm = evsignal_new(base, SIGTERM, server_stop, NULL);
 	sigint = evsignal_new(base, SIGINT, server_stop, NULL);
+	sighup = evsignal_new(base, SIGHUP, server_reload, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	event_add(sighup, NULL);
 	tick = event_new(base, -1, EV_PERSIST, server_tick, NULL);
 	event_add(tick, &second);
 	signal(SIGPIPE, SIG_IGN);
@@ -101,6 +104,7 @@ server_main(int slot)
 	log_debug("exiting");
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	event_free(tick);
 	exit(0);
 }
@@ -132,6 +136,8 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	bufferevent_setcb(conn->bev, server_read, server_write, server_event,
 	    conn);
 	TAILQ_INSERT_TAIL(&conns, conn, entry);
+	STATS_ADD(&env->arena, ST_CONNECTIONS, 1);
+	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, 1);
 	server_http_start(conn);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 }
@@ -201,6 +207,10 @@ server_close(struct conn *conn, const char *reason)
 		conn->mount->dialect->ws_close(conn);
 	if (conn->room != NULL)
 		room_detach(conn, 0);
+	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, -1);
+	if (conn->ws != NULL)
+		STATS_DADD(&env->arena, conn->mount->dialect->id,
+		    SD_WEBSOCKETS_OPEN, -1);
 	bufferevent_free(conn->bev);
 	conn->bev = NULL;
 	TAILQ_REMOVE(&conns, conn, entry);
@@ -242,6 +252,26 @@ server_flush(evutil_socket_t fd, short events, void *arg)
 	}
 	if (stopping && TAILQ_EMPTY(&conns))
 		event_base_loopexit(base, NULL);
+}
+
+/*
+ * SIGHUP from the master, which checked the file already.  libevent runs
+ * this in the loop, not in signal context, so the worker may read the file
+ * and take the settings that can change live; no connection is touched.
+ */
+static void
+server_reload(evutil_socket_t sig, short events, void *arg)
+{
+	struct roomd_config	 c;
+	char			 err[1024];
+
+	config_defaults(&c);
+	if (env->conf.file[0] == '\0' ||
+	    config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
+	    config_finish(&c, err, sizeof(err)) == -1)
+		return;
+	config_apply_live(&env->conf, &c);
+	log_debug("configuration reloaded");
 }
 
 static void

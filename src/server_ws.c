@@ -42,6 +42,7 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
+	STATS_ADD(&env->arena, ST_BYTES_IN, n);
 	return n;
 }
 
@@ -56,6 +57,7 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
+	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
 	return (ssize_t)len;
 }
 
@@ -73,6 +75,8 @@ ws_on_message(wslay_event_context_ptr ctx,
 		}
 		/* FALLTHROUGH */
 	case WSLAY_BINARY_FRAME:
+		STATS_DADD(&env->arena, conn->mount->dialect->id,
+		    SD_MESSAGES_IN, 1);
 		if (conn->state == CONN_WS)
 			conn->mount->dialect->ws_message(conn,
 			    m->opcode == WSLAY_BINARY_FRAME,
@@ -244,6 +248,8 @@ server_ws_send_text(struct conn *conn, const char *text, size_t len)
 	out = bufferevent_get_output(conn->bev);
 	ws_header(out, WSLAY_TEXT_FRAME, len, 0);
 	evbuffer_add(out, text, len);
+	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
+	STATS_DADD(&env->arena, conn->mount->dialect->id, SD_MESSAGES_OUT, 1);
 }
 
 void
@@ -270,6 +276,8 @@ server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
 	if (conn->state != CONN_WS || conn->bev == NULL)
 		return;
 	evbuffer_add_buffer_reference(bufferevent_get_output(conn->bev), frame);
+	STATS_ADD(&env->arena, ST_BYTES_OUT, evbuffer_get_length(frame));
+	STATS_DADD(&env->arena, conn->mount->dialect->id, SD_MESSAGES_OUT, 1);
 }
 
 /* Start the closing handshake; the connection ends when it completes. */

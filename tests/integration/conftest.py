@@ -137,9 +137,10 @@ def start_roomd(conf_text="", workers=2, timeout=10.0):
     tmp = tempfile.TemporaryDirectory(prefix="roomd-it-")
     conf = os.path.join(tmp.name, "roomd.conf")
     with open(conf, "w") as f:
-        # pidfile in the temporary directory so that concurrent daemons
-        # never share one; the caller's settings follow.
+        # pidfile and admin socket in the temporary directory so that
+        # concurrent daemons never share one; the caller's settings follow.
         f.write(f"pidfile {tmp.name}/roomd.pid\n")
+        f.write(f"control_socket {tmp.name}/roomd.sock\n")
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")
@@ -157,6 +158,7 @@ def start_roomd(conf_text="", workers=2, timeout=10.0):
     d = Roomd("127.0.0.1", port, proc, tmp, log_path)
     d._logf = logf
     d.conf_path = conf
+    d.control_socket = os.path.join(tmp.name, "roomd.sock")
     d.workers = workers
     _LIVE.append(d)
     deadline = time.monotonic() + timeout

@@ -1,0 +1,526 @@
+/*
+ * control.c: the master's admin socket (roomctl's other end) and its
+ * Prometheus metrics endpoint.
+ *
+ * Both are served by the master, one short request at a time, so the
+ * public listeners stay the workers' alone and the metrics are off them.
+ * The admin socket takes one line ("rooms", "room ID", "kick ROOM MEMBER",
+ * ...) and answers one JSON object; who may use it is decided by the
+ * socket's file mode.  Everything read comes from the arena; changes to
+ * rooms ring the workers' doorbells like any worker would.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+#define CONTROL_LINE_MAX	1024
+#define CONTROL_TIMEOUT_MS	1000
+#define CONTROL_ROOMS_MAX	100000
+
+static int	control_fd = -1, metrics_fd = -1;
+
+int
+control_open(void)
+{
+	struct roomd_config	*c = &env->conf;
+	struct sockaddr_un	 sun;
+	struct listen_addr	 la;
+	struct roomd_config	 tmp;
+	char			 err[256];
+	mode_t			 old;
+	int			 on = 1;
+
+	if (c->control_socket[0] != '\0') {
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s",
+		    c->control_socket);
+		unlink(c->control_socket);
+		old = umask(0117);	/* 0660: the owner and its group */
+		if ((control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0)) == -1 || bind(control_fd,
+		    (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+		    listen(control_fd, 16) == -1) {
+			log_warn("control socket %s", c->control_socket);
+			if (control_fd != -1)
+				close(control_fd);
+			control_fd = -1;	/* roomd runs without it */
+		}
+		umask(old);
+	}
+	if (c->metrics_listen[0] != '\0') {
+		memset(&tmp, 0, sizeof(tmp));
+		if (config_listen(&tmp, c->metrics_listen, err, sizeof(err))
+		    == -1) {
+			log_warnx("metrics_listen: %s", err);
+			return -1;
+		}
+		la = tmp.listens[0];
+		if ((metrics_fd = socket(la.ss.ss_family, SOCK_STREAM |
+		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1 ||
+		    setsockopt(metrics_fd, SOL_SOCKET, SO_REUSEADDR, &on,
+		    sizeof(on)) == -1 || bind(metrics_fd,
+		    (struct sockaddr *)&la.ss, la.sslen) == -1 ||
+		    listen(metrics_fd, 16) == -1) {
+			log_warn("metrics on %s", c->metrics_listen);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+control_fds(int *control, int *metrics)
+{
+	*control = control_fd;
+	*metrics = metrics_fd;
+}
+
+void
+control_close(void)
+{
+	if (control_fd != -1) {
+		close(control_fd);
+		unlink(env->conf.control_socket);
+	}
+	if (metrics_fd != -1)
+		close(metrics_fd);
+	control_fd = metrics_fd = -1;
+}
+
+/* Read until a newline or a blank line (HTTP), bounded in size and time. */
+static ssize_t
+control_read(int fd, char *buf, size_t len, const char *end)
+{
+	struct pollfd	 pfd = { fd, POLLIN, 0 };
+	size_t		 have = 0;
+	ssize_t		 n;
+
+	while (have + 1 < len) {
+		if (poll(&pfd, 1, CONTROL_TIMEOUT_MS) != 1)
+			return -1;
+		if ((n = read(fd, buf + have, len - 1 - have)) <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		if (strstr(buf, end) != NULL)
+			break;
+	}
+	buf[have] = '\0';
+	return (ssize_t)have;
+}
+
+static void
+control_write(int fd, const char *text, size_t len)
+{
+	struct pollfd	 pfd = { fd, POLLOUT, 0 };
+	ssize_t		 n;
+
+	while (len > 0 && poll(&pfd, 1, CONTROL_TIMEOUT_MS) == 1) {
+		if ((n = write(fd, text, len)) <= 0)
+			return;
+		text += n;
+		len -= (size_t)n;
+	}
+}
+
+/* The counters, as one table for the JSON and the Prometheus answers. */
+struct metric {
+	const char	*name;
+	const char	*help;
+	int		 gauge;
+	int		 dialect;	/* a per-dialect row: SD_*; else -1 */
+	uint64_t	 value;
+};
+
+static size_t
+control_metrics(struct metric *m, size_t max)
+{
+	static const struct metric base[] = {
+		{ "connections_total", "Connections accepted.", 0, -1, 0 },
+		{ "connections_open", "Connections open now.", 1, -1, 0 },
+		{ "http_requests_total", "HTTP requests handled.", 0, -1, 0 },
+		{ "bytes_in_total", "Bytes read from clients.", 0, -1, 0 },
+		{ "bytes_out_total", "Bytes queued to clients.", 0, -1, 0 },
+		{ "worker_restarts_total", "Workers forked again after dying.",
+		    0, -1, 0 },
+		{ "doorbells_total", "Doorbells rung between workers.", 0, -1,
+		    0 },
+	};
+	static const struct metric per[] = {
+		{ "websockets_open", "WebSockets open now.", 1,
+		    SD_WEBSOCKETS_OPEN, 0 },
+		{ "messages_in_total", "WebSocket messages received.", 0,
+		    SD_MESSAGES_IN, 0 },
+		{ "messages_out_total", "WebSocket messages queued to clients.",
+		    0, SD_MESSAGES_OUT, 0 },
+		{ "log_appends_total", "Op log records appended.", 0,
+		    SD_APPENDS, 0 },
+	};
+	struct arena_hdr	*h = env->arena.hdr;
+	uint64_t		 used, size;
+	size_t			 n = 0, i;
+
+	for (i = 0; i < ST_NCOUNTERS && n < max; i++) {
+		m[n] = base[i];
+		m[n++].value = __atomic_load_n(&h->stats.c[i],
+		    __ATOMIC_RELAXED);
+	}
+	shm_usage(&env->arena, &used, &size);
+	if (n + 4 <= max) {
+		m[n++] = (struct metric){ "rooms", "Rooms in the arena.", 1, -1,
+		    h->nrooms };
+		m[n++] = (struct metric){ "arena_bytes_used", "Arena bytes in "
+		    "use.", 1, -1, used };
+		m[n++] = (struct metric){ "arena_bytes_size", "Arena size.", 1,
+		    -1, size };
+		m[n++] = (struct metric){ "lock_recoveries_total", "Locks "
+		    "repaired after their owner died.", 0, -1,
+		    __atomic_load_n(&h->recoveries, __ATOMIC_RELAXED) };
+	}
+	for (i = 0; i < SD_NCOUNTERS && n < max; i++)
+		m[n++] = per[i];
+	return n;
+}
+
+static struct json_object *
+control_stats(void)
+{
+	struct metric		 m[32];
+	struct json_object	*o = json_object_new_object(), *d;
+	const struct dialect	*dl;
+	size_t			 n, i, k;
+
+	n = control_metrics(m, 32);
+	for (i = 0; i < n; i++) {
+		if (m[i].dialect < 0) {
+			json_object_object_add(o, m[i].name,
+			    json_object_new_int64((int64_t)m[i].value));
+			continue;
+		}
+		d = json_object_new_object();
+		for (k = 0; (dl = dialect_at(k)) != NULL; k++)
+			json_object_object_add(d, dl->name,
+			    json_object_new_int64((int64_t)env->arena.hdr->
+			    stats.d[dl->id % STATS_DIALECTS][m[i].dialect]));
+		json_object_object_add(o, m[i].name, d);
+	}
+	return o;
+}
+
+void
+metrics_accept(int lfd)
+{
+	struct metric		 m[32];
+	const struct dialect	*dl;
+	struct evbuf {
+		char	*p;
+		size_t	 len;
+	}			 b = { NULL, 0 };
+	FILE			*fp;
+	char			 req[2048], head[256];
+	size_t			 n, i, k;
+	int			 fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
+		return;
+	if (control_read(fd, req, sizeof(req), "\r\n\r\n") <= 0) {
+		close(fd);
+		return;
+	}
+	if (strncmp(req, "GET /metrics ", 13) != 0) {
+		static const char nf[] = "HTTP/1.1 404 Not Found\r\n"
+		    "Content-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
+
+		control_write(fd, nf, sizeof(nf) - 1);
+		close(fd);
+		return;
+	}
+	if ((fp = open_memstream(&b.p, &b.len)) == NULL) {
+		close(fd);
+		return;
+	}
+	n = control_metrics(m, 32);
+	for (i = 0; i < n; i++) {
+		fprintf(fp, "# HELP roomd_%s %s\n# TYPE roomd_%s %s\n",
+		    m[i].name, m[i].help, m[i].name, m[i].gauge ? "gauge" :
+		    "counter");
+		if (m[i].dialect < 0) {
+			fprintf(fp, "roomd_%s %llu\n", m[i].name,
+			    (unsigned long long)m[i].value);
+			continue;
+		}
+		for (k = 0; (dl = dialect_at(k)) != NULL; k++)
+			fprintf(fp, "roomd_%s{dialect=\"%s\"} %llu\n",
+			    m[i].name, dl->name, (unsigned long long)env->arena.
+			    hdr->stats.d[dl->id % STATS_DIALECTS][m[i].dialect]);
+	}
+	fclose(fp);
+	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
+	    "text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n\r\n", b.len);
+	control_write(fd, head, strlen(head));
+	control_write(fd, b.p, b.len);
+	free(b.p);
+	close(fd);
+}
+
+/* A room named "ID" or "dialect:ID"; SHM_EEXIST when ID is ambiguous. */
+static int
+control_find(const char *name, struct shm_room_ref *ref)
+{
+	const struct dialect	*d;
+	struct shm_room_ref	 r;
+	const char		*colon = strchr(name, ':');
+	char			 dname[32];
+	size_t			 i;
+	int			 found = 0;
+
+	if (colon != NULL && (size_t)(colon - name) < sizeof(dname)) {
+		snprintf(dname, sizeof(dname), "%.*s", (int)(colon - name),
+		    name);
+		if ((d = dialect_find(dname)) != NULL)
+			return shm_room_find(&env->arena, d->id, colon + 1, ref);
+	}
+	for (i = 0; (d = dialect_at(i)) != NULL; i++)
+		if (shm_room_find(&env->arena, d->id, name, &r) == 0) {
+			*ref = r;
+			found++;
+		}
+	return found == 1 ? 0 : found == 0 ? SHM_ENOENT : SHM_EEXIST;
+}
+
+static struct json_object *
+control_error(const char *fmt, const char *arg)
+{
+	struct json_object	*o = json_object_new_object();
+	char			 text[256];
+
+	snprintf(text, sizeof(text), fmt, arg);
+	json_object_object_add(o, "error", json_object_new_string(text));
+	return o;
+}
+
+static struct json_object *
+control_room_json(struct shm_room *r, int with_members)
+{
+	const struct dialect	*d = dialect_find_id((unsigned)r->dialect);
+	struct json_object	*o = json_object_new_object(), *list, *m;
+	uint64_t		 i, n = 0;
+
+	json_object_object_add(o, "dialect", json_object_new_string(
+	    d != NULL ? d->name : "?"));
+	json_object_object_add(o, "id", json_object_new_string(r->id));
+	list = json_object_new_array();
+	for (i = 0; i < r->nmembers; i++) {
+		struct shm_member *x = shm_member_at(&env->arena, r, i);
+
+		if (x->mid == 0)
+			continue;
+		n++;
+		if (!with_members)
+			continue;
+		m = json_object_new_object();
+		json_object_object_add(m, "name", json_object_new_string(
+		    x->name));
+		json_object_object_add(m, "id", json_object_new_string(x->uid));
+		json_object_object_add(m, "role", json_object_new_string(
+		    x->role & MEMBER_ROLE_HOST ? "host" : "member"));
+		json_object_object_add(m, "connected",
+		    json_object_new_boolean(x->locator != 0));
+		json_object_array_add(list, m);
+	}
+	json_object_object_add(o, "members", with_members ? list :
+	    json_object_new_int64((int64_t)n));
+	if (!with_members)
+		json_object_put(list);
+	json_object_object_add(o, "connections",
+	    json_object_new_int64((int64_t)r->conns));
+	json_object_object_add(o, "log", json_object_new_int64(
+	    (int64_t)r->committed));
+	json_object_object_add(o, "log_bytes", json_object_new_int64(
+	    (int64_t)r->log_bytes));
+	return o;
+}
+
+static struct json_object *
+control_rooms(void)
+{
+	struct shm_room_ref	*refs;
+	struct shm_room		*r;
+	struct json_object	*o = json_object_new_object(), *list;
+	size_t			 i, n;
+
+	list = json_object_new_array();
+	if ((refs = calloc(CONTROL_ROOMS_MAX, sizeof(*refs))) != NULL) {
+		n = shm_room_list(&env->arena, ROOM_ALL_DIALECTS, refs,
+		    CONTROL_ROOMS_MAX);
+		for (i = 0; i < n; i++)
+			if (shm_room_lock(&env->arena, &refs[i], &r) == 0) {
+				json_object_array_add(list,
+				    control_room_json(r, 0));
+				shm_room_unlock(&env->arena, r);
+			}
+		free(refs);
+	}
+	json_object_object_add(o, "rooms", list);
+	return o;
+}
+
+/* Ring every worker that has connections in the room. */
+static void
+control_ring(struct shm_room *r, const struct shm_room_ref *ref, int type,
+    uint64_t arg)
+{
+	struct doorbell	 db;
+	int		 s;
+
+	memset(&db, 0, sizeof(db));
+	db.type = (uint32_t)type;
+	db.from = UINT32_MAX;
+	db.rid = ref->rid;
+	db.off = ref->off;
+	db.seq = arg;
+	for (s = 0; s < env->nworkers; s++)
+		if (r->slot_conns[s] > 0)
+			proc_ring(s, &db);
+}
+
+static struct json_object *
+control_room(const char *name, const char *verb, const char *who)
+{
+	struct shm_room_ref	 ref;
+	struct shm_room		*r;
+	struct shm_member	*m;
+	struct json_object	*o;
+	int			 rc;
+
+	if ((rc = control_find(name, &ref)) != 0)
+		return control_error(rc == SHM_EEXIST ? "room %s is in more "
+		    "than one dialect: say dialect:id" : "no room %s", name);
+	if (shm_room_lock(&env->arena, &ref, &r) != 0)
+		return control_error("no room %s", name);
+	if (strcmp(verb, "room") == 0) {
+		o = control_room_json(r, 1);
+		shm_room_unlock(&env->arena, r);
+		return o;
+	}
+	if (strcmp(verb, "close") == 0) {
+		control_ring(r, &ref, DOORBELL_CLOSE_ROOM, 0);
+		shm_room_delete_locked(&env->arena, r);
+		log_info("roomctl: closed room %s", name);
+	} else {
+		m = shm_member_by_name(&env->arena, r, who);
+		if (m == NULL)
+			m = shm_member_by_uid(&env->arena, r, who);
+		if (m == NULL) {
+			shm_room_unlock(&env->arena, r);
+			return control_error("no member %s", who);
+		}
+		control_ring(r, &ref, DOORBELL_KICK, m->mid);
+		shm_room_unlock(&env->arena, r);
+		log_info("roomctl: kicked %s from room %s", who, name);
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	return o;
+}
+
+static struct json_object *
+control_status(const struct worker_info *w, time_t started)
+{
+	struct json_object	*o = json_object_new_object(), *list, *x;
+	uint64_t		 used, size;
+	int			 i;
+
+	shm_usage(&env->arena, &used, &size);
+	json_object_object_add(o, "version", json_object_new_string(
+	    PACKAGE_VERSION));
+	json_object_object_add(o, "pid", json_object_new_int(getpid()));
+	json_object_object_add(o, "uptime", json_object_new_int64(
+	    (int64_t)(time(NULL) - started)));
+	list = json_object_new_array();
+	for (i = 0; i < env->nworkers; i++) {
+		x = json_object_new_object();
+		json_object_object_add(x, "slot", json_object_new_int(i));
+		json_object_object_add(x, "pid", json_object_new_int(w[i].pid));
+		json_object_object_add(x, "restarts",
+		    json_object_new_int((int)w[i].restarts));
+		json_object_array_add(list, x);
+	}
+	json_object_object_add(o, "workers", list);
+	json_object_object_add(o, "rooms", json_object_new_int64(
+	    (int64_t)env->arena.hdr->nrooms));
+	json_object_object_add(o, "arena_bytes_used",
+	    json_object_new_int64((int64_t)used));
+	json_object_object_add(o, "arena_bytes_size",
+	    json_object_new_int64((int64_t)size));
+	json_object_object_add(o, "lock_recoveries", json_object_new_int64(
+	    (int64_t)env->arena.hdr->recoveries));
+	return o;
+}
+
+void
+control_accept(int lfd, const struct worker_info *w, time_t started,
+    int *stop, int *reload)
+{
+	struct json_object	*o;
+	char			 line[CONTROL_LINE_MAX], *argv[4], *p;
+	const char		*text;
+	size_t			 len;
+	int			 fd, argc = 0;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
+		return;
+	if (control_read(fd, line, sizeof(line), "\n") <= 0) {
+		close(fd);
+		return;
+	}
+	for (p = strtok(line, " \t\r\n"); p != NULL && argc < 4;
+	    p = strtok(NULL, " \t\r\n"))
+		argv[argc++] = p;
+	if (argc == 1 && strcmp(argv[0], "status") == 0)
+		o = control_status(w, started);
+	else if (argc == 1 && strcmp(argv[0], "rooms") == 0)
+		o = control_rooms();
+	else if (argc == 1 && strcmp(argv[0], "stats") == 0)
+		o = control_stats();
+	else if (argc == 2 && (strcmp(argv[0], "room") == 0 ||
+	    strcmp(argv[0], "close") == 0))
+		o = control_room(argv[1], argv[0], NULL);
+	else if (argc == 3 && strcmp(argv[0], "kick") == 0)
+		o = control_room(argv[1], argv[0], argv[2]);
+	else if (argc == 1 && (strcmp(argv[0], "reload") == 0 ||
+	    strcmp(argv[0], "stop") == 0)) {
+		if (argv[0][0] == 'r')
+			*reload = 1;
+		else
+			*stop = 1;
+		o = json_object_new_object();
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+	} else
+		o = control_error("unknown command: %s; try status, rooms, "
+		    "room ID, kick ROOM MEMBER, close ROOM, reload, stop, stats",
+		    argc > 0 ? argv[0] : "");
+	text = json_text(o, &len);
+	control_write(fd, text, len);
+	control_write(fd, "\n", 1);
+	json_object_put(o);
+	close(fd);
+}
