@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +343,24 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 			    strcmp(argv[1], "yes") == 0;
 			return 0;
 		}
+	if (strcmp(key, "metrics_listen") == 0) {
+		struct roomd_config	*tmp;
+		int			 rc;
+
+		/* Checked now, so that roomd -t names the line. */
+		if ((tmp = calloc(1, sizeof(*tmp))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		rc = config_listen(tmp, argv[1], err, errlen);
+		free(tmp);
+		if (rc == -1)
+			return -1;
+	}
+	if (strcmp(key, "user") == 0 && getpwnam(argv[1]) == NULL) {
+		snprintf(err, errlen, "user %s does not exist", argv[1]);
+		return -1;
+	}
 	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		if (strcmp(key, strings[i].key) == 0) {
 			if (strlen(argv[1]) >= strings[i].len) {
