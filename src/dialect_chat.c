@@ -1,7 +1,8 @@
 /*
  * dialect_chat.c: chat channels and private messages (seed 001).
  *
- * Every chat connection is a member of the mount's server room ("@"),
+ * Every chat connection is a member of the chat's server room ("@"; one
+ * for the dialect, however many paths it is mounted on),
  * which carries what goes to everyone (channel created or destroyed), to
  * one user (private messages) and, tagged with a channel, what goes to a
  * channel's participants.  Each channel is a room of its own that nobody
@@ -520,6 +521,67 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	json_object_put(msg);
 }
 
+struct chat_gone {
+	struct room_member	 m[32];
+	size_t			 n;
+};
+
+static void
+chat_find_gone(const struct room_member *m, void *arg)
+{
+	struct chat_gone	*g = arg;
+
+	if (m->locator == 0 && g->n < 32)
+		g->m[g->n++] = *m;
+}
+
+/*
+ * Once a second, on the server room: users whose worker was killed never
+ * left.  Free their names and take them out of every channel they were
+ * in, telling each channel's participants, as if they had left.
+ */
+static void
+chat_tick(struct lroom *lr)
+{
+	struct chat_gone	 g = { .n = 0 };
+	struct shm_room_ref	*refs;
+	struct room_member	 m;
+	struct room		*room, *server;
+	size_t			 i, k, n;
+
+	if (room_lock(&lr->ref, &server) != 0)
+		return;
+	room_members(server, chat_find_gone, &g);
+	for (i = 0; i < g.n; i++)
+		room_member_remove(server, g.m[i].mid);
+	room_unlock(server);
+	if (g.n == 0 || (refs = calloc(4096, sizeof(*refs))) == NULL)
+		return;
+	n = room_list(&dialect_chat, refs, 4096);
+	for (k = 0; k < n; k++) {
+		if (room_lock(&refs[k], &room) != 0)
+			continue;
+		for (i = 0; i < g.n; i++) {
+			if (room_member_by_uid(room, g.m[i].uid, &m) != 0 ||
+			    strcmp(room_id(room), CHAT_SERVER_ROOM) == 0)
+				continue;
+			if (m.role & CHAT_CREATOR)
+				room_member_set(room, m.mid, m.role, 0);
+			else
+				room_member_remove(room, m.mid);
+			if ((m.authorities & CHAT_JOINED) &&
+			    room_lock(&lr->ref, &server) == 0) {
+				room_publish_json(server, AUD_TAG, refs[k].rid,
+				    chat_event("participant", g.m[i].uid,
+				    "left", g.m[i].name));
+				room_unlock(server);
+			}
+		}
+		room_unlock(room);
+	}
+	free(refs);
+}
+
 /* Leaving the chat leaves every channel; the others are told. */
 static void
 chat_ws_close(struct conn *conn)
@@ -548,6 +610,7 @@ const struct dialect dialect_chat = {
 	.ws_message = chat_ws_message,
 	.ws_close = chat_ws_close,
 	.room_notify = room_relay_notify,
+	.tick = chat_tick,
 	.relay_match = chat_relay_match,
 	.relay = 1,
 };

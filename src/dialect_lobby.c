@@ -33,6 +33,7 @@
 #define LS_CANDIDATE	2	/* guest asked to become host */
 #define LS_CAND_UNTIL	3	/* when to ask another */
 #define LS_FLAGS	4
+#define LS_VERSION	5	/* snapshots saved so far */
 #define LF_MIGRATE	0x1	/* migrate the host to a guest */
 #define LF_MIGRATE_SET	0x2	/* the room chose, not the configuration */
 
@@ -140,13 +141,51 @@ lobby_snapshot(struct room *room, uint64_t *version)
 	struct json_object	*state = NULL;
 	char			*text;
 	size_t			 len;
+	uint64_t		 seq = room_dget(room, LS_SNAPSHOT);
 
-	*version = room_dget(room, LS_SNAPSHOT);
-	if (*version != 0 && room_read_one(room, *version, &text, &len) == 0) {
+	*version = room_dget(room, LS_VERSION);
+	if (seq != 0 && room_read_one(room, seq, &text, &len) == 0) {
 		json_parse(text, len, &state);
 		free(text);
 	}
 	return state;
+}
+
+/*
+ * Store a snapshot as a record for nobody, which the log keeps: trimming
+ * stops at the latest snapshot.  Returns 0 or SHM_E*.
+ */
+static int
+lobby_store(struct room *room, const char *text, size_t len)
+{
+	int	 rc;
+
+	if ((rc = room_publish(room, AUD_MEMBER, 0, text, len)) != 0)
+		return rc;
+	room_dset(room, LS_SNAPSHOT, room_committed(room));
+	room_keep_from(room, room_committed(room));
+	return 0;
+}
+
+/*
+ * Signals relayed after a snapshot would pile up behind it: once the log
+ * holds a quarter of its limit, the snapshot moves to the log's end (same
+ * version), so everything before it can be trimmed.
+ */
+static void
+lobby_compact(struct room *room)
+{
+	char	*text;
+	size_t	 len;
+
+	if (room_dget(room, LS_SNAPSHOT) == 0 || room_log_bytes(room) <
+	    env->conf.room_log_max_bytes / 4)
+		return;
+	if (room_read_one(room, room_dget(room, LS_SNAPSHOT), &text, &len) ==
+	    0) {
+		lobby_store(room, text, len);
+		free(text);
+	}
 }
 
 /*
@@ -403,6 +442,7 @@ lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
 		json_object_object_get_ex(data, "offerSignal", &v);
 		room_publish_json(room, AUD_MEMBER, s.host.mid,
 		    lobby_signal(type, "offerSignal", v, me->uid));
+		lobby_compact(room);
 	} else if (strcmp(type, "hostAnswerSignal") == 0 && host &&
 	    json_object_is_type(data, json_type_object) &&
 	    (cid = json_get_string(data, "clientId")) != NULL &&
@@ -410,6 +450,7 @@ lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
 		json_object_object_get_ex(data, "answerSignal", &v);
 		room_publish_json(room, AUD_MEMBER, to.mid,
 		    lobby_signal(type, "answerSignal", v, NULL));
+		lobby_compact(room);
 	} else if (strcmp(type, "saveSnapshot") == 0 && host) {
 		text = json_text(data, &len);
 		if (len > env->conf.lobby_snapshot_max_bytes) {
@@ -418,16 +459,13 @@ lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
 			    "the server keeps"));
 			return;
 		}
-		/* A record for nobody: the log keeps it, and the log is
-		 * never trimmed past it. */
-		if (room_publish(room, AUD_MEMBER, 0, text, len) != 0) {
+		if (lobby_store(room, text, len) != 0) {
 			server_ws_send_json(conn, lobby_error_msg(
 			    "snapshotTooLarge", "The room has no space left"));
 			return;
 		}
-		version = room_committed(room);
-		room_dset(room, LS_SNAPSHOT, version);
-		room_keep_from(room, version);
+		version = room_dget(room, LS_VERSION) + 1;
+		room_dset(room, LS_VERSION, version);
 		d = json_object_new_object();
 		json_object_object_add(d, "version",
 		    json_object_new_int64((int64_t)version));
@@ -536,6 +574,7 @@ static void
 lobby_tick(struct lroom *lr)
 {
 	struct lobby_scan	 s;
+	struct room_member	 cm;
 	struct json_object	*d;
 	struct room		*room;
 	uint64_t		 now = util_now(), gone, cand, version;
@@ -556,7 +595,8 @@ lobby_tick(struct lroom *lr)
 			    lobby_error_msg("roomClosed", "The host did not "
 			    "come back; the room is closed"));
 		} else if (cand == 0 || now >= room_dget(room, LS_CAND_UNTIL) ||
-		    room_member_by_mid(room, cand, NULL) != 0) {
+		    room_member_by_mid(room, cand, &cm) != 0 ||
+		    cm.locator == 0) {
 			lobby_scan(room, &s, cand);
 			if (s.oldest.mid != 0) {
 				room_dset(room, LS_CANDIDATE, s.oldest.mid);
@@ -580,6 +620,10 @@ lobby_http(struct conn *conn, struct http_req *req, const char *sub)
 	struct room		*room;
 	char			 code[LOBBY_CODE_LEN + 1];
 
+	if (sub[0] == '\0' || strcmp(sub, "/") == 0) {
+		server_http_upgrade_required(conn);
+		return;
+	}
 	if (strcmp(sub, "/rooms") != 0 && strcmp(sub, "/rooms/") != 0) {
 		server_http_error(conn, 404, "not_found", "no such path");
 		return;

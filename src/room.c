@@ -263,6 +263,12 @@ room_committed(struct room *room)
 	return room->r->committed;
 }
 
+uint64_t
+room_log_bytes(struct room *room)
+{
+	return room->r->log_bytes;
+}
+
 int
 room_has_password(struct room *room)
 {

@@ -207,13 +207,16 @@ main(int argc, char *argv[])
 	answer = roomctl_ask(sock, line);
 	if ((o = json_tokener_parse(answer)) == NULL) {
 		fprintf(stderr, "roomctl: unreadable answer from roomd\n");
+		free(answer);
 		return 1;
 	}
+	free(answer);
 	if (json_object_object_get_ex(o, "error", &err)) {
 		if (json)
 			printf("%s\n", json_object_to_json_string_ext(o,
 			    JSON_C_TO_STRING_PRETTY));
 		fprintf(stderr, "roomctl: %s\n", json_object_get_string(err));
+		json_object_put(o);
 		return 1;
 	}
 	if (json)
@@ -230,6 +233,5 @@ main(int argc, char *argv[])
 	else
 		printf("ok\n");
 	json_object_put(o);
-	free(answer);
 	return 0;
 }

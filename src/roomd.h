@@ -220,6 +220,7 @@ void	 server_http_free(struct http_req *);
 void	 server_http_respond(struct conn *, int status, const char *type,
 	    const char *body, size_t len, const char *extra_headers);
 void	 server_http_json(struct conn *, int status, struct json_object *);
+void	 server_http_upgrade_required(struct conn *);
 void	 server_http_error(struct conn *, int status, const char *code,
 	    const char *message);
 const char *server_http_method(struct http_req *);
@@ -288,6 +289,7 @@ void	 room_unlock(struct room *);
 void	 room_delete(struct room *, const char *reason);
 const char *room_id(struct room *);
 uint64_t room_committed(struct room *);
+uint64_t room_log_bytes(struct room *);
 int	 room_has_password(struct room *);
 int	 room_set_password(struct room *, const char *);
 int	 room_check_password(struct room *, const char *);

@@ -379,13 +379,9 @@ http_dispatch(struct conn *conn, struct http_req *req)
 	} else if (p->upgrade) {
 		server_http_error(conn, 400, "bad_request", "unsupported "
 		    "upgrade");
-	} else if (m->dialect->http == NULL) {
-		static const char body[] = "{\"error\":\"upgrade_required\","
-		    "\"message\":\"this path takes a WebSocket\"}";
-
-		server_http_respond(conn, 426, "application/json", body,
-		    sizeof(body) - 1, "Upgrade: websocket\r\n");
-	} else
+	} else if (m->dialect->http == NULL)
+		server_http_upgrade_required(conn);
+	else
 		m->dialect->http(conn, req, sub);
 	if (conn->bev == NULL)
 		return;
@@ -427,6 +423,17 @@ server_http_respond(struct conn *conn, int status, const char *type,
 	if (len > 0 && (p == NULL || p->method != HTTP_HEAD))
 		evbuffer_add(out, body, len);
 	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
+}
+
+/* 426: a plain request where only a WebSocket upgrade is served. */
+void
+server_http_upgrade_required(struct conn *conn)
+{
+	static const char body[] = "{\"error\":\"upgrade_required\","
+	    "\"message\":\"this path takes a WebSocket\"}";
+
+	server_http_respond(conn, 426, "application/json", body,
+	    sizeof(body) - 1, "Upgrade: websocket\r\n");
 }
 
 void
