@@ -308,45 +308,13 @@ shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
 	shm_room_slot_dead_fn(a, slot, expires_const, &expires);
 }
 
-void
-shm_room_slot_dead_fn(struct arena *a, unsigned slot,
-    uint64_t (*expires)(unsigned, void *), void *arg)
-{
-	struct shm_room_ref	*refs;
-	struct shm_room		*r;
-	size_t			 i, j, n, max = a->hdr->nrooms + 64;
-
-	if ((refs = calloc(max, sizeof(*refs))) == NULL)
-		return;
-	n = shm_room_list(a, ROOM_ALL_DIALECTS, refs, max);
-	for (i = 0; i < n; i++) {
-		if (shm_room_lock(a, &refs[i], &r) != 0)
-			continue;
-		if (r->slot_conns[slot] > 0) {
-			shm_tx_set(a, &r->lock, &r->conns,
-			    r->conns - r->slot_conns[slot]);
-			shm_tx_set(a, &r->lock, &r->slot_conns[slot], 0);
-			if (r->conns == 0)
-				shm_tx_set(a, &r->lock, &r->expires,
-				    expires((unsigned)r->dialect, arg));
-		}
-		for (j = 0; j < r->nmembers; j++) {
-			struct shm_member *m = shm_member_at(a, r, j);
-
-			if (m->mid != 0 && m->locator != 0 &&
-			    MEMBER_LOCATOR_SLOT(m->locator) == (int)slot) {
-				shm_tx_reserve(a, &r->lock, 1);
-				shm_member_set_locked(a, r, m, &m->locator, 0);
-			}
-		}
-		shm_room_unlock(a, r);
-	}
-	free(refs);
-}
-
-/* Delete every room with no connection whose expiry time has passed. */
-void
-shm_room_reap(struct arena *a, uint64_t now)
+/*
+ * Lock every room in turn and call fn on it; fn returns 1 if it released
+ * the lock itself (by deleting the room).
+ */
+static void
+room_each(struct arena *a, int (*fn)(struct arena *, struct shm_room *,
+    void *), void *arg)
 {
 	struct shm_room_ref	*refs;
 	struct shm_room		*r;
@@ -355,15 +323,71 @@ shm_room_reap(struct arena *a, uint64_t now)
 	if ((refs = calloc(max, sizeof(*refs))) == NULL)
 		return;
 	n = shm_room_list(a, ROOM_ALL_DIALECTS, refs, max);
-	for (i = 0; i < n; i++) {
-		if (shm_room_lock(a, &refs[i], &r) != 0)
-			continue;
-		if (r->conns == 0 && r->expires != 0 && r->expires <= now)
-			shm_room_delete_locked(a, r);
-		else
+	for (i = 0; i < n; i++)
+		if (shm_room_lock(a, &refs[i], &r) == 0 && !fn(a, r, arg))
 			shm_room_unlock(a, r);
-	}
 	free(refs);
+}
+
+struct slot_dead {
+	unsigned	 slot;
+	uint64_t	(*expires)(unsigned, void *);
+	void		*arg;
+};
+
+static int
+slot_dead_room(struct arena *a, struct shm_room *r, void *arg)
+{
+	struct slot_dead	*sd = arg;
+	unsigned		 slot = sd->slot;
+	uint64_t		 j;
+
+	if (r->slot_conns[slot] > 0) {
+		shm_tx_set(a, &r->lock, &r->conns,
+		    r->conns - r->slot_conns[slot]);
+		shm_tx_set(a, &r->lock, &r->slot_conns[slot], 0);
+		if (r->conns == 0)
+			shm_tx_set(a, &r->lock, &r->expires,
+			    sd->expires((unsigned)r->dialect, sd->arg));
+	}
+	for (j = 0; j < r->nmembers; j++) {
+		struct shm_member *m = shm_member_at(a, r, j);
+
+		if (m->mid != 0 && m->locator != 0 &&
+		    MEMBER_LOCATOR_SLOT(m->locator) == (int)slot) {
+			shm_tx_reserve(a, &r->lock, 1);
+			shm_member_set_locked(a, r, m, &m->locator, 0);
+		}
+	}
+	return 0;
+}
+
+void
+shm_room_slot_dead_fn(struct arena *a, unsigned slot,
+    uint64_t (*expires)(unsigned, void *), void *arg)
+{
+	struct slot_dead	 sd = { slot % ARENA_MAX_SLOTS, expires, arg };
+
+	room_each(a, slot_dead_room, &sd);
+}
+
+static int
+reap_room(struct arena *a, struct shm_room *r, void *arg)
+{
+	uint64_t	 now = *(uint64_t *)arg;
+
+	if (r->conns == 0 && r->expires != 0 && r->expires <= now) {
+		shm_room_delete_locked(a, r);
+		return 1;
+	}
+	return 0;
+}
+
+/* Delete every room with no connection whose expiry time has passed. */
+void
+shm_room_reap(struct arena *a, uint64_t now)
+{
+	room_each(a, reap_room, &now);
 }
 
 struct shm_member *
