@@ -13,6 +13,7 @@ static const struct dialect *dialects[] = {
 	&dialect_canvas,
 	&dialect_chat,
 	&dialect_classroom,
+	&dialect_echo,
 	&dialect_lobby,
 	&dialect_screenshare,
 };

@@ -229,6 +229,7 @@ const char *server_http_method(struct http_req *);
 int	 server_ws_upgrade(struct conn *, struct http_req *);
 void	 server_ws_read(struct conn *);
 void	 server_ws_free(struct conn *);
+void	 server_ws_send(struct conn *, int binary, const char *, size_t);
 void	 server_ws_send_text(struct conn *, const char *, size_t);
 void	 server_ws_send_json(struct conn *, struct json_object *);
 void	 server_ws_close(struct conn *, int code, const char *reason);
@@ -369,6 +370,7 @@ const struct mount *dialect_route(const char *path, const char **sub);
 extern const struct dialect dialect_canvas;
 extern const struct dialect dialect_chat;
 extern const struct dialect dialect_classroom;
+extern const struct dialect dialect_echo;
 extern const struct dialect dialect_lobby;
 extern const struct dialect dialect_screenshare;
 

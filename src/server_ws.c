@@ -241,12 +241,18 @@ ws_header(struct evbuffer *out, int opcode, size_t len, int prepend)
 void
 server_ws_send_text(struct conn *conn, const char *text, size_t len)
 {
+	server_ws_send(conn, 0, text, len);
+}
+
+void
+server_ws_send(struct conn *conn, int binary, const char *text, size_t len)
+{
 	struct evbuffer	*out;
 
 	if (conn->state != CONN_WS || conn->bev == NULL)
 		return;
 	out = bufferevent_get_output(conn->bev);
-	ws_header(out, WSLAY_TEXT_FRAME, len, 0);
+	ws_header(out, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, len, 0);
 	evbuffer_add(out, text, len);
 	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
 	STATS_DADD(&env->arena, conn->mount->dialect->id, SD_MESSAGES_OUT, 1);
