@@ -301,6 +301,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    classroom_jwt_subject), sizeof(c->classroom_jwt_subject) },
 		{ "control_socket", offsetof(struct roomd_config,
 		    control_socket), sizeof(c->control_socket) },
+		{ "htdocs", offsetof(struct roomd_config, htdocs),
+		    sizeof(c->htdocs) },
 		{ "metrics_listen", offsetof(struct roomd_config,
 		    metrics_listen), sizeof(c->metrics_listen) },
 		{ "user", offsetof(struct roomd_config, user), sizeof(c->user) },
@@ -460,6 +462,18 @@ config_finish(struct roomd_config *c, char *err, size_t errlen)
 	if (c->nlistens == 0 &&
 	    config_listen(c, ROOMD_DEFAULT_LISTEN, err, errlen) == -1)
 		return -1;
+	/* The installed pages, or those of the source tree roomd runs in;
+	 * made absolute, for a daemon changes to / when it detaches. */
+	if (c->htdocs[0] == '\0')
+		snprintf(c->htdocs, sizeof(c->htdocs), "%s",
+		    access(ROOMD_HTDOCS "/index.html", R_OK) == 0 ?
+		    ROOMD_HTDOCS : "htdocs");
+	if (c->htdocs[0] != '/') {
+		char	*abs = realpath(c->htdocs, NULL);
+
+		snprintf(c->htdocs, sizeof(c->htdocs), "%s", abs ? abs : "");
+		free(abs);
+	}
 	if (c->nmounts == 0)
 		for (i = 0; (d = dialect_at(i)) != NULL; i++) {
 			if (d->default_mount == NULL)

@@ -225,14 +225,14 @@ main(int argc, char *argv[])
 	shm_recovery_hook = master_recovered;
 	if (proc_mesh_open() == -1 || control_open() == -1)
 		return 1;
-	master_drop_privileges();
-
 	if (!env->foreground) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
 		log_init(0, env->verbose);
 		master_pidfile();
 	}
+	/* Last: the sockets, the arena and the pid file need root. */
+	master_drop_privileges();
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = master_signal;

@@ -9,6 +9,7 @@
  *   server.c          a worker: its event loop, accept, connection life
  *   server_http.c     HTTP/1.1 requests and responses
  *   server_ws.c       WebSocket upgrade and RFC 6455 framing (wslay)
+ *   server_file.c     static files from the document root
  *   room.c            the room engine: the only code that touches rooms
  *                     in the arena, and the fan-out of their changes
  *   dialect.c         the table of dialects and their mounts
@@ -88,6 +89,7 @@ struct roomd_config {
 	uint64_t		 lobby_snapshot_max_bytes;
 	int			 chat_anonymous;
 	int			 chat_history;
+	char			 htdocs[1024];
 	char			 control_socket[108];
 	char			 metrics_listen[128];
 	char			 user[64];
@@ -208,6 +210,7 @@ struct http_req {
 	char		*ws_version;
 	char		*authorization;
 	char		*origin;
+	char		*if_none_match;
 	char		*body;
 	size_t		 body_len;
 	int		 complete;
@@ -224,6 +227,9 @@ void	 server_http_upgrade_required(struct conn *);
 void	 server_http_error(struct conn *, int status, const char *code,
 	    const char *message);
 const char *server_http_method(struct http_req *);
+
+/* server_file.c */
+void	 server_file_serve(struct conn *, struct http_req *);
 
 /* server_ws.c */
 int	 server_ws_upgrade(struct conn *, struct http_req *);

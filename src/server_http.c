@@ -67,6 +67,7 @@ http_reset(struct http_req *req)
 	free(req->ws_version);
 	free(req->authorization);
 	free(req->origin);
+	free(req->if_none_match);
 	free(req->body);
 	memset((char *)req + sizeof(req->parser), 0,
 	    sizeof(*req) - sizeof(req->parser));
@@ -155,6 +156,7 @@ http_header_done(struct http_req *req)
 		    ws_version) },
 		{ "authorization", offsetof(struct http_req, authorization) },
 		{ "origin", offsetof(struct http_req, origin) },
+		{ "if-none-match", offsetof(struct http_req, if_none_match) },
 	};
 	size_t	 i;
 	char	**slot;
@@ -354,8 +356,10 @@ http_dispatch(struct conn *conn, struct http_req *req)
 	m = dialect_route(req->path, &sub);
 	if (req->method == HTTP_OPTIONS && !http_wants_upgrade(req))
 		server_http_respond(conn, 204, NULL, NULL, 0, CORS_PREFLIGHT);
-	else if (m == NULL)
+	else if (m == NULL && http_wants_upgrade(req))
 		server_http_error(conn, 404, "not_found", "no such path");
+	else if (m == NULL)
+		server_file_serve(conn, req);
 	else if (http_wants_upgrade(req)) {
 		if (req->method != HTTP_GET)
 			status = 400;
