@@ -347,6 +347,7 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		}
 	if (strcmp(key, "metrics_listen") == 0) {
 		struct roomd_config	*tmp;
+		char			 why[256];
 		int			 rc;
 
 		/* Checked now, so that roomd -t names the line. */
@@ -354,10 +355,12 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		rc = config_listen(tmp, argv[1], err, errlen);
+		rc = config_listen(tmp, argv[1], why, sizeof(why));
 		free(tmp);
-		if (rc == -1)
+		if (rc == -1) {
+			snprintf(err, errlen, "metrics_listen: %s", why);
 			return -1;
+		}
 	}
 	if (strcmp(key, "user") == 0 && getpwnam(argv[1]) == NULL) {
 		snprintf(err, errlen, "user %s does not exist", argv[1]);
