@@ -1,0 +1,1097 @@
+"""Hostile clients, and a bounded chaos test.
+
+Every test starts a daemon of its own (echo and canvas mounted) and, after
+its hostile client has done its worst, proves that the daemon still serves
+everyone else: a fresh echo round trip on every worker, canvas members on
+both workers drawing, and the same worker process on every slot as before
+(X-Roomd-Worker), so no worker crashed and was quietly replaced.
+
+Everything runs on 127.0.0.1, every wait is bounded and every socket,
+thread and process is closed at the end of its test.
+"""
+import asyncio
+import json
+import os
+import random
+import re
+import resource
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import websockets
+
+from conftest import (RawWS, close_all, close_ws, collect_actions, connect,
+                      create_room, http_req, join_room, open_on_slot,
+                      parse_worker, pointers, poll, recv_json, roomd_bin, run,
+                      ws_open, ws_url)
+
+MOUNTS = "mount echo /echo\nmount canvas /canvas\n"
+SANITIZED = os.environ.get("ROOMD_SANITIZED") == "1"
+
+
+# ---------------------------------------------------------------- helpers
+
+def start(factory, extra="", workers=2):
+    """A daemon with echo and canvas mounted; -> (daemon, slot->pid)."""
+    d = factory(MOUNTS + extra, workers)
+    return d, worker_pids(d)
+
+
+def worker_pids(d, tries=400):
+    """slot -> pid of the worker serving each slot, from the X-Roomd-Worker
+    field of new connections.  Fails if a slot is never seen or is seen
+    served by two processes."""
+    seen = {}
+    for _ in range(tries):
+        r = http_req(d, "GET", "/canvas/rooms", timeout=5.0)
+        slot, pid = parse_worker(r.header("X-Roomd-Worker"))
+        seen.setdefault(slot, set()).add(pid)
+        if len(seen) >= d.workers:
+            break
+    assert set(seen) == set(range(d.workers)), \
+        f"new connections reached slots {sorted(seen)} of {d.workers} in " \
+        f"{tries} tries"
+    assert all(len(p) == 1 for p in seen.values()), \
+        f"a slot was served by two processes while probed: {seen}"
+    return {s: next(iter(p)) for s, p in seen.items()}
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def rss_anon_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def daemon_rss_anon_kib(d):
+    return sum(rss_anon_kib(p) for p in [d.master_pid] + children(d.master_pid))
+
+
+def log_text(d):
+    try:
+        with open(d.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+async def echo_roundtrips(d, n=3, slot=None):
+    """n round trips on a fresh echo WebSocket (on `slot` if given);
+    returns the worst latency in seconds."""
+    ws, _ = await open_on_slot(f"{d.ws_base}/echo", slot)
+    worst = 0.0
+    try:
+        for i in range(n):
+            msg = f"hello-{i}-{uuid.uuid4().hex}"
+            t0 = time.monotonic()
+            await ws.send(msg)
+            got = await asyncio.wait_for(ws.recv(), 5)
+            worst = max(worst, time.monotonic() - t0)
+            assert got == msg, f"echo sent {msg!r}, got back {got!r:.200}"
+        blob = os.urandom(300)
+        await ws.send(blob)
+        got = await asyncio.wait_for(ws.recv(), 5)
+        assert got == blob, "binary echo came back different"
+    finally:
+        await close_ws(ws)
+    return worst
+
+
+async def canvas_draw_check(d):
+    """A canvas room with a member on every worker; each draws, each
+    receives everything in the same order with pointers 1, 2, ..."""
+    loop = asyncio.get_running_loop()
+    rid = f"hc-{uuid.uuid4().hex[:12]}"
+    names = [f"m{s}" for s in range(d.workers)]
+
+    def mk():
+        toks = {names[0]: create_room(d, host=names[0], room_id=rid)["token"]}
+        for n in names[1:]:
+            toks[n] = join_room(d, rid, n)["token"]
+        return toks
+    toks = await loop.run_in_executor(None, mk)
+    wss = []
+    try:
+        ws, first, (slot0, _) = await connect(d, rid, toks[names[0]])
+        wss.append(ws)
+        assert first == [], first
+        others = [s for s in range(d.workers) if s != slot0]
+        for n, s in zip(names[1:], others):
+            w, first, _ = await connect(d, rid, toks[n], slot=s)
+            wss.append(w)
+            assert first == [], first
+        acts = []
+        for i, w in enumerate(wss):
+            a = {"lineto": [i, i], "by": names[i], "tag": uuid.uuid4().hex}
+            acts.append(a)
+            await w.send(json.dumps(a))
+            # every member, the sender too, receives it next
+            for k, r in enumerate(wss):
+                got = await collect_actions(r, 1, quiet=0)
+                assert [x.get("tag") for x in got] == [a["tag"]], \
+                    f"member {names[k]} got {got!r:.300}, wanted {a}"
+                assert got[0]["pointer"] == len(acts), got
+        # the whole log, seen by a fresh connection
+        v, log, _ = await connect(d, rid, toks[names[0]])
+        wss.append(v)
+        assert pointers(log) == list(range(1, len(acts) + 1)), log
+        assert [x["tag"] for x in log] == [x["tag"] for x in acts], log
+    finally:
+        await close_all(wss)
+
+
+def worker_deaths(d):
+    return [ln for ln in log_text(d).splitlines()
+            if "killed by signal" in ln or "exited with status" in ln]
+
+
+def assert_others_still_served(d, before, what, deaths=0):
+    """The daemon is alive, serves echo on every worker and canvas members
+    on every worker, and runs the same worker processes as before."""
+    tail = ""
+    assert d.proc.poll() is None, \
+        f"after {what}: the master exited with {d.proc.returncode}"
+
+    async def body():
+        worst = 0.0
+        for s in range(d.workers):
+            worst = max(worst, await echo_roundtrips(d, 2, slot=s))
+        await canvas_draw_check(d)
+        return worst
+    worst = run(body(), timeout=60)
+    assert worst < 2.0, f"after {what}: an echo round trip took {worst:.2f} s"
+    after = worker_pids(d)
+    if after != before:
+        tail = "\n".join(log_text(d).splitlines()[-20:])
+    assert after == before, \
+        f"after {what}: a worker was replaced (slot->pid {before} became " \
+        f"{after}); log:\n{tail}"
+    dead = worker_deaths(d)
+    assert len(dead) == deaths, \
+        f"after {what}: the log reports {len(dead)} worker deaths, " \
+        f"expected {deaths}: {dead}"
+
+
+class Findings(list):
+    """What a hostile test found wrong; reported together with whether the
+    daemon still served everyone else, so one failure shows both."""
+
+    def check(self, ok, msg):
+        if not ok:
+            self.append(msg)
+        return ok
+
+
+def verdict(d, before, what, found):
+    """Prove the others are still served, then fail with every finding."""
+    health = None
+    try:
+        assert_others_still_served(d, before, what)
+    except (Exception, pytest.fail.Exception) as e:
+        health = f"other clients after {what}: {e!r:.2000}" \
+            if not isinstance(e, AssertionError) else \
+            f"other clients after {what}: {e}"
+    msgs = list(found) + ([health] if health else [])
+    assert not msgs, "\n".join(msgs)
+
+
+def read_until_eof(sock, timeout):
+    """Read until the peer closes; -> (data, closed, how)."""
+    sock.settimeout(0.2)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return data, True, "reset"
+        except OSError as e:
+            return data, True, f"error {e}"
+        if not chunk:
+            return data, True, "eof"
+        data += chunk
+    return data, False, "still open"
+
+
+def raw_http(d, data, timeout=5.0):
+    """Send raw bytes as one request; -> (response bytes, closed, how,
+    send error)."""
+    s = socket.create_connection((d.host, d.port), timeout=timeout)
+    try:
+        send_err = None
+        try:
+            s.sendall(data)
+        except OSError as e:
+            send_err = e
+        got, closed, how = read_until_eof(s, timeout)
+        return got, closed, how, send_err
+    finally:
+        s.close()
+
+
+def status_of(resp):
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", resp)
+    return int(m.group(1)) if m else None
+
+
+def body_of(resp):
+    head, _, body = resp.partition(b"\r\n\r\n")
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
+    return RawWS.frame(opcode, payload, fin=fin, mask=mask, rsv=rsv)
+
+
+def masked_header(b0, length):
+    """A client frame header (masked) announcing `length` in the 64-bit
+    field, whatever the value."""
+    return bytes([b0, 0x80 | 127]) + length.to_bytes(8, "big") + os.urandom(4)
+
+
+def open_echo(d, timeout=5.0):
+    ws = RawWS(d, timeout=timeout)
+    try:
+        ws.open("/echo")
+    except BaseException:
+        ws.close()
+        raise
+    return ws
+
+
+def expect_close_frame(ws, timeout=5.0):
+    """-> (code, reason, frames skipped, seconds until it came); code is
+    None for an empty close payload; raises AssertionError if the
+    connection ended or stayed silent without a close frame."""
+    ws.sock.settimeout(timeout)
+    t0 = time.monotonic()
+    try:
+        code, reason, skipped = ws.recv_close()
+    except EOFError:
+        raise AssertionError(
+            f"the server closed TCP after {time.monotonic() - t0:.2f} s "
+            f"without a close frame")
+    except socket.timeout:
+        raise AssertionError(f"no close frame within {timeout} s")
+    except ConnectionResetError:
+        raise AssertionError(
+            f"the server reset TCP after {time.monotonic() - t0:.2f} s "
+            f"without a close frame")
+    return code, reason, skipped, time.monotonic() - t0
+
+
+def ends_after_close(ws, timeout=4.0):
+    """After the closing handshake the server closes TCP; True if it did."""
+    _, closed, _ = read_until_eof(ws.sock, timeout)
+    return closed
+
+
+def close_payload(code, reason=b""):
+    return code.to_bytes(2, "big") + reason
+
+
+# ---------------------------------------------------------------- 1 slowloris
+
+IDLE = 2
+SLACK = 1.5
+
+
+def test_slowloris_headers_are_closed_within_idle_timeout(roomd_factory):
+    """A request whose header bytes trickle in one every 0.2 s and never end
+    must not hold its connection past idle_timeout."""
+    d, before = start(roomd_factory, f"idle_timeout {IDLE}\n")
+    data = (b"GET /canvas/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+            + b"a" * 4000)
+    limit = IDLE + SLACK + 2.0
+    found = Findings()
+    s = socket.create_connection((d.host, d.port), timeout=5)
+    closed_at, how, got, sent = None, None, b"", 0
+    try:
+        s.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(s, selectors.EVENT_READ)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < limit:
+                if sel.select(0.2):
+                    try:
+                        chunk = s.recv(4096)
+                    except BlockingIOError:
+                        continue
+                    except ConnectionResetError:
+                        closed_at, how = time.monotonic() - t0, "reset"
+                        break
+                    if not chunk:
+                        closed_at, how = time.monotonic() - t0, "eof"
+                        break
+                    got += chunk
+                    continue
+                try:
+                    s.send(data[sent:sent + 1])
+                    sent += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    closed_at, how = time.monotonic() - t0, "send failed"
+                    break
+        finally:
+            sel.close()
+        if found.check(closed_at is not None, (
+                f"slowloris: sent {sent} header bytes of one request, one "
+                f"every 0.2 s, never ending the headers; with idle_timeout "
+                f"{IDLE} the connection was still open after {limit:.1f} s "
+                f"(server sent {got[:200]!r})")):
+            found.check(closed_at <= IDLE + SLACK, (
+                f"slowloris: closed only after {closed_at:.2f} s ({how}), "
+                f"idle_timeout is {IDLE}"))
+        if got:
+            found.check(status_of(got) in (400, 408, 431),
+                        f"slowloris: answered {got[:300]!r}")
+        # the others are checked while the slow client still holds on
+        verdict(d, before, "a slowloris client", found)
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- 2 headers
+
+@pytest.mark.parametrize("kind", ["2000-small-headers", "one-20KB-value"])
+def test_oversized_headers_get_431_and_close(roomd_factory, kind):
+    d, before = start(roomd_factory)
+    if kind == "2000-small-headers":
+        hdrs = b"".join(b"X-H%d: v\r\n" % i for i in range(2000))
+    else:
+        hdrs = b"X-Big: " + b"v" * 20000 + b"\r\n"
+    req = (b"GET /canvas/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n" + hdrs
+           + b"\r\n")
+    found = Findings()
+    got, closed, how, send_err = raw_http(d, req)
+    if found.check(status_of(got) == 431, (
+            f"{kind} ({len(req)} bytes of request head): expected 431, got "
+            f"{got[:300]!r} (connection {how}, send error {send_err!r})")):
+        j = body_of(got)
+        found.check(isinstance(j, dict) and
+                    j.get("error") == "headers_too_large",
+                    f"{kind}: 431 body {got[:400]!r}")
+    found.check(closed, f"{kind}: connection still open 5 s after the answer")
+    verdict(d, before, f"a {kind} request", found)
+
+
+# ---------------------------------------------------------------- 3 body
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_request_body_over_max_body_bytes_gets_413(roomd_factory, framing):
+    limit = 4096
+    d, before = start(roomd_factory, f"max_body_bytes {limit}\n")
+    body = json.dumps({"host": "h", "pad": "x" * (limit * 3)}).encode()
+    head = b"POST /canvas/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n" \
+           b"Content-Type: application/json\r\n"
+    if framing == "content-length":
+        req = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        chunks = [body[i:i + 1000] for i in range(0, len(body), 1000)]
+        req = head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+            b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    found = Findings()
+    got, closed, how, send_err = raw_http(d, req)
+    if found.check(status_of(got) == 413, (
+            f"POST /canvas/rooms with a {len(body)}-byte body ({framing}), "
+            f"max_body_bytes {limit}: expected 413, got {got[:300]!r} "
+            f"(connection {how}, send error {send_err!r})")):
+        j = body_of(got)
+        found.check(isinstance(j, dict) and j.get("error") == "body_too_large",
+                    f"413 body {got[:400]!r}")
+    found.check(closed, "connection still open 5 s after the answer")
+    verdict(d, before, f"an oversized {framing} body", found)
+
+
+# ---------------------------------------------------------------- 4 fragments
+
+def test_message_in_one_byte_fragments_is_echoed_whole(roomd_factory):
+    d, before = start(roomd_factory, "max_message_bytes 4096\n")
+    text = ("fragmented-" + "0123456789" * 20)[:200].encode()
+    assert len(text) == 200
+    frames = [frame(0x1, text[:1], fin=False)]
+    frames += [frame(0x0, text[i:i + 1], fin=False) for i in range(1, 199)]
+    frames += [frame(0x0, text[199:], fin=True)]
+    # and a valid multi-byte character split across fragments
+    euro = "price: 5\u20ac".encode()
+    frames += [frame(0x1, euro[:-2], fin=False),
+               frame(0x0, euro[-2:-1], fin=False),
+               frame(0x0, euro[-1:], fin=True)]
+    found = Findings()
+    with open_echo(d) as ws:
+        ws.sock.sendall(b"".join(frames))
+        try:
+            op, payload = ws.recv_message()
+            if found.check((op, payload) == (0x1, text), (
+                    f"200 one-byte fragments of a text: came back as opcode "
+                    f"{op}: {payload!r:.300}")):
+                op, payload = ws.recv_message()
+                found.check((op, payload) == (0x1, euro), (
+                    f"'€' split over fragments: came back as opcode {op}: "
+                    f"{payload!r:.300}"))
+        except (AssertionError, EOFError, OSError) as e:
+            found.append(f"fragmented messages: no echo, {e!r}")
+    verdict(d, before, "messages in one-byte fragments", found)
+
+
+def test_5000_one_byte_fragments_past_max_message_bytes_close_1009(roomd_factory):
+    d, before = start(roomd_factory, "max_message_bytes 4096\n")
+    frames = [frame(0x1, b"a", fin=False)]
+    frames += [frame(0x0, b"b", fin=False) for _ in range(4998)]
+    frames += [frame(0x0, b"c", fin=True)]
+    found = Findings()
+    with open_echo(d) as ws:
+        try:
+            ws.sock.sendall(b"".join(frames))
+        except OSError:
+            pass
+        try:
+            code, reason, skipped, _ = expect_close_frame(ws)
+        except AssertionError as e:
+            found.append(f"5000 one-byte fragments (max_message_bytes 4096): {e}")
+        else:
+            found.check(code == 1009, (
+                f"5000 one-byte fragments (max_message_bytes 4096): close "
+                f"{code} {reason!r}, frames before it {skipped!r:.200}"))
+            found.check(not [f for f in skipped if f[0] in (0x1, 0x2)],
+                        f"part of the oversized message was echoed: "
+                        f"{skipped!r:.200}")
+            try:
+                ws.send_frame(0x8, close_payload(1009))
+            except OSError:
+                pass
+            found.check(ends_after_close(ws),
+                        f"connection still open after close {code}")
+    verdict(d, before, "5000 fragments past the limit", found)
+
+
+# ---------------------------------------------------------------- 5 length
+
+@pytest.mark.parametrize("length", [2 ** 63, 2 ** 64 - 1, 2 ** 62, 2 ** 32],
+                         ids=["2^63", "2^64-1", "2^62", "2^32"])
+def test_huge_64bit_length_closes_promptly(roomd_factory, length):
+    d, before = start(roomd_factory)
+    found = Findings()
+    with open_echo(d) as ws:
+        ws.sock.sendall(masked_header(0x82, length) + b"x" * 100)
+        try:
+            code, reason, skipped, took = expect_close_frame(ws, timeout=5)
+        except AssertionError as e:
+            found.append(f"binary frame announcing {length} bytes: {e}")
+        else:
+            found.check(code in (1009, 1002), (
+                f"binary frame announcing {length} bytes: close {code} "
+                f"{reason!r}"))
+            found.check(took < 2.0, f"close came only after {took:.2f} s")
+            try:
+                ws.send_frame(0x8, close_payload(code or 1000))
+            except OSError:
+                pass
+            found.check(ends_after_close(ws),
+                        "connection still open after the close")
+    verdict(d, before, f"a frame announcing {length} bytes", found)
+
+
+# ---------------------------------------------------------------- 6 ping flood
+
+def test_ping_flood_is_answered_or_closed_and_others_stay_fast(roomd_factory):
+    d, before = start(roomd_factory)
+    N = 10000
+
+    def pay(i):
+        return (b"%08d" % i) + b"p" * 92
+    blob = b"".join(frame(0x9, pay(i)) for i in range(N))
+    final = b"final-" + uuid.uuid4().hex.encode()
+    flood = open_echo(d, timeout=15)
+    res = {"pongs": [], "close": None, "end": None, "bad": [],
+           "send_err": None, "final": False}
+
+    def reader():
+        try:
+            while True:
+                fin, op, payload, masked = flood.recv_frame()
+                if op == 0xA:
+                    if payload == final:
+                        res["final"] = True
+                        return
+                    res["pongs"].append(payload)
+                elif op == 0x8:
+                    res["close"] = payload
+                    return
+                else:
+                    res["bad"].append((op, payload[:100]))
+        except Exception as e:
+            res["end"] = repr(e)
+
+    def sender():
+        try:
+            for i in range(0, len(blob), 65536):
+                flood.sock.sendall(blob[i:i + 65536])
+            flood.sock.sendall(frame(0x9, final))
+        except Exception as e:
+            res["send_err"] = repr(e)
+
+    rt = threading.Thread(target=reader, daemon=True)
+    st = threading.Thread(target=sender, daemon=True)
+
+    async def others():
+        wss = []
+        try:
+            for s in range(d.workers):
+                wss.append((await open_on_slot(f"{d.ws_base}/echo", s))[0])
+            st.start()
+            rt.start()
+            lat, k = [], 0
+            deadline = time.monotonic() + 20
+            while (st.is_alive() or rt.is_alive() or k < 5) and \
+                    time.monotonic() < deadline:
+                for w in wss:
+                    m = f"other-{k}"
+                    t0 = time.monotonic()
+                    await w.send(m)
+                    got = await asyncio.wait_for(w.recv(), 10)
+                    lat.append(time.monotonic() - t0)
+                    assert got == m, (m, got)
+                    k += 1
+                await asyncio.sleep(0.02)
+            return lat
+        finally:
+            await close_all(wss)
+
+    try:
+        lat = run(others(), timeout=40)
+        st.join(15)
+        rt.join(15)
+        assert not st.is_alive() and not rt.is_alive(), \
+            f"ping flood did not finish in time: {len(res['pongs'])} pongs"
+    finally:
+        flood.close()
+        st.join(5) if st.ident else None
+        rt.join(5) if rt.ident else None
+    worst = max(lat)
+    print(f"ping flood: {len(res['pongs'])} pongs, final pong {res['final']}, "
+          f"close {res['close']!r}, reader end {res['end']}, sender "
+          f"{res['send_err']}; {len(lat)} echo round trips, worst "
+          f"{worst:.3f} s")
+    assert worst < 2.0, (
+        f"during a flood of {N} pings an echo client's round trip took "
+        f"{worst:.2f} s (of {len(lat)})")
+    assert not res["bad"], f"non-pong frames to a ping flood: {res['bad'][:5]}"
+    if res["close"] is None:
+        assert res["final"], (
+            f"flood of {N} pings: neither a close frame nor a pong for the "
+            f"last ping; {len(res['pongs'])} pongs, reader ended "
+            f"{res['end']}, sender {res['send_err']}")
+        idx = []
+        for p in res["pongs"]:
+            assert len(p) == 100 and p[8:] == b"p" * 92, p
+            idx.append(int(p[:8]))
+        assert all(a < b for a, b in zip(idx, idx[1:])), \
+            "pongs out of order or repeated"
+        assert 0 < len(idx) <= N
+    assert_others_still_served(d, before, f"a flood of {N} pings")
+
+
+# ---------------------------------------------------------------- 7 protocol
+
+CLOSE = 0x8
+PROTOCOL_CASES = [
+    ("invalid-utf8-split-across-fragments",
+     [frame(0x1, b"ab\xe2", fin=False), frame(0x0, b"\x28\xa1ok")], 1007),
+    ("overlong-2-byte-slash", [frame(0x1, b"a\xc0\xafb")], 1007),
+    ("overlong-3-byte-slash", [frame(0x1, b"a\xe0\x80\xafb")], 1007),
+    ("overlong-nul", [frame(0x1, b"\xc0\x80")], 1007),
+    ("ping-126-bytes", [frame(0x9, b"x" * 126)], 1002),
+    ("close-126-bytes", [frame(CLOSE, close_payload(1000, b"r" * 124))], 1002),
+    ("rsv1", [frame(0x1, b"hi", rsv=4)], 1002),
+    ("rsv2", [frame(0x1, b"hi", rsv=2)], 1002),
+    ("rsv3", [frame(0x1, b"hi", rsv=1)], 1002),
+    ("opcode-0x3", [frame(0x3, b"x")], 1002),
+    ("opcode-0xB", [frame(0xB, b"x")], 1002),
+    ("continuation-without-start", [frame(0x0, b"x")], 1002),
+    ("close-1-byte-payload", [frame(CLOSE, b"\x03")], 1002),
+    ("close-code-1005", [frame(CLOSE, close_payload(1005))], 1002),
+    ("close-code-999", [frame(CLOSE, close_payload(999))], 1002),
+    ("close-code-1006", [frame(CLOSE, close_payload(1006))], 1002),
+    ("close-code-1015", [frame(CLOSE, close_payload(1015))], 1002),
+    ("close-code-0", [frame(CLOSE, close_payload(0))], 1002),
+    ("fragmented-ping", [frame(0x9, b"x", fin=False)], 1002),
+    ("new-text-inside-fragmented-message",
+     [frame(0x1, b"a", fin=False), frame(0x1, b"b")], 1002),
+    ("unmasked-client-frame", [frame(0x1, b"hi", mask=False)], 1002),
+]
+
+
+@pytest.mark.parametrize("name,frames,want",
+                         PROTOCOL_CASES, ids=[c[0] for c in PROTOCOL_CASES])
+def test_protocol_violation_closes_with_code(roomd_factory, name, frames,
+                                             want):
+    d, before = start(roomd_factory)
+    sent_close = any((f[0] & 0x0F) == CLOSE for f in frames)
+    found = Findings()
+    with open_echo(d) as ws:
+        ws.sock.sendall(b"".join(frames))
+        try:
+            code, reason, skipped, took = expect_close_frame(ws)
+        except AssertionError as e:
+            found.append(f"{name}: sent {b''.join(frames)[:16]!r}, expected "
+                         f"close {want}: {e}")
+        else:
+            data = [f for f in skipped if f[0] in (0x1, 0x2)]
+            found.check(code == want, (
+                f"{name}: sent {b''.join(frames)[:16]!r}, expected close "
+                f"{want}, got close {code} {reason!r} (data frames before "
+                f"it: {data!r:.200})"))
+            found.check(not data, f"{name}: message echoed before the close: "
+                        f"{data!r:.200}")
+            if not sent_close:
+                try:
+                    ws.send_frame(CLOSE, close_payload(code or 1000))
+                except OSError:
+                    pass
+            found.check(ends_after_close(ws),
+                        f"{name}: TCP still open after close {code}")
+    verdict(d, before, name, found)
+
+
+# ---------------------------------------------------------------- 8 conn flood
+
+def _raise_nofile(want):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return soft, hard
+
+
+def test_thousand_idle_connections_do_not_starve_a_normal_client(roomd_factory):
+    idle = 5
+    n = 1000
+    old = _raise_nofile(n + 512)
+    socks = []
+    sel = selectors.DefaultSelector()
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and soft < n + 200:
+            pytest.skip(f"RLIMIT_NOFILE {soft}: cannot open {n} sockets")
+        d, before = start(roomd_factory, f"idle_timeout {idle}\n")
+        t0 = time.monotonic()
+        for i in range(n):
+            s = socket.create_connection((d.host, d.port), timeout=5)
+            s.setblocking(False)
+            socks.append(s)
+            sel.register(s, selectors.EVENT_READ, i)
+        opened = time.monotonic() - t0
+        # a normal client is served while the 1000 are open and idle
+        t1 = time.monotonic()
+        assert_others_still_served(d, before, f"{n} idle connections")
+        served = time.monotonic() - t1
+        assert time.monotonic() - t0 < idle, (
+            f"opening {n} connections ({opened:.2f} s) and serving a client "
+            f"({served:.2f} s) took past idle_timeout; test is inconclusive")
+        # then the server closes every one of them at idle_timeout
+        open_ = set(range(n))
+        deadline = t0 + idle + 4
+        while open_ and time.monotonic() < deadline:
+            for key, _ in sel.select(0.2):
+                i = key.data
+                try:
+                    data = key.fileobj.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    open_.discard(i)
+                    sel.unregister(key.fileobj)
+        assert not open_, (
+            f"{len(open_)} of {n} idle connections still open "
+            f"{time.monotonic() - t0:.1f} s after they were opened "
+            f"(idle_timeout {idle})")
+        assert_others_still_served(d, before, f"{n} idle connections closed")
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+# ---------------------------------------------------------------- 9 big room
+
+class SmallBufWS(RawWS):
+    """A RawWS whose receive buffer is set small before connecting."""
+
+    def __init__(self, d, rcvbuf=4096, timeout=5.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((d.host, d.port))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.buf = b""
+        self.d = d
+
+
+def test_200_member_room_with_20_stalled_readers(roomd_factory):
+    members, stalled, nact = 200, 20, 300
+    d, before = start(roomd_factory, "output_buffer_bytes 64K\n")
+    rid = f"big-{uuid.uuid4().hex[:12]}"
+    toks = [create_room(d, host="m000", room_id=rid)["token"]]
+    for i in range(1, members):
+        toks.append(join_room(d, rid, f"m{i:03d}")["token"])
+    path = f"/canvas/rooms/{rid}/ws?token="
+    pad = "x" * 1000
+    raws, wss = [], []
+    mem = {"max": 0}
+
+    async def sampler(stop):
+        while not stop.is_set():
+            mem["max"] = max(mem["max"], daemon_rss_anon_kib(d))
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except asyncio.TimeoutError:
+                pass
+
+    async def body():
+        # the drawer, then readers in batches of 45, then the stalled ones
+        drawer, first, _ = await connect(d, rid, toks[0])
+        wss.append(drawer)
+        assert first == []
+        readers_toks = toks[1:members - stalled]
+        for b in range(0, len(readers_toks), 45):
+            res = await asyncio.gather(*(connect(d, rid, t)
+                                         for t in readers_toks[b:b + 45]))
+            for ws, first, _ in res:
+                wss.append(ws)
+                assert first == [], first
+        loop = asyncio.get_running_loop()
+        for t in toks[members - stalled:]:
+            r = await loop.run_in_executor(None, SmallBufWS, d)
+            raws.append(r)
+            await loop.run_in_executor(None, r.open, path + t)
+        stop = asyncio.Event()
+        samp = asyncio.ensure_future(sampler(stop))
+        try:
+            acts = [{"lineto": [i, i], "i": i, "pad": pad} for i in range(nact)]
+            for a in acts:
+                await drawer.send(json.dumps(a))
+            got = await asyncio.gather(*(collect_actions(w, nact, timeout=60,
+                                                         quiet=0)
+                                         for w in wss))
+        finally:
+            stop.set()
+            await samp
+        for k, g in enumerate(got):
+            assert pointers(g) == list(range(1, nact + 1)), \
+                f"reader {k}: pointers {pointers(g)[:20]}..."
+            assert [a["i"] for a in g] == list(range(nact)), f"reader {k}"
+            assert all(a["pad"] == pad for a in g), f"reader {k}: bad pad"
+        return len(got)
+
+    try:
+        nread = run(body(), timeout=110)
+    finally:
+        for r in raws:
+            r.close()
+        run(close_all(wss), timeout=30)
+    assert nread == members - stalled
+    print(f"daemon private memory peak {mem['max']} KiB")
+    if not SANITIZED:
+        assert mem["max"] < 200 * 1024, (
+            f"daemon RssAnon (master+workers) reached {mem['max']} KiB with "
+            f"{members} members, {stalled} stalled, {nact} x 1 KB actions")
+    assert_others_still_served(d, before, "a 200-member room with stalled readers")
+
+
+# ---------------------------------------------------------------- chaos
+
+class Member:
+    def __init__(self, name, token, rng):
+        self.name, self.token, self.rng = name, token, rng
+        self.last = 0               # last pointer seen
+        self.seen = []              # (pointer, id) in arrival order
+        self.sent = []              # ids, in send order
+        self.acked = set()
+        self.violations = []
+        self.drops = 0
+        self.timeouts = 0
+        self.failed = None
+        self.slots = set()
+
+    def absorb(self, msg):
+        if not isinstance(msg, list):
+            self.violations.append(f"non-array message {msg!r:.200}")
+            return
+        for a in msg:
+            p = a.get("pointer")
+            if p != self.last + 1:
+                self.violations.append(
+                    f"pointer {p} after {self.last} (gap or repeat)")
+            self.last = p if isinstance(p, int) else self.last
+            self.seen.append((p, a.get("id")))
+            if isinstance(a.get("id"), str) and \
+                    a["id"].startswith(self.name + ":"):
+                self.acked.add(a["id"])
+
+
+def test_chaos_workers_killed_under_mixed_traffic(roomd_factory):
+    seed = 6455
+    master_rng = random.Random(seed)
+    d = roomd_factory(MOUNTS + "room_ttl 30\n", 2)
+    duration = 20.0
+    rid = f"chaos-{uuid.uuid4().hex[:12]}"
+    names = [f"c{i}" for i in range(6)]
+    toks = {names[0]: create_room(d, host=names[0], room_id=rid)["token"]}
+    for n in names[1:]:
+        toks[n] = join_room(d, rid, n)["token"]
+    members = [Member(n, toks[n], random.Random(master_rng.random()))
+               for n in names]
+    kill_rng = random.Random(master_rng.random())
+    kills = []
+    echo = {"ok": 0, "bad": [], "drops": 0, "failed": None}
+    live = {}
+
+    async def reconnect(m):
+        for attempt in range(40):
+            try:
+                ws = await ws_open(ws_url(d, rid, m.token, m.last), timeout=5)
+            except (OSError, asyncio.TimeoutError,
+                    websockets.InvalidHandshake, websockets.ConnectionClosed):
+                await asyncio.sleep(0.25)
+                continue
+            try:
+                first = await recv_json(ws, 5)
+            except (OSError, asyncio.TimeoutError, websockets.ConnectionClosed):
+                ws.transport.abort()
+                await asyncio.sleep(0.25)
+                continue
+            if isinstance(first, dict):
+                m.failed = f"reconnect with pointer {m.last}: {first}"
+                ws.transport.abort()
+                return None
+            m.slots.add(parse_worker(ws.response_headers.get(
+                "X-Roomd-Worker"))[0])
+            m.absorb(first)
+            return ws
+        m.failed = "no reconnection in 40 attempts"
+        return None
+
+    async def member(m, ws, stop):
+        k = 0
+        while not stop.is_set():
+            if ws is None:
+                ws = await reconnect(m)
+                live[m.name] = ws
+                if ws is None:
+                    return
+            n = m.rng.randint(1, 4)
+            batch = []
+            for _ in range(n):
+                batch.append({"lineto": [k, m.rng.randint(0, 999)],
+                              "id": f"{m.name}:{k}"})
+                m.sent.append(f"{m.name}:{k}")
+                k += 1
+            want = {a["id"] for a in batch}
+            try:
+                await ws.send(json.dumps(batch))
+                t_end = time.monotonic() + 5
+                while not want <= m.acked:
+                    left = t_end - time.monotonic()
+                    if left <= 0:
+                        raise asyncio.TimeoutError()
+                    m.absorb(await recv_json(ws, left))
+            except asyncio.TimeoutError:
+                m.timeouts += 1
+                ws.transport.abort()
+                ws = None
+                continue
+            except (OSError, websockets.ConnectionClosed):
+                m.drops += 1
+                ws.transport.abort()
+                ws = None
+                continue
+            await asyncio.sleep(m.rng.uniform(0.02, 0.12))
+        live[m.name] = ws
+
+    async def echo_client(stop):
+        ws, i = None, 0
+        while not stop.is_set():
+            if ws is None:
+                for _ in range(40):
+                    try:
+                        ws = await ws_open(f"{d.ws_base}/echo", timeout=5)
+                        break
+                    except (OSError, asyncio.TimeoutError,
+                            websockets.InvalidHandshake,
+                            websockets.ConnectionClosed):
+                        await asyncio.sleep(0.25)
+                if ws is None:
+                    echo["failed"] = "no echo connection in 40 attempts"
+                    return
+            msg = f"e{i}"
+            i += 1
+            try:
+                await ws.send(msg)
+                got = await asyncio.wait_for(ws.recv(), 5)
+                if got != msg:
+                    echo["bad"].append((msg, got))
+                echo["ok"] += 1
+            except (OSError, asyncio.TimeoutError, websockets.ConnectionClosed):
+                echo["drops"] += 1
+                ws.transport.abort()
+                ws = None
+                continue
+            await asyncio.sleep(0.05)
+        if ws is not None:
+            await close_ws(ws)
+
+    async def killer(stop, t0):
+        loop = asyncio.get_running_loop()
+        at = kill_rng.uniform(3, 5)
+        while at < duration - 3:
+            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+            pids = await loop.run_in_executor(None, worker_pids, d)
+            slot = kill_rng.randrange(2)
+            pid = pids[slot]
+            assert pid in children(d.master_pid), (pid, children(d.master_pid))
+            os.kill(pid, signal.SIGKILL)
+            kills.append((round(time.monotonic() - t0, 2), slot, pid))
+            at += kill_rng.uniform(3, 5)
+
+    async def scenario():
+        stop = asyncio.Event()
+        # members start spread over both workers
+        first_ws, first, (s0, _) = await connect(d, rid, members[0].token)
+        members[0].absorb(first)
+        members[0].slots.add(s0)
+        conns = [first_ws]
+        for i, m in enumerate(members[1:], 1):
+            ws, first, (s, _) = await connect(d, rid, m.token, slot=i % 2)
+            m.absorb(first)
+            m.slots.add(s)
+            conns.append(ws)
+        t0 = time.monotonic()
+        tasks = [asyncio.ensure_future(member(m, w, stop))
+                 for m, w in zip(members, conns)]
+        tasks.append(asyncio.ensure_future(echo_client(stop)))
+        kt = asyncio.ensure_future(killer(stop, t0))
+        try:
+            await asyncio.sleep(duration)
+            stop.set()
+            await asyncio.wait_for(kt, 15)
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+            # the final log, seen by every member from pointer 0
+            logs = {}
+            for m in members:
+                ws = None
+                for _ in range(20):
+                    try:
+                        ws = await ws_open(ws_url(d, rid, m.token, 0))
+                        break
+                    except (OSError, asyncio.TimeoutError,
+                            websockets.InvalidHandshake):
+                        await asyncio.sleep(0.25)
+                assert ws is not None, f"{m.name}: cannot reconnect at the end"
+                try:
+                    logs[m.name] = await recv_json(ws, 10)
+                finally:
+                    await close_ws(ws)
+            return logs
+        finally:
+            stop.set()
+            for t in tasks + [kt]:
+                t.cancel()
+            await asyncio.gather(*tasks, kt, return_exceptions=True)
+            await close_all([w for w in live.values() if w is not None]
+                            + [w for w in conns if w not in live.values()])
+
+    logs = run(scenario(), timeout=90)
+
+    info = (f"seed {seed}; kills (t, slot, pid) {kills}; "
+            + "; ".join(f"{m.name}: sent {len(m.sent)} acked {len(m.acked)} "
+                        f"drops {m.drops} timeouts {m.timeouts} slots "
+                        f"{sorted(m.slots)}" for m in members)
+            + f"; echo {echo['ok']} ok, {echo['drops']} drops")
+    print(info)
+    assert kills, "no worker was killed: the test proved nothing"
+    for m in members:
+        assert m.failed is None, f"{m.name}: {m.failed}\n{info}"
+        assert not m.violations, \
+            f"{m.name} saw a broken stream: {m.violations[:5]}\n{info}"
+        assert m.timeouts == 0, \
+            f"{m.name}: {m.timeouts} batches not acknowledged within 5 s " \
+            f"on a live connection\n{info}"
+    log = logs[names[0]]
+    for n in names[1:]:
+        assert logs[n] == log, f"{n} sees a different log than {names[0]}\n{info}"
+    ps = pointers(log)
+    assert ps == list(range(1, len(log) + 1)), \
+        f"log pointers not 1..{len(log)} without gaps: {ps[:50]}\n{info}"
+    ids = [a.get("id") for a in log]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    assert not dup, f"actions appear more than once in the log: {dup[:20]}\n{info}"
+    sent = {i for m in members for i in m.sent}
+    phantom = [i for i in ids if i not in sent]
+    assert not phantom, f"actions in the log nobody sent: {phantom[:10]}"
+    acked = set().union(*(m.acked for m in members))
+    missing = sorted(acked - set(ids))
+    assert not missing, \
+        f"acknowledged actions missing from the final log: {missing[:20]}\n{info}"
+    by_ptr = {a["pointer"]: a.get("id") for a in log}
+    for m in members:
+        wrong = [(p, i) for p, i in m.seen if by_ptr.get(p) != i]
+        assert not wrong, \
+            f"{m.name} was sent (pointer, id) that differ from the log: " \
+            f"{wrong[:10]}\n{info}"
+        mine = [int(i.split(":")[1]) for i in ids if i.startswith(m.name + ":")]
+        assert mine == sorted(mine), f"{m.name}'s actions out of order in the log"
+    assert echo["failed"] is None and echo["ok"] > 0 and not echo["bad"], echo
+
+    # the master is alive with two workers, and says so
+    assert d.proc.poll() is None, f"master exited: {d.proc.returncode}"
+    assert poll(lambda: len(children(d.master_pid)) == 2, 3.0), \
+        f"master has workers {children(d.master_pid)}, want 2"
+    pids = worker_pids(d)
+    assert sorted(pids.values()) == sorted(children(d.master_pid)), \
+        (pids, children(d.master_pid))
+    roomctl = os.path.join(os.path.dirname(roomd_bin()), "roomctl")
+    r = subprocess.run([roomctl, "-s", d.control_socket, "status"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    mm = re.search(r"lock recoveries (\d+)", r.stdout)
+    assert mm and int(mm.group(1)) >= 0, r.stdout
+    rj = subprocess.run([roomctl, "-j", "-s", d.control_socket, "status"],
+                        capture_output=True, text=True, timeout=10)
+    assert rj.returncode == 0, (rj.returncode, rj.stdout, rj.stderr)
+    st = json.loads(rj.stdout)
+    restarts = sum(w.get("restarts", 0) for w in st.get("workers", []))
+    assert restarts == len(kills), \
+        f"roomctl status counts {restarts} restarts for {len(kills)} kills: {st}"
+    print(r.stdout)
+    # and it still serves everyone
+    assert_others_still_served(d, pids, "the chaos", deaths=len(kills))
