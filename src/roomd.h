@@ -180,6 +180,7 @@ struct conn {
 	unsigned		 peer_closed:1;
 	unsigned		 behind:1;	/* output full: catch up later */
 	unsigned		 in_recv:1;	/* inside wslay_event_recv */
+	unsigned		 raw_closed:1;	/* roomd wrote the close itself */
 };
 TAILQ_HEAD(connlist, conn);
 
@@ -214,7 +215,8 @@ struct http_req {
 	char		*body;
 	size_t		 body_len;
 	int		 complete;
-	int		 error;		/* an HTTP status to answer with */
+	int		 error;
+	time_t		 started;	/* first byte of this request */		/* an HTTP status to answer with */
 };
 
 void	 server_http_start(struct conn *);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -130,6 +131,7 @@ static int
 http_on_begin(http_parser *p)
 {
 	http_reset(req_of(p));
+	req_of(p)->started = time(NULL);
 	return 0;
 }
 
@@ -301,6 +303,15 @@ server_http_read(struct conn *conn)
 	http_parser		*p;
 	size_t			 n;
 
+	/* A request must arrive whole within idle_timeout, however slowly
+	 * its bytes trickle in: each byte would restart a read timeout. */
+	if (conn->req->started != 0 && !conn->req->complete &&
+	    time(NULL) - conn->req->started > env->conf.idle_timeout) {
+		server_http_error(conn, 408, "request_timeout", "the request "
+		    "took too long to arrive");
+		conn->state = CONN_CLOSING;
+		return;
+	}
 	while (conn->bev != NULL && conn->state == CONN_HTTP &&
 	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
 		p = conn->req->parser;

@@ -61,6 +61,21 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
 	return (ssize_t)len;
 }
 
+/*
+ * Answer a protocol error wslay does not answer itself with close 1002,
+ * written here; wslay's own queue is not sent after it.
+ */
+static void
+ws_close_raw(struct conn *conn)
+{
+	if (conn->raw_closed || wslay_event_get_close_sent(conn->ws))
+		return;
+	evbuffer_add(bufferevent_get_output(conn->bev), "\x88\x02\x03\xea", 4);
+	conn->raw_closed = 1;
+	conn->peer_closed = 1;
+	conn->state = CONN_CLOSING;
+}
+
 static void
 ws_on_message(wslay_event_context_ptr ctx,
     const struct wslay_event_on_msg_recv_arg *m, void *arg)
@@ -83,6 +98,10 @@ ws_on_message(wslay_event_context_ptr ctx,
 			    (const char *)m->msg, m->msg_length);
 		break;
 	case WSLAY_CONNECTION_CLOSE:
+		/* A close body is empty or holds a two-byte status: one byte
+		 * is a protocol error, answered as such, not echoed. */
+		if (m->msg_length == 1)
+			ws_close_raw(conn);
 		conn->peer_closed = 1;
 		conn->state = CONN_CLOSING;
 		break;
@@ -171,6 +190,8 @@ ws_flush(struct conn *conn, int may_close)
 {
 	wslay_event_context_ptr	 ctx = conn->ws;
 
+	if (conn->raw_closed)
+		return;		/* closes once the output drains */
 	if (wslay_event_send(ctx) != 0) {
 		if (may_close) {
 			server_close(conn, "WebSocket write failed");
@@ -204,7 +225,14 @@ server_ws_read(struct conn *conn)
 	if (conn->bev == NULL)
 		return;
 	if (rc != 0) {
-		server_close(conn, "WebSocket read failed");
+		/* wslay refused a frame (a length past 2^63, a control frame
+		 * too long or fragmented): say so with 1002 before closing,
+		 * unless a close went out already. */
+		ws_close_raw(conn);
+		conn->peer_closed = 1;
+		conn->state = CONN_CLOSING;
+		log_debug("connection %llu: WebSocket protocol error",
+		    (unsigned long long)conn->id);
 		return;
 	}
 	if (conn->bev != NULL)
