@@ -3,9 +3,9 @@
  * channels (#name) to create, join and leave, private messages (@name),
  * and the events roomd tells of.
  *
- * The join and left events of participants do not say which channel they
- * are about; the page tells them so when only one channel is joined, and
- * recognises its own joins by its name (names are unique while connected).
+ * The join and left events of participants name their channel in
+ * "target"; the page recognises its own joins by its name (names are
+ * unique while connected).
  * A dropped connection comes back by itself under the same name and joins
  * its channels again with since=LAST, the last seq seen in each.
  */
@@ -448,8 +448,11 @@
 		showError(m.code, m.message);
 	}
 
-	/* The channel a participant event is about, when we can tell. */
-	function eventChannel() {
+	/* The channel a participant event is about: its target, or, from a
+	 * server that does not say, the one joined channel if there is one. */
+	function eventChannel(m) {
+		if (typeof m.target === 'string')
+			return m.target;
 		const joined = [...convs].filter(([, c]) => c.kind ===
 		    'channel' && c.joined);
 		return joined.length === 1 ? joined[0][0] : null;
@@ -509,11 +512,11 @@
 				renderConversation();
 				return;
 			}
-			const ch = eventChannel();
+			const ch = eventChannel(m);
 			log('event', who + ' joined ' + (ch || 'one of your ' +
 			    'channels') + '.');
 		} else if (m.event === 'left') {
-			const ch = eventChannel();
+			const ch = eventChannel(m);
 			log('event', who + ' left ' + (ch || 'one of your ' +
 			    'channels') + '.');
 		}

@@ -62,9 +62,10 @@ chat_error(struct conn *conn, const char *code, const char *message,
 	server_ws_send_json(conn, o);
 }
 
+/* An event; a participant's carries its name and channel (target). */
 static struct json_object *
 chat_event(const char *emitter, const char *identifier, const char *event,
-    const char *name)
+    const char *name, const char *target)
 {
 	struct json_object	*o = json_object_new_object();
 
@@ -75,6 +76,9 @@ chat_event(const char *emitter, const char *identifier, const char *event,
 	json_object_object_add(o, "event", json_object_new_string(event));
 	if (name != NULL)
 		json_object_object_add(o, "name", json_object_new_string(name));
+	if (target != NULL)
+		json_object_object_add(o, "target",
+		    json_object_new_string(target));
 	return o;
 }
 
@@ -295,7 +299,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	ch->from = chat_server_seq(conn);
 	chat_publish_channel(conn, room, chat_event("participant", cc->uid,
-	    "join", cc->name), ref.rid);
+	    "join", cc->name, name), ref.rid);
 	room_unlock(room);
 }
 
@@ -326,7 +330,7 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 			room_member_remove(room, m.mid);
 	}
 	chat_publish_channel(conn, room, chat_event("participant", cc->uid,
-	    "left", cc->name), ref.rid);
+	    "left", cc->name, name), ref.rid);
 	room_unlock(room);
 }
 
@@ -356,7 +360,7 @@ chat_create(struct conn *conn, struct chat_conn *cc, const char *name,
 	room_unlock(room);
 	if (room_lock(&conn->room->ref, &server) == 0) {
 		room_publish_json(server, AUD_ALL, 0, chat_event("channel",
-		    name, "create", NULL));
+		    name, "create", NULL, NULL));
 		room_unlock(server);
 	}
 }
@@ -383,7 +387,7 @@ chat_destroy(struct conn *conn, struct chat_conn *cc, const char *name,
 	room_delete(room, "destroyed");
 	if (room_lock(&conn->room->ref, &server) == 0) {
 		room_publish_json(server, AUD_ALL, 0, chat_event("channel",
-		    name, "destroy", NULL));
+		    name, "destroy", NULL, NULL));
 		room_unlock(server);
 	}
 }
@@ -569,7 +573,7 @@ chat_tick(struct lroom *lr)
 			    room_lock(&lr->ref, &server) == 0) {
 				room_publish_json(server, AUD_TAG, refs[k].rid,
 				    chat_event("participant", g.m[i].uid,
-				    "left", g.m[i].name));
+				    "left", g.m[i].name, room_id(room)));
 				room_unlock(server);
 			}
 		}

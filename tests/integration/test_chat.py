@@ -181,10 +181,10 @@ def ev_channel(ch, event):
             "event": event}
 
 
-def ev_participant(who, event):
+def ev_participant(who, event, ch):
     assert who.uid is not None, f"{who.name}: identifier not known yet"
     return {"type": "event", "emitter": "participant", "identifier": who.uid,
-            "event": event, "name": who.name}
+            "event": event, "name": who.name, "target": ch}
 
 
 def chan_msg(who, ch, text, seq):
@@ -260,8 +260,8 @@ async def join(c, ch, participants=(), history=(), **extra):
         m.get("event") == "join", \
         f"{c.name}: join {ch}: expected the join event, got {m!r:.600}"
     c.learn(m.get("identifier"), f"join {ch}")
-    assert m == ev_participant(c, "join"), m
-    await expect_all(participants, ev_participant(c, "join"),
+    assert m == ev_participant(c, "join", ch), m
+    await expect_all(participants, ev_participant(c, "join", ch),
                      f"{c.name} joined {ch}")
 
 
@@ -608,7 +608,7 @@ def test_rejoin_with_since_gets_what_was_missed(chat3):
         b = await c.open(slot=1)
         await join(b, ch, [a], sent)
         await b.cmd("leave", ch)
-        await a.expect(ev_participant(b, "left"), "b left")
+        await a.expect(ev_participant(b, "left", ch), "b left")
         for i in range(3, 7):
             sent.append(await say(a, ch, f"while away {i}", i))
         await quiet(b)
@@ -660,14 +660,14 @@ def test_join_during_traffic_loses_and_repeats_nothing(chat, slot):
         got_a += rest
         assert [m["seq"] for m in got_a] == list(range(1, n + 1)), \
             [m.get("seq") for m in got_a]
-        assert other == [ev_participant(b, "join")], other
+        assert other == [ev_participant(b, "join", ch)], other
         assert join_at is not None, "b never got its join event"
         msgs = [m for m in seen if m.get("type") == "message"]
         seqs = [m.get("seq") for m in msgs]
         assert seqs == list(range(1, n + 1)), \
             f"b's seqs (history + live, join event at {join_at}): {seqs}"
         assert msgs == got_a, "b's copies differ from a's"
-        assert seen[join_at] == ev_participant(b, "join")
+        assert seen[join_at] == ev_participant(b, "join", ch)
         assert join_at >= 40, \
             f"history before the join event: only {join_at} messages"
         await quiet(a, b)
@@ -689,7 +689,7 @@ def test_leave_tells_the_other_participants_not_the_leaver(chat, s1, s2):
         await join(b, ch, [a])
         await join(d, ch, [a, b])
         await b.cmd("leave", ch)
-        await expect_all([a, d], ev_participant(b, "left"), "b left")
+        await expect_all([a, d], ev_participant(b, "left", ch), "b left")
         await quiet(a, b, d, outsider)
         # b is no participant any more: no messages, and may not say any
         await say(a, ch, "without b", 1, [d])
@@ -713,7 +713,7 @@ def test_leave_when_not_a_participant_is_not_a_participant(chat):
         await expect_error(b, "not_a_participant", req, "never joined")
         await join(b, ch, [a])
         await b.cmd("leave", ch)
-        await a.expect(ev_participant(b, "left"))
+        await a.expect(ev_participant(b, "left", ch))
         req = await b.cmd("leave", ch)
         await expect_error(b, "not_a_participant", req, "left already")
         req = await b.cmd("leave", c.channel("never"))
@@ -732,7 +732,7 @@ def test_creator_leaving_keeps_the_channel_and_may_still_destroy_it(chat):
         await join(a, ch)
         await join(b, ch, [a])
         await a.cmd("leave", ch)
-        await b.expect(ev_participant(a, "left"))
+        await b.expect(ev_participant(a, "left", ch))
         await say(b, ch, "alone", 1)
         await a.cmd("destroy", ch)
         await expect_all([a, b], ev_channel(ch, "destroy"), "destroy")
@@ -1323,8 +1323,8 @@ def test_closing_leaves_every_channel_and_the_others_are_told(chat, s1, s2):
         await join(b, x, [a])
         await join(d, y, [a])
         await close_ws(a.ws)
-        await b.expect(ev_participant(a, "left"), f"{a.name} closed ({x})")
-        await d.expect(ev_participant(a, "left"), f"{a.name} closed ({y})")
+        await b.expect(ev_participant(a, "left", x), f"{a.name} closed ({x})")
+        await d.expect(ev_participant(a, "left", y), f"{a.name} closed ({y})")
         await quiet(b, d)
         # a is no participant any more: the channels go on without it
         await say(b, x, "gone", 1)
@@ -1361,7 +1361,7 @@ def test_one_identifier_per_connection_in_all_its_events_and_messages(chat):
         await a.say("@" + b.name, "private")
         await expect_all([a, b], priv_msg(a, "@" + b.name, "private"))
         await a.cmd("leave", x)
-        await b.expect(ev_participant(a, "left"))
+        await b.expect(ev_participant(a, "left", x))
         assert a.uid != b.uid
     session(chat, body)
 
