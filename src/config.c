@@ -52,9 +52,9 @@ config_defaults(struct roomd_config *c)
 
 /*
  * Copy the settings a running worker can take (limits, timeouts, the
- * dialects' options) from src to dst.  Returns how many of the others
- * (listen addresses, workers, mounts, the arena, sockets, user) differ:
- * those need a restart.
+ * document root, the dialects' options) from src to dst.  Returns how
+ * many of the others (listen addresses, workers, mounts, the arena,
+ * sockets, user, pid file) differ: those need a restart.
  */
 int
 config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
@@ -67,7 +67,8 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->arena_path, src->arena_path) != 0 ||
 	    strcmp(dst->control_socket, src->control_socket) != 0 ||
 	    strcmp(dst->metrics_listen, src->metrics_listen) != 0 ||
-	    strcmp(dst->user, src->user) != 0;
+	    strcmp(dst->user, src->user) != 0 ||
+	    strcmp(dst->pidfile, src->pidfile) != 0;
 	for (i = 0; i < dst->nlistens && i < src->nlistens; i++)
 		restart += strcmp(dst->listens[i].text, src->listens[i].text)
 		    != 0;
@@ -83,6 +84,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->room_ttl = src->room_ttl;
 	dst->room_max_members = src->room_max_members;
 	dst->room_log_max_bytes = src->room_log_max_bytes;
+	memcpy(dst->htdocs, src->htdocs, sizeof(dst->htdocs));
 	memcpy(dst->classroom_jwt_secret, src->classroom_jwt_secret,
 	    sizeof(dst->classroom_jwt_secret));
 	memcpy(dst->classroom_jwt_subject, src->classroom_jwt_subject,

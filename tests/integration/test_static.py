@@ -99,3 +99,33 @@ def test_head_has_no_body_and_other_methods_are_405(site):
 def test_mounted_dialects_take_precedence(site):
     status, hdrs, body = raw_get(site, "/canvas/rooms")
     assert status == 200 and hdrs["content-type"] == "application/json"
+
+
+def test_a_reload_moves_the_document_root(tmp_path, roomd_factory):
+    """htdocs is a live setting: after SIGHUP the new root is served, by
+    every worker, with no restart (the worker pids stay)."""
+    import signal
+    import time
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "page.txt").write_text("old root")
+    (new / "page.txt").write_text("new root")
+    d = roomd_factory(f"htdocs {old}\nmount canvas /canvas\n")
+    pids = {raw_get(d, "/page.txt")[1]["x-roomd-worker"] for _ in range(20)}
+    assert raw_get(d, "/page.txt")[2] == b"old root"
+    with open(d.conf_path) as f:
+        text = f.read().replace(f"htdocs {old}", f"htdocs {new}")
+    with open(d.conf_path, "w") as f:
+        f.write(text)
+    os.kill(d.master_pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    bodies = set()
+    while time.monotonic() < deadline:
+        bodies = {raw_get(d, "/page.txt")[2] for _ in range(20)}
+        if bodies == {b"new root"}:
+            break
+        time.sleep(0.1)
+    assert bodies == {b"new root"}, bodies
+    after = {raw_get(d, "/page.txt")[1]["x-roomd-worker"] for _ in range(20)}
+    assert after <= pids, (pids, after)     # no worker was replaced
