@@ -263,6 +263,8 @@ void	 shm_tx_abort(struct arena *, struct shm_lock *);
 void	 shm_tx_reserve(struct arena *, struct shm_lock *, unsigned n);
 /* 1 if p was written in the running transaction of lk. */
 int	 shm_tx_touched(struct arena *, struct shm_lock *, const void *p);
+/* --enable-crash-points: SIGKILL at a site named by ROOMD_CRASH_AT, once per
+ * file ROOMD_CRASH_ARM (or ROOMD_CRASH_ARM.PID) if that is set. */
 void	 shm_crash_point(const char *);
 /* Called, if set, after a lock whose owner died has been repaired. */
 extern void (*shm_recovery_hook)(const char *what, uint64_t pid);

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -224,14 +225,50 @@ shm_tx_touched(struct arena *a, struct shm_lock *lk, const void *p)
 
 /*
  * With --enable-crash-points, ROOMD_CRASH_AT=site kills the process with
- * SIGKILL the first time it passes that site: the test of every critical
- * section's repair.
+ * SIGKILL when it passes that site: the test of every critical section's
+ * repair.  Without ROOMD_CRASH_ARM every process that passes the site dies
+ * (the unit suite forks one child per site).  With ROOMD_CRASH_ARM=path a
+ * crash is armed by creating a file: a process passing the site dies only
+ * if it can unlink path (any process) or path.PID (that process alone), so
+ * each file created kills exactly one process and a worker forked again
+ * with the same environment lives on.  The environment is read once per
+ * process: the child side of a fork reads it again, since a worker's pid
+ * and a forked test child's settings are its own.
  */
+static struct {
+	int		 read;
+	const char	*site;
+	const char	*arm;
+	char		 mine[1024];
+} crash;
+
+static void
+shm_crash_forked(void)
+{
+	crash.read = 0;
+}
+
 void
 shm_crash_point(const char *site)
 {
-	const char	*want = getenv("ROOMD_CRASH_AT");
+	static int	 registered;
 
-	if (want != NULL && strcmp(want, site) == 0)
+	if (!crash.read) {
+		if (!registered && pthread_atfork(NULL, NULL,
+		    shm_crash_forked) == 0)
+			registered = 1;
+		crash.site = getenv("ROOMD_CRASH_AT");
+		crash.arm = getenv("ROOMD_CRASH_ARM");
+		if (crash.arm != NULL && (size_t)snprintf(crash.mine,
+		    sizeof(crash.mine), "%s.%d", crash.arm, (int)getpid()) >=
+		    sizeof(crash.mine))
+			crash.mine[0] = '\0';
+		/* Without the fork hook the cache could name the parent. */
+		crash.read = registered;
+	}
+	if (crash.site == NULL || strcmp(crash.site, site) != 0)
+		return;
+	if (crash.arm == NULL || unlink(crash.arm) == 0 ||
+	    (crash.mine[0] != '\0' && unlink(crash.mine) == 0))
 		raise(SIGKILL);
 }
