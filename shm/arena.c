@@ -137,6 +137,7 @@ static int
 arena_init(struct arena *a, size_t size, char *err, size_t errlen)
 {
 	struct arena_hdr	*h = a->hdr;
+	uint64_t		 i;
 
 	memset(h, 0, sizeof(*h));
 	h->layout = ARENA_LAYOUT;
@@ -144,8 +145,12 @@ arena_init(struct arena *a, size_t size, char *err, size_t errlen)
 	h->hdr_size = (sizeof(*h) + 4095) & ~(uint64_t)4095;
 	h->top = h->hdr_size;
 	h->next_rid = 1;
+	for (i = 0; i < IPT_ENTRIES; i++)
+		h->ip[i].next = i + 1 < IPT_ENTRIES ? i + 2 : 0;
+	h->ip_free = 1;
 	if (shm_lock_init(&h->alloc_lock) != 0 ||
-	    shm_lock_init(&h->index_lock) != 0) {
+	    shm_lock_init(&h->index_lock) != 0 ||
+	    shm_lock_init(&h->ip_lock) != 0) {
 		snprintf(err, errlen, "cannot make a robust shared mutex");
 		arena_close(a);
 		return SHM_ESTATE;
@@ -294,6 +299,37 @@ check_freelists(struct arena *a, uint64_t *free_room, char *err,
 	return 0;
 }
 
+/* The address table: every entry on one list, each chain hashed right. */
+static int
+check_iptable(struct arena *a, char *err, size_t errlen)
+{
+	struct arena_hdr	*h = a->hdr;
+	struct shm_ipent	*e;
+	uint64_t		 i, chained = 0, nfree = 0;
+	unsigned		 b;
+
+	CHECK(h->ip_lock.tx.nundo == 0, "address table: journal not empty");
+	for (b = 0; b < IPT_BUCKETS; b++)
+		for (i = h->ip_buckets[b]; i != 0; i = e->next) {
+			CHECK(i <= IPT_ENTRIES && ++chained <= IPT_ENTRIES,
+			    "address table: bad link or cycle in chain %u", b);
+			e = &h->ip[i - 1];
+			CHECK(e->count > 0 && IPT_TYPE(e->kind) >= IPT_CONNS &&
+			    IPT_TYPE(e->kind) <= IPT_FAILS, "address table: "
+			    "entry %llu in use with count %llu kind %llx",
+			    (unsigned long long)i, (unsigned long long)e->count,
+			    (unsigned long long)e->kind);
+		}
+	for (i = h->ip_free; i != 0; i = h->ip[i - 1].next)
+		CHECK(i <= IPT_ENTRIES && ++nfree <= IPT_ENTRIES,
+		    "address table: bad link or cycle in the free list");
+	CHECK(chained == h->ip_inuse && chained + nfree == IPT_ENTRIES,
+	    "address table: %llu chained, %llu free, %llu counted in use",
+	    (unsigned long long)chained, (unsigned long long)nfree,
+	    (unsigned long long)h->ip_inuse);
+	return 0;
+}
+
 /*
  * Check every structure.  Each lock is taken once on the way, so a lock
  * left by a dead owner is repaired first.  The byte count of live blocks
@@ -352,5 +388,13 @@ arena_check(struct arena *a, char *err, size_t errlen)
 	}
 	shm_unlock(a, &h->alloc_lock);
 	shm_unlock(a, &h->index_lock);
+	if (rc == 0) {
+		if (shm_lock(a, &h->ip_lock) != 0) {
+			snprintf(err, errlen, "cannot take the address lock");
+			return -1;
+		}
+		rc = check_iptable(a, err, errlen);
+		shm_unlock(a, &h->ip_lock);
+	}
 	return rc;
 }

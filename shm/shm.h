@@ -25,11 +25,13 @@
 #include <stdint.h>
 
 #define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
-#define ARENA_LAYOUT		1
+#define ARENA_LAYOUT		2	/* 2: the address table, rooms' creators */
 #define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
 #define ARENA_BUCKETS		16384	/* room index hash buckets */
 #define ARENA_NCLASSES		20	/* size classes 64 B .. 32 MiB */
 #define ARENA_MIN_SIZE		(4UL << 20)
+#define IPT_ENTRIES		4096	/* per-address counters */
+#define IPT_BUCKETS		1024
 
 #define SHM_TX_UNDO		32
 #define SHM_TX_BLOCKS		8
@@ -108,6 +110,27 @@ struct arena_stats {
 				    (dl) % STATS_DIALECTS][i], (uint64_t)(n), \
 				    __ATOMIC_RELAXED)
 
+/*
+ * Shared: one counter of the per-address table (shm_room.c).  A client
+ * address is two words: an IPv4 address, or the /64 prefix of an IPv6
+ * one (a client is usually given a whole /64), and 4 or 6.  The entries
+ * of one address all hang on the same hash chain, one per kind.
+ */
+struct shm_ipent {
+	uint64_t	addr[2];
+	uint64_t	kind;		/* IPT_* | argument << 8 */
+	uint64_t	count;
+	uint64_t	stamp;		/* IPT_FAILS: when its minute began */
+	uint64_t	next;		/* chain or free list: index + 1 */
+};
+enum shm_ipt_kind {
+	IPT_CONNS = 1,		/* open connections on worker slot (arg) */
+	IPT_ROOMS,		/* rooms it created that still exist */
+	IPT_FAILS		/* wrong passwords for room rid (arg) */
+};
+#define IPT_KIND(type, arg)	((uint64_t)(type) | ((uint64_t)(arg) << 8))
+#define IPT_TYPE(kind)		((unsigned)((kind) & 0xff))
+
 /* Shared: the arena header, at offset 0. */
 struct arena_hdr {
 	uint64_t	magic;
@@ -129,6 +152,13 @@ struct arena_hdr {
 	uint64_t	next_rid;
 	uint64_t	nrooms;
 	shm_off		buckets[ARENA_BUCKETS];
+
+	struct shm_lock	ip_lock;	/* guards ip_*: a leaf lock */
+	uint64_t	ip_free;	/* free entries: index + 1 */
+	uint64_t	ip_inuse;
+	uint64_t	ip_full;	/* counts not kept: table full (stat) */
+	uint64_t	ip_buckets[IPT_BUCKETS];
+	struct shm_ipent ip[IPT_ENTRIES];
 };
 
 /* Shared: the header in front of every allocated block. */
@@ -215,6 +245,7 @@ struct shm_room {
 	uint64_t	slot_seq[ARENA_MAX_SLOTS];	/* read up to, per slot */
 	uint64_t	dstate[8];	/* the dialect's own words */
 	uint64_t	keep_from;	/* relay: never trim from this seq on */
+	uint64_t	creator[2];	/* client address, counted; 0 if none */
 };
 #define ROOM_MAGIC		0x4d4f4f52U
 #define ROOM_SLOT_SIZE	((sizeof(struct shm_block) + sizeof(struct shm_room) \
@@ -337,6 +368,34 @@ void	 shm_member_set_locked(struct arena *, struct shm_room *,
 	    struct shm_member *, uint64_t *field, uint64_t value);
 void	 shm_member_remove_locked(struct arena *, struct shm_room *,
 	    struct shm_member *);
+
+/*
+ * The per-address table (shm_room.c), under its own leaf lock: a process
+ * may take it while holding any other lock and takes none while holding
+ * it.  A limit of 0 means none.  The adding calls return 0 (counted),
+ * SHM_ELIMIT (refused), or 1 when the table is full: then nothing is
+ * counted and the client is let through, so a flood of addresses can
+ * never lock other clients out.
+ */
+/* Count a connection from addr on a worker slot unless max are open. */
+int	 shm_ip_conn_add(struct arena *, const uint64_t addr[2],
+	    unsigned slot, uint64_t max);
+void	 shm_ip_conn_del(struct arena *, const uint64_t addr[2],
+	    unsigned slot);
+/* Count a room created by addr unless max of its rooms exist. */
+int	 shm_ip_room_add(struct arena *, const uint64_t addr[2], uint64_t max);
+void	 shm_ip_room_del(struct arena *, const uint64_t addr[2]);
+/* Wrong passwords from addr for room rid within the minute from now. */
+uint64_t shm_ip_fails(struct arena *, const uint64_t addr[2], uint64_t rid,
+	    uint64_t now);
+int	 shm_ip_fail_add(struct arena *, const uint64_t addr[2], uint64_t rid,
+	    uint64_t now);
+/* Sum of one kind of counts of addr (for every slot, for IPT_CONNS). */
+uint64_t shm_ip_count(struct arena *, const uint64_t addr[2], unsigned type);
+/* Forget the connections of a dead worker slot. */
+void	 shm_ip_slot_dead(struct arena *, unsigned slot);
+/* Drop wrong-password counts older than a minute. */
+void	 shm_ip_reap(struct arena *, uint64_t now);
 
 /* shm/shm_log.c */
 struct shm_rec_in {

@@ -66,8 +66,9 @@ shm_lock(struct arena *a, struct shm_lock *lk)
 		dead = lk->owner_pid;
 		/* The dead owner may have been inside an inner lock too
 		 * (index, allocator), whose journal can hold entries of this
-		 * one's: repair those first, in lock order. */
-		if (lk != &a->hdr->alloc_lock) {
+		 * one's: repair those first, in lock order.  The address
+		 * table's lock is a leaf: nothing is taken inside it. */
+		if (lk != &a->hdr->alloc_lock && lk != &a->hdr->ip_lock) {
 			if (lk != &a->hdr->index_lock && !holding_index &&
 			    shm_lock(a, &a->hdr->index_lock) == 0)
 				shm_unlock(a, &a->hdr->index_lock);
@@ -84,7 +85,8 @@ shm_lock(struct arena *a, struct shm_lock *lk)
 		if (shm_recovery_hook != NULL)
 			shm_recovery_hook(lk == &a->hdr->alloc_lock ?
 			    "allocator" : lk == &a->hdr->index_lock ?
-			    "room index" : "room", dead);
+			    "room index" : lk == &a->hdr->ip_lock ?
+			    "address table" : "room", dead);
 	} else if (rc != 0)
 		return SHM_ESTATE;
 	lk->owner_pid = (uint64_t)getpid();

@@ -5,7 +5,9 @@
  * guarded by the index lock.  A room's own fields and members are guarded
  * by the room's lock; a room critical section is one transaction, begun by
  * shm_room_lock() and committed by shm_room_unlock().  Lock order: room,
- * then index, then allocator (doc/locking.txt).
+ * then index, then allocator (doc/locking.txt).  At the end, the table of
+ * per-address counters (connections, rooms created, wrong passwords),
+ * under a leaf lock of its own.
  */
 #include "config.h"
 
@@ -226,6 +228,11 @@ shm_room_delete_locked(struct arena *a, struct shm_room *r)
 	if (r->log_head != 0)
 		shm_tx_free(a, &r->lock, r->log_head | SHM_CHAIN);
 	shm_room_slot_free(a, &r->lock, off);
+	/* Its creator's count drops in a transaction of its own: a crash
+	 * between the two leaves the count one low, never one high, so
+	 * nobody is locked out by a room that is gone. */
+	if (r->creator[0] != 0 || r->creator[1] != 0)
+		shm_ip_room_del(a, r->creator);
 	SHM_CRASH("room_delete");
 	shm_room_unlock(a, r);
 }
@@ -369,6 +376,7 @@ shm_room_slot_dead_fn(struct arena *a, unsigned slot,
 	struct slot_dead	 sd = { slot % ARENA_MAX_SLOTS, expires, arg };
 
 	room_each(a, slot_dead_room, &sd);
+	shm_ip_slot_dead(a, slot);
 }
 
 static int
@@ -388,6 +396,7 @@ void
 shm_room_reap(struct arena *a, uint64_t now)
 {
 	room_each(a, reap_room, &now);
+	shm_ip_reap(a, now);
 }
 
 struct shm_member *
@@ -543,4 +552,296 @@ shm_member_remove_locked(struct arena *a, struct shm_room *r,
     struct shm_member *m)
 {
 	shm_tx_set(a, &r->lock, &m->mid, 0);
+}
+
+/*
+ * The per-address table: IPT_ENTRIES counters on IPT_BUCKETS hash chains,
+ * linked by index + 1, under the ip lock.  Every entry of one address is
+ * on the chain its address hashes to, so a sum over worker slots walks one
+ * chain.  Every store goes through the ip lock's journal, so a process
+ * killed inside leaves nothing half-linked; an entry whose count drops to
+ * zero goes back on the free list at once.
+ */
+#define IPT_FAIL_WINDOW	60	/* seconds */
+
+static struct shm_ipent *
+ipt_at(struct arena *a, uint64_t i)
+{
+	return &a->hdr->ip[(i - 1) % IPT_ENTRIES];
+}
+
+static unsigned
+ipt_hash(const uint64_t addr[2])
+{
+	uint64_t	 h = addr[0] * 0x9e3779b97f4a7c15ULL ^ addr[1];
+
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 29;
+	return (unsigned)(h % IPT_BUCKETS);
+}
+
+static int
+ipt_lock(struct arena *a)
+{
+	if (shm_lock(a, &a->hdr->ip_lock) != 0)
+		return SHM_ESTATE;
+	shm_tx_begin(a, &a->hdr->ip_lock);
+	return 0;
+}
+
+static void
+ipt_unlock(struct arena *a)
+{
+	shm_tx_commit(a, &a->hdr->ip_lock);
+	shm_unlock(a, &a->hdr->ip_lock);
+}
+
+static int
+ipt_match(const struct shm_ipent *e, const uint64_t addr[2])
+{
+	return e->addr[0] == addr[0] && e->addr[1] == addr[1];
+}
+
+/* The entry of (addr, kind), 0 if none; *link is the word naming it. */
+static uint64_t
+ipt_find(struct arena *a, const uint64_t addr[2], uint64_t kind,
+    uint64_t **link)
+{
+	uint64_t		*pp = &a->hdr->ip_buckets[ipt_hash(addr)];
+	struct shm_ipent	*e;
+	unsigned		 n;
+
+	for (n = 0; *pp != 0 && n < IPT_ENTRIES; n++, pp = &e->next) {
+		e = ipt_at(a, *pp);
+		if (ipt_match(e, addr) && e->kind == kind)
+			break;
+	}
+	*link = pp;
+	return n < IPT_ENTRIES ? *pp : 0;
+}
+
+static uint64_t
+ipt_sum(struct arena *a, const uint64_t addr[2], unsigned type)
+{
+	struct shm_ipent	*e;
+	uint64_t		 i, sum = 0;
+	unsigned		 n = 0;
+
+	for (i = a->hdr->ip_buckets[ipt_hash(addr)]; i != 0 &&
+	    n++ < IPT_ENTRIES; i = e->next) {
+		e = ipt_at(a, i);
+		if (ipt_match(e, addr) && IPT_TYPE(e->kind) == type)
+			sum += e->count;
+	}
+	return sum;
+}
+
+/* Unlink the entry *link names and put it on the free list. */
+static void
+ipt_remove(struct arena *a, uint64_t *link)
+{
+	struct arena_hdr	*h = a->hdr;
+	struct shm_lock		*lk = &h->ip_lock;
+	uint64_t		 i = *link;
+	struct shm_ipent	*e = ipt_at(a, i);
+
+	shm_tx_set(a, lk, link, e->next);
+	shm_tx_set(a, lk, &e->count, 0);
+	shm_tx_set(a, lk, &e->kind, 0);
+	shm_tx_set(a, lk, &e->next, h->ip_free);
+	shm_tx_set(a, lk, &h->ip_free, i);
+	shm_tx_set(a, lk, &h->ip_inuse, h->ip_inuse - 1);
+}
+
+/*
+ * Add delta to the counter of (addr, kind), making its entry or freeing
+ * it at zero.  Returns 0, or 1 if the table is full (nothing counted).
+ */
+static int
+ipt_add(struct arena *a, const uint64_t addr[2], uint64_t kind,
+    int64_t delta, uint64_t stamp)
+{
+	struct arena_hdr	*h = a->hdr;
+	struct shm_lock		*lk = &h->ip_lock;
+	struct shm_ipent	*e;
+	uint64_t		*link, *head, i;
+
+	if ((i = ipt_find(a, addr, kind, &link)) == 0) {
+		if (delta <= 0)
+			return 0;
+		if ((i = h->ip_free) == 0) {
+			__atomic_add_fetch(&h->ip_full, 1, __ATOMIC_RELAXED);
+			return 1;
+		}
+		e = ipt_at(a, i);
+		head = &h->ip_buckets[ipt_hash(addr)];
+		shm_tx_set(a, lk, &h->ip_free, e->next);
+		shm_tx_set(a, lk, &e->addr[0], addr[0]);
+		shm_tx_set(a, lk, &e->addr[1], addr[1]);
+		shm_tx_set(a, lk, &e->kind, kind);
+		shm_tx_set(a, lk, &e->count, 0);
+		shm_tx_set(a, lk, &e->stamp, stamp);
+		SHM_CRASH("ip_insert");
+		shm_tx_set(a, lk, &e->next, *head);
+		shm_tx_set(a, lk, head, i);
+		shm_tx_set(a, lk, &h->ip_inuse, h->ip_inuse + 1);
+		link = head;
+	}
+	e = ipt_at(a, i);
+	if (delta < 0 && e->count <= (uint64_t)-delta)
+		ipt_remove(a, link);
+	else
+		shm_tx_set(a, lk, &e->count, e->count + (uint64_t)delta);
+	return 0;
+}
+
+/* Count one of type for addr unless max (0: no limit) are counted. */
+static int
+ipt_take(struct arena *a, const uint64_t addr[2], unsigned type,
+    uint64_t kind, uint64_t max)
+{
+	int	 rc;
+
+	if (ipt_lock(a) != 0)
+		return SHM_ESTATE;
+	if (max != 0 && ipt_sum(a, addr, type) >= max)
+		rc = SHM_ELIMIT;
+	else
+		rc = ipt_add(a, addr, kind, 1, 0);
+	ipt_unlock(a);
+	return rc;
+}
+
+static void
+ipt_give(struct arena *a, const uint64_t addr[2], uint64_t kind)
+{
+	if (ipt_lock(a) != 0)
+		return;
+	ipt_add(a, addr, kind, -1, 0);
+	ipt_unlock(a);
+}
+
+int
+shm_ip_conn_add(struct arena *a, const uint64_t addr[2], unsigned slot,
+    uint64_t max)
+{
+	return ipt_take(a, addr, IPT_CONNS, IPT_KIND(IPT_CONNS,
+	    slot % ARENA_MAX_SLOTS), max);
+}
+
+void
+shm_ip_conn_del(struct arena *a, const uint64_t addr[2], unsigned slot)
+{
+	ipt_give(a, addr, IPT_KIND(IPT_CONNS, slot % ARENA_MAX_SLOTS));
+}
+
+int
+shm_ip_room_add(struct arena *a, const uint64_t addr[2], uint64_t max)
+{
+	return ipt_take(a, addr, IPT_ROOMS, IPT_KIND(IPT_ROOMS, 0), max);
+}
+
+void
+shm_ip_room_del(struct arena *a, const uint64_t addr[2])
+{
+	ipt_give(a, addr, IPT_KIND(IPT_ROOMS, 0));
+}
+
+uint64_t
+shm_ip_fails(struct arena *a, const uint64_t addr[2], uint64_t rid,
+    uint64_t now)
+{
+	struct shm_ipent	*e;
+	uint64_t		*link, i, n = 0;
+
+	if (ipt_lock(a) != 0)
+		return 0;
+	if ((i = ipt_find(a, addr, IPT_KIND(IPT_FAILS, rid), &link)) != 0) {
+		e = ipt_at(a, i);
+		if (e->stamp + IPT_FAIL_WINDOW > now)
+			n = e->count;
+	}
+	ipt_unlock(a);
+	return n;
+}
+
+/* A wrong password: the count starts over once its minute has passed. */
+int
+shm_ip_fail_add(struct arena *a, const uint64_t addr[2], uint64_t rid,
+    uint64_t now)
+{
+	uint64_t	 kind = IPT_KIND(IPT_FAILS, rid), *link, i;
+	int		 rc;
+
+	if (ipt_lock(a) != 0)
+		return SHM_ESTATE;
+	if ((i = ipt_find(a, addr, kind, &link)) != 0 &&
+	    ipt_at(a, i)->stamp + IPT_FAIL_WINDOW <= now)
+		ipt_remove(a, link);
+	rc = ipt_add(a, addr, kind, 1, now);
+	ipt_unlock(a);
+	return rc;
+}
+
+uint64_t
+shm_ip_count(struct arena *a, const uint64_t addr[2], unsigned type)
+{
+	uint64_t	 n;
+
+	if (ipt_lock(a) != 0)
+		return 0;
+	n = ipt_sum(a, addr, type);
+	ipt_unlock(a);
+	return n;
+}
+
+/* Remove every entry fn picks, committing as the journal fills. */
+static void
+ipt_sweep(struct arena *a, int (*fn)(const struct shm_ipent *, void *),
+    void *arg)
+{
+	struct arena_hdr	*h = a->hdr;
+	uint64_t		*pp;
+	unsigned		 b, n;
+
+	if (ipt_lock(a) != 0)
+		return;
+	for (b = 0; b < IPT_BUCKETS; b++)
+		for (pp = &h->ip_buckets[b], n = 0; *pp != 0 &&
+		    n < IPT_ENTRIES; n++) {
+			if (!fn(ipt_at(a, *pp), arg)) {
+				pp = &ipt_at(a, *pp)->next;
+				continue;
+			}
+			shm_tx_reserve(a, &h->ip_lock, 6);
+			ipt_remove(a, pp);
+		}
+	ipt_unlock(a);
+}
+
+static int
+ipt_of_slot(const struct shm_ipent *e, void *arg)
+{
+	return e->kind == IPT_KIND(IPT_CONNS, *(unsigned *)arg);
+}
+
+void
+shm_ip_slot_dead(struct arena *a, unsigned slot)
+{
+	slot %= ARENA_MAX_SLOTS;
+	ipt_sweep(a, ipt_of_slot, &slot);
+}
+
+static int
+ipt_stale(const struct shm_ipent *e, void *arg)
+{
+	return IPT_TYPE(e->kind) == IPT_FAILS &&
+	    e->stamp + IPT_FAIL_WINDOW <= *(uint64_t *)arg;
+}
+
+void
+shm_ip_reap(struct arena *a, uint64_t now)
+{
+	ipt_sweep(a, ipt_stale, &now);
 }
