@@ -128,25 +128,57 @@ chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
 	return 0;
 }
 
+/*
+ * A signed-in user (a session token or a provider's ID token, oauth.c),
+ * or a guest named by ?name= when chat_anonymous allows guests.
+ */
 static int
 chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct chat_conn	*cc;
+	struct chat_user	 u;
+	int			 rc;
 
 	if (sub[0] != '\0' && strcmp(sub, "/") != 0)
 		return 404;
-	if (!env->conf.chat_anonymous)
-		return 401;	/* sign-in through providers: not yet */
+	if ((rc = oauth_identify(req, &u)) == -1 ||
+	    (rc == 1 && !env->conf.chat_anonymous))
+		return 401;
 	if ((cc = calloc(1, sizeof(*cc))) == NULL)
 		return 500;
-	if (util_query_get(req->query, "name", cc->name, sizeof(cc->name)) !=
-	    1 || !util_valid_id(cc->name, ROOM_ID_MAX - 1)) {
+	if (rc == 0) {
+		snprintf(cc->name, sizeof(cc->name), "%s", u.name);
+		snprintf(cc->uid, sizeof(cc->uid), "%s", u.uid);
+	} else if (util_query_get(req->query, "name", cc->name,
+	    sizeof(cc->name)) != 1 || !util_valid_id(cc->name,
+	    ROOM_ID_MAX - 1)) {
 		free(cc);
 		return 400;
-	}
-	util_uuid(cc->uid);
+	} else
+		util_uuid(cc->uid);
 	free(conn->data);
 	conn->data = cc;
+	return 0;
+}
+
+/* GET MOUNT/auth/...: signing in; anything else wants a WebSocket. */
+static void
+chat_http(struct conn *conn, struct http_req *req, const char *sub)
+{
+	if (strncmp(sub, "/auth/", 6) == 0)
+		oauth_http(conn, req, sub);
+	else
+		server_http_upgrade_required(conn);
+}
+
+static int
+chat_admin(const struct chat_conn *cc)
+{
+	int	 i;
+
+	for (i = 0; i < env->conf.nadmins; i++)
+		if (strcmp(env->conf.chat_admins[i], cc->uid) == 0)
+			return 1;
 	return 0;
 }
 
@@ -178,7 +210,8 @@ chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		server_ws_close(conn, 1011, "cannot open the chat");
 		return;
 	}
-	if (room_member_by_name(room, cc->name, &m) == 0) {
+	if (room_member_by_name(room, cc->name, &m) == 0 &&
+	    strcmp(m.uid, cc->uid) != 0) {
 		room_unlock(room);
 		chat_error(conn, "name_taken", "someone connected has that "
 		    "name", NULL);
@@ -377,11 +410,11 @@ chat_destroy(struct conn *conn, struct chat_conn *cc, const char *name,
 		chat_error(conn, "no_such_channel", "no such channel", msg);
 		return;
 	}
-	if (room_member_by_uid(room, cc->uid, &m) != 0 ||
-	    !(m.role & CHAT_CREATOR)) {
+	if (!chat_admin(cc) && (room_member_by_uid(room, cc->uid, &m) != 0 ||
+	    !(m.role & CHAT_CREATOR))) {
 		room_unlock(room);
-		chat_error(conn, "forbidden", "only the channel's creator may "
-		    "destroy it", msg);
+		chat_error(conn, "forbidden", "only the channel's creator or "
+		    "an admin may destroy it", msg);
 		return;
 	}
 	room_delete(room, "destroyed");
@@ -412,23 +445,42 @@ chat_message_json(struct chat_conn *cc, const char *target, const char *text,
 	return o;
 }
 
+/* The connections of one user (a signed-in user may have several). */
+struct chat_to {
+	const char	*name;
+	uint64_t	 mid[16];
+	size_t		 n;
+};
+
+static void
+chat_find_to(const struct room_member *m, void *arg)
+{
+	struct chat_to	*to = arg;
+
+	if (m->locator != 0 && strcmp(m->name, to->name) == 0 &&
+	    to->n < sizeof(to->mid) / sizeof(to->mid[0]))
+		to->mid[to->n++] = m->mid;
+}
+
 static void
 chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
     const char *text, struct json_object *msg)
 {
 	struct shm_room_ref	 ref;
 	struct shm_rec_in	 rec;
-	struct room_member	 to;
+	struct chat_to		 to = { target + 1, { 0 }, 0 };
 	struct room		*room;
 	struct json_object	*o;
 	const char		*t;
-	size_t			 len;
+	size_t			 len, i;
 	uint64_t		 seq;
+	int			 self = 0;
 
 	if (target[0] == '@') {
 		if (room_lock(&conn->room->ref, &room) != 0)
 			return;
-		if (room_member_by_name(room, target + 1, &to) != 0) {
+		room_members(room, chat_find_to, &to);
+		if (to.n == 0) {
 			room_unlock(room);
 			chat_error(conn, "no_such_user", "nobody of that name "
 			    "is connected", msg);
@@ -436,8 +488,11 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 		}
 		o = chat_message_json(cc, target, text, 0);
 		t = json_text(o, &len);
-		room_publish(room, AUD_MEMBER, to.mid, t, len);
-		if (to.mid != conn->mid)
+		for (i = 0; i < to.n; i++) {
+			room_publish(room, AUD_MEMBER, to.mid[i], t, len);
+			self |= to.mid[i] == conn->mid;
+		}
+		if (!self)
 			room_publish(room, AUD_MEMBER, conn->mid, t, len);
 		room_unlock(room);
 		json_object_put(o);
@@ -604,7 +659,7 @@ const struct dialect dialect_chat = {
 	.name = "chat",
 	.id = 5,
 	.default_mount = "/chat",
-	.http = NULL,
+	.http = chat_http,
 	.ws_accept = chat_ws_accept,
 	.ws_open = chat_ws_open,
 	.ws_message = chat_ws_message,

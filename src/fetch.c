@@ -1,0 +1,219 @@
+/*
+ * fetch.c: requests roomd itself makes, to a sign-in provider's token,
+ * key set and user endpoints.  One HTTP/1.1 request per connection on the
+ * worker's event loop (libevent's HTTP client), over TLS with the peer's
+ * certificate and name verified (OpenSSL), or in the clear to loopback
+ * only, as roomd.conf(5) allows.  The callback runs exactly once: with the
+ * status and body, or with status 0 if the provider could not be reached.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "roomd.h"
+
+#define FETCH_TIMEOUT	10		/* seconds, for each request */
+#define FETCH_MAX_BODY	(1 << 20)
+
+struct fetch {
+	struct evhttp_connection	*evcon;
+	fetch_cb			 cb;
+	void				*arg;
+	char				 url[512];
+};
+
+static SSL_CTX			*fetch_ctx;
+static char			 fetch_ca[1024];	/* what fetch_ctx trusts */
+static struct evdns_base	*fetch_dns;
+
+/* The client TLS context, made again when chat_ca_file changes. */
+static SSL_CTX *
+fetch_ssl_ctx(void)
+{
+	const char	*ca = env->conf.chat_ca_file;
+	int		 ok;
+
+	if (fetch_ctx != NULL && strcmp(fetch_ca, ca) == 0)
+		return fetch_ctx;
+	SSL_CTX_free(fetch_ctx);
+	if ((fetch_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(fetch_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(fetch_ctx, SSL_VERIFY_PEER, NULL);
+	ok = ca[0] != '\0' ? SSL_CTX_load_verify_locations(fetch_ctx, ca,
+	    NULL) : SSL_CTX_set_default_verify_paths(fetch_ctx);
+	if (ok != 1) {
+		log_warnx("chat_ca_file %s: cannot load", ca);
+		SSL_CTX_free(fetch_ctx);
+		fetch_ctx = NULL;
+		return NULL;
+	}
+	snprintf(fetch_ca, sizeof(fetch_ca), "%s", ca);
+	return fetch_ctx;
+}
+
+static void
+fetch_free_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct evhttp_connection	*evcon = arg;
+
+	(void)fd;
+	(void)what;
+	evhttp_connection_free(evcon);
+}
+
+static void
+fetch_done(struct evhttp_request *req, void *arg)
+{
+	struct fetch	*f = arg;
+	struct evbuffer	*in;
+	char		*body = NULL;
+	size_t		 len = 0;
+	int		 status = 0;
+	unsigned long	 e;
+
+	if (req != NULL && (status = evhttp_request_get_response_code(req))
+	    != 0) {
+		in = evhttp_request_get_input_buffer(req);
+		len = evbuffer_get_length(in);
+		if ((body = malloc(len + 1)) != NULL) {
+			evbuffer_remove(in, body, len);
+			body[len] = '\0';
+		} else
+			status = 0;
+	}
+	if (status == 0) {
+		e = ERR_get_error();
+		log_warnx("fetch %s: %s", f->url, e != 0 ?
+		    ERR_reason_error_string(e) : "no answer");
+		ERR_clear_error();
+	}
+	f->cb(status, body ? body : "", body ? len : 0, f->arg);
+	free(body);
+	/* The connection cannot be freed inside its own callback. */
+	event_base_once(server_base(), -1, EV_TIMEOUT, fetch_free_later,
+	    f->evcon, NULL);
+	free(f);
+}
+
+/*
+ * GET url (form NULL) or POST form to it, with "Authorization: Bearer"
+ * when bearer is set.  Returns -1 (and never calls cb) if the request
+ * could not even start.
+ */
+int
+fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
+    void *arg)
+{
+	struct evhttp_uri	*uri;
+	struct evhttp_request	*req;
+	struct evkeyvalq	*h;
+	struct bufferevent	*bev = NULL;
+	struct fetch		*f = NULL;
+	struct in6_addr		 ip;
+	SSL_CTX			*ctx;
+	SSL			*ssl;
+	const char		*scheme, *host, *path, *query;
+	char			 target[1024], auth[8300];
+	int			 port, tls, literal;
+
+	if ((uri = evhttp_uri_parse(url)) == NULL)
+		return -1;
+	scheme = evhttp_uri_get_scheme(uri);
+	host = evhttp_uri_get_host(uri);
+	path = evhttp_uri_get_path(uri);
+	query = evhttp_uri_get_query(uri);
+	port = evhttp_uri_get_port(uri);
+	if (scheme == NULL || host == NULL || host[0] == '\0' ||
+	    (f = calloc(1, sizeof(*f))) == NULL)
+		goto fail;
+	tls = strcmp(scheme, "https") == 0;
+	if (!tls && strcmp(scheme, "http") != 0)
+		goto fail;
+	if (port == -1)
+		port = tls ? 443 : 80;
+	snprintf(target, sizeof(target), "%s%s%s", path && path[0] ? path :
+	    "/", query ? "?" : "", query ? query : "");
+	if (fetch_dns == NULL)
+		fetch_dns = evdns_base_new(server_base(),
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (tls) {
+		if ((ctx = fetch_ssl_ctx()) == NULL ||
+		    (ssl = SSL_new(ctx)) == NULL)
+			goto fail;
+		literal = inet_pton(AF_INET, host, &ip) == 1 ||
+		    inet_pton(AF_INET6, host, &ip) == 1;
+		if (literal)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+			    host);
+		else {
+			SSL_set_tlsext_host_name(ssl, host);
+			SSL_set1_host(ssl, host);
+		}
+		bev = bufferevent_openssl_socket_new(server_base(), -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
+		    BEV_OPT_DEFER_CALLBACKS);
+		if (bev == NULL) {
+			SSL_free(ssl);
+			goto fail;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	}
+	f->evcon = evhttp_connection_base_bufferevent_new(server_base(),
+	    fetch_dns, bev, host, (unsigned short)port);
+	if (f->evcon == NULL) {
+		if (bev != NULL)
+			bufferevent_free(bev);
+		goto fail;
+	}
+	evhttp_connection_set_timeout(f->evcon, FETCH_TIMEOUT);
+	evhttp_connection_set_max_body_size(f->evcon, FETCH_MAX_BODY);
+	f->cb = cb;
+	f->arg = arg;
+	snprintf(f->url, sizeof(f->url), "%s", url);
+	if ((req = evhttp_request_new(fetch_done, f)) == NULL) {
+		evhttp_connection_free(f->evcon);
+		goto fail;
+	}
+	h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Host", host);
+	evhttp_add_header(h, "Accept", "application/json");
+	evhttp_add_header(h, "User-Agent", "roomd/" PACKAGE_VERSION);
+	evhttp_add_header(h, "Connection", "close");
+	if (bearer != NULL) {
+		snprintf(auth, sizeof(auth), "Bearer %s", bearer);
+		evhttp_add_header(h, "Authorization", auth);
+	}
+	if (form != NULL) {
+		evhttp_add_header(h, "Content-Type",
+		    "application/x-www-form-urlencoded");
+		evbuffer_add(evhttp_request_get_output_buffer(req), form,
+		    strlen(form));
+	}
+	if (evhttp_make_request(f->evcon, req, form ? EVHTTP_REQ_POST :
+	    EVHTTP_REQ_GET, target) != 0) {
+		evhttp_connection_free(f->evcon);	/* frees req too */
+		goto fail;
+	}
+	evhttp_uri_free(uri);
+	return 0;
+fail:
+	free(f);
+	evhttp_uri_free(uri);
+	return -1;
+}
