@@ -26,6 +26,8 @@
 
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+static void	ws_flush(struct conn *, int);
+
 static ssize_t
 ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
     void *arg)
@@ -92,6 +94,11 @@ ws_on_message(wslay_event_context_ptr ctx,
 	case WSLAY_BINARY_FRAME:
 		STATS_DADD(&env->arena, conn->mount->dialect->id,
 		    SD_MESSAGES_IN, 1);
+		/* Pongs wslay queued for pings that came before this message
+		 * (between its fragments, say) go out before anything the
+		 * dialect sends in answer, as the pings came first. */
+		if (conn->state == CONN_WS && wslay_event_want_write(ctx))
+			ws_flush(conn, 0);
 		if (conn->state == CONN_WS)
 			conn->mount->dialect->ws_message(conn,
 			    m->opcode == WSLAY_BINARY_FRAME,
