@@ -526,7 +526,7 @@ class FakeProvider:
         return 200, {}, user
 
     def _jwks(self, rec):
-        return 200, {}, self.pki.jwks
+        return 200, {}, getattr(self.pki, "jwks", {"keys": []})
 
 
 def _self_test(p):
