@@ -1,5 +1,8 @@
 /*
- * chat.js: a client of the chat dialect: one WebSocket at /chat?name=NAME,
+ * chat.js: a client of the chat dialect: one WebSocket at /chat?name=NAME
+ * for a guest, or /chat?token=TOKEN for someone who signed in through one
+ * of the server's providers (GET /chat/auth/providers lists them; the
+ * sign-in comes back to this page with #token=TOKEN),
  * channels (#name) to create, join and leave, private messages (@name),
  * and the events roomd tells of.
  *
@@ -33,6 +36,7 @@
 	};
 
 	let me = '';			/* our name */
+	let token = null;		/* our session token, signed in */
 	let myId = null;		/* our identifier, once seen */
 	let ws = null;
 	let wanted = false;		/* the user wants to be connected */
@@ -241,8 +245,9 @@
 			return;
 		setState(everOpen ? 'reconnecting' : 'connecting',
 		    everOpen ? 'reconnecting' : 'connecting');
-		const sock = new WebSocket(Roomd.wsURL(Roomd.CHAT + '?name=' +
-		    encodeURIComponent(me)));
+		const sock = new WebSocket(Roomd.wsURL(Roomd.CHAT + (token ?
+		    '?token=' + encodeURIComponent(token) :
+		    '?name=' + encodeURIComponent(me))));
 		ws = sock;
 		let refused = null;
 		let confirmTimer = null;
@@ -262,7 +267,8 @@
 			backoff = BACKOFF_MIN;
 			setState('connected', 'connected');
 			log('info', again ? 'Connected again as ' + me + '.' :
-			    'Connected as ' + me + ' (anonymous).');
+			    'Connected as ' + me + (token ? ' (signed in).' :
+			    ' (guest).'));
 			renderConversation();
 		};
 		sock.onopen = () => {
@@ -333,10 +339,18 @@
 			 * at once (the chat is full, for one). */
 			wanted = false;
 			setState('disconnected', 'disconnected');
-			Roomd.showError(errorBox, 'Could not connect to the chat ' +
-			    (ev.code === 1013 ? '(the chat is full; try again ' +
-			    'later).' : '(the server refused the connection or ' +
-			    'cannot be reached).'));
+			if (token) {
+				/* expired, or the server has a new key */
+				signOut();
+				Roomd.showError(errorBox, 'Your sign-in is no ' +
+				    'longer valid (or the server refused it): ' +
+				    'sign in again.');
+			} else
+				Roomd.showError(errorBox, 'Could not connect to ' +
+				    'the chat ' + (ev.code === 1013 ? '(the chat ' +
+				    'is full; try again later).' : '(the server ' +
+				    'refused the connection or cannot be ' +
+				    'reached).'));
 			showSignin();
 			return;
 		}
@@ -636,6 +650,50 @@
 		$('signin-button').disabled = false;
 	}
 
+	/* The claims of a JWT, unverified (the server verifies it). */
+	function claimsOf(jwt) {
+		try {
+			const b = jwt.split('.')[1].replace(/-/g, '+')
+			    .replace(/_/g, '/');
+			return JSON.parse(atob(b + '==='.slice((b.length + 3) %
+			    4)));
+		} catch (e) {
+			return null;
+		}
+	}
+
+	function signOut() {
+		token = null;
+		try {
+			sessionStorage.removeItem('roomd.chatToken');
+		} catch (e) { /* never mind */ }
+	}
+
+	/* The providers of this server, as buttons that start a sign-in. */
+	async function showProviders() {
+		let list;
+		try {
+			list = await Roomd.api('GET', Roomd.CHAT +
+			    '/auth/providers');
+		} catch (e) {
+			return;		/* an older server: guests only */
+		}
+		const box = $('provider-buttons');
+		box.textContent = '';
+		for (const p of list.providers || []) {
+			const a = document.createElement('a');
+			a.className = 'button provider';
+			a.dataset.provider = p.name;
+			a.href = p.login + '?return=' + encodeURIComponent(
+			    location.pathname);
+			a.textContent = 'Sign in with ' + p.name;
+			box.appendChild(a);
+		}
+		$('providers').hidden = box.children.length === 0;
+		$('signin-form').hidden = list.anonymous === false;
+		$('no-guests').hidden = list.anonymous !== false;
+	}
+
 	$('signin-form').addEventListener('submit', (ev) => {
 		ev.preventDefault();
 		const name = $('chat-name').value.trim();
@@ -644,10 +702,16 @@
 			    'digits, _ or - (no spaces).');
 			return;
 		}
-		Roomd.clearError(errorBox);
 		try {
 			localStorage.setItem('roomd.chatName', name);
 		} catch (e) { /* never mind */ }
+		signOut();
+		enter(name);
+	});
+
+	/* Into the chat as name (with token set, as a signed-in user). */
+	function enter(name) {
+		Roomd.clearError(errorBox);
 		me = name;
 		wanted = true;
 		everOpen = false;
@@ -661,12 +725,16 @@
 		selected = null;
 		$('log').textContent = '';
 		$('chat-me').textContent = me;
+		$('chat-badge').textContent = token ? 'signed in' : 'guest';
+		$('chat-badge').title = token ? 'signed in through an ' +
+		    'account provider' : 'a guest: not signed in';
+		$('disconnect').textContent = token ? 'Sign out' : 'Disconnect';
 		$('signin').hidden = true;
 		$('chat').hidden = false;
 		renderLists();
 		renderConversation();
 		connect();
-	});
+	}
 
 	$('disconnect').addEventListener('click', () => {
 		wanted = false;
@@ -676,6 +744,7 @@
 		}
 		if (ws)
 			ws.close(1000, 'bye');
+		signOut();
 		setState('disconnected', 'disconnected');
 		log('info', 'Disconnected.');
 		showSignin();
@@ -686,7 +755,29 @@
 		get state() { return $('conn-state').dataset.state; },
 		get me() { return me; },
 		get id() { return myId; },
+		get signedIn() { return token !== null; },
 	};
 
 	$('chat-name').value = localStorage.getItem('roomd.chatName') || '';
+	showProviders();
+	/* Back from a sign-in (#token=...), or still signed in in this tab. */
+	const back = new URLSearchParams(location.hash.slice(1)).get('token');
+	if (back) {
+		history.replaceState(null, '', location.pathname +
+		    location.search);
+		try {
+			sessionStorage.setItem('roomd.chatToken', back);
+		} catch (e) { /* then only for this visit */ }
+	}
+	let kept = back;
+	try {
+		kept = kept || sessionStorage.getItem('roomd.chatToken');
+	} catch (e) { /* never mind */ }
+	const claims = kept ? claimsOf(kept) : null;
+	if (claims && typeof claims.name === 'string' &&
+	    (!claims.exp || claims.exp * 1000 > Date.now())) {
+		token = kept;
+		enter(claims.name);
+	} else if (kept)
+		signOut();
 })();

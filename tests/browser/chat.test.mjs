@@ -78,7 +78,7 @@ test('channels, messages with names, private messages and errors',
 
 			await alice.goto(d.base + '/chat.html');
 			assert.match(await visibleText(alice, '#signin'),
-			    /anonymous/);
+			    /as a guest/);
 			await s.shot(alice, 'signin-form');
 			await enter(alice, 'alice');
 			await enter(bob, 'bob');
@@ -88,7 +88,7 @@ test('channels, messages with names, private messages and errors',
 				assert.equal(await visibleText(p, '#conn-state'),
 				    'connected');
 				assert.match(await visibleText(p, '.who'),
-				    /anonymous/);
+				    /guest/);
 			}
 
 			/* Alice creates #room: everybody is told. */
