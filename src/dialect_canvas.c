@@ -236,7 +236,12 @@ canvas_create(struct conn *conn, struct http_req *req)
 		id = uuid;
 	}
 	if ((rc = room_create(&dialect_canvas, id, &room)) != 0) {
-		canvas_room_error(conn, rc);
+		if (rc == SHM_ELIMIT)
+			server_http_error(conn, 429, "too_many_rooms", "this "
+			    "address has as many rooms as it may have; delete "
+			    "one or let one expire");
+		else
+			canvas_room_error(conn, rc);
 		json_object_put(body);
 		return;
 	}
@@ -283,10 +288,17 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 		json_object_put(body);
 		return;
 	}
-	if (!room_check_password(room, pw))
+	if (room_password_blocked(room))
+		server_http_error(conn, 429, "too_many_attempts", "too many "
+		    "wrong passwords for this room from this address; try "
+		    "again in a minute");
+	else if (!room_check_password(room, pw)) {
+		/* A missing password is no guess: only wrong ones count. */
+		if (pw != NULL)
+			room_password_failed(room);
 		server_http_error(conn, 403, "wrong_password", "wrong or "
 		    "missing password");
-	else if (room_member_by_name(room, name, &m) == 0)
+	} else if (room_member_by_name(room, name, &m) == 0)
 		server_http_error(conn, 409, "name_taken", "someone in the "
 		    "room has that name");
 	else if ((rc = room_member_add(room, name, 0, &m)) != 0)

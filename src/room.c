@@ -72,16 +72,58 @@ room_create(const struct dialect *d, const char *id, struct room **out)
 {
 	struct shm_room_ref	 ref;
 	struct shm_room		*r;
-	int			 rc;
+	const uint64_t		*addr = server_client_addr();
+	int			 rc, counted = 0;
 
+	/* max_rooms_per_ip: SHM_ELIMIT, which each dialect answers in its
+	 * own way; the address's count drops when the room is deleted. */
+	if (addr != NULL && env->conf.max_rooms_per_ip > 0) {
+		rc = shm_ip_room_add(A(), addr,
+		    (uint64_t)env->conf.max_rooms_per_ip);
+		if (rc < 0)
+			return rc;
+		counted = rc == 0;
+	}
 	rc = shm_room_create_locked(A(), d->id, id, util_now() +
 	    (uint64_t)env->conf.room_ttl, &ref, &r);
-	if (rc != 0)
+	if (rc != 0) {
+		if (counted)
+			shm_ip_room_del(A(), addr);
 		return rc;
+	}
+	if (counted) {
+		shm_tx_set(A(), &r->lock, &r->creator[0], addr[0]);
+		shm_tx_set(A(), &r->lock, &r->creator[1], addr[1]);
+	}
 	if (d->relay)
 		shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_RELAY);
 	*out = room_new(r, &ref);
 	return 0;
+}
+
+/*
+ * join_failures_per_minute: has the client whose request runs given this
+ * room's password wrongly that often within the minute?  The count is per
+ * address and room, in the arena, so it holds across workers.
+ */
+int
+room_password_blocked(struct room *room)
+{
+	const uint64_t	*addr = server_client_addr();
+	int		 max = env->conf.join_failures_per_minute;
+
+	return addr != NULL && max > 0 && room_has_password(room) &&
+	    shm_ip_fails(A(), addr, room->ref.rid, util_now()) >=
+	    (uint64_t)max;
+}
+
+void
+room_password_failed(struct room *room)
+{
+	const uint64_t	*addr = server_client_addr();
+
+	if (addr != NULL && env->conf.join_failures_per_minute > 0)
+		shm_ip_fail_add(A(), addr, room->ref.rid, util_now());
 }
 
 /*

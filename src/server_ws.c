@@ -92,6 +92,10 @@ ws_on_message(wslay_event_context_ptr ctx,
 		}
 		/* FALLTHROUGH */
 	case WSLAY_BINARY_FRAME:
+		if (conn->state == CONN_WS && !server_message_allowed(conn)) {
+			server_ws_close(conn, 1008, "message rate exceeded");
+			return;
+		}
 		STATS_DADD(&env->arena, conn->mount->dialect->id,
 		    SD_MESSAGES_IN, 1);
 		/* Pongs wslay queued for pings that came before this message
