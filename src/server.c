@@ -9,6 +9,13 @@
  * this loop iteration's I/O, frees it.  The same event delivers the room
  * changes of the iteration (room_flush), so a burst of messages to one
  * member becomes one write.
+ *
+ * A listener may speak TLS: its connections get an OpenSSL bufferevent
+ * instead of a socket one, and nothing above this file can tell, for
+ * everything reads and writes through the bufferevent, never the fd.
+ * Per-address limits are counted at accept, in the arena's address table,
+ * so they hold across workers (SO_REUSEPORT spreads one client's
+ * connections over all of them).
  */
 #include "config.h"
 
@@ -18,6 +25,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +33,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "roomd.h"
 
@@ -37,6 +48,8 @@ static struct connlist		 graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event		*flush_ev, *stop_timer;
 static uint64_t			 next_conn_id;
 static int			 stopping, flush_scheduled;
+static SSL_CTX			*tls_ctx[ROOMD_MAX_LISTEN];
+static struct conn		*current;	/* whose callback runs */
 
 static void	server_accept(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
@@ -81,8 +94,9 @@ server_main(int slot)
 		fatalx("%s: event_base_new", __func__);
 	proc_mesh_worker(base);
 	for (l = 0; l < env->conf.nlistens; l++) {
-		listeners[l] = evconnlistener_new(base, server_accept, NULL,
-		    LEV_OPT_CLOSE_ON_FREE, -1, env->listen_fd[slot][l]);
+		listeners[l] = evconnlistener_new(base, server_accept,
+		    (void *)(intptr_t)l, LEV_OPT_CLOSE_ON_FREE, -1,
+		    env->listen_fd[slot][l]);
 		if (listeners[l] == NULL)
 			fatalx("%s: evconnlistener_new", __func__);
 	}
@@ -109,26 +123,127 @@ server_main(int slot)
 	exit(0);
 }
 
+/*
+ * A client address as a key of the address table: an IPv4 address (also
+ * when it comes IPv4-mapped), or the /64 prefix of an IPv6 address, since
+ * one IPv6 client usually holds a whole /64.
+ */
+void
+server_addr_key(const struct sockaddr *sa, uint64_t key[2])
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+	const uint8_t			*b;
+	int				 i;
+
+	key[0] = key[1] = 0;
+	if (sa->sa_family == AF_INET) {
+		key[0] = ntohl(sin->sin_addr.s_addr);
+		key[1] = 4;
+	} else if (sa->sa_family == AF_INET6) {
+		b = sin6->sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			key[0] = (uint64_t)b[12] << 24 | (uint64_t)b[13] << 16 |
+			    (uint64_t)b[14] << 8 | b[15];
+			key[1] = 4;
+			return;
+		}
+		for (i = 0; i < 8; i++)
+			key[0] = key[0] << 8 | b[i];
+		key[1] = 6;
+	}
+}
+
+/*
+ * Do the per-client limits apply to this address?  Not to loopback ones
+ * (a proxy on the same host, local tools) unless limits_on_loopback.
+ */
+static int
+server_addr_limited(const uint64_t key[2])
+{
+	if (key[1] == 0)
+		return 0;
+	if (env->conf.limits_on_loopback)
+		return 1;
+	return !((key[1] == 4 && key[0] >> 24 == 127) ||
+	    (key[1] == 6 && key[0] == 0));
+}
+
+/*
+ * The address of the client whose request is being handled, if the
+ * per-client limits apply to it; NULL otherwise.
+ */
+const uint64_t *
+server_client_addr(void)
+{
+	return current != NULL && server_addr_limited(current->addr) ?
+	    current->addr : NULL;
+}
+
+static struct bufferevent *
+server_tls_bev(int l, evutil_socket_t fd)
+{
+	struct bufferevent	*bev;
+	SSL			*ssl;
+
+	if ((ssl = SSL_new(tls_ctx[l])) == NULL)
+		return NULL;
+	/* The bufferevent owns ssl from here, also when it fails. */
+	bev = bufferevent_openssl_socket_new(base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	/* A client that just drops TCP is an EOF, not an error. */
+	if (bev != NULL)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+/*
+ * A new connection.  One from an address that holds
+ * max_connections_per_ip already is closed at once, before anything is
+ * read (there is no cheaper answer, and a TLS client could not read a
+ * plain one).
+ */
 static void
 server_accept(struct evconnlistener *lis, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct conn	*conn;
-	int		 on = 1;
+	uint64_t	 key[2];
+	int		 on = 1, l = (int)(intptr_t)arg, rc = 1;
 
 	if (stopping) {
 		close(fd);
 		return;
 	}
-	if ((conn = calloc(1, sizeof(*conn))) == NULL) {
-		log_warn("%s: calloc", __func__);
+	server_addr_key(sa, key);
+	if (env->conf.max_connections_per_ip > 0 && server_addr_limited(key) &&
+	    (rc = shm_ip_conn_add(&env->arena, key, (unsigned)env->slot,
+	    (uint64_t)env->conf.max_connections_per_ip)) < 0) {
+		log_debug("connection refused: max_connections_per_ip (%d) "
+		    "reached", env->conf.max_connections_per_ip);
 		close(fd);
 		return;
 	}
+	if ((conn = calloc(1, sizeof(*conn))) == NULL) {
+		log_warn("%s: calloc", __func__);
+		if (rc == 0)
+			shm_ip_conn_del(&env->arena, key, (unsigned)env->slot);
+		close(fd);
+		return;
+	}
+	conn->addr[0] = key[0];
+	conn->addr[1] = key[1];
+	conn->addr_counted = rc == 0;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	conn->id = ++next_conn_id;
-	conn->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (l >= 0 && l < ROOMD_MAX_LISTEN && tls_ctx[l] != NULL)
+		conn->bev = server_tls_bev(l, fd);
+	else
+		conn->bev = bufferevent_socket_new(base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (conn->bev == NULL) {
+		if (conn->addr_counted)
+			shm_ip_conn_del(&env->arena, key, (unsigned)env->slot);
 		close(fd);
 		free(conn);
 		return;
@@ -148,6 +263,7 @@ server_read(struct bufferevent *bev, void *arg)
 	struct conn	*conn = arg;
 
 	conn->pinged = 0;
+	current = conn;
 	if (conn->state == CONN_HTTP)
 		server_http_read(conn);
 	else if (conn->ws != NULL)
@@ -155,6 +271,7 @@ server_read(struct bufferevent *bev, void *arg)
 	else
 		evbuffer_drain(bufferevent_get_input(bev),
 		    evbuffer_get_length(bufferevent_get_input(bev)));
+	current = NULL;
 }
 
 static void
@@ -209,6 +326,9 @@ server_close(struct conn *conn, const char *reason)
 		room_detach(conn, 0);
 	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, -1);
 	if (conn->ws != NULL)
+	if (conn->addr_counted)
+		shm_ip_conn_del(&env->arena, conn->addr, (unsigned)env->slot);
+	conn->addr_counted = 0;
 		STATS_DADD(&env->arena, conn->mount->dialect->id,
 		    SD_WEBSOCKETS_OPEN, -1);
 	bufferevent_free(conn->bev);
@@ -220,6 +340,155 @@ server_close(struct conn *conn, const char *reason)
 
 int
 server_output_full(struct conn *conn)
+/*
+ * message_rate: a token bucket per connection, in thousandths of a
+ * message, filled at message_rate a second up to message_burst.  Returns
+ * 1 if one more message may pass now.
+ */
+int
+server_message_allowed(struct conn *conn)
+{
+	uint64_t	 rate = (uint64_t)env->conf.message_rate;
+	uint64_t	 burst = (uint64_t)env->conf.message_burst * 1000;
+	uint64_t	 now;
+	struct timeval	 tv;
+
+	if (rate == 0 || !server_addr_limited(conn->addr))
+		return 1;
+	event_base_gettimeofday_cached(base, &tv);
+	now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	if (conn->refilled == 0)
+		conn->tokens = burst;
+	else if (now > conn->refilled)
+		conn->tokens += (now - conn->refilled) * rate;
+	if (conn->tokens > burst)
+		conn->tokens = burst;
+	conn->refilled = now;
+	if (conn->tokens < 1000)
+		return 0;
+	conn->tokens -= 1000;
+	return 1;
+}
+
+/* One listener's TLS context: TLS 1.2 and later, forward secrecy only. */
+static SSL_CTX *
+server_tls_ctx(const struct roomd_config *c, const struct listen_addr *l,
+    char *err, size_t errlen)
+{
+	SSL_CTX		*ctx;
+	FILE		*fp;
+	const char	*what = NULL, *path = NULL;
+	unsigned long	 e;
+
+	/* First the plain reasons (no such file, permission denied). */
+	if ((fp = fopen(path = l->cert, "r")) != NULL) {
+		fclose(fp);
+		fp = fopen(path = l->key, "r");
+	}
+	if (fp == NULL) {
+		snprintf(err, errlen, "%s:%d: listen %s: %s: %s", c->file,
+		    l->line, l->text, path, strerror(errno));
+		return NULL;
+	}
+	fclose(fp);
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		snprintf(err, errlen, "listen %s: cannot make a TLS context",
+		    l->text);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:"
+	    "DHE+AESGCM:DHE+CHACHA20:!aNULL") != 1)
+		what = "the cipher list", path = "";
+	else if (SSL_CTX_use_certificate_chain_file(ctx, l->cert) != 1)
+		what = "certificate", path = l->cert;
+	else if (SSL_CTX_use_PrivateKey_file(ctx, l->key, SSL_FILETYPE_PEM)
+	    != 1)
+		what = "key", path = l->key;
+	else if (SSL_CTX_check_private_key(ctx) != 1)
+		what = "key (it does not match the certificate)",
+		    path = l->key;
+	if (what != NULL) {
+		e = ERR_peek_last_error();
+		snprintf(err, errlen, "%s:%d: listen %s: bad %s %s: %s",
+		    c->file, l->line, l->text, what, path,
+		    e != 0 ? ERR_reason_error_string(e) : "unusable");
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/*
+ * Make the TLS context of every TLS listener (roomd -t does it too, so a
+ * missing or mismatched file is found before a start).  Returns 0, or -1
+ * with "file:line: ..." in err and the running contexts untouched.
+ */
+int
+server_tls_load(const struct roomd_config *c, char *err, size_t errlen)
+{
+	SSL_CTX	*ctx[ROOMD_MAX_LISTEN] = { NULL };
+	int	 l;
+
+	for (l = 0; l < c->nlistens; l++)
+		if (c->listens[l].tls && (ctx[l] = server_tls_ctx(c,
+		    &c->listens[l], err, errlen)) == NULL) {
+			while (l-- > 0)
+				SSL_CTX_free(ctx[l]);
+			return -1;
+		}
+	server_tls_free();
+	memcpy(tls_ctx, ctx, sizeof(tls_ctx));
+	return 0;
+}
+
+/*
+ * SIGHUP: read the certificate and key of every TLS listener that is
+ * still configured the same way again (a renewal).  Connections already
+ * open keep the context they started with; new ones get the new one.  If
+ * the files cannot be read (root-only keys once privileges are dropped)
+ * the running certificate stays and the log says a restart is needed.
+ */
+void
+server_tls_reload(const struct roomd_config *c)
+{
+	const struct listen_addr	*o, *n;
+	SSL_CTX				*ctx;
+	char				 err[1024];
+	int				 l;
+
+	for (l = 0; l < c->nlistens && l < env->conf.nlistens; l++) {
+		o = &env->conf.listens[l];
+		n = &c->listens[l];
+		if (tls_ctx[l] == NULL || !n->tls ||
+		    strcmp(o->text, n->text) != 0)
+			continue;
+		if ((ctx = server_tls_ctx(c, n, err, sizeof(err))) == NULL) {
+			log_warnx("reload: %s; keeping the running "
+			    "certificate (a restart reads it as root)", err);
+			continue;
+		}
+		SSL_CTX_free(tls_ctx[l]);
+		tls_ctx[l] = ctx;
+	}
+}
+
+void
+server_tls_free(void)
+{
+	int	 l;
+
+	for (l = 0; l < ROOMD_MAX_LISTEN; l++) {
+		SSL_CTX_free(tls_ctx[l]);
+		tls_ctx[l] = NULL;
+	}
+}
+
 {
 	return conn->bev == NULL || evbuffer_get_length(
 	    bufferevent_get_output(conn->bev)) > env->conf.output_buffer_bytes;
@@ -272,6 +541,7 @@ server_reload(evutil_socket_t sig, short events, void *arg)
 		return;
 	config_apply_live(&env->conf, &c);
 	log_debug("configuration reloaded");
+	server_tls_reload(&c);
 }
 
 static void
