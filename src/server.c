@@ -324,11 +324,11 @@ server_close(struct conn *conn, const char *reason)
 		conn->mount->dialect->ws_close(conn);
 	if (conn->room != NULL)
 		room_detach(conn, 0);
-	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, -1);
-	if (conn->ws != NULL)
 	if (conn->addr_counted)
 		shm_ip_conn_del(&env->arena, conn->addr, (unsigned)env->slot);
 	conn->addr_counted = 0;
+	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, -1);
+	if (conn->ws != NULL)
 		STATS_DADD(&env->arena, conn->mount->dialect->id,
 		    SD_WEBSOCKETS_OPEN, -1);
 	bufferevent_free(conn->bev);
@@ -338,8 +338,6 @@ server_close(struct conn *conn, const char *reason)
 	server_flush_later();
 }
 
-int
-server_output_full(struct conn *conn)
 /*
  * message_rate: a token bucket per connection, in thousandths of a
  * message, filled at message_rate a second up to message_burst.  Returns
@@ -489,6 +487,8 @@ server_tls_free(void)
 	}
 }
 
+int
+server_output_full(struct conn *conn)
 {
 	return conn->bev == NULL || evbuffer_get_length(
 	    bufferevent_get_output(conn->bev)) > env->conf.output_buffer_bytes;
@@ -539,9 +539,9 @@ server_reload(evutil_socket_t sig, short events, void *arg)
 	    config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
 	    config_finish(&c, err, sizeof(err)) == -1)
 		return;
+	server_tls_reload(&c);
 	config_apply_live(&env->conf, &c);
 	log_debug("configuration reloaded");
-	server_tls_reload(&c);
 }
 
 static void
