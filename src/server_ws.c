@@ -26,7 +26,66 @@
 
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+/* conn->ws: wslay's context, and where the frame it reads ends. */
+struct ws {
+	wslay_event_context_ptr	 ctx;
+	uint64_t		 left;	/* octets of it not passed to wslay */
+};
+#define WS(conn)	((struct ws *)(conn)->ws)
+
 static void	ws_flush(struct conn *, int);
+
+/*
+ * How many of the input's first `want' octets may go to wslay now: all of
+ * them, except that a frame header goes whole and a close frame goes whole
+ * within one read, or waits.  wslay checks the UTF-8 of a close reason
+ * piece by piece and skips the first two octets of every piece, as if each
+ * began with the status code: a close frame that arrived in two pieces had
+ * its valid reason refused with 1007, one that arrived octet by octet had
+ * an invalid reason accepted and echoed.  With whole headers wslay never
+ * holds part of one, so it always asks for a whole buffer (4096 octets),
+ * which a close frame (at most 131 octets) fits.
+ */
+static size_t
+ws_passable(struct ws *ws, struct evbuffer *in, size_t want)
+{
+	struct evbuffer_ptr	 p;
+	uint8_t			 h[14];
+	size_t			 avail, pos = 0, need, ext, k;
+	ev_ssize_t		 got;
+	uint64_t		 plen, n;
+
+	avail = evbuffer_get_length(in);
+	if (want > avail)
+		want = avail;
+	while (pos < want) {
+		if (ws->left > 0) {
+			n = ws->left < want - pos ? ws->left : want - pos;
+			pos += n;
+			ws->left -= n;
+			continue;
+		}
+		/* A frame starts at pos. */
+		if (evbuffer_ptr_set(in, &p, pos, EVBUFFER_PTR_SET) == -1 ||
+		    (got = evbuffer_copyout_from(in, &p, h, sizeof(h))) < 2)
+			break;
+		plen = h[1] & 0x7f;
+		ext = plen == 126 ? 2 : plen == 127 ? 8 : 0;
+		need = 2 + ext + (h[1] & 0x80 ? 4 : 0);
+		if ((size_t)got < need)
+			break;		/* the rest of the header is to come */
+		for (k = 0; k < ext; k++)
+			plen = (k == 0 ? 0 : plen << 8) | h[2 + k];
+		if ((h[0] & 0x0f) == WSLAY_CONNECTION_CLOSE && plen <= 125 &&
+		    (avail - pos < need + plen ||
+		    (pos > 0 && want - pos < need + plen)))
+			break;
+		if (pos > 0 && want - pos < need)
+			break;
+		ws->left = plen > UINT64_MAX - need ? UINT64_MAX : need + plen;
+	}
+	return pos;
+}
 
 static ssize_t
 ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
@@ -39,8 +98,10 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
-	n = evbuffer_remove(bufferevent_get_input(conn->bev), buf, len);
-	if (n <= 0) {
+	len = ws_passable(WS(conn), bufferevent_get_input(conn->bev), len);
+	if (len == 0 ||
+	    (n = evbuffer_remove(bufferevent_get_input(conn->bev), buf,
+	    len)) <= 0) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
@@ -70,7 +131,7 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
 static void
 ws_close_raw(struct conn *conn)
 {
-	if (conn->raw_closed || wslay_event_get_close_sent(conn->ws))
+	if (conn->raw_closed || wslay_event_get_close_sent(WS(conn)->ctx))
 		return;
 	evbuffer_add(bufferevent_get_output(conn->bev), "\x88\x02\x03\xea", 4);
 	conn->raw_closed = 1;
@@ -148,6 +209,7 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 	struct timeval	 tv = { env->conf.ping_interval, 0 };
 	char		 buf[128], accept[64];
 	wslay_event_context_ptr ctx;
+	struct ws	*ws;
 
 	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0) {
 		static const char body[] = "{\"error\":\"bad_version\","
@@ -164,10 +226,16 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 	}
 	snprintf(buf, sizeof(buf), "%s%s", req->ws_key, WS_GUID);
 	if (util_sha1_base64(buf, strlen(buf), accept, sizeof(accept)) == -1 ||
-	    wslay_event_context_server_init(&ctx, &ws_callbacks, conn) != 0) {
+	    (ws = calloc(1, sizeof(*ws))) == NULL) {
 		server_http_error(conn, 500, "internal", "cannot upgrade");
 		return -1;
 	}
+	if (wslay_event_context_server_init(&ctx, &ws_callbacks, conn) != 0) {
+		free(ws);
+		server_http_error(conn, 500, "internal", "cannot upgrade");
+		return -1;
+	}
+	ws->ctx = ctx;
 	wslay_event_config_set_max_recv_msg_length(ctx,
 	    env->conf.max_message_bytes);
 	evbuffer_add_printf(bufferevent_get_output(conn->bev),
@@ -176,7 +244,7 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n"
 	    "X-Roomd-Worker: %d/%d\r\n\r\n", accept, env->slot, (int)getpid());
-	conn->ws = ctx;
+	conn->ws = ws;
 	conn->state = CONN_WS;
 	bufferevent_set_timeouts(conn->bev, &tv, NULL);
 	return 0;
@@ -185,8 +253,10 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 void
 server_ws_free(struct conn *conn)
 {
-	if (conn->ws != NULL)
-		wslay_event_context_free(conn->ws);
+	if (conn->ws != NULL) {
+		wslay_event_context_free(WS(conn)->ctx);
+		free(conn->ws);
+	}
 	conn->ws = NULL;
 }
 
@@ -199,7 +269,7 @@ server_ws_free(struct conn *conn)
 static void
 ws_flush(struct conn *conn, int may_close)
 {
-	wslay_event_context_ptr	 ctx = conn->ws;
+	wslay_event_context_ptr	 ctx = WS(conn)->ctx;
 
 	if (conn->raw_closed)
 		return;		/* closes once the output drains */
@@ -231,7 +301,7 @@ server_ws_read(struct conn *conn)
 	int	 rc;
 
 	conn->in_recv = 1;
-	rc = wslay_event_recv(conn->ws);
+	rc = wslay_event_recv(WS(conn)->ctx);
 	conn->in_recv = 0;
 	if (conn->bev == NULL)
 		return;
@@ -335,7 +405,7 @@ server_ws_close(struct conn *conn, int code, const char *reason)
 	    conn->state == CONN_CLOSING)
 		return;
 	conn->state = CONN_CLOSING;
-	wslay_event_queue_close(conn->ws, (uint16_t)code,
+	wslay_event_queue_close(WS(conn)->ctx, (uint16_t)code,
 	    (const uint8_t *)reason, strlen(reason));
 	bufferevent_set_timeouts(conn->bev, &tv, &tv);
 	/* Inside wslay's read, server_ws_read flushes when it returns. */
@@ -350,7 +420,7 @@ server_ws_ping(struct conn *conn)
 
 	if (conn->state != CONN_WS)
 		return;
-	wslay_event_queue_msg(conn->ws, &msg);
+	wslay_event_queue_msg(WS(conn)->ctx, &msg);
 	ws_flush(conn, 0);
 }
 
