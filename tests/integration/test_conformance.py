@@ -1045,6 +1045,55 @@ def _(ws):
     expect_fail("7.5.1", ws, 1007)
 
 
+# Not Autobahn's: its close cases send the close frame in one piece; these
+# check that a close reason's UTF-8 is judged the same whatever the pieces
+# (RFC 6455 5.5.1, and Autobahn's "implementations must be TCP clean").
+
+@case("7.5.1-octetwise")
+def _(ws):
+    ws.send(frame(CLOSE, close_body(1000, KOSME + SURROGATE + EDITED)),
+            chop=1)
+    expect_fail("7.5.1-octetwise", ws, 1007)
+
+
+@case("7.3.4-utf8-octetwise")
+def _(ws):
+    ws.send(frame(CLOSE, close_body(1000, KOSME)), chop=1)
+    evs, close = ws.until_close()
+    grade("7.3.4-utf8-octetwise", evs, [])
+    assert close is not None and close[1] == 1000, close
+    ws.expect_tcp_close()
+
+
+@case("7.3.4-utf8-split")
+def _(ws):
+    # The close frame in two writes a moment apart, cut inside the reason's
+    # first code point.
+    f = frame(CLOSE, close_body(1000, KOSME))
+    ws.send(f[:9])
+    time.sleep(0.05)
+    ws.send(f[9:])
+    evs, close = ws.until_close()
+    grade("7.3.4-utf8-split", evs, [])
+    assert close is not None and close[1] == 1000, close
+    ws.expect_tcp_close()
+
+
+@case("7.3.4-utf8-straddling")
+def _(ws):
+    # A message, then a close with a valid multi-octet reason, in one
+    # write; stream offset 4096, where a reader taking 4 KiB at a time cuts,
+    # falls inside the reason's second code point (E1 | BD B9).
+    data = b"*" * 4077
+    first = frame(TEXT, data)
+    assert len(first) + 6 + 2 + 3 == 4096
+    ws.send([first, frame(CLOSE, close_body(1000, KOSME))])
+    evs, close = ws.until_close()
+    grade("7.3.4-utf8-straddling", evs, [msg(TEXT, data)])
+    assert close is not None and close[1] == 1000, close
+    ws.expect_tcp_close()
+
+
 for _i, _code in enumerate([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
                             1011, 3000, 3999, 4000, 4999], 1):
     def _valid_code(ws, _code=_code, cid=f"7.7.{_i}"):
