@@ -308,7 +308,8 @@ check_iptable(struct arena *a, char *err, size_t errlen)
 	uint64_t		 i, chained = 0, nfree = 0;
 	unsigned		 b;
 
-	CHECK(h->ip_lock.tx.nundo == 0, "address table: journal not empty");
+	CHECK(h->ip_lock.tx.state == SHM_TX_IDLE,
+	    "address table: a transaction left open");
 	for (b = 0; b < IPT_BUCKETS; b++)
 		for (i = h->ip_buckets[b]; i != 0; i = e->next) {
 			CHECK(i <= IPT_ENTRIES && ++chained <= IPT_ENTRIES,

@@ -675,6 +675,21 @@ snapshot(struct arena *a)
 	}
 	sb_printf(&sb, "arena used %llu nrooms %llu next_rid %llu\n",
 	    (ull)used_bytes(a), (ull)a->hdr->nrooms, (ull)a->hdr->next_rid);
+	if (shm_lock(a, &a->hdr->ip_lock) == 0) {
+		for (i = 0; i < IPT_BUCKETS; i++)
+			for (j = a->hdr->ip_buckets[i]; j != 0 &&
+			    j <= IPT_ENTRIES; j = a->hdr->ip[j - 1].next) {
+				struct shm_ipent *e = &a->hdr->ip[j - 1];
+
+				sb_printf(&sb, "address %llx/%llu kind %llx "
+				    "count %llu stamp %llu\n", (ull)e->addr[0],
+				    (ull)e->addr[1], (ull)e->kind,
+				    (ull)e->count, (ull)e->stamp);
+			}
+		sb_printf(&sb, "addresses in use %llu\n",
+		    (ull)a->hdr->ip_inuse);
+		shm_unlock(a, &a->hdr->ip_lock);
+	}
 	if (sb.oom) {
 		free(sb.p);
 		return NULL;
@@ -2009,6 +2024,192 @@ test_reap_deletes_only_expired_empty_rooms(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* The per-address table */
+
+static const uint64_t	 addr_a[2] = { 0xc0000201, 4 };	/* 192.0.2.1 */
+static const uint64_t	 addr_b[2] = { 0x20010db800000000ULL, 6 };
+
+static void
+test_ip_connections_over_slots_and_a_dead_slot(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+
+	/* The limit is over all slots together. */
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 0, 3), 0);
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 1, 3), 0);
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 0, 3), 0);
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 1, 3), SHM_ELIMIT);
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 5, 3), SHM_ELIMIT);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_CONNS), 3);
+	/* Another address, and no limit at all. */
+	assert_int_equal(shm_ip_conn_add(a, addr_b, 0, 3), 0);
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 2, 0), 0);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_CONNS), 4);
+	assert_int_equal(a->hdr->ip_inuse, 4);
+	shm_ip_conn_del(a, addr_a, 2);
+	assert_int_equal(a->hdr->ip_inuse, 3);
+	assert_arena_ok(a);
+
+	/* Slot 0 dies: its two connections from a and one from b go. */
+	shm_ip_slot_dead(a, 0);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_CONNS), 1);
+	assert_int_equal(shm_ip_count(a, addr_b, IPT_CONNS), 0);
+	assert_int_equal(a->hdr->ip_inuse, 1);
+	/* A close counted nowhere any more changes nothing. */
+	shm_ip_conn_del(a, addr_a, 0);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_CONNS), 1);
+	shm_ip_conn_del(a, addr_a, 1);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_CONNS), 0);
+	assert_int_equal(a->hdr->ip_inuse, 0);
+	assert_int_equal(a->hdr->ip_free != 0, 1);
+	assert_arena_ok(a);
+}
+
+/* Make a room created by addr, as room.c does. */
+static struct shm_room_ref
+ip_room(struct arena *a, const char *id, const uint64_t addr[2])
+{
+	struct shm_room_ref	 ref;
+	struct shm_room		*r;
+
+	assert_int_equal(shm_room_create_locked(a, 1, id, 0, &ref, &r), 0);
+	shm_tx_set(a, &r->lock, &r->creator[0], addr[0]);
+	shm_tx_set(a, &r->lock, &r->creator[1], addr[1]);
+	shm_room_unlock(a, r);
+	return ref;
+}
+
+static void
+test_ip_rooms_follow_their_rooms(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 r1, r2;
+
+	assert_int_equal(shm_ip_room_add(a, addr_a, 2), 0);
+	r1 = ip_room(a, "one", addr_a);
+	assert_int_equal(shm_ip_room_add(a, addr_a, 2), 0);
+	r2 = ip_room(a, "two", addr_a);
+	assert_int_equal(shm_ip_room_add(a, addr_a, 2), SHM_ELIMIT);
+	assert_int_equal(shm_ip_room_add(a, addr_b, 2), 0);
+	shm_ip_room_del(a, addr_b);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_ROOMS), 2);
+	assert_arena_ok(a);
+	/* Deleted or reaped, a room gives its creator's place back. */
+	delete_room(a, &r1);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_ROOMS), 1);
+	shm_room_reap(a, 1);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_ROOMS), 1);
+	{
+		struct shm_room	*r = lock_room(a, &r2);
+
+		shm_room_set_expiry_locked(a, r, 5);
+		shm_room_unlock(a, r);
+	}
+	shm_room_reap(a, 6);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_ROOMS), 0);
+	assert_int_equal(a->hdr->ip_inuse, 0);
+	assert_arena_ok(a);
+}
+
+static void
+test_ip_wrong_passwords_per_minute(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+	int		 i;
+
+	for (i = 0; i < 3; i++)
+		assert_int_equal(shm_ip_fail_add(a, addr_a, 7, 1000 + i), 0);
+	assert_int_equal(shm_ip_fail_add(a, addr_a, 8, 1000), 0);
+	assert_int_equal(shm_ip_fails(a, addr_a, 7, 1030), 3);
+	assert_int_equal(shm_ip_fails(a, addr_a, 8, 1030), 1);
+	assert_int_equal(shm_ip_fails(a, addr_b, 7, 1030), 0);
+	/* The minute starts at the first failure and then ends. */
+	assert_int_equal(shm_ip_fails(a, addr_a, 7, 1059), 3);
+	assert_int_equal(shm_ip_fails(a, addr_a, 7, 1060), 0);
+	assert_int_equal(shm_ip_fail_add(a, addr_a, 7, 1061), 0);
+	assert_int_equal(shm_ip_fails(a, addr_a, 7, 1062), 1);
+	assert_arena_ok(a);
+	/* Reaping drops whole minutes gone by, nothing younger. */
+	shm_ip_reap(a, 1100);
+	assert_int_equal(a->hdr->ip_inuse, 1);
+	assert_int_equal(shm_ip_fails(a, addr_a, 7, 1100), 1);
+	shm_ip_reap(a, 1121);
+	assert_int_equal(a->hdr->ip_inuse, 0);
+	assert_arena_ok(a);
+}
+
+static void
+test_ip_table_full_counts_nothing(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+	uint64_t	 addr[2] = { 0, 4 }, full0 = a->hdr->ip_full;
+	unsigned	 i;
+
+	for (i = 0; i < IPT_ENTRIES; i++) {
+		addr[0] = 0x0a000000 + i;
+		assert_int_equal(shm_ip_conn_add(a, addr, 0, 1), 0);
+	}
+	assert_int_equal(a->hdr->ip_inuse, IPT_ENTRIES);
+	assert_int_equal(a->hdr->ip_free, 0);
+	/* Full: a new address is let through, uncounted; old ones still
+	 * count and refuse. */
+	addr[0] = 0x0b000000;
+	assert_int_equal(shm_ip_conn_add(a, addr, 0, 1), 1);
+	assert_int_equal(shm_ip_count(a, addr, IPT_CONNS), 0);
+	assert_int_equal(a->hdr->ip_full, full0 + 1);
+	addr[0] = 0x0a000005;
+	assert_int_equal(shm_ip_conn_add(a, addr, 1, 1), SHM_ELIMIT);
+	assert_arena_ok(a);
+	shm_ip_conn_del(a, addr, 0);
+	addr[0] = 0x0b000000;
+	assert_int_equal(shm_ip_conn_add(a, addr, 0, 1), 0);
+	assert_arena_ok(a);
+	shm_ip_slot_dead(a, 0);
+	assert_int_equal(a->hdr->ip_inuse, 0);
+	assert_arena_ok(a);
+}
+
+/* A child that dies holding the address lock mid-insert. */
+static int
+op_ip_three_new(struct arena *a)
+{
+	uint64_t	 addr[2] = { 0x0c000001, 4 };
+	int		 i, rc;
+
+	for (i = 0; i < 3; i++) {
+		addr[0] += (uint64_t)i;
+		if ((rc = shm_ip_conn_add(a, addr, 2, 0)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void
+test_ip_killed_holder_rolls_back(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+	uint64_t	 rec0;
+
+	assert_int_equal(shm_ip_conn_add(a, addr_a, 1, 0), 0);
+	rec0 = a->hdr->recoveries;
+	assert_killed_by_sigkill(run_child(a, "ip_insert", op_ip_three_new));
+	assert_arena_ok(a);
+	assert_true(a->hdr->recoveries > rec0);
+	assert_int_equal(a->hdr->ip_inuse, 1);
+	assert_int_equal(shm_ip_count(a, addr_a, IPT_CONNS), 1);
+	/* The lock works and the table takes the same entries again. */
+	assert_child_ok(run_child(a, NULL, op_ip_three_new),
+	    "three new addresses after the repair");
+	assert_int_equal(a->hdr->ip_inuse, 4);
+	assert_arena_ok(a);
+}
+
+/* ------------------------------------------------------------------ */
 /* Recovery after a process dies holding locks */
 
 /*
@@ -2023,6 +2224,7 @@ test_reap_deletes_only_expired_empty_rooms(void **state)
 static const char *const alpha_names[] = {
 	"alice", "bob", "carol", "dave", "erin"
 };
+static const uint64_t world_addr[2] = { 0xc0000201, 4 };	/* 192.0.2.1 */
 
 static int
 crash_world(struct arena *a)
@@ -2062,6 +2264,9 @@ crash_world(struct arena *a)
 	if ((rc = add_member(a, &alpha2, "zoe", 20, 100, 0, NULL)) != 0 ||
 	    (rc = append(a, &alpha2, 1, NULL, 8, NULL)) != 0)
 		return rc;
+	if ((rc = shm_ip_conn_add(a, world_addr, 1, 0)) != 0 ||
+	    (rc = shm_ip_room_add(a, world_addr, 0)) != 0)
+		return rc < 0 ? rc : SHM_ENOSPC;
 	return 0;
 }
 
@@ -2207,6 +2412,15 @@ op_append_alpha(struct arena *a)
 	return rc;
 }
 
+/* A connection from a new address: a new entry of the address table. */
+static int
+op_ip_insert(struct arena *a)
+{
+	static const uint64_t	 addr[2] = { 0x20010db800000001ULL, 6 };
+
+	return shm_ip_conn_add(a, addr, 3, 0);
+}
+
 enum outcome { ROLLED_BACK, DONE, EITHER };
 
 struct crash_case {
@@ -2237,9 +2451,10 @@ static struct crash_case crash_cases[] = {
 	{ "crash_at_member_add_with_table_growth", "member_add",
 	    op_grow_alpha, ROLLED_BACK },
 	{ "crash_at_log_append", "log_append", op_append_alpha, ROLLED_BACK },
+	{ "crash_at_ip_insert", "ip_insert", op_ip_insert, ROLLED_BACK },
 };
 #define NCRASH	(sizeof(crash_cases) / sizeof(crash_cases[0]))
-_Static_assert(NCRASH == 12, "main() lists crash cases 0..11: keep it so");
+_Static_assert(NCRASH == 13, "main() lists crash cases 0..12: keep it so");
 
 /* Build the world in both arenas; snap[0] is before, snap[1] after op. */
 static void
@@ -2879,6 +3094,12 @@ main(void)
 		T(test_slot_dead_with_many_members_on_the_slot),
 		T(test_reap_deletes_only_expired_empty_rooms),
 
+		T(test_ip_connections_over_slots_and_a_dead_slot),
+		T(test_ip_rooms_follow_their_rooms),
+		T(test_ip_wrong_passwords_per_minute),
+		T(test_ip_table_full_counts_nothing),
+		T(test_ip_killed_holder_rolls_back),
+
 		T(test_recovery_killed_room_lock_holder_rolls_back),
 		T(test_recovery_member_removed_and_replaced_in_one_hold),
 		T_CRASH(test_recovery_crash_while_finishing_frees),
@@ -2886,6 +3107,7 @@ main(void)
 		cmocka_unit_test(test_crash_table_covers_every_site),
 		CRASH(0), CRASH(1), CRASH(2), CRASH(3), CRASH(4), CRASH(5),
 		CRASH(6), CRASH(7), CRASH(8), CRASH(9), CRASH(10), CRASH(11),
+		CRASH(12),
 
 		T_NAMED(test_reattach_named_arena),
 		T_NAMED(test_reattach_size_mismatch),
