@@ -583,3 +583,681 @@ async def open_ws_on(url, slot, attempts=60):
             return ws, w
         await close_ws(ws)
     pytest.fail(f"no WebSocket to {url} landed on slot {slot}")
+
+
+# ---------------------------------------------------------------- 2. chaos
+
+class Chaos:
+    """What the 60 s run saw: kills, per-dialect counters and violations.
+    A connection closed while the worker serving it was never killed is an
+    unexpected close: a violation."""
+
+    def __init__(self, d):
+        self.d = d
+        self.t0 = time.monotonic()
+        self.kills = []             # (t, slot, pid)
+        self.seen_ids = set()       # classroom ids ever listed
+        self.killed = set()
+        self.violations = []
+        self.count = {}
+
+    def now(self):
+        return round(time.monotonic() - self.t0, 2)
+
+    def bump(self, key, n=1):
+        self.count[key] = self.count.get(key, 0) + n
+
+    def bad(self, what):
+        self.violations.append(f"t={self.now()} {what}")
+
+    def lost(self, what, pid, exc):
+        """A connection served by pid failed with exc."""
+        self.bump("drops")
+        if pid not in self.killed:
+            self.bad(f"{what}: connection to live worker pid {pid} "
+                     f"ended: {exc!r:.200}")
+
+    def killed_since(self, t):
+        return any(k[0] >= t - self.t0 - 0.05 for k in self.kills)
+
+    async def retry(self, what, fn, tries=60, pause=0.25):
+        """await fn() until it returns a value that is not None."""
+        for _ in range(tries):
+            try:
+                v = await fn()
+            except CLOSED:
+                v = None
+            if v is not None:
+                return v
+            await asyncio.sleep(pause)
+        self.bad(f"{what}: not served again in {tries} tries")
+        return None
+
+
+async def chaos_killer(ch, stop, rng, duration):
+    loop = asyncio.get_running_loop()
+    at = rng.uniform(1, 4)
+    while at < duration - 2 and not stop.is_set():
+        await asyncio.sleep(max(0.0, ch.t0 + at - time.monotonic()))
+        pids = await loop.run_in_executor(None, slot_pids, ch.d)
+        slot = rng.randrange(len(pids))
+        pid = pids[slot]
+        if pid > 0 and pid not in ch.killed:
+            ch.killed.add(pid)
+            os.kill(pid, signal.SIGKILL)
+            ch.kills.append((ch.now(), slot, pid))
+        at += rng.uniform(1, 4)
+
+
+async def canvas_actor(ch, m, stop, rng):
+    while not stop.is_set():
+        if m.ws is None:
+            async def again():
+                await m.open()
+                return m.ws
+            if await ch.retry(f"canvas {m.name}", again) is None:
+                return
+            ch.bump("canvas reconnects")
+        pid = m.worker[1]
+        t = time.monotonic()
+        if not await m.batch(rng):
+            ch.lost(f"canvas {m.name}", pid, "batch not acknowledged")
+            continue
+        ch.bump("canvas batches")
+        await asyncio.sleep(rng.uniform(0.03, 0.12))
+
+
+async def echo_actor(ch, stop):
+    ws, pid, i = None, None, 0
+    while not stop.is_set():
+        if ws is None:
+            async def again():
+                return await ws_open(f"{ch.d.ws_base}/echo", timeout=5)
+            if (ws := await ch.retry("echo", again)) is None:
+                return
+            pid = ws_worker(ws)[1]
+        msg = f"e{i}"
+        i += 1
+        try:
+            await ws.send(msg)
+            got = await asyncio.wait_for(ws.recv(), 5)
+            if got != msg:
+                ch.bad(f"echo {msg!r} came back as {got!r:.100}")
+            ch.bump("echo round trips")
+        except CLOSED as e:
+            ch.lost("echo", pid, e)
+            ws.transport.abort()
+            ws = None
+            continue
+        await asyncio.sleep(0.05)
+    if ws is not None:
+        await close_ws(ws)
+
+
+class ChatUser:
+    def __init__(self, ch, name, channel):
+        self.ch, self.name, self.channel = ch, name, channel
+        self.ws, self.pid = None, None
+        self.last = 0               # last seq received in the channel
+        self.sent, self.acked = [], []
+        self.k = 0
+
+    def absorb(self, m):
+        if m.get("type") == "message" and m.get("target") == self.channel:
+            seq = m.get("seq")
+            if seq != self.last + 1:
+                self.ch.bad(f"chat {self.name}: seq {seq} after {self.last}")
+            if isinstance(seq, int):
+                self.last = seq
+            if m.get("name") == self.name:
+                self.acked.append(m.get("message"))
+        elif m.get("type") == "error":
+            self.ch.bad(f"chat {self.name}: error {m!r:.300}")
+
+    async def enter(self):
+        """Connect and join the channel from the last seq seen; None while
+        the name is still held by a lost connection."""
+        ws = await ws_open(f"{self.ch.d.ws_base}/chat?name={self.name}",
+                           timeout=5)
+        await ws.send(json.dumps({"type": "command", "action": "join",
+                                  "target": self.channel,
+                                  "since": self.last}))
+        try:
+            while True:
+                m = await recv_json(ws, 5)
+                if m.get("code") == "name_taken":
+                    ws.transport.abort()
+                    return None
+                if m.get("type") == "event" and m.get("event") == "join" \
+                        and m.get("name") == self.name:
+                    break
+                self.absorb(m)
+        except CLOSED:
+            ws.transport.abort()
+            return None
+        self.ws, self.pid = ws, ws_worker(ws)[1]
+        return ws
+
+    async def say(self, timeout=5.0):
+        text = f"{self.name}:{self.k}"
+        self.k += 1
+        self.sent.append(text)
+        await self.ws.send(json.dumps({"type": "message",
+                                       "target": self.channel,
+                                       "message": text}))
+        end = time.monotonic() + timeout
+        while text not in self.acked:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError()
+            self.absorb(await recv_json(self.ws, left))
+
+
+async def chat_actor(ch, u, stop, rng):
+    while not stop.is_set():
+        if u.ws is None:
+            if await ch.retry(f"chat {u.name}", u.enter, tries=80) is None:
+                return
+            ch.bump("chat reconnects")
+        try:
+            await u.say()
+            ch.bump("chat messages")
+        except CLOSED as e:
+            ch.lost(f"chat {u.name}", u.pid, e)
+            u.ws.transport.abort()
+            u.ws = None
+            continue
+        await asyncio.sleep(rng.uniform(0.05, 0.15))
+
+
+async def chat_lurker(ch, tag, stop):
+    """A chat user that only listens, under a new name after each loss.
+    The chat frees the names of users lost with a worker only while some
+    user is connected (roomd-protocols(7), "Leaving the chat"): without it
+    a user whose every peer died with it would be refused as name_taken
+    until room_ttl passes."""
+    i, ws, pid = 0, None, None
+    while not stop.is_set():
+        if ws is None:
+            async def again():
+                return await ws_open(f"{ch.d.ws_base}/chat?name=lurk{i}-{tag}",
+                                     timeout=5)
+            if (ws := await ch.retry("chat lurker", again)) is None:
+                return
+            pid = ws_worker(ws)[1]
+            i += 1
+        try:
+            m = await recv_json(ws, 0.5)
+            if m.get("type") == "error":
+                ch.bad(f"chat lurker: {m!r:.200}")
+        except asyncio.TimeoutError:
+            pass
+        except CLOSED as e:
+            ch.lost("chat lurker", pid, e)
+            ws.transport.abort()
+            ws = None
+    if ws is not None:
+        await close_ws(ws)
+
+
+class LobbyClient:
+    def __init__(self, ch, name):
+        self.ch, self.name = ch, name
+        self.ws, self.pid, self.ident = None, None, None
+        self.versions = []          # (k, version) acknowledged saves
+        self.k = 0
+        self.answers = 0
+        self.offers = 0
+
+    async def join(self, code, host):
+        ws = await ws_open(f"{self.ch.d.ws_base}/lobby", timeout=5)
+        try:
+            m = await recv_json(ws, 5)
+            assert m.get("type") == "identity", m
+            data = {"roomCode": code} if code else None
+            if self.ident is not None:
+                data.update(self.ident)
+            else:
+                self.ident = {k: m["data"][k] for k in ("clientId", "token")}
+            await ws.send(json.dumps({"type": "joinRoom", "data": data} if
+                                     code else {"type": "createRoom"}))
+            m = await recv_json(ws, 5)
+        except CLOSED:
+            ws.transport.abort()
+            return None
+        if m.get("type") == "error":
+            ws.transport.abort()
+            if m.get("errorType") != "hostDisconnected":
+                self.ch.bad(f"lobby {self.name}: {m!r:.300}")
+            return None
+        if code is None:
+            self.code = m["data"]["roomCode"]
+        elif m.get("type") != "roomJoined" or \
+                m["data"].get("clientIsHost") is not host:
+            self.ch.bad(f"lobby {self.name}: joinRoom -> {m!r:.300}")
+        self.ws, self.pid = ws, ws_worker(ws)[1]
+        return ws
+
+
+async def lobby_host(ch, h, stop, rng, timeout=5.0):
+    while not stop.is_set():
+        if h.ws is None:
+            if await ch.retry("lobby host", lambda: h.join(h.code, True)) \
+                    is None:
+                return
+            ch.bump("lobby reconnects")
+        try:
+            h.k += 1
+            await h.ws.send(json.dumps({"type": "saveSnapshot",
+                                        "data": {"k": h.k}}))
+            end = time.monotonic() + timeout
+            while True:
+                m = await recv_json(h.ws, max(0.01, end - time.monotonic()))
+                if m.get("type") == "snapshotSaved":
+                    h.versions.append((h.k, m["data"]["version"]))
+                    break
+                if m.get("type") == "guestOfferSignal":
+                    h.offers += 1
+                    await h.ws.send(json.dumps({
+                        "type": "hostAnswerSignal",
+                        "data": {"answerSignal": m["data"]["offerSignal"],
+                                 "clientId": m["data"]["clientId"]}}))
+            ch.bump("lobby snapshots")
+        except CLOSED as e:
+            ch.lost("lobby host", h.pid, e)
+            h.ws.transport.abort()
+            h.ws = None
+            continue
+        await asyncio.sleep(rng.uniform(0.05, 0.2))
+
+
+async def lobby_guest(ch, g, code, stop, rng):
+    while not stop.is_set():
+        if g.ws is None:
+            if await ch.retry(f"lobby {g.name}", lambda: g.join(code, False),
+                              tries=80) is None:
+                return
+            ch.bump("lobby reconnects")
+        try:
+            await g.ws.send(json.dumps({"type": "guestOfferSignal",
+                                        "data": {"offerSignal": g.k}}))
+            g.k += 1
+            try:
+                while True:
+                    m = await recv_json(g.ws, 0.3)
+                    if m.get("type") == "hostAnswerSignal":
+                        g.answers += 1
+                        ch.bump("lobby answers")
+                    elif m.get("type") not in ("hostDisconnected",
+                                               "hostRejoined"):
+                        ch.bad(f"lobby {g.name}: {m!r:.300}")
+            except asyncio.TimeoutError:
+                pass
+        except CLOSED as e:
+            ch.lost(f"lobby {g.name}", g.pid, e)
+            g.ws.transport.abort()
+            g.ws = None
+            continue
+        await asyncio.sleep(rng.uniform(0.05, 0.2))
+
+
+class Pupil:
+    def __init__(self, ch, name, room):
+        self.ch, self.name, self.room = ch, name, room
+        self.ws = self.pid = self.id = None
+        self.admin = False
+        self.ids = []               # (t, id, (slot, pid)) of each entry
+
+    async def enter(self):
+        q = f"name={self.name}&room={self.room}"
+        ws = await ws_open(f"{self.ch.d.ws_base}/classroom?{q}", timeout=5)
+        try:
+            m = await recv_json(ws, 5)
+        except CLOSED:
+            ws.transport.abort()
+            return None
+        # Its own record: the one of its name with an id never seen (a
+        # lost stay of the same name may still be listed).
+        mine = [p for p in m.get("data", {}).get("participants", [])
+                if p.get("name") == self.name and
+                p.get("id") not in self.ch.seen_ids]
+        self.ch.seen_ids.update(p.get("id") for p in m.get("data", {}).get(
+            "participants", []))
+        if m.get("type") != "ParticipantEnter" or len(mine) != 1:
+            self.ch.bad(f"classroom {self.name}: first message {m!r:.300}")
+            ws.transport.abort()
+            return None
+        self.id, self.admin = mine[-1]["id"], mine[-1]["admin"]
+        self.ids.append((self.ch.now(), self.id, ws_worker(ws)))
+        self.ws, self.pid = ws, ws_worker(ws)[1]
+        return ws
+
+
+async def classroom_actor(ch, p, stop, rng, timeout=5.0):
+    while not stop.is_set():
+        if p.ws is None:
+            if await ch.retry(f"classroom {p.name}", p.enter) is None:
+                return
+            ch.bump("classroom reconnects")
+        t = time.monotonic()
+        try:
+            kind = "Broadcast" if p.admin else "Petition"
+            await p.ws.send(json.dumps({"type": kind, "data": {"from":
+                                                              p.name}}))
+            end = time.monotonic() + timeout
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise asyncio.TimeoutError()
+                m = await recv_json(p.ws, left)
+                if m.get("type") == "ServerResponse":
+                    break
+            if m["data"]["value"] == "ok":
+                ch.bump("classroom sent")
+            elif m["data"]["details"] != "admins not found":
+                ch.bad(f"classroom {p.name}: {kind} -> {m!r:.200}")
+        except CLOSED as e:
+            ch.lost(f"classroom {p.name}", p.pid, e)
+            p.ws.transport.abort()
+            p.ws = None
+            continue
+        await asyncio.sleep(rng.uniform(0.05, 0.2))
+
+
+class Sharer:
+    """A screenshare member.  The host's room is shared state: when the
+    host is lost its room lives on without it, so the host makes a new
+    room and the users move there."""
+
+    def __init__(self, ch, name, room):
+        self.ch, self.name, self.room = ch, name, room   # room: dict
+        self.ws = self.pid = None
+        self.in_room = None
+
+    async def enter(self, host):
+        ws = await ws_open(f"{self.ch.d.ws_base}/ws", timeout=5)
+        try:
+            if host:
+                await ws.send(json.dumps({"type": "CREATE_ROOM",
+                                          "username": self.name}))
+                m = await recv_json(ws, 5)
+                if m.get("type") != "ROOM_CREATED":
+                    self.ch.bad(f"screenshare host: {m!r:.200}")
+                    ws.transport.abort()
+                    return None
+                self.room["id"] = self.in_room = m["roomid"]
+            else:
+                if self.room.get("id") is None:
+                    ws.transport.abort()
+                    return None
+                await ws.send(json.dumps({"type": "JOIN_ROOM",
+                                          "roomid": self.room["id"],
+                                          "username": self.name}))
+                m = await recv_json(ws, 5)
+                if m.get("type") != "ROOM_JOINED":
+                    ws.transport.abort()
+                    return None     # the name is not free yet, or no room
+                self.in_room = self.room["id"]
+        except CLOSED:
+            ws.transport.abort()
+            return None
+        self.ws, self.pid = ws, ws_worker(ws)[1]
+        return ws
+
+
+async def share_host(ch, h, stop):
+    while not stop.is_set():
+        if h.ws is None:
+            if await ch.retry("screenshare host", lambda: h.enter(True)) \
+                    is None:
+                return
+            ch.bump("screenshare rooms")
+        try:
+            m = await recv_json(h.ws, 0.5)
+            if m.get("type") == "REQUEST_SHARING":
+                await h.ws.send(json.dumps({"type": "ALLOW_SHARING",
+                                            "username": m["username"]}))
+        except asyncio.TimeoutError:
+            pass
+        except CLOSED as e:
+            ch.lost("screenshare host", h.pid, e)
+            h.ws.transport.abort()
+            h.ws = None
+
+
+async def share_user(ch, u, stop, rng, timeout=5.0):
+    while not stop.is_set():
+        if u.ws is None or u.in_room != u.room.get("id"):
+            if u.ws is not None:
+                await close_ws(u.ws)
+                u.ws = None
+            if await ch.retry(f"screenshare {u.name}", lambda: u.enter(False),
+                              tries=80) is None:
+                return
+            ch.bump("screenshare joins")
+        t = time.monotonic()
+        try:
+            await u.ws.send(json.dumps({"type": "REQUEST_SHARING"}))
+            end = time.monotonic() + timeout
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise asyncio.TimeoutError()
+                m = await recv_json(u.ws, left)
+                if m.get("type") == "ALLOW_SHARING":
+                    ch.bump("screenshare round trips")
+                    break
+                if m.get("type") == "HOST_LEFT":
+                    u.in_room = None        # move to the host's new room
+                    break
+        except asyncio.TimeoutError:
+            # the host (or this user) was on a worker killed meanwhile,
+            # or the host is between rooms
+            if not ch.killed_since(t) and u.in_room == u.room.get("id"):
+                ch.bad(f"screenshare {u.name}: no ALLOW_SHARING in "
+                       f"{timeout} s and no kill meanwhile")
+            continue
+        except CLOSED as e:
+            ch.lost(f"screenshare {u.name}", u.pid, e)
+            u.ws.transport.abort()
+            u.ws = None
+            continue
+        await asyncio.sleep(rng.uniform(0.05, 0.2))
+
+
+async def chat_history(d, channel, name="auditor"):
+    """Every message of channel, as a fresh user joining with since 0."""
+    ws = await ws_open(f"{d.ws_base}/chat?name={name}")
+    try:
+        await ws.send(json.dumps({"type": "command", "action": "join",
+                                  "target": channel, "since": 0}))
+        out = []
+        while True:
+            m = await recv_json(ws, 10)
+            if m.get("type") == "event" and m.get("event") == "join" and \
+                    m.get("name") == name:
+                return out
+            if m.get("type") == "message":
+                out.append(m)
+            elif m.get("type") == "error":
+                raise AssertionError(f"joining {channel}: {m!r:.300}")
+    finally:
+        await close_ws(ws)
+
+
+def check_chat_history(hist, users, info=""):
+    seqs = [m.get("seq") for m in hist]
+    assert seqs == list(range(1, len(hist) + 1)), \
+        f"chat history seq not 1..{len(hist)}: {seqs[:40]}\n{info}"
+    texts = [m.get("message") for m in hist]
+    dup = sorted({t for t in texts if texts.count(t) > 1})
+    assert not dup, f"chat messages in the history twice: {dup[:10]}"
+    sent = {t for u in users for t in u.sent}
+    assert set(texts) <= sent, f"chat messages nobody sent: {set(texts) - sent}"
+    for u in users:
+        missing = [t for t in u.acked if t not in texts]
+        assert not missing, \
+            f"chat {u.name}: acknowledged messages missing: {missing[:10]}"
+        mine = [int(t.split(":")[1]) for t in texts
+                if t.startswith(u.name + ":")]
+        assert mine == sorted(mine), f"chat {u.name}: out of order"
+        assert all(m.get("name") == t.split(":")[0]
+                   for m, t in zip(hist, texts)), "chat: wrong sender names"
+
+
+async def classroom_members(d, room, want, timeout=6.0):
+    """The ids a newcomer's ParticipantEnter lists (itself left out), once
+    they are want or timeout passes."""
+    end = time.monotonic() + timeout
+    while True:
+        ws = await ws_open(f"{d.ws_base}/classroom?name=probe&room={room}")
+        try:
+            m = await recv_json(ws, 5)
+        finally:
+            await close_ws(ws)
+        ids = {p["id"] for p in m["data"]["participants"]
+               if p["name"] != "probe"}
+        if ids == want or time.monotonic() > end:
+            return ids, m["data"]["participants"]
+        await asyncio.sleep(0.5)
+
+
+def test_chaos_all_dialects_60s(daemons):
+    """Continuous traffic in every dialect while a random worker is killed
+    with SIGKILL every 1-4 s for 60 s (seeded).  Canvas: every acknowledged
+    action in the log once, in order, and every member's stream gap-free.
+    Chat: the channel history holds every acknowledged message once, in
+    order, seq 1..n, and each user's stream is gap-free across reconnects
+    (join since its last seq).  Lobby: the host's snapshots survive (the
+    final one is the last acknowledged), guests and host come back with
+    their identities.  Classroom: participants come back, the dead ones
+    leave the room.  Screenshare: requests reach the host and allowances
+    come back.  In every dialect (and echo) no connection served by a
+    worker that was not killed is ever closed, and a client whose worker
+    was killed is served again."""
+    seed = 8008
+    rng = random.Random(seed)
+    duration = float(os.environ.get("ROOMD_CHAOS_SECONDS", "60"))
+    d = daemons(MOUNTS + "room_ttl 30\nlobby_grace 30\n", 2)
+    ch = Chaos(d)
+    tag = uuid.uuid4().hex[:8]
+    rid = f"chaos-{tag}"
+    names = [f"c{i}" for i in range(4)]
+    toks = {names[0]: create_room(d, host=names[0], room_id=rid)["token"]}
+    for n in names[1:]:
+        toks[n] = join_room(d, rid, n)["token"]
+    drawers = [Drawer(d, rid, n, toks[n]) for n in names]
+    channel = f"#chaos-{tag}"
+    chatters = [ChatUser(ch, f"u{i}-{tag}", channel) for i in range(3)]
+    host = LobbyClient(ch, "host")
+    guests = [LobbyClient(ch, f"g{i}") for i in range(2)]
+    croom = f"cr-{tag}"
+    pupils = [Pupil(ch, f"p{i}", croom) for i in range(3)]
+    sroom = {}
+    sharers = [Sharer(ch, f"s{i}", sroom) for i in range(3)]
+    final = {}
+
+    async def scenario():
+        stop = asyncio.Event()
+        tasks = []
+        try:
+            for m in drawers:
+                await m.open()
+            cr = await ws_open(f"{d.ws_base}/chat?name=creator-{tag}")
+            await cr.send(json.dumps({"type": "command", "action": "create",
+                                      "target": channel}))
+            m = await recv_json(cr, 5)
+            assert m.get("event") == "create", m
+            await close_ws(cr)
+            for u in chatters:
+                assert await u.enter() is not None, u.name
+            assert await host.join(None, True) is not None
+            host.code = host.code
+            for g in guests:
+                assert await g.join(host.code, False) is not None, g.name
+            for p in pupils:
+                assert await p.enter() is not None, p.name
+            assert pupils[0].admin, "the first pupil is not the admin"
+            assert await sharers[0].enter(True) is not None
+            for s in sharers[1:]:
+                assert await s.enter(False) is not None, s.name
+            ch.t0 = time.monotonic()
+            r = random.Random(rng.random())
+            tasks = [asyncio.ensure_future(canvas_actor(ch, m, stop,
+                     random.Random(r.random()))) for m in drawers]
+            tasks.append(asyncio.ensure_future(echo_actor(ch, stop)))
+            tasks.append(asyncio.ensure_future(chat_lurker(ch, tag, stop)))
+            tasks += [asyncio.ensure_future(chat_actor(
+                ch, u, stop, random.Random(r.random()))) for u in chatters]
+            tasks.append(asyncio.ensure_future(lobby_host(
+                ch, host, stop, random.Random(r.random()))))
+            tasks += [asyncio.ensure_future(lobby_guest(
+                ch, g, host.code, stop, random.Random(r.random())))
+                for g in guests]
+            tasks += [asyncio.ensure_future(classroom_actor(
+                ch, p, stop, random.Random(r.random()))) for p in pupils]
+            tasks.append(asyncio.ensure_future(share_host(ch, sharers[0],
+                                                          stop)))
+            tasks += [asyncio.ensure_future(share_user(
+                ch, s, stop, random.Random(r.random())))
+                for s in sharers[1:]]
+            kt = asyncio.ensure_future(chaos_killer(
+                ch, stop, random.Random(rng.random()), duration))
+            await asyncio.sleep(duration)
+            stop.set()
+            await asyncio.wait_for(kt, 15)
+            await asyncio.wait_for(asyncio.gather(*tasks), 40)
+            # the final state, read by fresh clients
+            final["canvas"] = await whole_log(d, rid, toks[names[0]])
+            final["chat"] = await chat_history(d, channel)
+            await guests[0].ws.send(json.dumps({"type": "getSnapshot"}))
+            final["snapshot"] = await recv_json(guests[0].ws, 5)
+            probe = LobbyClient(ch, "probe")
+            final["lobby join"] = await probe.join(host.code, False)
+            if probe.ws is not None:
+                await close_ws(probe.ws)
+            final["classroom"] = await classroom_members(
+                d, croom, {p.id for p in pupils})
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await close_all([x.ws for x in drawers + chatters + [host] +
+                             guests + pupils + sharers if x.ws is not None])
+
+    run(scenario(), timeout=duration + 120)
+    info = (f"seed {seed}; {len(ch.kills)} kills (t, slot, pid) {ch.kills}; "
+            f"counts {ch.count}")
+    print(info)
+    assert not ch.violations, \
+        f"{len(ch.violations)} violations:\n" + "\n".join(
+            ch.violations[:20]) + f"\n{info}"
+    assert len(ch.kills) >= duration / 4, f"too few kills: {info}"
+    check_canvas_log(final["canvas"], drawers, info)
+    check_chat_history(final["chat"], chatters, info)
+    snap = final["snapshot"]
+    assert snap.get("type") == "snapshot", snap
+    vs = [v for _, v in host.versions]
+    assert vs == sorted(set(vs)), f"snapshot versions not increasing: {vs}"
+    last_k, last_v = host.versions[-1]
+    assert snap["data"]["version"] >= last_v and \
+        snap["data"]["state"]["k"] >= last_k, (snap, host.versions[-3:])
+    if last_k == host.k:
+        assert snap["data"] == {"version": last_v, "state": {"k": last_k}}, \
+            (snap, host.versions[-3:])
+    assert final["lobby join"] is not None, "the lobby room is gone"
+    assert final["classroom"][0] == {p.id for p in pupils}, \
+        (f"classroom members {final['classroom'][1]}, connected "
+         f"{[(p.name, p.ids) for p in pupils]}\n{info}")
+    for key in ("canvas batches", "echo round trips", "chat messages",
+                "lobby snapshots", "lobby answers", "classroom sent",
+                "screenshare round trips"):
+        assert ch.count.get(key, 0) > 0, f"no {key}: {info}"
+    # the master is alive, counted every kill, and its arena checks passed
+    assert d.proc.poll() is None, f"the master exited: {d.proc.returncode}"
+    st = status(d)
+    assert sum(w["restarts"] for w in st["workers"]) == len(ch.kills), \
+        f"roomctl counts restarts {st['workers']} for {len(ch.kills)} kills"
+    assert all(w["pid"] > 0 for w in st["workers"]), st
+    check_log(d, [k[2] for k in ch.kills])
