@@ -46,6 +46,11 @@ config_defaults(struct roomd_config *c)
 	c->lobby_snapshot_max_bytes = 1 << 20;
 	c->chat_anonymous = 1;
 	c->chat_history = 50;
+	c->max_connections_per_ip = 256;
+	c->max_rooms_per_ip = 100;
+	c->message_rate = 200;
+	c->message_burst = 400;
+	c->join_failures_per_minute = 10;
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 	    ROOMD_CONTROL);
 }
@@ -71,7 +76,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->pidfile, src->pidfile) != 0;
 	for (i = 0; i < dst->nlistens && i < src->nlistens; i++)
 		restart += strcmp(dst->listens[i].text, src->listens[i].text)
-		    != 0;
+		    != 0 || dst->listens[i].tls != src->listens[i].tls;
 	for (i = 0; i < dst->nmounts && i < src->nmounts; i++)
 		restart += strcmp(dst->mounts[i].path, src->mounts[i].path) !=
 		    0 || dst->mounts[i].dialect != src->mounts[i].dialect;
@@ -84,6 +89,14 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->room_ttl = src->room_ttl;
 	dst->room_max_members = src->room_max_members;
 	dst->room_log_max_bytes = src->room_log_max_bytes;
+	dst->max_connections_per_ip = src->max_connections_per_ip;
+	dst->max_rooms_per_ip = src->max_rooms_per_ip;
+	dst->message_rate = src->message_rate;
+	dst->message_burst = src->message_burst;
+	dst->join_failures_per_minute = src->join_failures_per_minute;
+	dst->limits_on_loopback = src->limits_on_loopback;
+	memcpy(dst->allowed_origins, src->allowed_origins,
+	    sizeof(dst->allowed_origins));
 	memcpy(dst->htdocs, src->htdocs, sizeof(dst->htdocs));
 	memcpy(dst->classroom_jwt_secret, src->classroom_jwt_secret,
 	    sizeof(dst->classroom_jwt_secret));
@@ -209,6 +222,113 @@ config_mount(struct roomd_config *c, const char *dialect, const char *path,
 	return 0;
 }
 
+/* The line config_load is reading, for settings that span lines. */
+static int	config_line;
+
+static int	config_int(const char *, long, long, long *);
+
+/*
+ * listen address:port [tls [cert file] [key file]]: the files are read
+ * by server_tls_load(), in the master, which names this line if they are
+ * unreadable or do not match.
+ */
+static int
+config_listen_line(struct roomd_config *c, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	struct listen_addr	*l;
+	char			*dst;
+	int			 i;
+
+	if (argc < 2) {
+		snprintf(err, errlen, "usage: listen address:port [tls cert "
+		    "file key file]");
+		return -1;
+	}
+	if (config_listen(c, argv[1], err, errlen) == -1)
+		return -1;
+	l = &c->listens[c->nlistens - 1];
+	l->line = config_line;
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "tls") == 0) {
+			l->tls = 1;
+			continue;
+		}
+		dst = strcmp(argv[i], "cert") == 0 ? l->cert :
+		    strcmp(argv[i], "key") == 0 ? l->key : NULL;
+		if (dst == NULL || i + 1 == argc) {
+			snprintf(err, errlen, "listen %s: expected tls, cert "
+			    "file or key file, not \"%s\"", argv[1], argv[i]);
+			return -1;
+		}
+		if (strlen(argv[++i]) >= sizeof(l->cert)) {
+			snprintf(err, errlen, "listen %s: file name too long",
+			    argv[1]);
+			return -1;
+		}
+		snprintf(dst, sizeof(l->cert), "%s", argv[i]);
+	}
+	if ((l->cert[0] != '\0' || l->key[0] != '\0') && !l->tls) {
+		snprintf(err, errlen, "listen %s: cert and key need tls",
+		    argv[1]);
+		return -1;
+	}
+	if (l->tls && (l->cert[0] == '\0' || l->key[0] == '\0')) {
+		snprintf(err, errlen, "listen %s: tls needs cert file and key "
+		    "file", argv[1]);
+		return -1;
+	}
+	return 0;
+}
+
+/* message_rate per-second [burst]; 0 turns it off. */
+static int
+config_message_rate(struct roomd_config *c, char **argv, int argc,
+    char *err, size_t errlen)
+{
+	long	 rate, burst;
+
+	if (argc < 2 || argc > 3 || config_int(argv[1], 0, 1000000, &rate)
+	    == -1 || (argc == 3 && (config_int(argv[2], 1, 10000000, &burst)
+	    == -1 || burst < rate))) {
+		snprintf(err, errlen, "usage: message_rate per-second [burst], "
+		    "from 0 to 1000000, the burst at least the rate");
+		return -1;
+	}
+	c->message_rate = (int)rate;
+	c->message_burst = argc == 3 ? (int)burst : (int)rate * 2;
+	return 0;
+}
+
+/* allowed_origins origin ...: each line adds to the list. */
+static int
+config_origins(struct roomd_config *c, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	size_t	 have = strlen(c->allowed_origins), n;
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		n = strlen(argv[i]);
+		if (strncmp(argv[i], "http://", 7) != 0 &&
+		    strncmp(argv[i], "https://", 8) != 0 &&
+		    strcmp(argv[i], "null") != 0) {
+			snprintf(err, errlen, "allowed_origins: \"%s\" is not "
+			    "an origin (scheme://host[:port])", argv[i]);
+			return -1;
+		}
+		if (have + n + 2 > sizeof(c->allowed_origins)) {
+			snprintf(err, errlen, "allowed_origins: too long");
+			return -1;
+		}
+		if (have > 0)
+			c->allowed_origins[have++] = ' ';
+		memcpy(c->allowed_origins + have, argv[i], n + 1);
+		have += n;
+	}
+	return 0;
+}
+
 static int
 config_int(const char *v, long min, long max, long *out)
 {
@@ -271,6 +391,12 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    lobby_retention), 1, 86400 * 365 },
 		{ "chat_history", offsetof(struct roomd_config, chat_history),
 		    0, 10000 },
+		{ "max_connections_per_ip", offsetof(struct roomd_config,
+		    max_connections_per_ip), 0, 1000000 },
+		{ "max_rooms_per_ip", offsetof(struct roomd_config,
+		    max_rooms_per_ip), 0, 1000000 },
+		{ "join_failures_per_minute", offsetof(struct roomd_config,
+		    join_failures_per_minute), 0, 1000000 },
 	};
 	static const struct {
 		const char	*key;
@@ -282,6 +408,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    lobby_migration) },
 		{ "chat_anonymous", offsetof(struct roomd_config,
 		    chat_anonymous) },
+		{ "limits_on_loopback", offsetof(struct roomd_config,
+		    limits_on_loopback) },
 	};
 	const char	*key = argv[0];
 	uint64_t	 u;
@@ -310,7 +438,13 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		{ "user", offsetof(struct roomd_config, user), sizeof(c->user) },
 	};
 
-	known = strcmp(key, "mount") == 0 || strcmp(key, "listen") == 0;
+	if (strcmp(key, "listen") == 0)
+		return config_listen_line(c, argv, argc, err, errlen);
+	if (strcmp(key, "message_rate") == 0)
+		return config_message_rate(c, argv, argc, err, errlen);
+	if (strcmp(key, "allowed_origins") == 0)
+		return config_origins(c, argv, argc, err, errlen);
+	known = strcmp(key, "mount") == 0;
 	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		known |= strcmp(key, strings[i].key) == 0;
 	for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
@@ -334,8 +468,6 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		snprintf(err, errlen, "%s takes one value", key);
 		return -1;
 	}
-	if (strcmp(key, "listen") == 0)
-		return config_listen(c, argv[1], err, errlen);
 	for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
 		if (strcmp(key, bools[i].key) == 0) {
 			if (strcmp(argv[1], "yes") != 0 &&
@@ -424,7 +556,7 @@ config_load(struct roomd_config *c, const char *file, char *err,
 	}
 	snprintf(c->file, sizeof(c->file), "%s", file);
 	while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
-		lineno++;
+		config_line = ++lineno;
 		if (strchr(line, '\n') == NULL && !feof(fp)) {
 			snprintf(why, sizeof(why), "line too long");
 			rc = -1;

@@ -192,11 +192,15 @@ main(int argc, char *argv[])
 		fprintf(stderr, "roomd: %s\n", errstr);
 		return 1;
 	}
-	if (master_config(&env->conf, err, sizeof(err)) == -1) {
+	/* TLS keys are often readable by root only: loaded now, before
+	 * privileges are dropped; the workers inherit the contexts. */
+	if (master_config(&env->conf, err, sizeof(err)) == -1 ||
+	    server_tls_load(&env->conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "roomd: %s\n", err);
 		return 1;
 	}
 	if (check) {
+		server_tls_free();
 		fprintf(stderr, "roomd: configuration OK\n");
 		return 0;
 	}
@@ -450,6 +454,7 @@ master_reload(void)
 		    err);
 		return;
 	}
+	server_tls_reload(&c);
 	restart = config_apply_live(&env->conf, &c);
 	for (i = 0; i < env->nworkers; i++)
 		if (workers[i].pid > 0)

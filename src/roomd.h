@@ -52,6 +52,10 @@ struct listen_addr {
 	char			 text[128];
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
+	int			 tls;		/* listen ... tls */
+	int			 line;		/* of the file, for errors */
+	char			 cert[1024];	/* PEM: certificate (chain) */
+	char			 key[1024];	/* PEM: its private key */
 };
 
 struct mount {
@@ -89,6 +93,13 @@ struct roomd_config {
 	uint64_t		 lobby_snapshot_max_bytes;
 	int			 chat_anonymous;
 	int			 chat_history;
+	int			 max_connections_per_ip;	/* 0: none */
+	int			 max_rooms_per_ip;
+	int			 message_rate;		/* per second */
+	int			 message_burst;
+	int			 join_failures_per_minute;
+	int			 limits_on_loopback;	/* else exempt */
+	char			 allowed_origins[2048];	/* "" : any */
 	char			 htdocs[1024];
 	char			 control_socket[108];
 	char			 metrics_listen[128];
@@ -181,6 +192,10 @@ struct conn {
 	unsigned		 behind:1;	/* output full: catch up later */
 	unsigned		 in_recv:1;	/* inside wslay_event_recv */
 	unsigned		 raw_closed:1;	/* roomd wrote the close itself */
+	unsigned		 addr_counted:1; /* in the address table */
+	uint64_t		 addr[2];	/* client address key */
+	uint64_t		 tokens;	/* message_rate bucket, 1/1000 */
+	uint64_t		 refilled;	/* when, in milliseconds */
 };
 TAILQ_HEAD(connlist, conn);
 
@@ -190,6 +205,15 @@ struct event_base *server_base(void);
 void	 server_close(struct conn *, const char *reason);
 void	 server_flush_later(void);
 int	 server_output_full(struct conn *);
+/* TLS contexts of the listeners: loaded by the master before it drops
+ * privileges (workers inherit them), and again on SIGHUP. */
+int	 server_tls_load(const struct roomd_config *, char *, size_t);
+void	 server_tls_reload(const struct roomd_config *);
+void	 server_tls_free(void);
+/* The limits on one client address (shm_ip_*), and on a connection. */
+void	 server_addr_key(const struct sockaddr *, uint64_t key[2]);
+const uint64_t *server_client_addr(void);
+int	 server_message_allowed(struct conn *);
 
 /* server_http.c */
 #define HTTP_MAX_QUERY	16
@@ -302,6 +326,8 @@ uint64_t room_log_bytes(struct room *);
 int	 room_has_password(struct room *);
 int	 room_set_password(struct room *, const char *);
 int	 room_check_password(struct room *, const char *);
+int	 room_password_blocked(struct room *);
+void	 room_password_failed(struct room *);
 int	 room_member_add(struct room *, const char *name, uint64_t role,
 	    struct room_member *);
 int	 room_member_add_id(struct room *, const char *name, uint64_t role,

@@ -355,6 +355,30 @@ http_wants_upgrade(struct http_req *req)
 	    strcasestr(req->connection, "upgrade") != NULL;
 }
 
+/*
+ * allowed_origins: a browser names the page that opens a WebSocket in
+ * Origin; when the list is set, only those pages may.  A request without
+ * Origin is no browser's and passes.  Origins compare without case.
+ */
+static int
+http_origin_allowed(const char *origin)
+{
+	const char	*list = env->conf.allowed_origins, *end;
+	size_t		 n;
+
+	if (origin == NULL || list[0] == '\0')
+		return 1;
+	n = strlen(origin);
+	for (; *list != '\0'; list = *end == ' ' ? end + 1 : end) {
+		if ((end = strchr(list, ' ')) == NULL)
+			end = list + strlen(list);
+		if ((size_t)(end - list) == n && strncasecmp(list, origin, n)
+		    == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 http_dispatch(struct conn *conn, struct http_req *req)
 {
@@ -374,9 +398,14 @@ http_dispatch(struct conn *conn, struct http_req *req)
 	else if (http_wants_upgrade(req)) {
 		if (req->method != HTTP_GET)
 			status = 400;
+		else if (!http_origin_allowed(req->origin))
+			status = 403;
 		else
 			status = m->dialect->ws_accept(conn, req, sub);
-		if (status != 0) {
+		if (status == 403)
+			server_http_error(conn, 403, "forbidden_origin",
+			    "this Origin may not open a WebSocket here");
+		else if (status != 0) {
 			server_http_error(conn, status, status == 404 ?
 			    "not_found" : status == 401 ? "unauthorized" :
 			    "bad_request", status == 401 ? "missing, invalid or "
