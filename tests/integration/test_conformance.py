@@ -21,6 +21,13 @@ strict outcome is required everywhere, except for the cases listed in
 NON_STRICT_ACCEPTED (each with the reason); a run ends with a line that
 names the cases that passed only non-strictly.
 
+Group 9 runs against max_message_bytes 1 MiB: the 64 KiB to 1 MiB
+messages of 9.1 and 9.2 are echoed, their 4, 8 and 16 MiB ones must get
+1009 as soon as the frame header says so; 9.3 and 9.4 send 1 MiB (Autobahn:
+4 MiB) in fragments of 64 octets up to the whole; 9.5 and 9.6 are as
+Autobahn has them.  Cases with other names (9.limit.*, the 7.x ones with a
+suffix, rfc.5.1-unmasked) are not Autobahn's; each says why it is here.
+
 One daemon serves the whole module (module-scoped fixture); no case depends
 on another's leftovers, since each has a connection of its own and the echo
 dialect keeps no state.  At the end the daemon must still run the worker
@@ -932,11 +939,9 @@ def utf8_sequences():
     return g
 
 
-UTF8_CASES = {}
 for _gi, (_title, _seqs) in enumerate(utf8_sequences(), 5):
     for _si, (_valid, _octets) in enumerate(_seqs, 1):
         _cid = f"6.{_gi}.{_si}"
-        UTF8_CASES[_cid] = (_valid, _octets)
 
         def _utf8(ws, _valid=_valid, _octets=_octets, cid=_cid):
             # Our own verdict on the octets must agree with the table.
@@ -1213,6 +1218,17 @@ def _(ws):
     assert len(frames) == 51
     ws.send(frames)
     expect_ok("10.1.1", ws, [msg(TEXT, b"*" * 65536)])
+
+
+# ---------------------------------------------------------------- RFC 6455 5.1
+
+@case("rfc.5.1-unmasked")
+def _(ws):
+    # Not Autobahn's (its client always masks): a server must fail the
+    # connection on an unmasked frame.  The echo before it still comes.
+    ws.send([frame(TEXT, HELLO), frame(TEXT, HELLO, masked=False),
+             frame(PING)])
+    expect_fail("rfc.5.1-unmasked", ws, 1002, before=[msg(TEXT, HELLO)])
 
 
 # ---------------------------------------------------------------- the tests
