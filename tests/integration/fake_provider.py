@@ -22,13 +22,13 @@ interrupted:  /usr/bin/python3 tests/integration/fake_provider.py
 """
 import base64
 import hashlib
+import hmac
 import http.server
 import json
 import os
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,7 +43,10 @@ CODE_LIFETIME = 60
 
 # What .misbehave may hold: each spoils the next ID token one way.
 KNOBS = ("forge", "wrong_aud", "wrong_iss", "expired", "wrong_nonce",
-         "alg_none", "es256", "unknown_kid")
+         "alg_none", "es256", "unknown_kid",
+         "no_exp",          # no exp claim at all
+         "kid_mismatch",    # RS256, signed with rsa1, but kid "ec1"
+         "hs256")           # HS256 keyed with rsa1's public key (PEM)
 
 
 def b64url(data):
@@ -97,15 +100,21 @@ def _der_ecdsa_to_raw(der, size=32):
     return out
 
 
-class Pki:
-    """A CA, a server certificate it signed for 127.0.0.1 and localhost,
-    and (when signing is true) the token signing keys, in a temporary
-    directory removed by cleanup()."""
+DEFAULT_SAN = "IP:127.0.0.1,DNS:localhost"
 
-    def __init__(self, label="fake", signing=True):
+
+class Pki:
+    """A CA, a server certificate it signed (for 127.0.0.1 and localhost
+    unless san says otherwise), and (when signing is true) the token
+    signing keys, in a temporary directory removed by cleanup().  With
+    ca_from (another Pki) the server certificate is signed by that one's
+    CA instead of a CA of its own."""
+
+    def __init__(self, label="fake", signing=True, ca_from=None,
+                 san=DEFAULT_SAN):
         self.dir = tempfile.mkdtemp(prefix=f"roomd-{label}-idp-")
         try:
-            self._make_tls(label)
+            self._make_tls(label, ca_from, san)
             if signing:
                 self._make_signing()
         except BaseException:
@@ -120,14 +129,19 @@ class Pki:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
-    def _make_tls(self, label):
+    def _make_tls(self, label, ca_from, san):
         d = self.dir
-        _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt",
-                  "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-                  "-out", "ca.pem", "-days", "2", "-subj",
-                  f"/CN=roomd test CA ({label})",
-                  "-addext", "basicConstraints=critical,CA:TRUE",
-                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"], d)
+        if ca_from is not None:
+            ca_pem, ca_key = ca_from.path("ca.pem"), ca_from.path("ca.key")
+        else:
+            ca_pem, ca_key = self.path("ca.pem"), self.path("ca.key")
+            _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                      "ca.key", "-out", "ca.pem", "-days", "2", "-subj",
+                      f"/CN=roomd test CA ({label})",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                     d)
         _openssl(["req", "-new", "-newkey", "ec", "-pkeyopt",
                   "ec_paramgen_curve:P-256", "-nodes", "-keyout",
                   "server.key", "-out", "server.csr", "-subj",
@@ -136,11 +150,12 @@ class Pki:
             f.write("basicConstraints=CA:FALSE\n"
                     "keyUsage=critical,digitalSignature\n"
                     "extendedKeyUsage=serverAuth\n"
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        _openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem",
-                  "-CAkey", "ca.key", "-CAcreateserial", "-out",
-                  "server.pem", "-days", "2", "-extfile", "server.ext"], d)
-        self.ca_file = self.path("ca.pem")
+                    f"subjectAltName={san}\n")
+        _openssl(["x509", "-req", "-in", "server.csr", "-CA", ca_pem,
+                  "-CAkey", ca_key, "-CAcreateserial", "-CAserial",
+                  "ca.srl", "-out", "server.pem", "-days", "2",
+                  "-extfile", "server.ext"], d)
+        self.ca_file = ca_pem
 
     def _make_signing(self):
         d = self.dir
@@ -149,6 +164,10 @@ class Pki:
                       "rsa_keygen_bits:2048", "-out", f"{name}.pem"], d)
         _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt",
                   "ec_paramgen_curve:P-256", "-out", "ec1.pem"], d)
+        _openssl(["pkey", "-in", "rsa1.pem", "-pubout", "-out", "rsa1.pub"],
+                 d)
+        with open(self.path("rsa1.pub"), "rb") as f:
+            self.rsa1_public_pem = f.read()
         mod = _openssl(["rsa", "-in", "rsa1.pem", "-noout", "-modulus"],
                        d).decode()
         n = bytes.fromhex(mod.strip().split("=", 1)[1])
@@ -233,8 +252,10 @@ class FakeProvider:
     .tls_failures         handshakes that failed (client refused the cert)
     """
 
-    def __init__(self, label="fake", signing=True):
-        self.pki = Pki(label, signing)
+    def __init__(self, label="fake", signing=True, ca_from=None,
+                 san=DEFAULT_SAN):
+        self.pki = Pki(label, signing, ca_from.pki if ca_from else None,
+                       san)
         self.lock = threading.Lock()
         self.clients = {
             CLIENT_OIDC: {"secret": "oidc-" + secrets.token_hex(8),
@@ -353,6 +374,8 @@ class FakeProvider:
             claims["exp"] = now - 600
         if "wrong_nonce" in knobs:
             claims["nonce"] = "not-" + secrets.token_urlsafe(12)
+        if "no_exp" in knobs:
+            del claims["exp"]
         key, alg, kid = "rsa1", "RS256", "rsa1"
         if "es256" in knobs:
             key, alg, kid = "ec1", "ES256", "ec1"
@@ -360,14 +383,22 @@ class FakeProvider:
             key = "forge"
         if "unknown_kid" in knobs:
             kid = "rsa-unknown"
+        if "kid_mismatch" in knobs:
+            kid = "ec1"
         header = {"alg": alg, "typ": "JWT", "kid": kid}
         if "alg_none" in knobs:
             header["alg"] = "none"
+        if "hs256" in knobs:
+            header["alg"] = "HS256"
         signing_input = (b64url(json.dumps(header, separators=(",", ":")))
                          + "." +
                          b64url(json.dumps(claims, separators=(",", ":"))))
         if "alg_none" in knobs:
             return signing_input + "."
+        if "hs256" in knobs:
+            return signing_input + "." + b64url(hmac.new(
+                self.pki.rsa1_public_pem, signing_input.encode("ascii"),
+                hashlib.sha256).digest())
         return signing_input + "." + b64url(self.pki.sign(key,
                                                           signing_input))
 

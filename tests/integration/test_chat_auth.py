@@ -20,7 +20,6 @@ callback cannot simply be retried: its code is single use).  WebSockets are
 opened again until they land on the worker wanted (a stray is the same
 signed-in user on one more connection; it joins nothing)."""
 import asyncio
-import base64
 import hashlib
 import hmac
 import http.client
@@ -38,14 +37,13 @@ import uuid
 import pytest
 import websockets
 
-from conftest import (EXTERNAL_URL, RawWS, parse_worker, poll, roomd_bin,
-                      start_roomd, ws_open_headers, ws_worker, close_ws,
-                      expect_close)
+from conftest import (EXTERNAL_URL, RawWS, _worker_map, close_ws,
+                      expect_close, parse_worker, poll, roomd_bin,
+                      start_roomd, ws_open_headers, ws_worker)
 from fake_provider import (CLIENT_OAUTH, CLIENT_OIDC, FakeProvider,
                            b64url, b64url_decode, jwt_parts, s256)
-from test_chat import (Chat, Client, alive, chan_msg, create, ev_channel,
-                       ev_participant, expect_all, expect_error, join,
-                       priv_msg, quiet, say, session)
+from test_chat import (Client, alive, create, ev_channel, expect_all,
+                       expect_error, join, priv_msg, quiet, say, session)
 
 pytestmark = pytest.mark.skipif(
     EXTERNAL_URL is not None,
@@ -83,6 +81,17 @@ def rogue():
 
 
 @pytest.fixture(scope="module")
+def misnamed(provider):
+    """A provider whose certificate roomd's CA signed, for another name."""
+    p = FakeProvider("misnamed", signing=False, ca_from=provider,
+                     san="DNS:other.example").start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
 def closed_port():
     """A loopback port bound but not listening: connections are refused."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -95,21 +104,27 @@ def closed_port():
 
 def _daemon(text):
     d = start_roomd(text, 2)
+    d.first_workers = _worker_map(d)
     return d
 
 
 def _stop_checked(d, what):
+    """Stop d, failing if it or one of its workers died meanwhile."""
     try:
         alive_ = d.proc.poll() is None
         tail = d.log_tail()
         assert alive_, (f"{what} died (status {d.proc.returncode})\n"
                         f"--- log ---\n{tail}")
+        after = _worker_map(d)
+        assert d.first_workers is None or after == d.first_workers, (
+            f"a worker of {what} was replaced (crashed): slot->pid "
+            f"{d.first_workers} became {after}\n--- log ---\n{tail}")
     finally:
         d.stop()
 
 
 @pytest.fixture(scope="module")
-def authd(provider, rogue, closed_port):
+def authd(provider, rogue, misnamed, closed_port):
     dead = f"http://127.0.0.1:{closed_port}"
     conf = (f"chat_ca_file {provider.ca_file}\n"
             f"chat_session_secret {SECRET_A}\n"
@@ -118,7 +133,7 @@ def authd(provider, rogue, closed_port):
                             scope="read:user,user:email")
             + provider.conf("down", issuer=provider.base + "/down",
                             token=dead + "/token", jwks=dead + "/jwks")
-            + rogue.conf("rogue"))
+            + rogue.conf("rogue") + misnamed.conf("misnamed"))
     d = _daemon(conf)
     try:
         yield d
@@ -143,7 +158,8 @@ def authb(provider, admin_uid):
             f"chat_session_secret {SECRET_B}\n"
             f"chat_session_ttl {TTL_B}\n"
             f"chat_anonymous no\n"
-            f"chat_admin {admin_uid}\n"
+            # UUIDs are case-insensitive on input (RFC 4122, 3)
+            f"chat_admin {admin_uid.upper()}\n"
             + provider.conf("fake", redirect=REDIRECT_B))
     d = _daemon(conf)
     try:
@@ -431,7 +447,7 @@ def test_providers_lists_every_provider_and_anonymous(authd, authb):
     assert r.json["anonymous"] is True, r
     got = sorted(r.json["providers"], key=lambda x: x.get("name", ""))
     assert got == [{"name": n, "login": f"/chat/auth/{n}/login"}
-                   for n in ("down", "fake", "gh", "rogue")], r
+                   for n in ("down", "fake", "gh", "misnamed", "rogue")], r
     r = request(authb, "GET", "/chat/auth/providers")
     assert r.status == 200 and r.json == {
         "providers": [{"name": "fake", "login": "/chat/auth/fake/login"}],
@@ -537,6 +553,17 @@ def test_sign_in_gives_a_session_token_and_clears_the_cookie(
     assert tok["response"][0] == 200, tok["response"]
 
 
+def test_requests_to_the_provider_name_its_host_and_port(authd, provider):
+    """HTTP/1.1 (RFC 9110, 7.2): Host carries the port when it is not the
+    scheme's default; a provider behind name-based virtual hosting needs
+    it."""
+    m = provider.mark()
+    login(authd, provider, new_user("host"))
+    tok, = provider.since(m, "/token")
+    assert tok["headers"].get("host") == f"127.0.0.1:{provider.port}", \
+        tok["headers"]
+
+
 def test_pkce_verifier_matches_the_challenge(authd, provider):
     m = provider.mark()
     f = login(authd, provider, new_user("pkce"))
@@ -548,8 +575,8 @@ def test_pkce_verifier_matches_the_challenge(authd, provider):
     assert re.match(r"^[A-Za-z0-9._~-]{43,128}$", v), v
     assert s256(v) == auth["query"]["code_challenge"] == \
         f.params["code_challenge"]
-    # the verifier is a secret: it never went through the browser
-    assert v not in f.start.header("Location") and v not in f.cookie
+    # the verifier is not in the redirect through the browser
+    assert v not in f.start.header("Location")
 
 
 def test_return_path_is_kept(authd, provider):
@@ -598,10 +625,21 @@ def flip(s):
     return s[:i] + ("A" if s[i] != "A" else "B") + s[i + 1:]
 
 
-@pytest.mark.parametrize("how", ["tampered", "garbage", "empty"])
+@pytest.mark.parametrize("how", ["tampered", "garbage", "empty",
+                                 "other-provider"])
 def test_bad_cookie_is_400_bad_state(authd, provider, how):
-    cookie, qs, _, _ = login_params(authd, provider, new_user("bc"))
-    bad = {"tampered": flip(cookie), "garbage": "x" * 40, "empty": ""}[how]
+    cookie, qs, _, state = login_params(authd, provider, new_user("bc"))
+    if how == "other-provider":
+        # a sign-in through gh started with the same state: its cookie
+        # must not serve fake's callback
+        r = request(authd, "GET", "/chat/auth/gh/login")
+        bad = [c for c in r.cookies() if c[0] == COOKIE][0][1]
+        q = query_of(r.header("Location"))
+        qs = urllib.parse.urlencode({"code": query_of("?" + qs)["code"],
+                                     "state": q["state"]})
+    else:
+        bad = {"tampered": flip(cookie), "garbage": "x" * 40,
+               "empty": ""}[how]
     m = provider.mark()
     r = callback(authd, "fake", qs, bad)
     auth_error(r, 400, "bad_state")
@@ -647,7 +685,8 @@ def test_replayed_code_is_401_provider_error(authd, provider, slot):
 
 
 BAD_ID_TOKENS = ["forge", "wrong_aud", "wrong_iss", "expired", "wrong_nonce",
-                 "alg_none", "unknown_kid"]
+                 "alg_none", "unknown_kid", "no_exp", "kid_mismatch",
+                 "hs256"]
 
 
 @SLOTS
@@ -745,24 +784,27 @@ def test_chat_name_from_claims(authd, provider, kind):
 
 # ---------------------------------------------------------------- unreachable
 
-@pytest.mark.parametrize("name", ["down", "rogue"],
-                         ids=["closed-port", "untrusted-certificate"])
-def test_unreachable_token_endpoint_is_502(authd, rogue, name):
+@pytest.mark.parametrize("name", ["down", "rogue", "misnamed"],
+                         ids=["closed-port", "untrusted-certificate",
+                              "certificate-for-another-name"])
+def test_unreachable_token_endpoint_is_502(authd, rogue, misnamed, name):
     _, cookie, q = start(authd, name)
-    m = rogue.mark()
+    rogue = {"rogue": rogue, "misnamed": misnamed}.get(name)
+    m = rogue.mark() if rogue else 0
     t0 = time.monotonic()
     r = callback(authd, name, urllib.parse.urlencode(
         {"code": "c0de", "state": q["state"]}), cookie)
     auth_error(r, 502, "provider_unreachable")
     assert time.monotonic() - t0 < 10
-    if name == "rogue":
+    if rogue is not None:
         assert not rogue.since(m), \
             "roomd talked HTTP to a provider whose certificate it must refuse"
         # the rogue notes the refused handshake in its own thread, maybe
         # after roomd has answered
         assert poll(lambda: rogue.tls_failures, 3), \
             "no TLS handshake reached the rogue"
-        assert any("unknown ca" in f["error"].lower()
+        want = {"rogue": "unknown ca", "misnamed": "bad certificate"}
+        assert any(want[name] in f["error"].lower()
                    for f in rogue.tls_failures), rogue.tls_failures
 
 
@@ -900,8 +942,8 @@ def test_bad_session_token_is_401(authd, kind, header):
             {"token": tok}), (), kind)
 
 
-@pytest.mark.parametrize("knob", ["forge", "wrong_aud", "wrong_iss",
-                                  "expired", "alg_none", "unknown_kid"])
+@pytest.mark.parametrize("knob", [k for k in BAD_ID_TOKENS
+                                  if k != "wrong_nonce"])
 @pytest.mark.parametrize("header", [False, True], ids=["query", "header"])
 def test_bad_id_token_directly_on_the_websocket_is_401(authd, provider, warm,
                                                        knob, header):
@@ -931,6 +973,16 @@ def test_id_token_for_another_client_is_401(authd, provider, warm):
     # providers' client ids
     tok = provider.id_token(new_user("aud"), aud=CLIENT_OAUTH)
     assert_refused_401(authd, chat_path(tok), (), "aud gh-client")
+
+
+def test_login_cookie_is_not_a_session_token(authd):
+    """The login cookie is signed with the same secret: it must not open
+    the chat."""
+    _, cookie, _ = start(authd)
+    assert_refused_401(authd, chat_path(cookie), (), "login cookie")
+    assert_refused_401(authd, "/chat", [("Authorization",
+                                         f"Bearer {cookie}")],
+                       "login cookie in Authorization")
 
 
 def test_session_tokens_of_one_daemon_are_refused_by_another(authd, authb,
@@ -1052,6 +1104,42 @@ def test_one_user_on_several_connections(authd, provider):
     session(authd, body)
 
 
+@pytest.mark.parametrize("n", [8, 20])
+def test_many_tabs_all_get_a_private_message(roomd_factory, provider, n):
+    """n connections of one user (half on each worker): a message to @name
+    reaches every one of them, and no worker dies of it.  A daemon of its
+    own: a worker dying here must not disturb the other tests."""
+    d = roomd_factory(f"chat_ca_file {provider.ca_file}\n"
+                      f"chat_session_secret {SECRET_A}\n"
+                      + provider.conf("fake"))
+    before = _worker_map(d)
+    fu = login(d, provider, new_user("many"))
+    fv = login(d, provider, new_user("sender"))
+
+    async def body(c):
+        tabs = [await open_user(c, fu.token, fu.name, slot=i % 2)
+                for i in range(n)]
+        pal = await open_user(c, fv.token, fv.name)
+        for t in tabs:
+            t.uid = fu.sub
+        pal.uid = fv.sub
+        await pal.say("@" + fu.name, f"to all {n}")
+        want = priv_msg(pal, "@" + fu.name, f"to all {n}")
+        got = await asyncio.gather(*(t.recv("tab") for t in tabs),
+                                   return_exceptions=True)
+        missing = [i for i, m in enumerate(got) if m != want]
+        assert not missing, (f"{len(missing)} of {n} tabs did not get the "
+                             f"message: tabs {missing}: "
+                             f"{[got[i] for i in missing][:2]!r:.300}")
+        await pal.expect(want, "sender's copy")
+    try:
+        session(d, body)
+    finally:
+        after = _worker_map(d)
+        assert after == before, (f"a worker died: slot->pid {before} became "
+                                 f"{after}\n--- log ---\n{d.log_tail(8)}")
+
+
 # ---------------------------------------------------------------- roomd -t
 
 GOOD = """chat_history 10
@@ -1124,8 +1212,15 @@ def test_roomd_t_rejects_an_unknown_provider_field():
 
 
 @pytest.mark.parametrize("url", ["http://accounts.example.org/token",
+                                 "http://127.0.0.1.nip.example/token",
+                                 "http://127.example.org/token",
+                                 "http://localhost.example.org/token",
                                  "ftp://127.0.0.1/token", "token"],
-                         ids=["http-not-loopback", "ftp", "not-a-url"])
+                         ids=["http-not-loopback",
+                              "http-host-starting-127.0.0.1",
+                              "http-host-starting-127",
+                              "http-host-starting-localhost",
+                              "ftp", "not-a-url"])
 def test_roomd_t_rejects_a_plain_http_url_off_loopback(url):
     text = GOOD.replace("token https://accounts.example.org/token",
                         f"token {url}")
