@@ -116,12 +116,29 @@ chat_prune(struct chat_conn *cc)
 			cc->ch[i--] = cc->ch[--cc->nch];
 }
 
+/*
+ * The tag of what goes to every connection of one user: a 63-bit hash
+ * (FNV-1a) of the identifier, with the top bit set (channel tags are room
+ * ids, far below).
+ */
+static uint64_t
+chat_user_tag(const char *uid)
+{
+	uint64_t	 h = 0xcbf29ce484222325ULL;
+
+	for (; *uid != '\0'; uid++)
+		h = (h ^ (unsigned char)*uid) * 0x100000001b3ULL;
+	return h | 1ULL << 63;
+}
+
 static int
 chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
 {
 	struct chat_conn	*cc = conn->data;
 	int			 i;
 
+	if (cc != NULL && (tag & 1ULL << 63))
+		return tag == chat_user_tag(cc->uid);
 	for (i = 0; cc != NULL && i < cc->nch; i++)
 		if (cc->ch[i].rid == tag)
 			return seq > cc->ch[i].from;
@@ -445,42 +462,25 @@ chat_message_json(struct chat_conn *cc, const char *target, const char *text,
 	return o;
 }
 
-/* The connections of one user (a signed-in user may have several). */
-struct chat_to {
-	const char	*name;
-	uint64_t	 mid[16];
-	size_t		 n;
-};
-
-static void
-chat_find_to(const struct room_member *m, void *arg)
-{
-	struct chat_to	*to = arg;
-
-	if (m->locator != 0 && strcmp(m->name, to->name) == 0 &&
-	    to->n < sizeof(to->mid) / sizeof(to->mid[0]))
-		to->mid[to->n++] = m->mid;
-}
-
 static void
 chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
     const char *text, struct json_object *msg)
 {
 	struct shm_room_ref	 ref;
 	struct shm_rec_in	 rec;
-	struct chat_to		 to = { target + 1, { 0 }, 0 };
+	struct room_member	 to;
 	struct room		*room;
 	struct json_object	*o;
 	const char		*t;
-	size_t			 len, i;
+	size_t			 len;
 	uint64_t		 seq;
-	int			 self = 0;
 
+	/* To every connection of the user (one record, however many), and
+	 * a copy to the sender. */
 	if (target[0] == '@') {
 		if (room_lock(&conn->room->ref, &room) != 0)
 			return;
-		room_members(room, chat_find_to, &to);
-		if (to.n == 0) {
+		if (room_member_by_name(room, target + 1, &to) != 0) {
 			room_unlock(room);
 			chat_error(conn, "no_such_user", "nobody of that name "
 			    "is connected", msg);
@@ -488,11 +488,8 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 		}
 		o = chat_message_json(cc, target, text, 0);
 		t = json_text(o, &len);
-		for (i = 0; i < to.n; i++) {
-			room_publish(room, AUD_MEMBER, to.mid[i], t, len);
-			self |= to.mid[i] == conn->mid;
-		}
-		if (!self)
+		room_publish(room, AUD_TAG, chat_user_tag(to.uid), t, len);
+		if (strcmp(to.uid, cc->uid) != 0)
 			room_publish(room, AUD_MEMBER, conn->mid, t, len);
 		room_unlock(room);
 		json_object_put(o);

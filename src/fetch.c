@@ -191,7 +191,13 @@ fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
 		goto fail;
 	}
 	h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Host", host);
+	if (port == (tls ? 443 : 80))
+		evhttp_add_header(h, "Host", host);
+	else {
+		snprintf(auth, sizeof(auth), strchr(host, ':') ? "[%s]:%d" :
+		    "%s:%d", host, port);
+		evhttp_add_header(h, "Host", auth);
+	}
 	evhttp_add_header(h, "Accept", "application/json");
 	evhttp_add_header(h, "User-Agent", "roomd/" PACKAGE_VERSION);
 	evhttp_add_header(h, "Connection", "close");

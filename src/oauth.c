@@ -303,7 +303,9 @@ oauth_verify_id(const struct chat_provider *p, const char *token,
 	if ((claims = jwt_verify_jwks(token, k->keys, unknown, err, errlen))
 	    == NULL)
 		return NULL;
-	if (!oauth_claim_is(claims, "iss", p->issuer))
+	if (!json_object_object_get_ex(claims, "exp", NULL))
+		snprintf(err, errlen, "the ID token never expires");
+	else if (!oauth_claim_is(claims, "iss", p->issuer))
 		snprintf(err, errlen, "the ID token is from another issuer");
 	else if (!oauth_claim_is(claims, "aud", p->client_id))
 		snprintf(err, errlen, "the ID token is for another client");
@@ -366,8 +368,11 @@ oauth_identify(struct http_req *req, struct chat_user *u)
 	    sizeof(err))) != NULL) {
 		sub = json_get_string(claims, "sub");
 		name = json_get_string(claims, "name");
+		/* (A sign-in cookie, signed with the same key, has no iss.) */
 		if (oauth_claim_is(claims, "iss", "roomd") &&
-		    oauth_claim_is(claims, "aud", "roomd-chat") &&
+		    json_object_object_get_ex(claims, "exp", NULL) &&
+		    (!json_object_object_get_ex(claims, "aud", NULL) ||
+		    oauth_claim_is(claims, "aud", "roomd-chat")) &&
 		    sub != NULL && strlen(sub) == MEMBER_UID_LEN &&
 		    name != NULL && util_valid_id(name, ROOM_ID_MAX - 1)) {
 			snprintf(u->uid, sizeof(u->uid), "%s", sub);
