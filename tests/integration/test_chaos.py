@@ -86,9 +86,7 @@ def crash_points_built():
     (tx_freeing is no other string), ROOMD_CRASH_ARM only where the crash
     point can be armed once."""
     try:
-        if site in UNREACHABLE:
-        pytest.skip(f"crash site {site} is not reachable: {UNREACHABLE[site]}")
-    with open(roomd_bin(), "rb") as f:
+        with open(roomd_bin(), "rb") as f:
             data = f.read()
     except OSError as e:
         return f"cannot read {roomd_bin()}: {e}"
