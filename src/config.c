@@ -51,6 +51,7 @@ config_defaults(struct roomd_config *c)
 	c->message_rate = 200;
 	c->message_burst = 400;
 	c->join_failures_per_minute = 10;
+	c->chat_session_ttl = 86400;
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 	    ROOMD_CONTROL);
 }
@@ -110,6 +111,15 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->lobby_snapshot_max_bytes = src->lobby_snapshot_max_bytes;
 	dst->chat_anonymous = src->chat_anonymous;
 	dst->chat_history = src->chat_history;
+	memcpy(dst->providers, src->providers, sizeof(dst->providers));
+	dst->nproviders = src->nproviders;
+	memcpy(dst->chat_admins, src->chat_admins, sizeof(dst->chat_admins));
+	dst->nadmins = src->nadmins;
+	memcpy(dst->chat_ca_file, src->chat_ca_file,
+	    sizeof(dst->chat_ca_file));
+	memcpy(dst->chat_session_secret, src->chat_session_secret,
+	    sizeof(dst->chat_session_secret));
+	dst->chat_session_ttl = src->chat_session_ttl;
 	return restart;
 }
 
@@ -224,6 +234,153 @@ config_mount(struct roomd_config *c, const char *dialect, const char *path,
 
 /* The line config_load is reading, for settings that span lines. */
 static int	config_line;
+
+/* A URL a provider may use: https, or http on a loopback host. */
+static int
+config_provider_url(const char *u)
+{
+	struct in_addr	 in;
+	const char	*h;
+	char		 host[16];
+	size_t		 len;
+
+	if (strncmp(u, "https://", 8) == 0)
+		return u[8] != '\0' && u[8] != '/';
+	if (strncmp(u, "http://", 7) != 0)
+		return 0;
+	h = u + 7;
+	if (strncmp(h, "[::1]", 5) == 0)
+		return strchr(":/", h[5]) != NULL;
+	len = strcspn(h, ":/");
+	if (len >= sizeof(host))
+		return 0;
+	memcpy(host, h, len);
+	host[len] = '\0';
+	return strcmp(host, "localhost") == 0 ||
+	    (inet_pton(AF_INET, host, &in) == 1 &&
+	    (ntohl(in.s_addr) >> 24) == 127);
+}
+
+/* chat_provider NAME FIELD VALUE */
+static int
+config_provider(struct roomd_config *c, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	static const struct {
+		const char	*field;
+		size_t		 off, len;
+		int		 url;
+	} fields[] = {
+#define PF(f, u) { #f, offsetof(struct chat_provider, f), \
+	sizeof(((struct chat_provider *)0)->f), u }
+		PF(issuer, 0), PF(client_id, 0), PF(client_secret, 0),
+		PF(authorize, 1), PF(token, 1), PF(jwks, 1), PF(userinfo, 1),
+		PF(scope, 0), PF(redirect, 0),
+#undef PF
+	};
+	struct chat_provider	*p = NULL;
+	size_t			 i;
+	int			 k;
+
+	if (argc != 4) {
+		snprintf(err, errlen, "usage: chat_provider name field value");
+		return -1;
+	}
+	if (!util_valid_id(argv[1], sizeof(p->name) - 1)) {
+		snprintf(err, errlen, "chat_provider: bad name \"%s\" (1 to "
+		    "31 of A-Z a-z 0-9 _ -)", argv[1]);
+		return -1;
+	}
+	for (k = 0; k < c->nproviders; k++)
+		if (strcmp(c->providers[k].name, argv[1]) == 0)
+			p = &c->providers[k];
+	if (p == NULL) {
+		if (c->nproviders == ROOMD_MAX_PROVIDERS) {
+			snprintf(err, errlen, "too many chat providers");
+			return -1;
+		}
+		p = &c->providers[c->nproviders++];
+		memset(p, 0, sizeof(*p));
+		snprintf(p->name, sizeof(p->name), "%s", argv[1]);
+		p->line = config_line;
+	}
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (strcmp(argv[2], fields[i].field) != 0)
+			continue;
+		if (strlen(argv[3]) >= fields[i].len) {
+			snprintf(err, errlen, "chat_provider %s: %s is too "
+			    "long", p->name, argv[2]);
+			return -1;
+		}
+		if (fields[i].url && !config_provider_url(argv[3])) {
+			snprintf(err, errlen, "chat_provider %s: %s must be "
+			    "an https:// URL (http:// only on loopback)",
+			    p->name, argv[2]);
+			return -1;
+		}
+		snprintf((char *)p + fields[i].off, fields[i].len, "%s",
+		    argv[3]);
+		return 0;
+	}
+	snprintf(err, errlen, "chat_provider %s: unknown field \"%s\"",
+	    p->name, argv[2]);
+	return -1;
+}
+
+/* chat_admin UUID */
+static int
+config_admin(struct roomd_config *c, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	const char	*u = argc == 2 ? argv[1] : "";
+	size_t		 i;
+
+	for (i = 0; u[i] != '\0'; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? u[i] != '-' :
+		    !isxdigit((unsigned char)u[i]))
+			break;
+	if (argc != 2 || i != 36 || u[i] != '\0') {
+		snprintf(err, errlen, "usage: chat_admin identifier (a UUID)");
+		return -1;
+	}
+	if (c->nadmins == ROOMD_MAX_ADMINS) {
+		snprintf(err, errlen, "too many chat admins");
+		return -1;
+	}
+	for (i = 0; i < 36; i++)
+		c->chat_admins[c->nadmins][i] = (char)tolower((unsigned char)
+		    u[i]);
+	c->chat_admins[c->nadmins++][36] = '\0';
+	return 0;
+}
+
+/* Every provider must say where to send people and how to know them. */
+static int
+config_providers_check(struct roomd_config *c, char *err, size_t errlen)
+{
+	struct chat_provider	*p;
+	const char		*missing;
+	int			 k;
+
+	for (k = 0; k < c->nproviders; k++) {
+		p = &c->providers[k];
+		missing = p->issuer[0] == '\0' ? "issuer" :
+		    p->client_id[0] == '\0' ? "client_id" :
+		    p->authorize[0] == '\0' ? "authorize" :
+		    p->token[0] == '\0' ? "token" :
+		    p->jwks[0] == '\0' && p->userinfo[0] == '\0' ?
+		    "jwks or userinfo" : NULL;
+		if (missing != NULL) {
+			snprintf(err, errlen, "%s:%d: chat_provider %s has no "
+			    "%s", c->file, p->line, p->name, missing);
+			return -1;
+		}
+		if (p->scope[0] == '\0')
+			snprintf(p->scope, sizeof(p->scope), "%s",
+			    p->jwks[0] != '\0' ? "openid,profile,email" : "");
+	}
+	return 0;
+}
 
 static int	config_int(const char *, long, long, long *);
 
@@ -397,6 +554,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    max_rooms_per_ip), 0, 1000000 },
 		{ "join_failures_per_minute", offsetof(struct roomd_config,
 		    join_failures_per_minute), 0, 1000000 },
+		{ "chat_session_ttl", offsetof(struct roomd_config,
+		    chat_session_ttl), 60, 86400 * 365 },
 	};
 	static const struct {
 		const char	*key;
@@ -436,8 +595,16 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		{ "metrics_listen", offsetof(struct roomd_config,
 		    metrics_listen), sizeof(c->metrics_listen) },
 		{ "user", offsetof(struct roomd_config, user), sizeof(c->user) },
+		{ "chat_ca_file", offsetof(struct roomd_config, chat_ca_file),
+		    sizeof(c->chat_ca_file) },
+		{ "chat_session_secret", offsetof(struct roomd_config,
+		    chat_session_secret), sizeof(c->chat_session_secret) },
 	};
 
+	if (strcmp(key, "chat_provider") == 0)
+		return config_provider(c, argv, argc, err, errlen);
+	if (strcmp(key, "chat_admin") == 0)
+		return config_admin(c, argv, argc, err, errlen);
 	if (strcmp(key, "listen") == 0)
 		return config_listen_line(c, argv, argc, err, errlen);
 	if (strcmp(key, "message_rate") == 0)
@@ -598,6 +765,8 @@ config_finish(struct roomd_config *c, char *err, size_t errlen)
 
 	if (c->nlistens == 0 &&
 	    config_listen(c, ROOMD_DEFAULT_LISTEN, err, errlen) == -1)
+		return -1;
+	if (config_providers_check(c, err, errlen) == -1)
 		return -1;
 	/* The installed pages, or those of the source tree roomd runs in;
 	 * made absolute, for a daemon changes to / when it detaches. */

@@ -227,6 +227,10 @@ main(int argc, char *argv[])
 			    room_idle_expiry, NULL);
 	}
 	shm_recovery_hook = master_recovered;
+	/* The chat's session key when roomd.conf sets none: one for all
+	 * workers, new at each start. */
+	if (util_token(env->chat_secret, sizeof(env->chat_secret)) == -1)
+		fatalx("no random numbers for the chat's session key");
 	if (proc_mesh_open() == -1 || control_open() == -1)
 		return 1;
 	if (!env->foreground) {

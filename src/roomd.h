@@ -14,7 +14,9 @@
  *                     in the arena, and the fan-out of their changes
  *   dialect.c         the table of dialects and their mounts
  *   dialect_*.c       one protocol each, on top of the room engine
- *   jwt.c             JSON Web Tokens (HMAC)
+ *   jwt.c             JSON Web Tokens (HMAC, RSA, ECDSA)
+ *   oauth.c           chat sign-in through OAuth 2.0 / OpenID providers
+ *   fetch.c           HTTPS requests roomd makes to those providers
  *   util.c            JSON, tokens, digests, query strings
  */
 #ifndef ROOMD_H
@@ -64,6 +66,23 @@ struct mount {
 	int			 is_default;	/* -M may take its path */
 };
 
+/* A sign-in provider of the chat: chat_provider NAME FIELD VALUE. */
+#define ROOMD_MAX_PROVIDERS	8
+#define ROOMD_MAX_ADMINS	16
+struct chat_provider {
+	char			 name[32];
+	char			 issuer[256];
+	char			 client_id[256];
+	char			 client_secret[256];
+	char			 authorize[512];
+	char			 token[512];
+	char			 jwks[512];
+	char			 userinfo[512];
+	char			 scope[256];
+	char			 redirect[512];
+	int			 line;		/* where it was first named */
+};
+
 struct roomd_config {
 	char			 file[1024];
 	struct listen_addr	 listens[ROOMD_MAX_LISTEN];
@@ -93,6 +112,13 @@ struct roomd_config {
 	uint64_t		 lobby_snapshot_max_bytes;
 	int			 chat_anonymous;
 	int			 chat_history;
+	struct chat_provider	 providers[ROOMD_MAX_PROVIDERS];
+	int			 nproviders;
+	char			 chat_admins[ROOMD_MAX_ADMINS][40];
+	int			 nadmins;
+	char			 chat_ca_file[1024];
+	char			 chat_session_secret[256];
+	int			 chat_session_ttl;
 	int			 max_connections_per_ip;	/* 0: none */
 	int			 max_rooms_per_ip;
 	int			 message_rate;		/* per second */
@@ -125,6 +151,7 @@ struct roomd {
 	int			 inbox[ROOMD_MAX_WORKERS][2];
 	int			 foreground;
 	int			 verbose;
+	char			 chat_secret[MEMBER_TOKEN_LEN + 1];
 };
 extern struct roomd	*env;
 
@@ -192,6 +219,9 @@ struct conn {
 	unsigned		 behind:1;	/* output full: catch up later */
 	unsigned		 in_recv:1;	/* inside wslay_event_recv */
 	unsigned		 raw_closed:1;	/* roomd wrote the close itself */
+	unsigned		 held:1;	/* its answer comes later */
+	void			(*hold_cancel)(void *);
+	void			*hold_arg;
 	unsigned		 addr_counted:1; /* in the address table */
 	uint64_t		 addr[2];	/* client address key */
 	uint64_t		 tokens;	/* message_rate bucket, 1/1000 */
@@ -234,13 +264,15 @@ struct http_req {
 	char		*ws_key;
 	char		*ws_version;
 	char		*authorization;
+	char		*cookie;
+	char		*host;
 	char		*origin;
 	char		*if_none_match;
 	char		*body;
 	size_t		 body_len;
 	int		 complete;
-	int		 error;
-	time_t		 started;	/* first byte of this request */		/* an HTTP status to answer with */
+	int		 error;		/* an HTTP status to answer with */
+	time_t		 started;	/* first byte of this request */
 };
 
 void	 server_http_start(struct conn *);
@@ -253,6 +285,8 @@ void	 server_http_upgrade_required(struct conn *);
 void	 server_http_error(struct conn *, int status, const char *code,
 	    const char *message);
 const char *server_http_method(struct http_req *);
+void	 server_http_hold(struct conn *, void (*cancel)(void *), void *);
+void	 server_http_resume(struct conn *);
 
 /* server_file.c */
 void	 server_file_serve(struct conn *, struct http_req *);
@@ -411,6 +445,25 @@ extern const struct dialect dialect_screenshare;
 /* jwt.c */
 struct json_object *jwt_verify_hs(const char *token, const char *secret,
 	    char *err, size_t errlen);
+struct json_object *jwt_verify_jwks(const char *token, struct json_object *,
+	    int *unknown_kid, char *err, size_t errlen);
+struct json_object *jwt_peek(const char *token);
+char	*jwt_sign_hs256(struct json_object *claims, const char *secret);
+int	 jwt_b64url_encode(const void *, size_t, char *, size_t);
+int	 jwt_b64url_decode(const char *, size_t, unsigned char *, size_t);
+
+/* fetch.c: requests to sign-in providers, on a worker's loop */
+typedef void (*fetch_cb)(int status, const char *body, size_t len, void *);
+int	 fetch(const char *url, const char *form, const char *bearer,
+	    fetch_cb, void *);
+
+/* oauth.c: signing in to the chat */
+struct chat_user {
+	char	 uid[MEMBER_UID_LEN + 1];
+	char	 name[ROOM_ID_MAX];
+};
+void	 oauth_http(struct conn *, struct http_req *, const char *sub);
+int	 oauth_identify(struct http_req *, struct chat_user *);
 
 /* util.c */
 int	 json_parse(const char *, size_t, struct json_object **);

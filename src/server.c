@@ -320,6 +320,8 @@ server_close(struct conn *conn, const char *reason)
 	if (conn->bev == NULL)
 		return;
 	log_debug("connection %llu: %s", (unsigned long long)conn->id, reason);
+	if (conn->held && conn->hold_cancel != NULL)
+		conn->hold_cancel(conn->hold_arg);
 	if (conn->ws != NULL && conn->mount->dialect->ws_close != NULL)
 		conn->mount->dialect->ws_close(conn);
 	if (conn->room != NULL)

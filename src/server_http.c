@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/bufferevent.h>
 #include <http_parser.h>
 #include <json-c/json.h>
@@ -38,6 +39,7 @@ static int	http_on_headers(http_parser *);
 static int	http_on_body(http_parser *, const char *, size_t);
 static int	http_on_complete(http_parser *);
 static void	http_dispatch(struct conn *, struct http_req *);
+static void	http_done(struct conn *);
 
 static const http_parser_settings http_settings = {
 	.on_message_begin = http_on_begin,
@@ -67,6 +69,8 @@ http_reset(struct http_req *req)
 	free(req->ws_key);
 	free(req->ws_version);
 	free(req->authorization);
+	free(req->cookie);
+	free(req->host);
 	free(req->origin);
 	free(req->if_none_match);
 	free(req->body);
@@ -157,6 +161,8 @@ http_header_done(struct http_req *req)
 		{ "sec-websocket-version", offsetof(struct http_req,
 		    ws_version) },
 		{ "authorization", offsetof(struct http_req, authorization) },
+		{ "cookie", offsetof(struct http_req, cookie) },
+		{ "host", offsetof(struct http_req, host) },
 		{ "origin", offsetof(struct http_req, origin) },
 		{ "if-none-match", offsetof(struct http_req, if_none_match) },
 	};
@@ -312,7 +318,7 @@ server_http_read(struct conn *conn)
 		conn->state = CONN_CLOSING;
 		return;
 	}
-	while (conn->bev != NULL && conn->state == CONN_HTTP &&
+	while (conn->bev != NULL && conn->state == CONN_HTTP && !conn->held &&
 	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
 		p = conn->req->parser;
 		n = http_parser_execute(p, &http_settings, v.iov_base,
@@ -339,6 +345,35 @@ server_http_read(struct conn *conn)
 		if (n < v.iov_len)	/* cannot happen without an error */
 			break;
 	}
+}
+
+/*
+ * The answer to this request comes later (the dialect waits for another
+ * server): read nothing more until server_http_resume.  If the connection
+ * closes first, cancel(arg) is called.
+ */
+void
+server_http_hold(struct conn *conn, void (*cancel)(void *), void *arg)
+{
+	conn->held = 1;
+	conn->hold_cancel = cancel;
+	conn->hold_arg = arg;
+	bufferevent_disable(conn->bev, EV_READ);
+}
+
+/* The held request has been answered: go on with the connection. */
+void
+server_http_resume(struct conn *conn)
+{
+	conn->held = 0;
+	conn->hold_cancel = NULL;
+	conn->hold_arg = NULL;
+	if (conn->bev == NULL)
+		return;
+	bufferevent_enable(conn->bev, EV_READ);
+	http_done(conn);
+	if (conn->bev != NULL && conn->state == CONN_HTTP)
+		server_http_read(conn);
 }
 
 const char *
@@ -427,6 +462,16 @@ http_dispatch(struct conn *conn, struct http_req *req)
 		server_http_upgrade_required(conn);
 	else
 		m->dialect->http(conn, req, sub);
+	if (!conn->held)
+		http_done(conn);
+}
+
+/* The answer to a request is out: next request, or close. */
+static void
+http_done(struct conn *conn)
+{
+	http_parser	*p = conn->req->parser;
+
 	if (conn->bev == NULL)
 		return;
 	if (!http_should_keep_alive(p) || p->upgrade) {
