@@ -397,9 +397,10 @@ config_listen_line(struct roomd_config *c, char **argv, int argc, char *err,
 	char			*dst;
 	int			 i;
 
-	if (argc < 2) {
-		snprintf(err, errlen, "usage: listen address:port [tls cert "
-		    "file key file]");
+	/* One value, as before TLS, unless the options follow. */
+	if (argc < 2 || (argc > 2 && strcmp(argv[2], "tls") != 0 &&
+	    strcmp(argv[2], "cert") != 0 && strcmp(argv[2], "key") != 0)) {
+		snprintf(err, errlen, "listen takes one value");
 		return -1;
 	}
 	if (config_listen(c, argv[1], err, errlen) == -1)
