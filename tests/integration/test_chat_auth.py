@@ -344,7 +344,8 @@ def login(d, p, user=None, name="fake", ret=None, knobs=(), login_slot=None,
     want = (ret or "/chat.html") + "#token="
     assert loc.startswith(want), f"callback Location {loc!r}, wanted {want}"
     f.token = loc[len(want):]
-    f.claims = verify_session_token(f.token, secret)
+    f.claims = (verify_session_token(f.token, secret) if secret is not None
+                else jwt_parts(f.token)[1])
     f.sub, f.name = f.claims.get("sub"), f.claims.get("name")
     return f
 
@@ -1138,6 +1139,44 @@ def test_many_tabs_all_get_a_private_message(roomd_factory, provider, n):
         after = _worker_map(d)
         assert after == before, (f"a worker died: slot->pid {before} became "
                                  f"{after}\n--- log ---\n{d.log_tail(8)}")
+
+
+def test_default_session_secret_is_one_for_all_workers(roomd_factory,
+                                                       provider):
+    """Without chat_session_secret the secret is random per start, but the
+    same in every worker: a sign-in started on one worker ends on the
+    other, and its session token opens the chat on both."""
+    d = roomd_factory(f"chat_ca_file {provider.ca_file}\n"
+                      + provider.conf("fake"))
+    u = new_user("rnd")
+    f = login(d, provider, u, login_slot=0, cb_slot=1, secret=None)
+    g = login(d, provider, u, login_slot=1, cb_slot=0, secret=None)
+    assert f.sub == g.sub and f.name == u["preferred_username"], \
+        (f.claims, g.claims)
+
+    async def body(c):
+        for tok, slot in ((f.token, 0), (f.token, 1), (g.token, 1)):
+            cl = await open_user(c, tok, f.name, slot=slot)
+            await alive(cl)
+            assert cl.uid == f.sub
+    session(d, body)
+
+
+def test_a_guest_holding_a_name_keeps_it_from_a_signed_in_user(authd,
+                                                               provider):
+    async def body(c):
+        guest = await c.open()
+        await alive(guest)
+        f = login(authd, provider, new_user("late", preferred_username=
+                                            guest.name))
+        assert f.name == guest.name
+        ws = await ws_open_headers(authd.ws_base + chat_path(f.token))
+        c.all.append(ws)
+        msgs, code, _ = await expect_close(ws)
+        assert [json.loads(x).get("code") for x in msgs] == ["name_taken"] \
+            and code == 1008, (msgs, code)
+        await alive(guest)
+    session(authd, body)
 
 
 # ---------------------------------------------------------------- roomd -t
