@@ -133,6 +133,10 @@ def authd(provider, rogue, misnamed, closed_port):
                             scope="read:user,user:email")
             + provider.conf("down", issuer=provider.base + "/down",
                             token=dead + "/token", jwks=dead + "/jwks")
+            + provider.conf("nokeys", jwks=dead + "/jwks")
+            + provider.conf("ghdown", CLIENT_OAUTH,
+                            issuer=provider.base + "/gh",
+                            userinfo=dead + "/user")
             + rogue.conf("rogue") + misnamed.conf("misnamed"))
     d = _daemon(conf)
     try:
@@ -320,7 +324,7 @@ def login(d, p, user=None, name="fake", ret=None, knobs=(), login_slot=None,
     returned in .cb and nothing more is checked."""
     f = Login()
     if user is not None:
-        if name == "gh":
+        if name.startswith("gh"):
             p.userinfo_user = dict(user)
         else:
             p.next_user = dict(user)
@@ -448,7 +452,8 @@ def test_providers_lists_every_provider_and_anonymous(authd, authb):
     assert r.json["anonymous"] is True, r
     got = sorted(r.json["providers"], key=lambda x: x.get("name", ""))
     assert got == [{"name": n, "login": f"/chat/auth/{n}/login"}
-                   for n in ("down", "fake", "gh", "misnamed", "rogue")], r
+                   for n in ("down", "fake", "gh", "ghdown", "misnamed",
+                             "nokeys", "rogue")], r
     r = request(authb, "GET", "/chat/auth/providers")
     assert r.status == 200 and r.json == {
         "providers": [{"name": "fake", "login": "/chat/auth/fake/login"}],
@@ -807,6 +812,20 @@ def test_unreachable_token_endpoint_is_502(authd, rogue, misnamed, name):
         want = {"rogue": "unknown ca", "misnamed": "bad certificate"}
         assert any(want[name] in f["error"].lower()
                    for f in rogue.tls_failures), rogue.tls_failures
+
+
+@pytest.mark.parametrize("name", ["nokeys", "ghdown"],
+                         ids=["key-set", "userinfo"])
+def test_unreachable_keys_or_userinfo_is_502(authd, provider, name):
+    """The code is good, but the key set (OpenID) or the user endpoint
+    (OAuth) is on a closed port."""
+    m = provider.mark()
+    user = new_user("kd") if name == "nokeys" else {
+        "id": 700000 + _N[0], "login": f"kd{_TAG}"}
+    f = login(authd, provider, user, name=name, expect=502)
+    auth_error(f.cb, 502, "provider_unreachable")
+    tok, = provider.since(m, "/token")
+    assert tok["response"][0] == 200
 
 
 # ---------------------------------------------------------------- WebSocket
