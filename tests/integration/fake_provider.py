@@ -248,6 +248,7 @@ class FakeProvider:
     .userinfo_user        what /userinfo answers for the OAuth client
     .misbehave            set of KNOBS spoiling the next ID token issued
     .deny                 when set, /authorize redirects with this error
+    .token_delay          seconds /token waits before answering
     .requests             every request received (dicts, see _record)
     .tls_failures         handshakes that failed (client refused the cert)
     """
@@ -268,6 +269,7 @@ class FakeProvider:
         self.userinfo_user = {"id": 4242, "login": "octocat", "name": "Mona"}
         self.misbehave = set()
         self.deny = None
+        self.token_delay = 0.0
         self.requests = []
         self.tls_failures = []
         self.codes = {}
@@ -437,12 +439,13 @@ class FakeProvider:
                  ("POST", "/token"): self._token,
                  ("GET", "/userinfo"): self._userinfo,
                  ("GET", "/jwks"): self._jwks}.get((h.command, rec["path"]))
+        if route == self._token and self.token_delay:
+            time.sleep(self.token_delay)
         if route is None:
             status, hdrs, payload = 404, {}, {"error": "not_found"}
         else:
             with self.lock:
                 status, hdrs, payload = route(rec)
-        rec["response"] = (status, payload)
         data = b""
         if payload is not None:
             data = json.dumps(payload).encode()
@@ -455,6 +458,8 @@ class FakeProvider:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(data)
+        h.wfile.flush()
+        rec["response"] = (status, payload)
 
     @staticmethod
     def _redirect(uri, params):

@@ -788,6 +788,31 @@ def test_chat_name_from_claims(authd, provider, kind):
     assert NAME_OK.match(f.name), f.name
 
 
+@SLOTS
+def test_browser_leaving_during_the_token_request_harms_nothing(
+        authd, provider, slot):
+    """The browser's connection closes while roomd waits for the token
+    endpoint: the answer comes to nobody, and the worker lives on."""
+    cookie, qs, _, _ = login_params(authd, provider, new_user("gone"))
+    m = provider.mark()
+    provider.token_delay = 1.0
+    try:
+        c = _conn_on(authd, slot)
+        c.request("GET", f"/chat/auth/fake/callback?{qs}",
+                  headers={"Cookie": f"{COOKIE}={cookie}"})
+        assert poll(lambda: provider.since(m, "/token"), 5), \
+            "roomd never asked the token endpoint"
+        c.close()
+        # the provider answers after the browser left
+        assert poll(lambda: provider.since(m, "/token")[0]["response"], 5)
+    finally:
+        provider.token_delay = 0.0
+    time.sleep(0.3)
+    assert _worker_map(authd) == authd.first_workers, authd.log_tail(8)
+    f = login(authd, provider, new_user("after"), cb_slot=slot)
+    assert f.cb.slot == slot
+
+
 # ---------------------------------------------------------------- unreachable
 
 @pytest.mark.parametrize("name", ["down", "rogue", "misnamed"],
