@@ -164,7 +164,9 @@ json_parse(const char *buf, size_t len, struct json_object **out)
 	const char		*vend;
 
 	*out = NULL;
-	if (len > INT32_MAX)
+	/* An empty WebSocket message arrives as (NULL, 0): no JSON, and no
+	 * arithmetic on a null pointer. */
+	if (buf == NULL || len == 0 || len > INT32_MAX)
 		return -1;
 	vend = json_value(buf, buf + len, 0);
 	if (vend == NULL || json_ws(vend, buf + len) != buf + len ||
