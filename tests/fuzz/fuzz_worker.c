@@ -321,7 +321,7 @@ fz_drain(void)
 			got = 1;
 			if (c->rxlen >= FZ_RX_MAX - 1)
 				c->lost = 1;
-			if (fz_verbose)
+			if (fz_verbose && !c->ws)
 				fprintf(stderr, "fuzz: client %zu got %.*s\n",
 				    i, (int)n, c->rxlen < FZ_RX_MAX - 1 ?
 				    c->rx + c->rxlen : scratch);
@@ -457,8 +457,11 @@ fz_ws_open(const char *target, const char *extra)
 	fz_send(i, req, (size_t)n);
 	fz_settle();
 	if (strncmp(clients[i].rx, "HTTP/1.1 101 ", 13) != 0 ||
-	    (end = strstr(clients[i].rx, "\r\n\r\n")) == NULL)
+	    (end = strstr(clients[i].rx, "\r\n\r\n")) == NULL) {
+		fz_close(i);
+		fz_settle();
 		return -1;
+	}
 	clients[i].ws = 1;
 	clients[i].rxoff = (size_t)(end + 4 - clients[i].rx);
 	return i;
@@ -612,6 +615,9 @@ fz_ws_verify(int i)
 			break;
 		if (op == 1 && !fz_utf8(p + hdr, (size_t)len))
 			fz_ws_fail(i, off, "a text frame that is not UTF-8");
+		if (fz_verbose)
+			fprintf(stderr, "fuzz: client %d frame %d: %.*s\n", i,
+			    op, op == 2 ? 0 : (int)len, p + hdr);
 		if (op == 8) {
 			if (len == 1)
 				fz_ws_fail(i, off, "a one-byte close body");
