@@ -961,8 +961,8 @@ def test_session_token_signed_with_chat_session_secret_is_accepted(authd):
 
 
 @pytest.mark.parametrize("kind", [
-    "other-secret", "expired", "tampered", "alg-none", "other-issuer",
-    "garbage"])
+    "other-secret", "expired", "no-exp", "tampered", "alg-none",
+    "other-issuer", "garbage"])
 @pytest.mark.parametrize("header", [False, True], ids=["query", "header"])
 def test_bad_session_token_is_401(authd, kind, header):
     claims = _session_claims(f"bad-{kind}-{_TAG}")
@@ -970,6 +970,8 @@ def test_bad_session_token_is_401(authd, kind, header):
         "other-secret": lambda: _mint(claims, SECRET_B),
         "expired": lambda: _mint(dict(claims, exp=int(time.time()) - 60),
                                  SECRET_A),
+        "no-exp": lambda: _mint({k: v for k, v in claims.items()
+                                 if k != "exp"}, SECRET_A),
         "tampered": lambda: _mint(claims, SECRET_A).split(".")[0] + "." +
         b64url(json.dumps(dict(claims, name="mallory"))) + "." +
         _mint(claims, SECRET_A).split(".")[2],
