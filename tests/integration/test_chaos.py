@@ -1044,8 +1044,9 @@ async def share_user(ch, u, stop, rng, timeout=5.0):
                     break
         except asyncio.TimeoutError:
             # the host (or this user) was on a worker killed meanwhile,
-            # or the host is between rooms
-            if not ch.killed_since(t) and u.in_room == u.room.get("id"):
+            # the host is between rooms, or it stopped at the end
+            if not ch.killed_since(t) and u.in_room == u.room.get("id") \
+                    and not stop.is_set():
                 ch.bad(f"screenshare {u.name}: no ALLOW_SHARING in "
                        f"{timeout} s and no kill meanwhile")
             continue
