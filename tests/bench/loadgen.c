@@ -350,10 +350,12 @@ json_str(const char *s, const char *key, char *out, size_t outlen)
 	return 0;
 }
 
+static char	 reply[1 << 20];	/* a join reply lists every guest */
+
 static void
 rooms_create(void)
 {
-	char	 path[256], body[128], reply[8192];
+	char	 path[256], body[128];
 	int	 r, code;
 
 	for (r = 0; r < opt.rooms; r++) {
@@ -375,7 +377,7 @@ rooms_create(void)
 static void
 member_token(struct conn *c, int i, char *tok, size_t len)
 {
-	char	 path[256], body[128], reply[8192];
+	char	 path[256], body[128];
 	int	 code;
 
 	if (!opt.joinall || c->publisher) {
@@ -1077,9 +1079,7 @@ run_fanout(void)
 	snprintf(extra, sizeof(extra), ",\"rss_anon_before\":%" PRIu64
 	    ",\"rss_anon_after\":%" PRIu64, m0, m1);
 	report("fanout", (double)(t1 - t0) / 1e9 - 0.2, cpu1 - cpu0, extra);
-	if (getenv("LOADGEN_DEBUG") != NULL)
-		for (int i = 0; i < nconns; i++)
-			fprintf(stderr, "conn %d fd %d state %d got %llu ptr %llu rlen %zu\n", i, conns[i].fd, conns[i].state, (unsigned long long)conns[i].got, (unsigned long long)conns[i].pointer, conns[i].rlen);
+
 	free(buf);
 }
 
@@ -1103,7 +1103,10 @@ run_catchup(void)
 	fill = opt.proto == P_CANVAS ? 1000 : 1;
 	opt.batch = fill;
 	buf = pubbuf();
-	for (sent = 0; sent < opt.log_len; sent += (uint64_t)opt.batch) {
+	/* Filling is bounded by -d too; the log is then what got in. */
+	t0 = now_ns();
+	for (sent = 0; sent < opt.log_len && now_ns() - t0 <
+	    (uint64_t)(opt.duration * 1e9); sent += (uint64_t)opt.batch) {
 		if (opt.log_len - sent < (uint64_t)fill)
 			opt.batch = (int)(opt.log_len - sent);
 		while (sent - conns[0].got >= 8 * (uint64_t)fill &&
@@ -1112,9 +1115,13 @@ run_catchup(void)
 		ws_send(&conns[0], 0x1, buf, publish_body(buf, 0));
 		pubseq++;
 	}
-	for (t0 = now_ns(); conns[0].got < opt.log_len &&
+	for (t0 = now_ns(); conns[0].got < sent &&
 	    conns[0].state == C_OPEN && now_ns() - t0 < 60000000000ULL;)
 		usleep(1000);
+	if (sent < opt.log_len)
+		fprintf(stderr, "loadgen: filling stopped after %.0f s at %"
+		    PRIu64 " actions\n", opt.duration, sent);
+	opt.log_len = conns[0].got;
 	fprintf(stderr, "loadgen: log of %" PRIu64 " actions in place\n",
 	    conns[0].got);
 	opt.batch = saved;
