@@ -52,35 +52,50 @@ config_defaults(struct roomd_config *c)
 	c->message_burst = 400;
 	c->join_failures_per_minute = 10;
 	c->chat_session_ttl = 86400;
+	c->drain_timeout = 30;
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 	    ROOMD_CONTROL);
 }
 
 /*
+ * Do the listen addresses, the number of workers or the mounts of a and b
+ * differ?  A reload then starts new workers and drains the old ones.
+ */
+int
+config_generation_differs(const struct roomd_config *a,
+    const struct roomd_config *b)
+{
+	int	 i, differ;
+
+	differ = a->nlistens != b->nlistens || a->workers != b->workers ||
+	    a->nmounts != b->nmounts;
+	for (i = 0; !differ && i < a->nlistens; i++)
+		differ = strcmp(a->listens[i].text, b->listens[i].text) != 0 ||
+		    a->listens[i].tls != b->listens[i].tls;
+	for (i = 0; !differ && i < a->nmounts; i++)
+		differ = strcmp(a->mounts[i].path, b->mounts[i].path) != 0 ||
+		    a->mounts[i].dialect != b->mounts[i].dialect;
+	return differ;
+}
+
+/*
  * Copy the settings a running worker can take (limits, timeouts, the
  * document root, the dialects' options) from src to dst.  Returns how
- * many of the others (listen addresses, workers, mounts, the arena,
- * sockets, user, pid file) differ: those need a restart.
+ * many of the others (the arena, sockets, user, pid file) differ: those
+ * need a restart.  Listen addresses, workers and mounts are left alone
+ * (config_generation_differs).
  */
 int
 config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 {
-	int	 restart = 0, i;
+	int	 restart = 0;
 
-	restart += dst->nlistens != src->nlistens || dst->workers !=
-	    src->workers || dst->nmounts != src->nmounts ||
-	    dst->arena_size != src->arena_size ||
+	restart += dst->arena_size != src->arena_size ||
 	    strcmp(dst->arena_path, src->arena_path) != 0 ||
 	    strcmp(dst->control_socket, src->control_socket) != 0 ||
 	    strcmp(dst->metrics_listen, src->metrics_listen) != 0 ||
 	    strcmp(dst->user, src->user) != 0 ||
 	    strcmp(dst->pidfile, src->pidfile) != 0;
-	for (i = 0; i < dst->nlistens && i < src->nlistens; i++)
-		restart += strcmp(dst->listens[i].text, src->listens[i].text)
-		    != 0 || dst->listens[i].tls != src->listens[i].tls;
-	for (i = 0; i < dst->nmounts && i < src->nmounts; i++)
-		restart += strcmp(dst->mounts[i].path, src->mounts[i].path) !=
-		    0 || dst->mounts[i].dialect != src->mounts[i].dialect;
 	dst->max_header_bytes = src->max_header_bytes;
 	dst->max_body_bytes = src->max_body_bytes;
 	dst->max_message_bytes = src->max_message_bytes;
@@ -120,6 +135,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	memcpy(dst->chat_session_secret, src->chat_session_secret,
 	    sizeof(dst->chat_session_secret));
 	dst->chat_session_ttl = src->chat_session_ttl;
+	dst->drain_timeout = src->drain_timeout;
 	return restart;
 }
 
@@ -557,6 +573,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    join_failures_per_minute), 0, 1000000 },
 		{ "chat_session_ttl", offsetof(struct roomd_config,
 		    chat_session_ttl), 60, 86400 * 365 },
+		{ "drain_timeout", offsetof(struct roomd_config,
+		    drain_timeout), 0, 86400 },
 	};
 	static const struct {
 		const char	*key;

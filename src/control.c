@@ -397,7 +397,7 @@ control_ring(struct shm_room *r, const struct shm_room_ref *ref, int type,
 	db.rid = ref->rid;
 	db.off = ref->off;
 	db.seq = arg;
-	for (s = 0; s < env->nworkers; s++)
+	for (s = 0; s < ROOMD_MAX_WORKERS; s++)
 		if (r->slot_conns[s] > 0)
 			proc_ring(s, &db);
 }
@@ -456,12 +456,16 @@ control_status(const struct worker_info *w, time_t started)
 	json_object_object_add(o, "uptime", json_object_new_int64(
 	    (int64_t)(time(NULL) - started)));
 	list = json_object_new_array();
-	for (i = 0; i < env->nworkers; i++) {
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++) {
+		if (w[i].state == WORKER_FREE)
+			continue;
 		x = json_object_new_object();
 		json_object_object_add(x, "slot", json_object_new_int(i));
 		json_object_object_add(x, "pid", json_object_new_int(w[i].pid));
 		json_object_object_add(x, "restarts",
 		    json_object_new_int((int)w[i].restarts));
+		json_object_object_add(x, "draining",
+		    json_object_new_boolean(w[i].state == WORKER_DRAINING));
 		json_object_array_add(list, x);
 	}
 	json_object_object_add(o, "workers", list);

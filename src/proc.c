@@ -26,7 +26,9 @@ proc_mesh_open(void)
 {
 	int	 s, size = 1 << 20;
 
-	for (s = 0; s < env->nworkers; s++) {
+	/* Every slot, not only the first generation's: after a reload that
+	 * starts new workers, old and new ring each other. */
+	for (s = 0; s < ROOMD_MAX_WORKERS; s++) {
 		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0, env->inbox[s]) == -1) {
 			log_warn("%s: socketpair", __func__);
@@ -70,7 +72,7 @@ proc_mesh_worker(struct event_base *base)
 {
 	int	 s;
 
-	for (s = 0; s < env->nworkers; s++)
+	for (s = 0; s < ROOMD_MAX_WORKERS; s++)
 		if (s != env->slot)
 			close(env->inbox[s][0]);
 	inbox_ev = event_new(base, env->inbox[env->slot][0],

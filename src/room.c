@@ -216,7 +216,7 @@ room_slots(struct shm_room *r)
 	uint64_t	 mask = 0;
 	int		 s;
 
-	for (s = 0; s < env->nworkers; s++)
+	for (s = 0; s < ROOMD_MAX_WORKERS; s++)
 		if (r->slot_conns[s] > 0)
 			mask |= 1ULL << s;
 	return mask;
@@ -625,7 +625,7 @@ room_publish(struct room *room, enum room_audience aud, uint64_t mid,
 		return rc;
 	room->appended = 1;
 	STATS_DADD(A(), r->dialect, SD_APPENDS, 1);
-	for (upto = last, s = 0; s < env->nworkers; s++)
+	for (upto = last, s = 0; s < ROOMD_MAX_WORKERS; s++)
 		if (r->slot_conns[s] > 0 && r->slot_seq[s] < upto)
 			upto = r->slot_seq[s];
 	if (r->keep_from != 0 && upto >= r->keep_from)
@@ -922,7 +922,7 @@ room_flush(void)
 			if (lr->dialect->room_notify != NULL)
 				lr->dialect->room_notify(lr);
 		}
-		for (s = 0; s < env->nworkers; s++)
+		for (s = 0; s < ROOMD_MAX_WORKERS; s++)
 			if ((p->slots & (1ULL << s)) &&
 			    proc_ring(s, &p->db) == 0) {
 				p->slots &= ~(1ULL << s);

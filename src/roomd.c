@@ -50,11 +50,13 @@ static struct {
 	time_t		 started;
 	time_t		 respawn_at;	/* when a crash-looping slot may fork */
 	unsigned	 restarts;
+	int		 state;		/* enum worker_state */
 } workers[ROOMD_MAX_WORKERS];
 
 static void	usage(FILE *, int) __attribute__((noreturn));
 static void	master_signal(int);
-static int	master_listen(void);
+static int	master_listen(const struct roomd_config *, int slot);
+static void	master_unlisten(int slot);
 static pid_t	master_fork(int);
 static void	master_reap(int stopping);
 static void	master_stop(void);
@@ -208,8 +210,10 @@ main(int argc, char *argv[])
 	log_init(1, env->verbose);
 	log_setproc("master");
 
-	if (master_listen() == -1)
-		return 1;
+	memset(env->listen_fd, -1, sizeof(env->listen_fd));
+	for (i = 0; i < env->nworkers; i++)
+		if (master_listen(&env->conf, i) == -1)
+			return 1;
 	if (arena_open(&env->arena, env->conf.arena_path[0] ?
 	    env->conf.arena_path : NULL, env->conf.arena_size, &reattached,
 	    err, sizeof(err)) != 0) {
@@ -261,8 +265,10 @@ main(int argc, char *argv[])
 	sigprocmask(SIG_BLOCK, &block, NULL);
 	sigemptyset(&empty);
 
-	for (i = 0; i < env->nworkers; i++)
+	for (i = 0; i < env->nworkers; i++) {
+		workers[i].state = WORKER_ACTIVE;
 		workers[i].pid = master_fork(i);
+	}
 	log_info("roomd %s started: %d workers on %s%s", PACKAGE_VERSION,
 	    env->nworkers, env->conf.listens[0].text,
 	    env->conf.nlistens > 1 ? " and more" : "");
@@ -281,8 +287,9 @@ main(int argc, char *argv[])
 			sig_child = 0;
 			master_reap(0);
 		}
-		for (i = 0; i < env->nworkers; i++)
-			if (workers[i].pid == 0 &&
+		for (i = 0; i < ROOMD_MAX_WORKERS; i++)
+			if (workers[i].state == WORKER_ACTIVE &&
+			    workers[i].pid == 0 &&
 			    time(NULL) >= workers[i].respawn_at)
 				workers[i].pid = master_fork(i);
 		if (sig_reload) {
@@ -299,33 +306,101 @@ main(int argc, char *argv[])
 	return 0;
 }
 
+/* The listening sockets of one worker slot, one per address of c. */
 static int
-master_listen(void)
+master_listen(const struct roomd_config *c, int s)
 {
-	struct roomd_config	*c = &env->conf;
-	int			 s, l, fd, on = 1;
+	int	 l, fd, on = 1;
 
-	for (s = 0; s < env->nworkers; s++)
-		for (l = 0; l < c->nlistens; l++) {
-			fd = socket(c->listens[l].ss.ss_family, SOCK_STREAM |
-			    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-			if (fd == -1) {
-				log_warn("socket");
-				return -1;
-			}
-			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
-			    sizeof(on));
-			if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
-			    sizeof(on)) == -1 ||
-			    bind(fd, (struct sockaddr *)&c->listens[l].ss,
-			    c->listens[l].sslen) == -1 ||
-			    listen(fd, 1024) == -1) {
-				log_warn("listen on %s", c->listens[l].text);
-				close(fd);
-				return -1;
-			}
-			env->listen_fd[s][l] = fd;
+	for (l = 0; l < c->nlistens; l++) {
+		fd = socket(c->listens[l].ss.ss_family, SOCK_STREAM |
+		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1) {
+			log_warn("socket");
+			master_unlisten(s);
+			return -1;
 		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
+		    sizeof(on)) == -1 ||
+		    bind(fd, (struct sockaddr *)&c->listens[l].ss,
+		    c->listens[l].sslen) == -1 || listen(fd, 1024) == -1) {
+			log_warn("listen on %s", c->listens[l].text);
+			close(fd);
+			master_unlisten(s);
+			return -1;
+		}
+		env->listen_fd[s][l] = fd;
+	}
+	return 0;
+}
+
+static void
+master_unlisten(int s)
+{
+	int	 l;
+
+	for (l = 0; l < ROOMD_MAX_LISTEN; l++)
+		if (env->listen_fd[s][l] != -1) {
+			close(env->listen_fd[s][l]);
+			env->listen_fd[s][l] = -1;
+		}
+}
+
+/*
+ * A reload changed the listen addresses, the number of workers or the
+ * mounts: bind c's addresses for a new generation of workers in free
+ * slots, tell the running ones to drain (SIGUSR2: they close their
+ * listening sockets and end once their connections have, or after
+ * drain_timeout), and start the new ones.  Both generations share the
+ * arena, so rooms and members stay where they are.  Returns -1, with
+ * nothing changed, if it cannot.
+ */
+static int
+master_generation(const struct roomd_config *c)
+{
+	int	 slot[ROOMD_MAX_WORKERS], n = 0, i;
+	char	 err[1024];
+
+	for (i = 0; i < ROOMD_MAX_WORKERS && n < c->workers; i++)
+		if (workers[i].state == WORKER_FREE && workers[i].pid == 0)
+			slot[n++] = i;
+	if (n < c->workers) {
+		log_warnx("reload: no free slots for %d new workers while the "
+		    "old ones drain", c->workers);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (master_listen(c, slot[i]) == -1) {
+			while (i-- > 0)
+				master_unlisten(slot[i]);
+			return -1;
+		}
+	if (server_tls_load(c, err, sizeof(err)) == -1) {
+		log_warnx("reload: %s", err);
+		for (i = 0; i < n; i++)
+			master_unlisten(slot[i]);
+		return -1;
+	}
+	/* The new sockets listen already, so no connection is refused
+	 * while the old ones close. */
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
+		if (workers[i].state == WORKER_ACTIVE) {
+			workers[i].state = WORKER_DRAINING;
+			if (workers[i].pid > 0)
+				kill(workers[i].pid, SIGUSR2);
+			master_unlisten(i);
+		}
+	env->conf = *c;
+	env->nworkers = n;
+	for (i = 0; i < n; i++) {
+		workers[slot[i]].state = WORKER_ACTIVE;
+		workers[slot[i]].restarts = 0;
+		workers[slot[i]].pid = master_fork(slot[i]);
+	}
+	log_info("reload: %d new workers on %s%s; the old ones drain for up "
+	    "to %d seconds", n, c->listens[0].text, c->nlistens > 1 ?
+	    " and more" : "", c->drain_timeout);
 	return 0;
 }
 
@@ -373,14 +448,22 @@ master_reap(int stopping)
 	char		 err[256];
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (i = 0; i < env->nworkers; i++)
+		for (i = 0; i < ROOMD_MAX_WORKERS; i++)
 			if (workers[i].pid == pid)
 				break;
-		if (i == env->nworkers)
+		if (i == ROOMD_MAX_WORKERS)
 			continue;
 		workers[i].pid = 0;
 		if (stopping)
 			continue;
+		if (workers[i].state == WORKER_DRAINING) {
+			/* An old generation's worker is done. */
+			workers[i].state = WORKER_FREE;
+			log_info("worker %d (pid %d) drained", i, (int)pid);
+			shm_room_slot_dead_fn(&env->arena, (unsigned)i,
+			    room_idle_expiry, NULL);
+			continue;
+		}
 		STATS_ADD(&env->arena, ST_WORKER_RESTARTS, 1);
 		workers[i].restarts++;
 		if (WIFSIGNALED(status))
@@ -411,17 +494,17 @@ master_stop(void)
 
 	log_info("stopping: asking %d workers to close their connections",
 	    env->nworkers);
-	for (i = 0; i < env->nworkers; i++)
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
 		if (workers[i].pid > 0)
 			kill(workers[i].pid, SIGTERM);
 	for (;;) {
 		master_reap(1);
-		for (alive = 0, i = 0; i < env->nworkers; i++)
+		for (alive = 0, i = 0; i < ROOMD_MAX_WORKERS; i++)
 			alive += workers[i].pid > 0;
 		if (alive == 0)
 			break;
 		if (time(NULL) >= deadline) {
-			for (i = 0; i < env->nworkers; i++)
+			for (i = 0; i < ROOMD_MAX_WORKERS; i++)
 				if (workers[i].pid > 0)
 					kill(workers[i].pid, SIGKILL);
 		}
@@ -438,16 +521,17 @@ master_stop(void)
  * SIGHUP: read the configuration again.  A bad file is logged and the
  * running one kept.  A good one is applied by the master and by every
  * worker (told with SIGHUP) to what can change live: limits, timeouts,
- * the dialects' settings.  No connection is touched.  Listen addresses,
- * workers, mounts, the arena, sockets and user need a restart; the log
- * says so.
+ * the dialects' settings.  No connection is touched.  Changed listen
+ * addresses, workers or mounts start a new generation of workers while
+ * the old one drains (master_generation).  The arena, sockets and user
+ * need a restart; the log says so.
  */
 static void
 master_reload(void)
 {
 	struct roomd_config	 c;
 	char			 err[1024];
-	int			 i, restart;
+	int			 i, restart, gen;
 
 	if (env->conf.file[0] == '\0') {
 		log_info("reload: no configuration file to read");
@@ -458,14 +542,19 @@ master_reload(void)
 		    err);
 		return;
 	}
-	server_tls_reload(&c);
+	gen = config_generation_differs(&env->conf, &c);
+	if (!gen)
+		server_tls_reload(&c);
 	restart = config_apply_live(&env->conf, &c);
-	for (i = 0; i < env->nworkers; i++)
-		if (workers[i].pid > 0)
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
+		if (workers[i].state == WORKER_ACTIVE && workers[i].pid > 0)
 			kill(workers[i].pid, SIGHUP);
+	if (gen && master_generation(&c) == -1)
+		log_warnx("reload: the new listen addresses, workers or mounts "
+		    "need a restart");
 	log_info("reload: %s applied%s", env->conf.file, restart ?
-	    "; changes to listen, workers, mounts, arena, sockets or user "
-	    "need a restart" : "");
+	    "; changes to the arena, sockets, pid file or user need a "
+	    "restart" : "");
 }
 
 /* One request on the admin socket or the metrics endpoint, if any. */
@@ -476,9 +565,10 @@ master_control(struct pollfd *pfd, time_t started)
 	int			 i, stop = 0, reload = 0;
 
 	if (pfd[0].fd != -1 && (pfd[0].revents & POLLIN)) {
-		for (i = 0; i < env->nworkers; i++) {
+		for (i = 0; i < ROOMD_MAX_WORKERS; i++) {
 			w[i].pid = workers[i].pid;
 			w[i].restarts = workers[i].restarts;
+			w[i].state = workers[i].state;
 		}
 		control_accept(pfd[0].fd, w, started, &stop, &reload);
 		sig_stop |= stop;

@@ -119,6 +119,7 @@ struct roomd_config {
 	char			 chat_ca_file[1024];
 	char			 chat_session_secret[256];
 	int			 chat_session_ttl;
+	int			 drain_timeout;
 	int			 max_connections_per_ip;	/* 0: none */
 	int			 max_rooms_per_ip;
 	int			 message_rate;		/* per second */
@@ -140,6 +141,8 @@ int	 config_mount(struct roomd_config *, const char *dialect,
 	    const char *path, char *, size_t);
 int	 config_finish(struct roomd_config *, char *, size_t);
 int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
+int	 config_generation_differs(const struct roomd_config *,
+	    const struct roomd_config *);
 
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
@@ -168,9 +171,13 @@ void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2),
 	    noreturn));
 
 /* control.c: the admin socket and the metrics endpoint, in the master */
+/* A worker slot: free, serving, or draining after a reload started a
+ * new generation of workers in other slots. */
+enum worker_state { WORKER_FREE, WORKER_ACTIVE, WORKER_DRAINING };
 struct worker_info {
 	int		 pid;
 	unsigned	 restarts;
+	int		 state;
 };
 int	 control_open(void);
 void	 control_fds(int *, int *);

@@ -47,7 +47,7 @@ static struct connlist		 conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct connlist		 graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event		*flush_ev, *stop_timer;
 static uint64_t			 next_conn_id;
-static int			 stopping, flush_scheduled;
+static int			 stopping, draining, flush_scheduled;
 static SSL_CTX			*tls_ctx[ROOMD_MAX_LISTEN];
 static struct conn		*current;	/* whose callback runs */
 
@@ -60,6 +60,7 @@ static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
 static void	server_tick(evutil_socket_t, short, void *);
 static void	server_reload(evutil_socket_t, short, void *);
+static void	server_drain(evutil_socket_t, short, void *);
 
 struct event_base *
 server_base(void)
@@ -76,7 +77,7 @@ server_stopping(void)
 void
 server_main(int slot)
 {
-	struct event	*sigterm, *sigint, *sighup, *tick;
+	struct event	*sigterm, *sigint, *sighup, *sigusr2, *tick;
 	struct timeval	 second = { 1, 0 };
 	char		 name[32];
 	int		 s, l;
@@ -84,9 +85,9 @@ server_main(int slot)
 	env->slot = slot;
 	snprintf(name, sizeof(name), "worker %d", slot);
 	log_setproc(name);
-	for (s = 0; s < env->nworkers; s++)
-		if (s != slot)
-			for (l = 0; l < env->conf.nlistens; l++)
+	for (s = 0; s < ROOMD_MAX_WORKERS; s++)
+		for (l = 0; s != slot && l < ROOMD_MAX_LISTEN; l++)
+			if (env->listen_fd[s][l] != -1)
 				close(env->listen_fd[s][l]);
 
 	if ((base = event_base_new()) == NULL ||
@@ -105,9 +106,11 @@ server_main(int slot)
 	sigterm = evsignal_new(base, SIGTERM, server_stop, NULL);
 	sigint = evsignal_new(base, SIGINT, server_stop, NULL);
 	sighup = evsignal_new(base, SIGHUP, server_reload, NULL);
+	sigusr2 = evsignal_new(base, SIGUSR2, server_drain, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	event_add(sighup, NULL);
+	event_add(sigusr2, NULL);
 	tick = event_new(base, -1, EV_PERSIST, server_tick, NULL);
 	event_add(tick, &second);
 	signal(SIGPIPE, SIG_IGN);
@@ -119,6 +122,7 @@ server_main(int slot)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);
+	event_free(sigusr2);
 	event_free(tick);
 	exit(0);
 }
@@ -521,7 +525,7 @@ server_flush(evutil_socket_t fd, short events, void *arg)
 		free(conn->data);
 		free(conn);
 	}
-	if (stopping && TAILQ_EMPTY(&conns))
+	if ((stopping || draining) && TAILQ_EMPTY(&conns))
 		event_base_loopexit(base, NULL);
 }
 
@@ -551,6 +555,48 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 {
 	if (!stopping)
 		room_tick();
+}
+
+/*
+ * SIGUSR2 from the master: a new generation of workers serves the changed
+ * listen addresses, worker count or mounts.  Take what already waits in
+ * the listening sockets, close them, and keep serving the connections
+ * there are until they end or drain_timeout passes; then stop (1001).
+ */
+static void
+server_drain(evutil_socket_t sig, short events, void *arg)
+{
+	struct sockaddr_storage	 ss;
+	struct timeval		 tv = { env->conf.drain_timeout, 0 };
+	struct event		*timer;
+	socklen_t		 len;
+	int			 l, fd;
+
+	if (stopping || draining)
+		return;
+	draining = 1;
+	log_info("draining: %d seconds for the connections to end",
+	    env->conf.drain_timeout);
+	for (l = 0; l < env->conf.nlistens; l++) {
+		if (listeners[l] == NULL)
+			continue;
+		evconnlistener_disable(listeners[l]);
+		for (;;) {
+			len = sizeof(ss);
+			fd = accept4(evconnlistener_get_fd(listeners[l]),
+			    (struct sockaddr *)&ss, &len, SOCK_NONBLOCK |
+			    SOCK_CLOEXEC);
+			if (fd == -1)
+				break;
+			server_accept(listeners[l], fd, (struct sockaddr *)&ss,
+			    (int)len, (void *)(intptr_t)l);
+		}
+		evconnlistener_free(listeners[l]);
+		listeners[l] = NULL;
+	}
+	timer = evtimer_new(base, server_stop, NULL);
+	evtimer_add(timer, &tv);
+	server_flush_later();
 }
 
 static void
