@@ -96,7 +96,7 @@ str(struct json_object *o, const char *key)
 static void
 print_status(struct json_object *o)
 {
-	struct json_object	*list, *w;
+	struct json_object	*list, *w, *d;
 	size_t			 i;
 
 	printf("roomd %s, pid %lld, up %lld s\n", str(o, "version"),
@@ -104,12 +104,15 @@ print_status(struct json_object *o)
 	printf("rooms %lld, arena %lld of %lld bytes used, lock recoveries "
 	    "%lld\n", num(o, "rooms"), num(o, "arena_bytes_used"),
 	    num(o, "arena_bytes_size"), num(o, "lock_recoveries"));
-	printf("%-6s %-8s %s\n", "SLOT", "PID", "RESTARTS");
+	printf("%-6s %-8s %-9s %s\n", "SLOT", "PID", "RESTARTS", "STATE");
 	if (json_object_object_get_ex(o, "workers", &list))
 		for (i = 0; i < json_object_array_length(list); i++) {
 			w = json_object_array_get_idx(list, i);
-			printf("%-6lld %-8lld %lld\n", num(w, "slot"),
-			    num(w, "pid"), num(w, "restarts"));
+			printf("%-6lld %-8lld %-9lld %s\n", num(w, "slot"),
+			    num(w, "pid"), num(w, "restarts"),
+			    json_object_object_get_ex(w, "draining", &d) &&
+			    json_object_get_boolean(d) ? "draining" :
+			    "serving");
 		}
 }
 

@@ -272,6 +272,7 @@ def test_status_table_and_json(roomd_factory, roomctl):
         assert isinstance(w["pid"], int) and w["pid"] > 0, st
         assert w["pid"] != d.master_pid
         assert w["restarts"] == 0, st
+        assert w["draining"] is False, st
         assert not _pid_gone(w["pid"]), f"worker {w} is not alive"
     assert len(set(pids)) == 2, st
     assert st.get("rooms") == 0, st
@@ -291,7 +292,8 @@ def test_status_table_and_json(roomd_factory, roomctl):
     out = p.stdout
     assert f"pid {d.master_pid}" in out, out
     for w in ws:
-        assert re.search(rf"^{w['slot']}\s+{w['pid']}\s+0\s*$", out, re.M), \
+        assert re.search(rf"^{w['slot']}\s+{w['pid']}\s+0\s+serving\s*$",
+                         out, re.M), \
             f"no table row for worker {w}: {out}"
 
     # rooms counts in status follow what is created.
