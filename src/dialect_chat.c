@@ -33,6 +33,8 @@ struct chat_channel {
 	char		 name[ROOM_ID_MAX + 1];
 };
 
+static void	chat_sweep(const struct shm_room_ref *);
+
 struct chat_conn {
 	char			 name[ROOM_ID_MAX + 1];
 	char			 uid[MEMBER_UID_LEN + 1];
@@ -220,12 +222,25 @@ static void
 chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct chat_conn	*cc = conn->data;
+	struct shm_room_ref	 ref;
 	struct room_member	 m;
 	struct room		*room;
 
 	if (chat_server_room(&room) == -1) {
 		server_ws_close(conn, 1011, "cannot open the chat");
 		return;
+	}
+	/* A name held by a user lost with a killed worker is freed now, not
+	 * at the next tick (which needs someone connected on this worker). */
+	if (room_member_by_name(room, cc->name, &m) == 0 && m.locator == 0 &&
+	    strcmp(m.uid, cc->uid) != 0) {
+		room_unlock(room);
+		if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &ref) == 0)
+			chat_sweep(&ref);
+		if (chat_server_room(&room) == -1) {
+			server_ws_close(conn, 1011, "cannot open the chat");
+			return;
+		}
 	}
 	if (room_member_by_name(room, cc->name, &m) == 0 &&
 	    strcmp(m.uid, cc->uid) != 0) {
@@ -593,7 +608,7 @@ chat_find_gone(const struct room_member *m, void *arg)
  * in, telling each channel's participants, as if they had left.
  */
 static void
-chat_tick(struct lroom *lr)
+chat_sweep(const struct shm_room_ref *sref)
 {
 	struct chat_gone	 g = { .n = 0 };
 	struct shm_room_ref	*refs;
@@ -601,7 +616,7 @@ chat_tick(struct lroom *lr)
 	struct room		*room, *server;
 	size_t			 i, k, n;
 
-	if (room_lock(&lr->ref, &server) != 0)
+	if (room_lock(sref, &server) != 0)
 		return;
 	room_members(server, chat_find_gone, &g);
 	for (i = 0; i < g.n; i++)
@@ -622,7 +637,7 @@ chat_tick(struct lroom *lr)
 			else
 				room_member_remove(room, m.mid);
 			if ((m.authorities & CHAT_JOINED) &&
-			    room_lock(&lr->ref, &server) == 0) {
+			    room_lock(sref, &server) == 0) {
 				room_publish_json(server, AUD_TAG, refs[k].rid,
 				    chat_event("participant", g.m[i].uid,
 				    "left", g.m[i].name, room_id(room)));
@@ -632,6 +647,12 @@ chat_tick(struct lroom *lr)
 		room_unlock(room);
 	}
 	free(refs);
+}
+
+static void
+chat_tick(struct lroom *lr)
+{
+	chat_sweep(&lr->ref);
 }
 
 /* Leaving the chat leaves every channel; the others are told. */

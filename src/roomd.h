@@ -215,7 +215,7 @@ struct conn {
 	struct bufferevent	*bev;
 	enum conn_state		 state;
 	struct http_req		*req;		/* while speaking HTTP */
-	void			*ws;		/* wslay context once upgraded */
+	void			*ws;		/* server_ws.c's state once upgraded */
 	const struct mount	*mount;
 	struct lroom		*room;		/* the room it has joined */
 	uint64_t		 mid;		/* its member id there */
