@@ -268,9 +268,13 @@ server_read(struct bufferevent *bev, void *arg)
 
 	conn->pinged = 0;
 	current = conn;
-	if (conn->state == CONN_HTTP)
+	if (conn->state == CONN_HTTP) {
 		server_http_read(conn);
-	else if (conn->ws != NULL)
+		/* Frames that came in the same read as the upgrade. */
+		if (conn->bev != NULL && conn->ws != NULL &&
+		    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+			server_ws_read(conn);
+	} else if (conn->ws != NULL)
 		server_ws_read(conn);
 	else
 		evbuffer_drain(bufferevent_get_input(bev),

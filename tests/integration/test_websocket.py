@@ -2,6 +2,8 @@
 import base64
 import json
 import os
+import socket
+import time
 import uuid
 
 import pytest
@@ -238,3 +240,29 @@ def test_fragmented_message_over_max_message_bytes_closes_1009(roomd_factory):
             ws.send_frame(0x1 if i == 0 else 0x0, ch, fin=(i == len(chunks) - 1))
         code, reason, skipped = ws.recv_close()
         assert code == 1009, (code, reason, skipped)
+
+
+def test_frame_in_the_same_packet_as_the_upgrade_is_answered(roomd_factory):
+    """A client that sends its first frame right behind the handshake, in
+    one write, gets its echo without sending anything more."""
+    d = roomd_factory("mount echo /echo\nmount canvas /canvas\n")
+    key = base64.b64encode(os.urandom(16)).decode()
+    req = (f"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+           f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    mask, payload = b"\x01\x02\x03\x04", b"first words"
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+    with socket.create_connection((d.host, d.port), timeout=5) as s:
+        s.sendall(req + frame)
+        data = b""
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in data or not data.endswith(payload):
+            if time.monotonic() > deadline:
+                break
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 101"), data[:80]
+    assert data.endswith(bytes([0x81, len(payload)]) + payload), data
