@@ -814,12 +814,26 @@ wait_open(int want, double secs)
 static void
 open_range(int from, int to)
 {
-	int	 i, base = atomic_load(&n_open) + atomic_load(&n_failed);
+	uint64_t	 stuck;
+	int		 i, done, base;
 
+	base = atomic_load(&n_open) + atomic_load(&n_failed);
 	for (i = from; i < to; i++) {
+		/* A server that stops answering handshakes ends it. */
+		stuck = now_ns() + 20000000000ULL;
 		while (i - from - (atomic_load(&n_open) +
-		    atomic_load(&n_failed) - base) >= LG_INFLIGHT)
+		    atomic_load(&n_failed) - base) >= LG_INFLIGHT) {
+			if (now_ns() > stuck) {
+				fprintf(stderr, "loadgen: no handshake "
+				    "answered for 20 s: stopped at %d of %d "
+				    "connections\n", i, to);
+				done = atomic_load(&n_open) +
+				    atomic_load(&n_failed) - base;
+				atomic_fetch_add(&n_failed, to - from - done);
+				return;
+			}
 			usleep(200);
+		}
 		conn_open(i, 0);
 	}
 	wait_open(base + (to - from), 60);
@@ -1470,6 +1484,13 @@ main(int argc, char *argv[])
 	}
 	setup_nofile(opt.mode == M_CATCHUP ? opt.n + 1 : opt.place ? opt.n * 3
 	    : opt.n);
+	/* Stay under the limit: sockets for HTTP and a few files too. */
+	if ((rlim_t)opt.n + 100 > nofile && (opt.mode == M_IDLE ||
+	    opt.mode == M_FANOUT)) {
+		opt.n = (int)nofile - 100;
+		fprintf(stderr, "loadgen: only %d members, for RLIMIT_NOFILE "
+		    "%llu\n", opt.n, (unsigned long long)nofile);
+	}
 	nconns = opt.mode == M_CATCHUP ? opt.n + 1 : opt.n;
 	if ((conns = calloc((size_t)(opt.place ? opt.n * 3 + opt.rooms :
 	    nconns), sizeof(*conns))) == NULL)
