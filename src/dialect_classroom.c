@@ -129,16 +129,43 @@ cls_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 	return 0;
 }
 
-/* {"id":ROOM,"participants":[{"name","room","admin","authorities","id"}]} */
+/* {"id":ROOM,"participants":[{"name","room","admin","authorities","id"}]},
+ * participants in the order they entered (member ids only grow). */
 struct cls_json {
 	struct json_object	*list;
 	const char		*room;
+	struct room_member	*m;
+	size_t			 n, cap;
 };
 
 static void
-cls_member_json(const struct room_member *m, void *arg)
+cls_member_collect(const struct room_member *m, void *arg)
 {
 	struct cls_json		*cj = arg;
+	struct room_member	*p;
+
+	if (cj->n == cj->cap) {
+		cj->cap = cj->cap ? 2 * cj->cap : 16;
+		if ((p = reallocarray(cj->m, cj->cap, sizeof(*p))) == NULL) {
+			cj->cap = cj->n;
+			return;
+		}
+		cj->m = p;
+	}
+	cj->m[cj->n++] = *m;
+}
+
+static int
+cls_member_cmp(const void *a, const void *b)
+{
+	const struct room_member *x = a, *y = b;
+
+	return x->mid < y->mid ? -1 : x->mid > y->mid;
+}
+
+static void
+cls_member_json(const struct room_member *m, struct cls_json *cj)
+{
 	struct json_object	*p = json_object_new_object(), *auth;
 	size_t			 i;
 
@@ -160,10 +187,16 @@ cls_member_json(const struct room_member *m, void *arg)
 static struct json_object *
 cls_room_msg(struct room *room, const char *type)
 {
-	struct cls_json		 cj = { json_object_new_array(), room_id(room) };
+	struct cls_json		 cj = { json_object_new_array(), room_id(room),
+				    NULL, 0, 0 };
 	struct json_object	*o = json_object_new_object(), *data;
+	size_t			 i;
 
-	room_members(room, cls_member_json, &cj);
+	room_members(room, cls_member_collect, &cj);
+	qsort(cj.m, cj.n, sizeof(*cj.m), cls_member_cmp);
+	for (i = 0; i < cj.n; i++)
+		cls_member_json(&cj.m[i], &cj);
+	free(cj.m);
 	data = json_object_new_object();
 	json_object_object_add(data, "id", json_object_new_string(cj.room));
 	json_object_object_add(data, "participants", cj.list);

@@ -298,6 +298,20 @@ def test_participant_exit_goes_to_those_who_remain(roomd, s0, s1):
     session(roomd, body)
 
 
+def test_participants_are_listed_in_the_order_they_entered(roomd):
+    """A newcomer who takes the member-table place of one who left is
+    still listed after those who entered before it."""
+    async def body(c):
+        a, b, cc = await group(c, ["alice", "bob", "carol"], [0, 0, 0])
+        await close_ws(b.ws)
+        for p in (a, cc):
+            await expect_room(p, "ParticipantExit", [a, cc], p.name)
+        dave = await enter(c, "dave", a.room, None, [a, cc])
+        names = [x["name"] for x in dave.enter["data"]["participants"]]
+        assert names == ["alice", "carol", "dave"], names
+    session(roomd, body)
+
+
 def test_admin_leaving_last_deletes_the_room(roomd):
     room = rid()
 
