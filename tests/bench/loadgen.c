@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -266,8 +267,9 @@ server_cpu(void)
 			continue;
 		if (fgets(buf, sizeof(buf), fp) != NULL &&
 		    (s = strrchr(buf, ')')) != NULL) {
-			/* Fields 14 and 15 (utime, stime); s is at field 2. */
-			for (j = 0; j < 11 && s != NULL; j++)
+			/* Fields 14 and 15 (utime, stime); s is at the end
+			 * of field 2, and each space skipped starts one. */
+			for (j = 0; j < 12 && s != NULL; j++)
 				s = strchr(s + 1, ' ');
 			if (s != NULL && sscanf(s, " %lu %lu", &ut, &st) == 2)
 				sum += (double)(ut + st);
@@ -518,8 +520,10 @@ on_message(struct thr *t, struct conn *c, const char *d, size_t len)
 		if (meas && c->reconnect)
 			hist_add(&t->rec, now - c->t_start);
 	}
-	atomic_fetch_add(&t->frames, 1);
-	atomic_fetch_add(&t->bytes, len);
+	if (meas) {
+		atomic_fetch_add(&t->frames, 1);
+		atomic_fetch_add(&t->bytes, len);
+	}
 	while ((q = memchr(p, '@', (size_t)(e - p))) != NULL) {
 		p = q + 1;
 		ts = 0;
@@ -1277,6 +1281,8 @@ run_raw(void)
 	int			 lfd, *w, *r, i, n = opt.n, on = 1;
 	size_t			 flen = (size_t)opt.size * (size_t)opt.batch + 4;
 	pid_t			 kid;
+	cpu_set_t		 cpus;
+	int			 first = -1, last = -1;
 
 	if (flen > sizeof(frame))
 		flen = sizeof(frame);
@@ -1298,8 +1304,24 @@ run_raw(void)
 		    (r[i] = accept(lfd, NULL, NULL)) == -1)
 			err(1, "raw: connect");
 	}
-	/* A reader process drains the other ends, as clients would. */
+	/*
+	 * A reader process drains the other ends, as clients would.  Given
+	 * two CPUs or more (taskset), the writer keeps the first and the
+	 * reader takes the last, as server and load generator do.
+	 */
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+	    CPU_COUNT(&cpus) >= 2) {
+		for (first = 0; !CPU_ISSET(first, &cpus); first++)
+			;
+		for (last = CPU_SETSIZE - 1; !CPU_ISSET(last, &cpus); last--)
+			;
+	}
 	if ((kid = fork()) == 0) {
+		if (last >= 0) {
+			CPU_ZERO(&cpus);
+			CPU_SET(last, &cpus);
+			sched_setaffinity(0, sizeof(cpus), &cpus);
+		}
 		int			 ep = epoll_create1(0);
 		struct epoll_event	 ev, evs[256];
 
@@ -1320,6 +1342,11 @@ run_raw(void)
 	}
 	for (i = 0; i < n; i++)
 		close(r[i]);
+	if (first >= 0) {
+		CPU_ZERO(&cpus);
+		CPU_SET(first, &cpus);
+		sched_setaffinity(0, sizeof(cpus), &cpus);
+	}
 	t0 = now_ns();
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	while (now_ns() - t0 < (uint64_t)(opt.duration * 1e9)) {
