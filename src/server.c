@@ -45,7 +45,7 @@ static struct event_base	*base;
 static struct evconnlistener	*listeners[ROOMD_MAX_LISTEN];
 static struct connlist		 conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct connlist		 graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
-static struct event		*flush_ev, *stop_timer;
+static struct event		*flush_ev, *stop_timer, *drain_timer;
 static uint64_t			 next_conn_id;
 static int			 stopping, draining, flush_scheduled;
 static SSL_CTX			*tls_ctx[ROOMD_MAX_LISTEN];
@@ -572,7 +572,6 @@ server_drain(evutil_socket_t sig, short events, void *arg)
 {
 	struct sockaddr_storage	 ss;
 	struct timeval		 tv = { env->conf.drain_timeout, 0 };
-	struct event		*timer;
 	socklen_t		 len;
 	int			 l, fd;
 
@@ -598,8 +597,8 @@ server_drain(evutil_socket_t sig, short events, void *arg)
 		evconnlistener_free(listeners[l]);
 		listeners[l] = NULL;
 	}
-	timer = evtimer_new(base, server_stop, NULL);
-	evtimer_add(timer, &tv);
+	drain_timer = evtimer_new(base, server_stop, NULL);
+	evtimer_add(drain_timer, &tv);
 	server_flush_later();
 }
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -574,6 +575,16 @@ def metrics_daemon(roomd_factory, roomctl):
     port = free_port()
     d = roomd_factory(f"metrics_listen 127.0.0.1:{port}\n")
     d.metrics_port = port
+
+    # start_roomd waits for the public port, which the master binds
+    # before it opens the metrics socket (a while later under ASan).
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    assert poll(listening, 15), f"no metrics listener on {port}"
     return d
 
 
