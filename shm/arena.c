@@ -337,8 +337,30 @@ check_iptable(struct arena *a, char *err, size_t errlen)
  * must match the allocator's, which catches leaks; that part assumes no
  * other process is changing the arena meanwhile.
  */
-int
-arena_check(struct arena *a, char *err, size_t errlen)
+static int
+check_totals(struct arena *a, uint64_t nrooms, uint64_t free_room,
+    uint64_t bytes, char *err, size_t errlen)
+{
+	struct arena_hdr	*h = a->hdr;
+
+	if (h->nrooms != nrooms)
+		snprintf(err, errlen, "index counts %llu rooms, found %llu",
+		    (unsigned long long)h->nrooms, (unsigned long long)nrooms);
+	else if (h->room_slots != nrooms + free_room)
+		snprintf(err, errlen, "%llu room slots carved, %llu in use and "
+		    "%llu free", (unsigned long long)h->room_slots,
+		    (unsigned long long)nrooms, (unsigned long long)free_room);
+	else if (bytes != h->used)
+		snprintf(err, errlen, "allocator counts %llu bytes in use, "
+		    "rooms hold %llu", (unsigned long long)h->used,
+		    (unsigned long long)bytes);
+	else
+		return 0;
+	return -1;
+}
+
+static int
+arena_check_mode(struct arena *a, int totals, char *err, size_t errlen)
 {
 	struct arena_hdr	*h = a->hdr;
 	struct shm_room_ref	*refs;
@@ -370,23 +392,10 @@ arena_check(struct arena *a, char *err, size_t errlen)
 		return -1;
 	}
 	rc = check_freelists(a, &free_room, err, errlen);
-	if (rc == 0 && h->nrooms != nrooms) {
-		snprintf(err, errlen, "index counts %llu rooms, found %llu",
-		    (unsigned long long)h->nrooms, (unsigned long long)nrooms);
-		rc = -1;
-	}
-	if (rc == 0 && h->room_slots != nrooms + free_room) {
-		snprintf(err, errlen, "%llu room slots carved, %llu in use and "
-		    "%llu free", (unsigned long long)h->room_slots,
-		    (unsigned long long)nrooms, (unsigned long long)free_room);
-		rc = -1;
-	}
-	if (rc == 0 && bytes != h->used) {
-		snprintf(err, errlen, "allocator counts %llu bytes in use, "
-		    "rooms hold %llu", (unsigned long long)h->used,
-		    (unsigned long long)bytes);
-		rc = -1;
-	}
+	/* With other processes at work, rooms and blocks come and go
+	 * between the walks: totals are compared only in a quiet arena. */
+	if (rc == 0 && totals)
+		rc = check_totals(a, nrooms, free_room, bytes, err, errlen);
 	shm_unlock(a, &h->alloc_lock);
 	shm_unlock(a, &h->index_lock);
 	if (rc == 0) {
@@ -398,4 +407,22 @@ arena_check(struct arena *a, char *err, size_t errlen)
 		shm_unlock(a, &h->ip_lock);
 	}
 	return rc;
+}
+
+/* Every structure, and the totals: for an arena nobody else changes. */
+int
+arena_check(struct arena *a, char *err, size_t errlen)
+{
+	return arena_check_mode(a, 1, err, errlen);
+}
+
+/*
+ * Every structure, but not the totals (rooms, room slots, bytes), which
+ * processes changing the arena meanwhile make differ for a moment: for a
+ * running daemon.
+ */
+int
+arena_check_live(struct arena *a, char *err, size_t errlen)
+{
+	return arena_check_mode(a, 0, err, errlen);
 }

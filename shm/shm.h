@@ -280,6 +280,7 @@ void	 arena_close(struct arena *);
 int	 arena_unlink(const char *path);
 /* Walk every structure; 0 if sound, else -1 and the first fault in err. */
 int	 arena_check(struct arena *, char *err, size_t errlen);
+int	 arena_check_live(struct arena *, char *err, size_t errlen);
 const char *shm_strerror(int);
 
 /* shm/shm_lock.c */

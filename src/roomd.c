@@ -477,7 +477,7 @@ master_reap(int stopping)
 		 * lock once so one it died holding is repaired now. */
 		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
 		    room_idle_expiry, NULL);
-		if (env->verbose && arena_check(&env->arena, err,
+		if (env->verbose && arena_check_live(&env->arena, err,
 		    sizeof(err)) == -1)
 			log_warnx("arena check after worker %d died: %s", i,
 			    err);
