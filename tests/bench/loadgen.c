@@ -228,11 +228,15 @@ static int
 pids_expand(pid_t *out, int max)
 {
 	char	 path[64], buf[4096], *p, *e;
-	int	 n = 0, i;
+	int	 n = 0, i, j;
 	FILE	*fp;
 
-	for (i = 0; i < opt.npids && n < max; i++)
-		out[n++] = opt.pids[i];
+	for (i = 0; i < opt.npids && n < max; i++) {
+		for (j = 0; j < n && out[j] != opt.pids[i]; j++)
+			;
+		if (j == n)
+			out[n++] = opt.pids[i];
+	}
 	for (i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/children",
 		    out[i], out[i]);
@@ -240,10 +244,16 @@ pids_expand(pid_t *out, int max)
 			continue;
 		if (fgets(buf, sizeof(buf), fp) != NULL)
 			for (p = buf; *p != '\0' && n < max; p = e) {
-				long v = strtol(p, &e, 10);
+				long	 v = strtol(p, &e, 10);
+				int	 k;
+
 				if (e == p)
 					break;
-				out[n++] = (pid_t)v;
+				/* Each process once, however it was named. */
+				for (k = 0; k < n && out[k] != (pid_t)v; k++)
+					;
+				if (k == n)
+					out[n++] = (pid_t)v;
 			}
 		fclose(fp);
 	}
