@@ -168,9 +168,13 @@ def start_roomd(conf_text="", workers=2, timeout=10.0):
             d.stop()
             pytest.fail(f"roomd exited with status {proc.returncode} during "
                         f"startup: {argv}\n--- log ---\n{tail}")
+        # Up once a worker accepts and the master has its admin socket
+        # (which it opens after binding the port: a while under ASan, and
+        # until then a SIGHUP would find no handler).
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            if os.path.exists(d.control_socket):
+                break
         except OSError:
             pass
         if time.monotonic() > deadline:

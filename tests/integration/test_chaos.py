@@ -909,14 +909,16 @@ class Pupil:
         except CLOSED:
             ws.transport.abort()
             return None
-        # Its own record: the one of its name with an id never seen (a
-        # lost stay of the same name may still be listed).
+        # Its own record: the last of its name with an id never seen.  A
+        # lost stay of the same name may still be listed, even one whose
+        # first message never arrived (its worker was killed at once), but
+        # participants are listed in the order they entered.
         mine = [p for p in m.get("data", {}).get("participants", [])
                 if p.get("name") == self.name and
                 p.get("id") not in self.ch.seen_ids]
         self.ch.seen_ids.update(p.get("id") for p in m.get("data", {}).get(
             "participants", []))
-        if m.get("type") != "ParticipantEnter" or len(mine) != 1:
+        if m.get("type") != "ParticipantEnter" or not mine:
             self.ch.bad(f"classroom {self.name}: first message {m!r:.300}")
             ws.transport.abort()
             return None
