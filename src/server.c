@@ -124,6 +124,8 @@ server_main(int slot)
 	event_free(sighup);
 	event_free(sigusr2);
 	event_free(tick);
+	if (drain_timer != NULL)
+		event_free(drain_timer);
 	exit(0);
 }
 

@@ -95,7 +95,7 @@ def test_new_mounts_start_new_workers_and_old_connections_drain(
             rest, code, _ = await expect_close(a, timeout=10)
             assert code == 1001 and rest == [], (rest, code)
             assert wait_log(d, rf"worker {wa[0]} \(pid \d+\) drained",
-                            timeout=10), d.log_tail()
+                            timeout=30), d.log_tail()
             assert slots_of(d) == [(2, False), (3, False)]
             await b.send(json.dumps([{"lineto": [3, 3], "who": "new"}]))
             assert len(await collect_actions(b, 1)) == 1
@@ -116,7 +116,7 @@ def test_a_second_generation_reuses_the_free_slots(roomd_factory):
     for extra, want in (("mount echo /echo\n", [2, 3]), ("", [0, 1])):
         write_conf(d, "drain_timeout 1\n" + MOUNTS + extra)
         os.kill(d.master_pid, signal.SIGHUP)
-        assert poll(lambda: [s for s, _ in slots_of(d)] == want, 10), \
+        assert poll(lambda: [s for s, _ in slots_of(d)] == want, 30), \
             (slots_of(d), d.log_tail())
         w = parse_worker(urllib.request.urlopen(
             d.base + "/canvas/rooms", timeout=5).headers["X-Roomd-Worker"])
