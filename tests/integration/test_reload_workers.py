@@ -17,7 +17,7 @@ import uuid
 
 from conftest import (close_all, collect_actions, connect, create_room,
                       expect_close, http_req, join_room, parse_worker, poll,
-                      run, start_roomd)
+                      run)
 from test_admin import ctl, roomctl_path, wait_log
 
 MOUNTS = "mount canvas /canvas\nmount chat /chat\n"
@@ -43,7 +43,7 @@ def slots_of(d):
 
 def test_new_mounts_start_new_workers_and_old_connections_drain(
         roomd_factory):
-    d = start_roomd("drain_timeout 4\n" + MOUNTS, workers=2)
+    d = roomd_factory("drain_timeout 4\n" + MOUNTS, workers=2)
     rid = f"gen-{uuid.uuid4().hex[:10]}"
     tok = {"host": create_room(d, host="A", room_id=rid)["token"]}
     tok["B"] = join_room(d, rid, "B")["token"]
@@ -112,7 +112,7 @@ def test_new_mounts_start_new_workers_and_old_connections_drain(
 
 
 def test_a_second_generation_reuses_the_free_slots(roomd_factory):
-    d = start_roomd("drain_timeout 1\n" + MOUNTS, workers=2)
+    d = roomd_factory("drain_timeout 1\n" + MOUNTS, workers=2)
     for extra, want in (("mount echo /echo\n", [2, 3]), ("", [0, 1])):
         write_conf(d, "drain_timeout 1\n" + MOUNTS + extra)
         os.kill(d.master_pid, signal.SIGHUP)
@@ -125,7 +125,7 @@ def test_a_second_generation_reuses_the_free_slots(roomd_factory):
 
 
 def test_a_reload_without_such_changes_keeps_the_workers(roomd_factory):
-    d = start_roomd(MOUNTS, workers=2)
+    d = roomd_factory(MOUNTS, workers=2)
     before = status(d)["workers"]
     write_conf(d, MOUNTS + "max_message_bytes 2M\n")
     os.kill(d.master_pid, signal.SIGHUP)
