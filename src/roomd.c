@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -135,6 +136,7 @@ main(int argc, char *argv[])
 {
 	static struct roomd	 roomd;
 	struct sigaction	 sa;
+	struct rlimit		 rl;
 	sigset_t		 block, empty;
 	struct timespec		 tick = { 1, 0 };
 	struct pollfd		 pfd[2];
@@ -210,6 +212,11 @@ main(int argc, char *argv[])
 	log_init(1, env->verbose);
 	log_setproc("master");
 
+	/* One descriptor per connection: as many as the hard limit allows. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	memset(env->listen_fd, -1, sizeof(env->listen_fd));
 	for (i = 0; i < env->nworkers; i++)
 		if (master_listen(&env->conf, i) == -1)

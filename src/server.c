@@ -45,7 +45,7 @@ static struct event_base	*base;
 static struct evconnlistener	*listeners[ROOMD_MAX_LISTEN];
 static struct connlist		 conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct connlist		 graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
-static struct event		*flush_ev, *stop_timer, *drain_timer;
+static struct event		*flush_ev, *stop_timer, *drain_timer, *resume_ev;
 static uint64_t			 next_conn_id;
 static int			 stopping, draining, flush_scheduled;
 static SSL_CTX			*tls_ctx[ROOMD_MAX_LISTEN];
@@ -61,6 +61,8 @@ static void	server_stop(evutil_socket_t, short, void *);
 static void	server_tick(evutil_socket_t, short, void *);
 static void	server_reload(evutil_socket_t, short, void *);
 static void	server_drain(evutil_socket_t, short, void *);
+static void	server_accept_error(struct evconnlistener *, void *);
+static void	server_accept_resume(evutil_socket_t, short, void *);
 
 struct event_base *
 server_base(void)
@@ -100,7 +102,9 @@ server_main(int slot)
 		    env->listen_fd[slot][l]);
 		if (listeners[l] == NULL)
 			fatalx("%s: evconnlistener_new", __func__);
+		evconnlistener_set_error_cb(listeners[l], server_accept_error);
 	}
+	resume_ev = evtimer_new(base, server_accept_resume, NULL);
 	flush_ev = event_new(base, -1, 0, server_flush, NULL);
 	event_priority_set(flush_ev, 1);
 	sigterm = evsignal_new(base, SIGTERM, server_stop, NULL);
@@ -126,6 +130,7 @@ server_main(int slot)
 	event_free(tick);
 	if (drain_timer != NULL)
 		event_free(drain_timer);
+	event_free(resume_ev);
 	exit(0);
 }
 
@@ -561,6 +566,43 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 {
 	if (!stopping)
 		room_tick();
+}
+
+/*
+ * accept() failed.  Out of descriptors (EMFILE, ENFILE) or memory, the
+ * waiting connection stays in the backlog and the socket stays readable:
+ * stop accepting for a moment instead of spinning, and say so once.
+ */
+static void
+server_accept_error(struct evconnlistener *lis, void *arg)
+{
+	struct timeval	 tv = { 0, 250000 };
+	int		 l, e = EVUTIL_SOCKET_ERROR();
+
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		log_warnx("accept: %s", evutil_socket_error_to_string(e));
+		return;
+	}
+	if (evtimer_pending(resume_ev, NULL))
+		return;
+	log_warnx("accept: %s: not accepting for a moment",
+	    evutil_socket_error_to_string(e));
+	for (l = 0; l < env->conf.nlistens; l++)
+		if (listeners[l] != NULL)
+			evconnlistener_disable(listeners[l]);
+	evtimer_add(resume_ev, &tv);
+}
+
+static void
+server_accept_resume(evutil_socket_t fd, short events, void *arg)
+{
+	int	 l;
+
+	if (stopping || draining)
+		return;
+	for (l = 0; l < env->conf.nlistens; l++)
+		if (listeners[l] != NULL)
+			evconnlistener_enable(listeners[l]);
 }
 
 /*

@@ -24,7 +24,7 @@ import pytest
 
 from conftest import (RawWS, close_all, close_ws, collect_actions, connect,
                       create_room, http_req, join_room, open_on_slot,
-                      parse_worker, pointers, run)
+                      parse_worker, pointers, poll, run)
 
 MOUNTS = "mount echo /echo\nmount canvas /canvas\n"
 SANITIZED = os.environ.get("ROOMD_SANITIZED") == "1"
@@ -825,3 +825,38 @@ def test_200_member_room_with_20_stalled_readers(roomd_factory):
 
 # The chaos test (workers killed under traffic) moved to test_chaos.py,
 # which runs it across every dialect.
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_worker_waits_instead_of_spinning(
+        roomd_factory):
+    """A worker at its descriptor limit stops accepting for a moment (it
+    does not spin on accept() or flood the log) and serves again once
+    connections close."""
+    d, before = start(roomd_factory, workers=1)
+    pid = before[0]
+    used = len(os.listdir(f"/proc/{pid}/fd"))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (used + 16, used + 16))
+    socks = []
+    try:
+        for _ in range(60):
+            socks.append(socket.create_connection((d.host, d.port),
+                                                  timeout=5))
+        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(2.0)
+        spent = _cpu_seconds(pid) - cpu0
+        assert spent < 0.5 * (time.monotonic() - t0), \
+            f"the worker burnt {spent:.2f} s of CPU in 2 s at its fd limit"
+        lines = [ln for ln in log_text(d).splitlines() if "accept" in ln]
+        assert 0 < len(lines) < 40, lines[:5]
+    finally:
+        for s in socks:
+            s.close()
+    assert poll(lambda: http_req(d, "GET", "/canvas/rooms").status == 200,
+                10), d.log_tail()
+    assert_others_still_served(d, before, "a worker out of descriptors")
