@@ -250,6 +250,12 @@ def roomd_factory():
         d.stop()
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """No daemon outlives the run, whatever a test forgot or failed to stop."""
+    for d in list(_LIVE):
+        d.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
