@@ -130,7 +130,11 @@ class Roomd:
         return self.returncode
 
 
-def start_roomd(conf_text="", workers=2, timeout=10.0):
+def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
+                args=()):
+    """roomd -f with conf_text and extra command-line args; env adds to
+    the environment, "{tmp}" in a value standing for the daemon's temporary
+    directory (.tmp)."""
     binary = roomd_bin()
     if not os.path.exists(binary):
         pytest.fail(f"roomd binary not found at {binary} (set ROOMD_BIN)")
@@ -147,10 +151,14 @@ def start_roomd(conf_text="", workers=2, timeout=10.0):
     port = free_port()
     log_path = os.path.join(tmp.name, "roomd.log")
     logf = open(log_path, "wb")
-    argv = [binary, "-f", "-c", conf, "-l", f"127.0.0.1:{port}", "-w", str(workers)]
+    argv = [binary, "-f", *args, "-c", conf, "-l", f"127.0.0.1:{port}",
+            "-w", str(workers)]
+    penv = dict(os.environ)
+    for k, v in (env or {}).items():
+        penv[k] = v.replace("{tmp}", tmp.name)
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=logf, start_new_session=True)
+                                stderr=logf, env=penv, start_new_session=True)
     except OSError:
         logf.close()
         tmp.cleanup()
@@ -160,6 +168,8 @@ def start_roomd(conf_text="", workers=2, timeout=10.0):
     d.conf_path = conf
     d.control_socket = os.path.join(tmp.name, "roomd.sock")
     d.workers = workers
+    d.tmp = tmp.name
+    d.started = time.monotonic()
     _LIVE.append(d)
     deadline = time.monotonic() + timeout
     while True:

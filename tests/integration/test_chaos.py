@@ -34,7 +34,6 @@ import random
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -42,10 +41,10 @@ import uuid
 import pytest
 import websockets
 
-from conftest import (EXTERNAL_URL, REPO, Roomd, _LIVE, _pid_gone,
-                      close_all, close_ws, connect, create_room, free_port,
+from conftest import (EXTERNAL_URL, REPO, _pid_gone,
+                      close_all, close_ws, connect, create_room,
                       http_req, join_room, parse_worker, pointers, poll,
-                      recv_json, roomd_bin, run, ws_open, ws_open_headers,
+                      recv_json, roomd_bin, run, start_roomd, ws_open, ws_open_headers,
                       ws_url, ws_worker)
 
 MOUNTS = ("mount canvas /canvas\nmount chat /chat\nmount lobby /lobby\n"
@@ -101,61 +100,23 @@ def crash_points_built():
 # ---------------------------------------------------------------- daemons
 
 def start_daemon(conf="", workers=2, env=None, timeout=10.0):
-    """roomd -f -v with conf, extra environment (where "{tmp}" stands for
-    its temporary directory) -> Roomd with .tmp."""
-    binary = roomd_bin()
-    if not os.path.exists(binary):
-        pytest.fail(f"roomd binary not found at {binary} (set ROOMD_BIN)")
-    tmp = tempfile.TemporaryDirectory(prefix="roomd-chaos-")
-    conf_path = os.path.join(tmp.name, "roomd.conf")
-    with open(conf_path, "w") as f:
-        f.write(f"pidfile {tmp.name}/roomd.pid\n"
-                f"control_socket {tmp.name}/roomd.sock\n{conf}\n")
-    port = free_port()
-    log_path = os.path.join(tmp.name, "roomd.log")
-    penv = dict(os.environ)
-    for k, v in (env or {}).items():
-        penv[k] = v.replace("{tmp}", tmp.name)
-    argv = [binary, "-f", "-v", "-c", conf_path, "-l", f"127.0.0.1:{port}",
-            "-w", str(workers)]
-    logf = open(log_path, "wb")
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=logf, env=penv,
-                                start_new_session=True)
-    except OSError:
-        logf.close()
-        tmp.cleanup()
-        raise
-    d = Roomd("127.0.0.1", port, proc, tmp, log_path)
-    d._logf = logf
-    d.conf_path = conf_path
-    d.control_socket = os.path.join(tmp.name, "roomd.sock")
-    d.workers = workers
-    d.tmp = tmp.name
-    d.started = time.monotonic()
-    _LIVE.append(d)
+    """roomd -f -v with conf and extra environment (conftest.start_roomd),
+    once every worker slot has its worker -> Roomd with .tmp."""
+    d = start_roomd(conf, workers, timeout, env=env, args=("-v",))
     deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None:
-            tail = d.log_tail()
-            d.stop()
-            pytest.fail(f"roomd exited with {proc.returncode} at startup"
-                        f"\n--- log ---\n{tail}")
         try:
-            http_req(d, "GET", "/canvas/rooms", timeout=0.5)
-            if len(status(d)["workers"]) == workers and all(
-                    w["pid"] > 0 for w in status(d)["workers"]):
-                break
+            ws = status(d)["workers"]
+            if len(ws) == workers and all(w["pid"] > 0 for w in ws):
+                return d
         except (OSError, AssertionError, ValueError):
             pass
         if time.monotonic() > deadline:
             tail = d.log_tail()
             d.stop()
-            pytest.fail(f"roomd not serving within {timeout} s\n--- log ---"
-                        f"\n{tail}")
+            pytest.fail(f"roomd workers not up within {timeout} s\n"
+                        f"--- log ---\n{tail}")
         time.sleep(0.05)
-    return d
 
 
 @pytest.fixture
