@@ -11,6 +11,15 @@
  * and published in the server room while the channel's lock is held
  * (channel lock, then server room lock: always in that order), so the
  * history and the live order agree on every worker.
+ *
+ * A signed-in user may have several connections (tabs), on any workers.
+ * The user is one member of a channel however many of them joined it:
+ * the member's authorities hold a bit for each worker slot where one of
+ * them is in the channel.  Each worker keeps its own bit exact from its
+ * own connections; the bit of another slot stands while the user has a
+ * connection there (the server room's locators say so), so a killed
+ * worker's bits fall when its users are swept.  The others hear "join"
+ * when the first bit is set and "left" when the last one falls.
  */
 #include "config.h"
 
@@ -25,7 +34,12 @@
 #define CHAT_SERVER_ROOM	"@"
 #define CHAT_CHANNELS_MAX	64	/* channels one connection joins */
 #define CHAT_CREATOR		0x2	/* member role bit in a channel */
-#define CHAT_JOINED		0x1	/* member authority bit: participant */
+/* A channel member's authority bit: its user is in the channel through
+ * a connection on worker slot s (slot 0's is the old "joined" bit). */
+#define CHAT_SLOT(s)		(1ULL << (s))
+/* The role of a connection's member in the server room: its slot + 1. */
+#define CHAT_CONN_ROLE(s)	(((uint64_t)(s) + 1) << 8)
+#define CHAT_CONN_SLOT(r)	((int)(((r) >> 8) & 0xff) - 1)
 
 struct chat_channel {
 	uint64_t	 rid;
@@ -36,11 +50,16 @@ struct chat_channel {
 static void	chat_sweep(const struct shm_room_ref *);
 
 struct chat_conn {
+	LIST_ENTRY(chat_conn)	 entry;	/* while in chat_conns */
+	int			 listed;
 	char			 name[ROOM_ID_MAX + 1];
 	char			 uid[MEMBER_UID_LEN + 1];
 	struct chat_channel	 ch[CHAT_CHANNELS_MAX];
 	int			 nch;
 };
+
+/* This worker's open chat connections. */
+static LIST_HEAD(, chat_conn)	 chat_conns = LIST_HEAD_INITIALIZER(chat_conns);
 
 /* "#name" or "@name": the sigil, then 1..63 of [A-Za-z0-9_-]. */
 static int
@@ -116,6 +135,80 @@ chat_prune(struct chat_conn *cc)
 		if (room_find(&dialect_chat, cc->ch[i].name, &ref) != 0 ||
 		    ref.rid != cc->ch[i].rid)
 			cc->ch[i--] = cc->ch[--cc->nch];
+}
+
+/* Whether a connection of this worker of user uid is in channel rid. */
+static int
+chat_local_joined(const char *uid, uint64_t rid)
+{
+	struct chat_conn	*cc;
+	int			 i;
+
+	LIST_FOREACH(cc, &chat_conns, entry) {
+		if (strcmp(cc->uid, uid) != 0)
+			continue;
+		for (i = 0; i < cc->nch; i++)
+			if (cc->ch[i].rid == rid)
+				return 1;
+	}
+	return 0;
+}
+
+struct chat_live {
+	const char	*uid;
+	uint64_t	 slots;
+};
+
+static void
+chat_find_live(const struct room_member *m, void *arg)
+{
+	struct chat_live	*l = arg;
+	int			 s = MEMBER_LOCATOR_SLOT(m->locator);
+
+	if (m->locator != 0 && s >= 0 && s < ARENA_MAX_SLOTS &&
+	    strcmp(m->uid, l->uid) == 0)
+		l->slots |= CHAT_SLOT(s);
+}
+
+/* The worker slots where user uid has connections (server room locked). */
+static uint64_t
+chat_live_slots_locked(struct room *server, const char *uid)
+{
+	struct chat_live	 l = { uid, 0 };
+
+	room_members(server, chat_find_live, &l);
+	return l.slots;
+}
+
+/*
+ * What the authorities of user uid's member in channel rid (locked)
+ * should be: this worker's bit if one of its connections of the user is
+ * in the channel; another slot's bit if it was set and the user has a
+ * connection on that slot still.  The server room is locked inside the
+ * channel, the lock order; if it cannot be, the other bits stay.
+ */
+static uint64_t
+chat_settle(const struct shm_room_ref *sref, uint64_t bits, const char *uid,
+    uint64_t rid)
+{
+	struct room	*server;
+	uint64_t	 own = CHAT_SLOT(env->slot), others = bits & ~own;
+
+	if (others != 0 && room_lock(sref, &server) == 0) {
+		others &= chat_live_slots_locked(server, uid);
+		room_unlock(server);
+	}
+	return others | (chat_local_joined(uid, rid) ? own : 0);
+}
+
+/* Store a channel member's bits; one in no slot is dropped but a creator. */
+static void
+chat_set_slots(struct room *room, const struct room_member *m, uint64_t bits)
+{
+	if (bits == 0 && !(m->role & CHAT_CREATOR))
+		room_member_remove(room, m->mid);
+	else
+		room_member_set(room, m->mid, m->role, bits);
 }
 
 /*
@@ -250,14 +343,36 @@ chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		server_ws_close(conn, 1008, "name_taken");
 		return;
 	}
-	if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m) != 0 ||
-	    room_attach(room, conn, m.mid) != 0) {
-		room_member_remove(room, m.mid);
+	/* The member's role names this worker's slot: once the worker is
+	 * killed, the sweep knows whose channel bits to check. */
+	m.mid = 0;
+	if (room_member_add_id(room, cc->name, CHAT_CONN_ROLE(env->slot),
+	    cc->uid, NULL, &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+		if (m.mid != 0)
+			room_member_remove(room, m.mid);
 		room_unlock(room);
 		server_ws_close(conn, 1013, "the chat is full");
 		return;
 	}
 	room_unlock(room);
+	LIST_INSERT_HEAD(&chat_conns, cc, entry);
+	cc->listed = 1;
+}
+
+/* To the connection alone, through the server room (after its history). */
+static int
+chat_publish_member(struct conn *conn, struct json_object *msg)
+{
+	struct room	*server;
+	int		 rc;
+
+	if (room_lock(&conn->room->ref, &server) != 0) {
+		json_object_put(msg);
+		return -1;
+	}
+	rc = room_publish_json(server, AUD_MEMBER, conn->mid, msg);
+	room_unlock(server);
+	return rc;
 }
 
 /* With the channel locked, publish msg to the channel's participants. */
@@ -323,8 +438,8 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct room		*room;
 	struct chat_channel	*ch;
 	struct chat_history	 h = { conn, 1 };
-	struct json_object	*since;
-	uint64_t		 last;
+	struct json_object	*since, *ev;
+	uint64_t		 last, before = 0;
 
 	if (cc->nch == CHAT_CHANNELS_MAX)
 		chat_prune(cc);
@@ -340,11 +455,16 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 		    "channels" : "already a participant", msg);
 		return;
 	}
-	if (room_member_by_name(room, cc->name, &m) == 0)
-		room_member_set(room, m.mid, m.role, m.authorities |
-		    CHAT_JOINED);
-	else if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m) != 0
-	    || room_member_set(room, m.mid, 0, CHAT_JOINED) != 0) {
+	/* The user's member: made on its first join, or its creator's, or
+	 * that of its other connections, whose bits are checked first. */
+	if (room_member_by_uid(room, cc->uid, &m) == 0) {
+		before = chat_settle(&conn->room->ref, m.authorities, cc->uid,
+		    ref.rid);
+		room_member_set(room, m.mid, m.role, before |
+		    CHAT_SLOT(env->slot));
+	} else if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m)
+	    != 0 || room_member_set(room, m.mid, 0, CHAT_SLOT(env->slot)) !=
+	    0) {
 		room_unlock(room);
 		chat_error(conn, "forbidden", "the channel is full", msg);
 		return;
@@ -363,8 +483,13 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	ch->rid = ref.rid;
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	ch->from = chat_server_seq(conn);
-	chat_publish_channel(conn, room, chat_event("participant", cc->uid,
-	    "join", cc->name, name), ref.rid);
+	/* A user in the channel already, through another connection, is
+	 * not announced again: only this connection hears its join. */
+	ev = chat_event("participant", cc->uid, "join", cc->name, name);
+	if (before == 0)
+		chat_publish_channel(conn, room, ev, ref.rid);
+	else
+		chat_publish_member(conn, ev);
 	room_unlock(room);
 }
 
@@ -376,6 +501,7 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct chat_channel	*ch = NULL;
 	struct room_member	 m;
 	struct room		*room;
+	uint64_t		 after;
 
 	if (chat_lock_channel(name, &ref, &room) == -1)
 		chat_joined(cc, name, 0);	/* drops a stale entry */
@@ -388,14 +514,16 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 		return;
 	}
 	*ch = cc->ch[--cc->nch];	/* leaves the set: not told itself */
-	if (room_member_by_name(room, cc->name, &m) == 0) {
-		if (m.role & CHAT_CREATOR)
-			room_member_set(room, m.mid, m.role, 0);
-		else
-			room_member_remove(room, m.mid);
+	/* The user leaves when its last connection in the channel does. */
+	if (room_member_by_uid(room, cc->uid, &m) == 0 && m.authorities != 0) {
+		after = chat_settle(&conn->room->ref, m.authorities, cc->uid,
+		    ref.rid);
+		chat_set_slots(room, &m, after);
+		if (after == 0)
+			chat_publish_channel(conn, room, chat_event(
+			    "participant", cc->uid, "left", cc->name, name),
+			    ref.rid);
 	}
-	chat_publish_channel(conn, room, chat_event("participant", cc->uid,
-	    "left", cc->name, name), ref.rid);
 	room_unlock(room);
 }
 
@@ -589,23 +717,35 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 }
 
 struct chat_gone {
+	struct room		*server;
 	struct room_member	 m[32];
 	size_t			 n;
 };
 
+/*
+ * A connection of a killed worker whose slot has been forked again, and
+ * whose user has a connection on the new worker, is left to that worker:
+ * only it knows whether its slot's bit in a channel still stands.
+ */
 static void
 chat_find_gone(const struct room_member *m, void *arg)
 {
 	struct chat_gone	*g = arg;
+	int			 s = CHAT_CONN_SLOT(m->role);
 
-	if (m->locator == 0 && g->n < 32)
-		g->m[g->n++] = *m;
+	if (m->locator != 0 || g->n == 32)
+		return;
+	if (s >= 0 && s < ARENA_MAX_SLOTS && s != env->slot &&
+	    (chat_live_slots_locked(g->server, m->uid) & CHAT_SLOT(s)))
+		return;
+	g->m[g->n++] = *m;
 }
 
 /*
- * Once a second, on the server room: users whose worker was killed never
- * left.  Free their names and take them out of every channel they were
- * in, telling each channel's participants, as if they had left.
+ * Once a second, on the server room: connections whose worker was killed
+ * never left.  Free their names and settle their users' bits in every
+ * channel; a user left with none there is out, and its participants are
+ * told, as if it had left.
  */
 static void
 chat_sweep(const struct shm_room_ref *sref)
@@ -615,9 +755,11 @@ chat_sweep(const struct shm_room_ref *sref)
 	struct room_member	 m;
 	struct room		*room, *server;
 	size_t			 i, k, n;
+	uint64_t		 bits;
 
 	if (room_lock(sref, &server) != 0)
 		return;
+	g.server = server;
 	room_members(server, chat_find_gone, &g);
 	for (i = 0; i < g.n; i++)
 		room_member_remove(server, g.m[i].mid);
@@ -626,18 +768,19 @@ chat_sweep(const struct shm_room_ref *sref)
 		return;
 	n = room_list(&dialect_chat, refs, 4096);
 	for (k = 0; k < n; k++) {
-		if (room_lock(&refs[k], &room) != 0)
+		if (refs[k].rid == sref->rid ||
+		    room_lock(&refs[k], &room) != 0)
 			continue;
 		for (i = 0; i < g.n; i++) {
 			if (room_member_by_uid(room, g.m[i].uid, &m) != 0 ||
-			    strcmp(room_id(room), CHAT_SERVER_ROOM) == 0)
+			    m.authorities == 0)
 				continue;
-			if (m.role & CHAT_CREATOR)
-				room_member_set(room, m.mid, m.role, 0);
-			else
-				room_member_remove(room, m.mid);
-			if ((m.authorities & CHAT_JOINED) &&
-			    room_lock(sref, &server) == 0) {
+			bits = chat_settle(sref, m.authorities, g.m[i].uid,
+			    refs[k].rid);
+			if (bits == m.authorities)
+				continue;
+			chat_set_slots(room, &m, bits);
+			if (bits == 0 && room_lock(sref, &server) == 0) {
 				room_publish_json(server, AUD_TAG, refs[k].rid,
 				    chat_event("participant", g.m[i].uid,
 				    "left", g.m[i].name, room_id(room)));
@@ -662,6 +805,10 @@ chat_ws_close(struct conn *conn)
 	struct chat_conn	*cc = conn->data;
 	struct room		*room;
 
+	if (cc != NULL && cc->listed) {
+		LIST_REMOVE(cc, entry);
+		cc->listed = 0;
+	}
 	if (conn->room == NULL || cc == NULL)
 		return;
 	while (cc->nch > 0 && !server_stopping())
