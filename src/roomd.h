@@ -211,6 +211,7 @@ enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
 	LIST_ENTRY(conn)	 room_entry;
+	TAILQ_ENTRY(conn)	 out_entry;	/* output to write at flush */
 	uint64_t		 id;
 	struct bufferevent	*bev;
 	enum conn_state		 state;
@@ -227,6 +228,8 @@ struct conn {
 	unsigned		 in_recv:1;	/* inside wslay_event_recv */
 	unsigned		 raw_closed:1;	/* roomd wrote the close itself */
 	unsigned		 held:1;	/* its answer comes later */
+	unsigned		 direct:1;	/* plain socket: server.c writes */
+	unsigned		 out_queued:1;	/* on the flush's output list */
 	void			(*hold_cancel)(void *);
 	void			*hold_arg;
 	unsigned		 addr_counted:1; /* in the address table */

@@ -91,7 +91,7 @@ def test_stalled_member_bounds_the_workers_memory(roomd_factory):
         try:
             before = _rss_kib(worker)
             total = 0
-            for i in range(ACTIONS * 5):
+            for i in range(ACTIONS * 20):
                 msg = json.dumps({"lineto": [i, i], "pad": PAD})
                 total += len(msg)
                 await fast.send(msg)
@@ -100,8 +100,11 @@ def test_stalled_member_bounds_the_workers_memory(roomd_factory):
             grown = _rss_kib(worker) - before
             print(f"worker private memory grew {grown} KiB for {total} "
                   f"bytes published")
-            # 4 MB were published; the stalled member may hold a bounded
-            # queue (64K plus one catch-up frame) in the worker.
+            # 16 MB were published; the stalled member may hold a bounded
+            # queue (64K plus one catch-up frame) in the worker, and the
+            # fast member's bursts of 100 actions and malloc's free lists
+            # take a bounded amount more (up to 1 MB measured), whatever
+            # the volume.
             assert grown * 1024 < total / 4, (grown, total)
         finally:
             slow.close()
