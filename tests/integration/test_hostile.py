@@ -10,6 +10,9 @@ Everything runs on 127.0.0.1, every wait is bounded and every socket,
 thread and process is closed at the end of its test.
 """
 import asyncio
+import bisect
+import concurrent.futures
+import errno
 import json
 import os
 import re
@@ -23,8 +26,8 @@ import uuid
 import pytest
 
 from conftest import (RawWS, close_all, close_ws, collect_actions, connect,
-                      create_room, http_req, join_room, open_on_slot,
-                      parse_worker, pointers, poll, run)
+                      create_room, http_req, join_room, new_key,
+                      open_on_slot, parse_worker, pointers, poll, run)
 
 MOUNTS = "mount echo /echo\nmount canvas /canvas\n"
 SANITIZED = os.environ.get("ROOMD_SANITIZED") == "1"
@@ -735,92 +738,470 @@ def test_thousand_idle_connections_do_not_starve_a_normal_client(roomd_factory):
 
 
 # ---------------------------------------------------------------- 9 big room
+#
+# A 1000-member canvas room with 100 members that never read, driven by one
+# selectors loop over raw non-blocking sockets in this process (Python
+# WebSocket clients cannot read 900 x N messages in time).  roomd frames
+# from the server are unmasked and never fragmented, so the parser below
+# only splits frames, answers pings, and checks every text frame against
+# the bytes it must hold.
 
-class SmallBufWS(RawWS):
-    """A RawWS whose receive buffer is set small before connecting."""
+BIG_MEMBERS = 1000              # drawer + live readers + stalled
+BIG_STALLED = 100
+BIG_OBB = 8 * 1024              # output_buffer_bytes
+BIG_PING = 6 if SANITIZED else 4    # ping_interval
+BIG_WINDOW = 16                 # actions the drawer may be ahead of anyone
+BIG_ACTIONS = 300 if SANITIZED else 600
+BIG_MORE = 20                   # drawn after the stalled ones are gone
+BIG_PAD = 1000
+# A stalled socket: a 4 KiB receive buffer and a 536-byte MSS.  Over
+# loopback (MSS 65483) Linux grows roomd's send buffer to tcp_wmem's
+# maximum and a client that never reads soaks up ~3 MB in the kernel
+# before roomd's own queue holds a byte; with a 536-byte MSS (what many
+# internet peers announce) the kernel takes ~100 KB, and roomd's
+# output_buffer_bytes is what the test exercises.
+BIG_RCVBUF = 4096
+BIG_MSS = 536
+PTR_RE = re.compile(rb'"pointer":(\d+)\}')
 
-    def __init__(self, d, rcvbuf=4096, timeout=5.0):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.settimeout(timeout)
-            self.sock.connect((d.host, d.port))
-        except BaseException:
-            self.sock.close()
-            raise
-        self.buf = b""
+
+def _big_actions(n):
+    """The drawer's messages and the bytes of each as members receive it
+    (pointer p for action p - 1: one drawer, a fresh room)."""
+    sent, recv = [], [b""]
+    for i in range(n):
+        a = json.dumps({"lineto": [i, i], "i": i, "pad": "x" * BIG_PAD},
+                       separators=(",", ":")).encode()
+        sent.append(a)
+        recv.append(a[:-1] + b',"pointer":%d}' % (i + 1))
+    # all received actions joined by commas; start[p]/end[p] of action p
+    start, end, off = [0] * (n + 1), [0] * (n + 1), 0
+    for p in range(1, n + 1):
+        start[p], off = off, off + len(recv[p])
+        end[p] = off
+        off += 1
+    return sent, b",".join(recv[1:]), start, end
+
+
+def _masked(opcode, payload):
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        hdr = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        hdr = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        hdr = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    m = int.from_bytes(payload, "big") ^ int.from_bytes(
+        (key * (n // 4 + 1))[:n], "big")
+    return hdr + key + (m.to_bytes(n, "big") if n else b"")
+
+
+class _Member:
+    def __init__(self, idx, kind, token):
+        self.idx, self.kind, self.token = idx, kind, token
+        self.sock = None
+        self.buf = bytearray()
+        self.out = b""
+        self.head = None            # None until the 101 arrived
+        self.slot = None
+        self.first = False          # the initial "[]" arrived
+        self.next = 1               # next pointer due
+        self.frames = 0
+        self.pings = 0
+        self.close = None           # payload of a close frame
+        self.eof = None             # how the stream ended
+        self.bad = []
+        self.sent_at = self.open_at = self.closed_at = None
+        self.port = None
+
+
+class _BigRoom:
+    """One selectors loop over every member's socket."""
+
+    def __init__(self, d, rid, acts):
         self.d = d
+        self.rid = rid
+        self.sent, self.all, self.start, self.end = acts
+        self.n = len(self.sent)
+        self.span = max(e - s for s, e in zip(self.start, self.end)) + 2
+        self.sel = selectors.DefaultSelector()
+        self.members = []
+        self.scratch = bytearray(262144)
+        self.view = memoryview(self.scratch)
 
+    # -- connecting
+    def connect(self, ms, small=False, batch=100, timeout=30.0):
+        for b in range(0, len(ms), batch):
+            self._connect(ms[b:b + batch], small, timeout)
 
-def test_200_member_room_with_20_stalled_readers(roomd_factory):
-    members, stalled, nact = 200, 20, 300
-    d, before = start(roomd_factory, "output_buffer_bytes 64K\n")
-    rid = f"big-{uuid.uuid4().hex[:12]}"
-    toks = [create_room(d, host="m000", room_id=rid)["token"]]
-    for i in range(1, members):
-        toks.append(join_room(d, rid, f"m{i:03d}")["token"])
-    path = f"/canvas/rooms/{rid}/ws?token="
-    pad = "x" * 1000
-    raws, wss = [], []
-    mem = {"max": 0}
+    def _connect(self, ms, small, timeout):
+        for m in ms:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            m.sock = s
+            self.members.append(m)
+            if small:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                             BIG_RCVBUF)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, BIG_MSS)
+            s.setblocking(False)
+            err = s.connect_ex((self.d.host, self.d.port))
+            assert err in (0, errno.EINPROGRESS), os.strerror(err)
+            m.port = s.getsockname()[1]
+            self.sel.register(s, selectors.EVENT_WRITE, m)
+        deadline = time.monotonic() + timeout
+        waiting = set(id(m) for m in ms)
+        while waiting:
+            assert time.monotonic() < deadline, \
+                f"{len(waiting)} of {len(ms)} WebSockets not open in " \
+                f"{timeout} s"
+            for key, ev in self.sel.select(0.2):
+                m = key.data
+                if ev & selectors.EVENT_WRITE and m.sent_at is None:
+                    err = m.sock.getsockopt(socket.SOL_SOCKET,
+                                            socket.SO_ERROR)
+                    assert err == 0, f"connect: {os.strerror(err)}"
+                    m.sock.sendall(
+                        (f"GET /canvas/rooms/{self.rid}/ws?token={m.token} "
+                         f"HTTP/1.1\r\nHost: {self.d.host}:{self.d.port}\r\n"
+                         f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {new_key()}\r\n"
+                         f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                    m.sent_at = time.monotonic()
+                    self.sel.modify(m.sock, selectors.EVENT_READ, m)
+                elif ev & selectors.EVENT_READ:
+                    self._read(m)
+                    if m.first:
+                        waiting.discard(id(m))
+                        if m.kind == "stalled":
+                            # from now on it never reads again
+                            self.sel.unregister(m.sock)
+        for m in ms:
+            assert not m.bad, f"member {m.idx}: {m.bad[:3]}"
 
-    async def sampler(stop):
-        while not stop.is_set():
-            mem["max"] = max(mem["max"], daemon_rss_anon_kib(d))
-            try:
-                await asyncio.wait_for(stop.wait(), 0.1)
-            except asyncio.TimeoutError:
-                pass
-
-    async def body():
-        # the drawer, then readers in batches of 45, then the stalled ones
-        drawer, first, _ = await connect(d, rid, toks[0])
-        wss.append(drawer)
-        assert first == []
-        readers_toks = toks[1:members - stalled]
-        for b in range(0, len(readers_toks), 45):
-            res = await asyncio.gather(*(connect(d, rid, t)
-                                         for t in readers_toks[b:b + 45]))
-            for ws, first, _ in res:
-                wss.append(ws)
-                assert first == [], first
-        loop = asyncio.get_running_loop()
-        for t in toks[members - stalled:]:
-            r = await loop.run_in_executor(None, SmallBufWS, d)
-            raws.append(r)
-            await loop.run_in_executor(None, r.open, path + t)
-        stop = asyncio.Event()
-        samp = asyncio.ensure_future(sampler(stop))
+    # -- reading
+    def _read(self, m, answer=True):
         try:
-            acts = [{"lineto": [i, i], "i": i, "pad": pad} for i in range(nact)]
-            for a in acts:
-                await drawer.send(json.dumps(a))
-            got = await asyncio.gather(*(collect_actions(w, nact, timeout=60,
-                                                         quiet=0)
-                                         for w in wss))
-        finally:
-            stop.set()
-            await samp
-        for k, g in enumerate(got):
-            assert pointers(g) == list(range(1, nact + 1)), \
-                f"reader {k}: pointers {pointers(g)[:20]}..."
-            assert [a["i"] for a in g] == list(range(nact)), f"reader {k}"
-            assert all(a["pad"] == pad for a in g), f"reader {k}: bad pad"
-        return len(got)
+            k = m.sock.recv_into(self.scratch)
+        except BlockingIOError:
+            return
+        except ConnectionResetError:
+            k, m.eof = 0, "reset"
+        if not k:
+            m.eof = m.eof or "eof"
+            m.closed_at = m.closed_at or time.monotonic()
+            try:
+                self.sel.unregister(m.sock)
+            except (KeyError, ValueError):
+                pass
+            return
+        m.buf += self.view[:k]
+        if m.head is None:
+            i = m.buf.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            head = bytes(m.buf[:i]).decode("iso-8859-1")
+            del m.buf[:i + 4]
+            m.head = head
+            if not head.startswith("HTTP/1.1 101 "):
+                m.bad.append(f"upgrade answered {head[:200]!r}")
+                return
+            m.open_at = time.monotonic()
+            for ln in head.split("\r\n"):
+                k, _, v = ln.partition(":")
+                if k.strip().lower() == "x-roomd-worker":
+                    m.slot = parse_worker(v.strip())[0]
+        self._frames(m, answer)
 
+    def _frames(self, m, answer):
+        buf, pos, n = m.buf, 0, len(m.buf)
+        while n - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            ln, h = b1 & 0x7F, 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, h = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, h = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if n - pos < h + ln:
+                break
+            if b1 & 0x80 or b0 & 0x70 or not b0 & 0x80:
+                m.bad.append(f"frame header {b0:#x} {b1:#x}")
+            payload = memoryview(buf)[pos + h:pos + h + ln]
+            pos += h + ln
+            op = b0 & 0x0F
+            if op == 0x1:
+                self._text(m, payload)
+            elif op == 0x9:
+                m.pings += 1
+                if answer:
+                    m.out += _masked(0xA, bytes(payload))
+            elif op == 0x8:
+                m.close = bytes(payload)
+            else:
+                m.bad.append(f"opcode {op}")
+            payload.release()
+        del buf[:pos]
+        if m.out:
+            self.flush(m)
+
+    def _text(self, m, p):
+        m.frames += 1
+        if not m.first:
+            if bytes(p) != b"[]":
+                m.bad.append(f"first message {bytes(p[:100])!r}")
+            m.first = True
+            return
+        hit = PTR_RE.search(bytes(p[:self.span]))
+        p0 = m.next
+        if hit is None or int(hit.group(1)) != p0 or p0 > self.n:
+            m.bad.append(f"frame of {len(p)} bytes starts "
+                         f"{bytes(p[:80])!r}, pointer {p0} was due")
+            return
+        # the frame holds actions p0..p1 whole: find p1 from its length
+        want = self.start[p0] + len(p) - 2
+        p1 = bisect.bisect_left(self.end, want, p0)
+        if p1 > self.n or self.end[p1] != want or \
+                p[0] != 0x5B or p[-1] != 0x5D or \
+                p[1:-1] != self.all[self.start[p0]:want]:
+            m.bad.append(f"frame of {len(p)} bytes from pointer {p0} is "
+                         f"not actions {p0}.. as sent: {bytes(p[:80])!r}")
+            m.next = self.n + 1
+            return
+        m.next = p1 + 1
+
+    def flush(self, m):
+        if not m.out:
+            return
+        try:
+            k = m.sock.send(m.out)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            m.bad.append(f"send: {e}")
+            m.out = b""
+            return
+        m.out = m.out[k:]
+
+    def step(self, timeout=0.05):
+        for key, ev in self.sel.select(timeout):
+            self._read(key.data)
+        for m in self.members:
+            if m.out:
+                self.flush(m)
+
+    def close(self):
+        self.sel.close()
+        for m in self.members:
+            if m.sock is not None:
+                m.sock.close()
+
+
+def _server_side_states(d, ports):
+    """Our local port -> TCP state (hex, "01" established) of roomd's end
+    of each connection, from /proc/net/tcp; absent when roomd's socket is
+    gone altogether."""
+    mine = f"0100007F:{d.port:04X}"
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for ln in f:
+            x = ln.split()
+            if x[1] == mine and x[2].startswith("0100007F:"):
+                p = int(x[2][9:], 16)
+                if p in ports:
+                    out[p] = x[3]
+    return out
+
+
+def test_1000_member_room_with_100_stalled_readers(roomd_factory):
+    """A canvas room of 1000 members on 2 workers: 899 read, one draws,
+    100 never read.  roomd queues at most output_buffer_bytes for each and
+    sends a full one nothing more (roomd.conf(5)); a stalled member, which
+    answers no ping, is closed once nothing came from it for twice
+    ping_interval (a TCP close: no close frame could reach it).  Every
+    other member, pinged too, answers and receives every action exactly
+    once, in order; the daemon's private memory stays within what the
+    configuration allows."""
+    live_n = BIG_MEMBERS - 1 - BIG_STALLED
+    old = _raise_nofile(BIG_MEMBERS + 400)
+    t_start = time.monotonic()
+    hub = None
     try:
-        nread = run(body(), timeout=110)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and soft < BIG_MEMBERS + 100:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {old[1]}: cannot open "
+                        f"{BIG_MEMBERS} sockets and the test's own")
+        d, before = start(roomd_factory,
+                          f"output_buffer_bytes {BIG_OBB}\n"
+                          f"ping_interval {BIG_PING}\n"
+                          f"room_max_members {BIG_MEMBERS}\n")
+        rid = f"big-{uuid.uuid4().hex[:12]}"
+        toks = [create_room(d, host="m0000", room_id=rid)["token"]]
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            toks += [j["token"] for j in ex.map(
+                lambda i: join_room(d, rid, f"m{i:04d}"),
+                range(1, BIG_MEMBERS))]
+        acts = _big_actions(BIG_ACTIONS + BIG_MORE)
+        hub = _BigRoom(d, rid, acts)
+        drawer = _Member(0, "drawer", toks[0])
+        live = [_Member(i, "live", toks[i]) for i in range(1, live_n + 1)]
+        stalled = [_Member(i, "stalled", toks[i])
+                   for i in range(live_n + 1, BIG_MEMBERS)]
+        readers = [drawer] + live
+        hub.connect([drawer])
+        hub.connect(live)
+        t_joined = time.monotonic()
+        hub.connect(stalled, small=True)
+        t_open = time.monotonic()
+        for kind, ms in (("live", readers), ("stalled", stalled)):
+            slots = {m.slot for m in ms}
+            assert slots == set(range(d.workers)), \
+                f"{kind} members only on worker slots {slots}"
+        rss0 = daemon_rss_anon_kib(d)
+        peak = {"rss": rss0}
+
+        def stalled_states():
+            return _server_side_states(d, {m.port for m in stalled})
+
+        def watch(now):
+            if now - watch.last >= 0.1:
+                peak["rss"] = max(peak["rss"], daemon_rss_anon_kib(d))
+                watch.last = now
+            if now - watch.tcp >= 0.25 and any(
+                    m.closed_at is None for m in stalled):
+                st = stalled_states()
+                for m in stalled:
+                    if m.closed_at is None and st.get(m.port) != "01":
+                        m.closed_at = now
+                watch.tcp = now
+        watch.last = watch.tcp = 0.0
+
+        def draw(upto, limit):
+            """Send actions up to `upto`, never more than BIG_WINDOW ahead
+            of the slowest reader; until every reader had all of them."""
+            deadline = time.monotonic() + limit
+            sent = draw.sent
+            while True:
+                low = min(m.next for m in readers) - 1
+                if low >= upto:
+                    return
+                bad = [m for m in readers if m.bad or m.eof or m.close]
+                assert not bad, \
+                    f"{len(bad)} readers went wrong; member " \
+                    f"{bad[0].idx}: {bad[0].bad[:3]} eof {bad[0].eof} " \
+                    f"close {bad[0].close!r}"
+                now = time.monotonic()
+                assert now < deadline, \
+                    f"readers had actions up to {low} of {upto} after " \
+                    f"{limit} s (drawer sent {sent})"
+                while sent < upto and sent < low + BIG_WINDOW:
+                    drawer.out += _masked(0x1, acts[0][sent])
+                    sent += 1
+                hub.flush(drawer)
+                hub.step()
+                watch(now)
+                draw.sent = sent
+        draw.sent = 0
+
+        # 1: draw while the stalled ones fill up
+        t0 = time.monotonic()
+        draw(BIG_ACTIONS, 40)
+        t_drawn_end = time.monotonic()
+        t_drawn = t_drawn_end - t0
+        # 2: the stalled ones are closed at twice ping_interval, the
+        # others, which answer pings, stay
+        slack = 6.0 if SANITIZED else 2.5
+        deadline = max(m.open_at for m in stalled) + 2 * BIG_PING + slack
+        while any(m.closed_at is None for m in stalled) and \
+                time.monotonic() < deadline:
+            hub.step(0.05)
+            watch(time.monotonic())
+        late = [m for m in stalled if m.closed_at is None]
+        assert not late, \
+            f"{len(late)} of {BIG_STALLED} stalled members still open " \
+            f"{time.monotonic() - t_open:.1f} s after they joined " \
+            f"(ping_interval {BIG_PING})"
+        took = [m.closed_at - m.sent_at for m in stalled]
+        early = [t for t in took if t < 2 * BIG_PING - 0.3]
+        assert not early, \
+            f"{len(early)} stalled members closed before twice " \
+            f"ping_interval ({2 * BIG_PING} s): after {min(early):.2f} s"
+        over = [m.closed_at - m.open_at for m in stalled]
+        assert max(over) <= 2 * BIG_PING + slack, max(over)
+        # 3: everyone else keeps working
+        t1 = time.monotonic()
+        draw(BIG_ACTIONS + BIG_MORE, 20)
+        t_more = time.monotonic() - t1
+        st = _server_side_states(d, {m.port for m in readers})
+        gone = [m.idx for m in readers if st.get(m.port) != "01"]
+        assert not gone, f"readers closed by roomd: {gone[:10]}"
+        pinged = sum(1 for m in readers if m.pings)
+        # what a stalled member had: a correct prefix, then the end
+        for m in stalled:
+            hub.sel.register(m.sock, selectors.EVENT_READ, m)
+        end = time.monotonic() + 10
+        while any(m.eof is None for m in stalled) and \
+                time.monotonic() < end:
+            for key, _ in hub.sel.select(0.1):
+                if key.data.kind == "stalled":
+                    hub._read(key.data, answer=False)
+                else:
+                    hub._read(key.data)
+        open_ = [m.idx for m in stalled if m.eof is None]
+        assert not open_, \
+            f"stalled members whose stream did not end: {open_[:10]}"
+        bad = [(m.idx, m.bad[:2]) for m in stalled if m.bad]
+        assert not bad, f"stalled members got wrong data: {bad[:3]}"
+        # Held back: all BIG_ACTIONS were drawn before any stalled member
+        # could be closed, and what never reached one is more than roomd
+        # may queue for it (output_buffer_bytes + one frame), so roomd
+        # stopped queueing for it rather than buffering everything.
+        got = sorted(m.next - 1 for m in stalled)
+        frame_max = BIG_WINDOW * (max(len(a) for a in acts[0]) + 24) + 10
+        assert t_drawn_end < min(m.sent_at for m in stalled) + \
+            2 * BIG_PING, \
+            f"drawing ended only after the stalled members could be " \
+            f"closed: inconclusive (drawing took {t_drawn:.1f} s)"
+        missed = acts[3][BIG_ACTIONS] - acts[3][got[-1]]
+        assert missed > BIG_OBB + frame_max, \
+            f"a stalled member received {got[-1]} of {BIG_ACTIONS} " \
+            f"actions: only {missed} bytes were held back from it, " \
+            f"no more than roomd may queue ({BIG_OBB} + {frame_max})"
+        codes = {m.close[:2] for m in stalled if m.close}
+        rss1 = daemon_rss_anon_kib(d)
     finally:
-        for r in raws:
-            r.close()
-        run(close_all(wss), timeout=30)
-    assert nread == members - stalled
-    print(f"daemon private memory peak {mem['max']} KiB")
+        if hub is not None:
+            hub.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    # Memory.  What roomd may hold for a member is its output queue:
+    # output_buffer_bytes, plus the one frame that went past it.  The
+    # drawer is never more than BIG_WINDOW actions ahead of the slowest
+    # reader, so no frame holds more than BIG_WINDOW actions (a stalled
+    # member gets nothing more once full).  Allow 4 MiB of allocator and
+    # libevent slack for each of the 3 processes.
+    bound = rss0 + (BIG_MEMBERS * (BIG_OBB + frame_max)) // 1024 + 3 * 4096
+    print(f"\n1000-member room: set up in {t_open - t_start:.1f} s "
+          f"(live ones open at {t_joined - t_start:.1f} s), {BIG_ACTIONS} "
+          f"actions to {len(readers)} readers in {t_drawn:.2f} s, "
+          f"{BIG_MORE} more "
+          f"in {t_more:.2f} s; stalled closed after "
+          f"{min(took):.2f}..{max(took):.2f} s (ping_interval {BIG_PING}), "
+          f"close frames {codes or 'none'}, actions a stalled member had "
+          f"{got[0]}..{got[-1]}; readers pinged {pinged}; RssAnon "
+          f"{rss0} KiB at start, peak {peak['rss']} KiB, {rss1} KiB at "
+          f"the end, bound {bound} KiB; total "
+          f"{time.monotonic() - t_start:.1f} s")
     if not SANITIZED:
-        assert mem["max"] < 200 * 1024, (
-            f"daemon RssAnon (master+workers) reached {mem['max']} KiB with "
-            f"{members} members, {stalled} stalled, {nact} x 1 KB actions")
-    assert_others_still_served(d, before, "a 200-member room with stalled readers")
+        assert peak["rss"] <= bound, (
+            f"daemon RssAnon (master + workers) peaked at {peak['rss']} KiB, "
+            f"over {bound} KiB = {rss0} at the start + {BIG_MEMBERS} x "
+            f"({BIG_OBB} + {frame_max}) bytes + 3 x 4 MiB")
+    assert_others_still_served(d, before,
+                               "a 1000-member room with stalled readers")
 
 
 # The chaos test (workers killed under traffic) moved to test_chaos.py,
