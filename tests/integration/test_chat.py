@@ -17,7 +17,10 @@ channel and user names unique to each test; the tests that need settings
 of their own (chat_history, chat_anonymous, max_message_bytes) start one."""
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 import uuid
 
@@ -26,8 +29,9 @@ import websockets
 
 from conftest import (EXTERNAL_URL, T, RawWS, _external, _worker_map,
                       close_all, close_ws, expect_close, expect_quiet,
-                      recv_json, run, send_json, start_roomd,
+                      recv_json, roomd_bin, run, send_json, start_roomd,
                       ws_open_headers, ws_worker)
+from jwt_helper import mint
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                   r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -1393,3 +1397,190 @@ def test_message_over_max_message_bytes_closes_1009(roomd_factory):
         raw.send_text(head + "a" * 5000 + '"}')
         code, reason, skipped = raw.recv_close()
         assert code == 1009, (code, reason, skipped)
+
+
+# ---------------------------------------------------------------- tabs
+
+# A signed-in user may have several connections (tabs), on any worker: it
+# joins a channel once, when its first tab does, and leaves it once, when
+# its last tab does, also when that tab is lost with a killed worker.  The
+# users sign in with session tokens minted here over chat_session_secret.
+
+TABS_SECRET = "chat-tabs-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def tabsd():
+    """A daemon of the module's own (2 workers) that knows TABS_SECRET."""
+    if EXTERNAL_URL:
+        pytest.skip("signs users in with a secret of the tests' own")
+    d = start_roomd(f"chat_session_secret {TABS_SECRET}\n", 2)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def tab_user(c, stem="tabs"):
+    """A new signed-in user -> (session token, name, identifier)."""
+    name = c.fresh(stem)
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, "chat tabs " + name))
+    claims = {"iss": "roomd", "sub": uid, "name": name,
+              "exp": int(time.time()) + 600}
+    return mint(claims, TABS_SECRET, alg="HS256"), name, uid
+
+
+async def open_tab(c, user, slot, attempts=60):
+    """A connection of user (tab_user) on worker slot; the strays on the
+    other worker are closed at once and join nothing."""
+    token, name, uid = user
+    for _ in range(attempts):
+        ws = await ws_open_headers(chat_url(c.d, query=f"token={token}"))
+        c.all.append(ws)
+        if ws_worker(ws)[0] == slot:
+            tab = Client(ws, name)
+            tab.uid = uid
+            return tab
+        await close_ws(ws)
+    pytest.fail(f"no connection of {name} landed on worker slot {slot}")
+
+
+def members_of(d, room):
+    """The members roomctl lists for a chat room ("#channel", or "@": the
+    connections): [(identifier, connected)]."""
+    p = subprocess.run([os.path.join(os.path.dirname(roomd_bin()),
+                                     "roomctl"), "-s", d.control_socket,
+                        "-j", "room", "chat:" + room],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return [(m["id"], m["connected"]) for m in json.loads(p.stdout)[
+        "members"]]
+
+
+def listed(d, ch, uid):
+    """How many times the channel's member list names uid."""
+    return [u for u, _ in members_of(d, ch)].count(uid)
+
+
+async def tab_goes(tab, ch, how):
+    if how == "leave":
+        await tab.cmd("leave", ch)
+    else:
+        await close_ws(tab.ws)
+
+
+@PLACES
+@pytest.mark.parametrize("how", ["leave", "close"])
+def test_a_user_with_two_tabs_joins_once_and_leaves_once(tabsd, s1, s2, how):
+    """Two tabs of one user on workers s1 and s2, a watcher on the other
+    worker: one join, nothing when the first tab goes (leaving or closing),
+    left when the last one goes; the channel lists the user once."""
+    async def body(c):
+        user = tab_user(c)
+        w = await c.open(slot=1 - s2)
+        ch = c.channel()
+        await create(w, ch)
+        await join(w, ch)
+        t1 = await open_tab(c, user, s1)
+        t2 = await open_tab(c, user, s2)
+        await join(t1, ch, [w])
+        # the second tab alone hears its join: the user was in already
+        await join(t2, ch)
+        await quiet(w, t1)
+        assert listed(tabsd, ch, user[2]) == 1, members_of(tabsd, ch)
+        # both tabs are participants
+        await say(w, ch, "to both tabs", 1, [t1, t2])
+        # the first tab goes: the user stays, nobody is told
+        await tab_goes(t1, ch, how)
+        await quiet(w, t2, t=0.5)
+        await say(w, ch, "to the second tab", 2, [t2])
+        if how == "leave":
+            await quiet(t1)
+        assert listed(tabsd, ch, user[2]) == 1, members_of(tabsd, ch)
+        # the last tab goes: the user leaves
+        await tab_goes(t2, ch, how)
+        await w.expect(ev_participant(t2, "left", ch), "the last tab went")
+        await quiet(w)
+        assert listed(tabsd, ch, user[2]) == 0, members_of(tabsd, ch)
+    session(tabsd, body)
+
+
+def test_a_tab_joining_again_after_the_other_left_is_announced(tabsd):
+    """The user is out once its only tab in the channel left: another tab
+    joining then is announced again, and the user is listed once."""
+    async def body(c):
+        user = tab_user(c)
+        w = await c.open(slot=0)
+        ch = c.channel()
+        await create(w, ch)
+        await join(w, ch)
+        t1 = await open_tab(c, user, 0)
+        t2 = await open_tab(c, user, 1)
+        await join(t1, ch, [w])
+        await t1.cmd("leave", ch)
+        await w.expect(ev_participant(t1, "left", ch))
+        await join(t2, ch, [w])
+        await join(t1, ch)
+        await quiet(w, t2)
+        assert listed(tabsd, ch, user[2]) == 1, members_of(tabsd, ch)
+        await say(t1, ch, "from tab 1", 1, [w, t2])
+    session(tabsd, body)
+
+
+async def quiet_until(clients, cond, timeout, what):
+    """Wait (at most timeout s) until cond() holds, clients receiving
+    nothing meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await quiet(*clients, t=0.2)
+
+
+def test_a_tab_lost_with_its_worker_leaves_only_with_the_last(roomd_factory):
+    """Tabs on both workers, a watcher on worker 1: killing worker 0 (SIGKILL)
+    takes one tab away and tells nobody; a tab on the new worker 0 joins
+    quietly; once it is the last tab, killing worker 0 again makes the
+    sweep tell the watcher the user left.  A daemon of its own."""
+    d = roomd_factory(f"chat_session_secret {TABS_SECRET}\n")
+
+    def connections(uid):
+        """The user's connections the chat lists, lost ones included."""
+        return [u for u, _ in members_of(d, "@")].count(uid)
+
+    async def body(c):
+        user = tab_user(c)
+        uid = user[2]
+        w = await c.open(slot=1)
+        ch = c.channel()
+        await create(w, ch)
+        await join(w, ch)
+        t1 = await open_tab(c, user, 0)
+        t2 = await open_tab(c, user, 1)
+        await join(t1, ch, [w])
+        await join(t2, ch)
+        await quiet(w, t1)
+        os.kill(t1.pid, signal.SIGKILL)
+        # the lost tab is swept (one connection of the user listed, none
+        # waiting to be swept); the watcher hears nothing meanwhile
+        await quiet_until([w, t2], lambda: connections(uid) == 1, 6.0,
+                          "the lost tab swept")
+        await quiet(w, t2, t=1.2)
+        assert listed(d, ch, uid) == 1, members_of(d, ch)
+        said = await say(w, ch, "after the kill", 1, [t2])
+        # a tab on the new worker 0 joins (the history, then its own join
+        # alone): the user is in already
+        t3 = await open_tab(c, user, 0)
+        assert t3.pid != t1.pid
+        await join(t3, ch, history=[said])
+        await quiet(w, t2)
+        await t2.cmd("leave", ch)
+        await quiet(w, t2, t3, t=0.5)
+        await say(w, ch, "to the third tab", 2, [t3])
+        # the last tab is lost with its worker: the user leaves
+        os.kill(t3.pid, signal.SIGKILL)
+        await w.expect(ev_participant(t3, "left", ch), "the last tab lost",
+                       timeout=6.0)
+        await quiet(w)
+        assert listed(d, ch, uid) == 0, members_of(d, ch)
+    session(d, body, timeout=40.0)
