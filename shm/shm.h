@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
-#define ARENA_LAYOUT		2	/* 2: the address table, rooms' creators */
+#define ARENA_LAYOUT		3	/* 3: the epoch; 2: the address table */
 #define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
 #define ARENA_BUCKETS		16384	/* room index hash buckets */
 #define ARENA_NCLASSES		20	/* size classes 64 B .. 32 MiB */
@@ -139,6 +139,7 @@ struct arena_hdr {
 	uint64_t	generation;	/* bumped each time a master attaches */
 	uint64_t	hdr_size;
 	uint64_t	recoveries;	/* locks repaired after an owner died */
+	uint64_t	epoch;		/* changes when the arena is replaced */
 	struct arena_stats stats;
 
 	struct shm_lock	alloc_lock;	/* guards top, freelist, room_free */
@@ -281,6 +282,32 @@ int	 arena_unlink(const char *path);
 /* Walk every structure; 0 if sound, else -1 and the first fault in err. */
 int	 arena_check(struct arena *, char *err, size_t errlen);
 int	 arena_check_live(struct arena *, char *err, size_t errlen);
+/* The same, by the only process attached (a master reattaching): a lock
+ * held and not marked dead by the kernel is a fault, not a wait. */
+int	 arena_check_alone(struct arena *, char *err, size_t errlen);
+/*
+ * The epoch names one life of an arena's contents: a fresh arena takes a
+ * random one below ARENA_EPOCH_MAX (2^48, exact in a JSON double), one
+ * made to replace an untrusted arena takes the old epoch plus one.
+ */
+#define ARENA_EPOCH_MAX		(1ULL << 48)
+uint64_t arena_epoch(const struct arena *);
+/*
+ * Hold an exclusive lock on the arena file or shm object (made empty if
+ * missing) for as long as the returned descriptor is open, so two
+ * masters never share one arena; waits up to wait seconds for processes
+ * of an earlier master to let go.  Returns the descriptor or -1 and err.
+ */
+int	 arena_claim(const char *path, int wait, char *err, size_t errlen);
+/*
+ * Replace the untrusted arena a (mapped from path): a file is renamed
+ * aside (its new name in aside, else aside is ""), a shm object
+ * unlinked, and a fresh arena of the same size made in its place, with
+ * the old epoch plus one.  Returns 0 with a mapping the new arena, or
+ * SHM_E* and err with a closed.
+ */
+int	 arena_replace(struct arena *a, const char *path, char *aside,
+	    size_t asidelen, char *err, size_t errlen);
 const char *shm_strerror(int);
 
 /* shm/shm_lock.c */
