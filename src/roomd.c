@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -34,6 +35,7 @@
 struct roomd		*env;
 
 static volatile sig_atomic_t	 sig_stop, sig_reload, sig_child, sig_usr1;
+static int			 arena_fd = -1;	/* arena_claim() */
 
 /* The command line, kept so that a reload builds the same way. */
 static struct {
@@ -56,6 +58,9 @@ static struct {
 
 static void	usage(FILE *, int) __attribute__((noreturn));
 static void	master_signal(int);
+static void	master_block_signals(sigset_t *);
+static int	master_probe(const struct roomd_config *);
+static int	master_arena(void);
 static int	master_listen(const struct roomd_config *, int slot);
 static void	master_unlisten(int slot);
 static pid_t	master_fork(int);
@@ -143,10 +148,13 @@ main(int argc, char *argv[])
 	time_t			 started = time(NULL);
 	const char		*errstr = NULL;
 	char			 err[1024];
-	int			 ch, check = 0, reattached, i;
+	int			 ch, check = 0, i;
 	long			 n;
 	char			*end;
 
+	/* A signal before its handler is installed below would kill the
+	 * master (SIGHUP, SIGUSR1) or be lost: held until then. */
+	master_block_signals(&block);
 	env = &roomd;
 	env->slot = -1;
 	cli.file = ROOMD_CONF;
@@ -208,6 +216,8 @@ main(int argc, char *argv[])
 		fprintf(stderr, "roomd: configuration OK\n");
 		return 0;
 	}
+	if (master_probe(&env->conf) == -1)
+		return 1;
 	env->nworkers = env->conf.workers;
 	log_init(1, env->verbose);
 	log_setproc("master");
@@ -221,23 +231,9 @@ main(int argc, char *argv[])
 	for (i = 0; i < env->nworkers; i++)
 		if (master_listen(&env->conf, i) == -1)
 			return 1;
-	if (arena_open(&env->arena, env->conf.arena_path[0] ?
-	    env->conf.arena_path : NULL, env->conf.arena_size, &reattached,
-	    err, sizeof(err)) != 0) {
-		log_warnx("arena: %s", err);
-		return 1;
-	}
-	if (reattached) {
-		log_info("reattached to arena %s: %llu rooms kept",
-		    env->conf.arena_path,
-		    (unsigned long long)env->arena.hdr->nrooms);
-		/* Nobody is connected any more: every room gets room_ttl for
-		 * its members to come back. */
-		for (i = 0; i < ARENA_MAX_SLOTS; i++)
-			shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-			    room_idle_expiry, NULL);
-	}
 	shm_recovery_hook = master_recovered;
+	if (master_arena() == -1)
+		return 1;
 	/* The chat's session key when roomd.conf sets none: one for all
 	 * workers, new at each start. */
 	if (util_token(env->chat_secret, sizeof(env->chat_secret)) == -1)
@@ -264,13 +260,8 @@ main(int argc, char *argv[])
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);	/* the master's word to workers */
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGCHLD);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, NULL);
+	/* Still blocked (master_block_signals): whatever came during the
+	 * start is delivered by the first ppoll() below. */
 	sigemptyset(&empty);
 
 	for (i = 0; i < env->nworkers; i++) {
@@ -311,6 +302,114 @@ main(int argc, char *argv[])
 		shm_room_reap(&env->arena, util_now());
 	}
 	master_stop();
+	return 0;
+}
+
+/*
+ * Block the signals the master handles, from its first instruction until
+ * ppoll() waits with an empty mask; a worker sets its own mask after fork.
+ */
+static void
+master_block_signals(sigset_t *block)
+{
+	sigemptyset(block);
+	sigaddset(block, SIGTERM);
+	sigaddset(block, SIGINT);
+	sigaddset(block, SIGHUP);
+	sigaddset(block, SIGCHLD);
+	sigaddset(block, SIGUSR1);
+	sigaddset(block, SIGUSR2);
+	sigprocmask(SIG_BLOCK, block, NULL);
+}
+
+/*
+ * At startup only: bind each listen address once without SO_REUSEPORT.
+ * The listening sockets all set it, so without this a second roomd on
+ * the same address would share the port with the first and take half of
+ * its connections.  Port 0 (any free port) cannot clash.  A reload's new
+ * generation shares the port with the old one on purpose and skips this.
+ */
+static int
+master_probe(const struct roomd_config *c)
+{
+	const struct sockaddr_in	*sin;
+	int				 l, fd, on = 1, rc;
+
+	for (l = 0; l < c->nlistens; l++) {
+		sin = (const struct sockaddr_in *)&c->listens[l].ss;
+		if (sin->sin_port == 0)	/* same place in sockaddr_in6 */
+			continue;
+		if ((fd = socket(c->listens[l].ss.ss_family, SOCK_STREAM |
+		    SOCK_CLOEXEC, 0)) == -1)
+			continue;	/* master_listen() will say why */
+		/* A port left in TIME_WAIT by an earlier roomd is free. */
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		rc = bind(fd, (const struct sockaddr *)&c->listens[l].ss,
+		    c->listens[l].sslen);
+		close(fd);
+		if (rc == -1 && errno == EADDRINUSE) {
+			fprintf(stderr, "roomd: %s: address already in use\n",
+			    c->listens[l].text);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Map the arena.  One that was reattached is trusted only if the checker,
+ * which takes every lock once and so repairs those whose owners died,
+ * finds it sound; if not, it is moved aside (a file) or removed (a shm
+ * object) and a fresh one with the next epoch takes its place, so clients
+ * that come back can tell that what they knew is gone.
+ */
+static int
+master_arena(void)
+{
+	struct roomd_config	*c = &env->conf;
+	const char		*path = c->arena_path[0] ? c->arena_path : NULL;
+	char			 err[1024], why[512], aside[PATH_MAX];
+	int			 reattached, i, fd;
+
+	if (path != NULL && (arena_fd = arena_claim(path, ROOMD_STOP_TIMEOUT +
+	    5, err, sizeof(err))) == -1) {
+		log_warnx("arena: %s", err);
+		return -1;
+	}
+	if (arena_open(&env->arena, path, c->arena_size, &reattached, err,
+	    sizeof(err)) != 0) {
+		log_warnx("arena: %s", err);
+		return -1;
+	}
+	if (!reattached) {
+		log_info("arena %s: new, epoch %llu", path ? path : "(anonymous)",
+		    (unsigned long long)arena_epoch(&env->arena));
+		return 0;
+	}
+	if (arena_check_alone(&env->arena, why, sizeof(why)) == -1) {
+		log_warnx("arena %s is not trusted: %s", path, why);
+		if (arena_replace(&env->arena, path, aside, sizeof(aside), err,
+		    sizeof(err)) != 0 || (fd = arena_claim(path, 0, err,
+		    sizeof(err))) == -1) {
+			log_warnx("arena: %s", err);
+			return -1;
+		}
+		close(arena_fd);
+		arena_fd = fd;
+		log_warnx("arena %s: %s%s; a fresh arena starts with epoch "
+		    "%llu and no rooms", path, aside[0] ? "moved aside to " :
+		    "removed", aside, (unsigned long long)arena_epoch(
+		    &env->arena));
+		return 0;
+	}
+	log_info("reattached to arena %s: %llu rooms kept, epoch %llu", path,
+	    (unsigned long long)env->arena.hdr->nrooms,
+	    (unsigned long long)arena_epoch(&env->arena));
+	/* Nobody is connected any more: every room gets room_ttl for its
+	 * members to come back. */
+	for (i = 0; i < ARENA_MAX_SLOTS; i++)
+		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
+		    room_idle_expiry, NULL);
 	return 0;
 }
 
