@@ -5,7 +5,7 @@
  * Both are served by the master, one short request at a time, so the
  * public listeners stay the workers' alone and the metrics are off them.
  * The admin socket takes one line ("rooms", "room ID", "kick ROOM MEMBER",
- * ...) and answers one JSON object; who may use it is decided by the
+ * "check", ...) and answers one JSON object; who may use it is decided by the
  * socket's file mode.  Everything read comes from the arena; changes to
  * rooms ring the workers' doorbells like any worker would.
  */
@@ -477,6 +477,39 @@ control_status(const struct worker_info *w, time_t started)
 	    json_object_new_int64((int64_t)size));
 	json_object_object_add(o, "lock_recoveries", json_object_new_int64(
 	    (int64_t)env->arena.hdr->recoveries));
+	json_object_object_add(o, "epoch", json_object_new_int64(
+	    (int64_t)arena_epoch(&env->arena)));
+	return o;
+}
+
+/*
+ * Walk the whole arena while the workers run.  Totals (rooms, bytes) that
+ * the workers change between the checker's walks are not compared: that
+ * takes a quiet arena, which the master checks when it reattaches.
+ */
+static struct json_object *
+control_check(void)
+{
+	struct json_object	*o = json_object_new_object();
+	uint64_t		 used, size;
+	char			 err[512];
+	int			 ok;
+
+	ok = arena_check_live(&env->arena, err, sizeof(err)) == 0;
+	if (!ok)
+		log_warnx("roomctl check: %s", err);
+	shm_usage(&env->arena, &used, &size);
+	json_object_object_add(o, "ok", json_object_new_boolean(ok));
+	if (!ok)
+		json_object_object_add(o, "fault", json_object_new_string(err));
+	json_object_object_add(o, "rooms", json_object_new_int64(
+	    (int64_t)env->arena.hdr->nrooms));
+	json_object_object_add(o, "arena_bytes_used",
+	    json_object_new_int64((int64_t)used));
+	json_object_object_add(o, "arena_bytes_size",
+	    json_object_new_int64((int64_t)size));
+	json_object_object_add(o, "epoch", json_object_new_int64(
+	    (int64_t)arena_epoch(&env->arena)));
 	return o;
 }
 
@@ -505,6 +538,8 @@ control_accept(int lfd, const struct worker_info *w, time_t started,
 		o = control_rooms();
 	else if (argc == 1 && strcmp(argv[0], "stats") == 0)
 		o = control_stats();
+	else if (argc == 1 && strcmp(argv[0], "check") == 0)
+		o = control_check();
 	else if (argc == 2 && (strcmp(argv[0], "room") == 0 ||
 	    strcmp(argv[0], "close") == 0))
 		o = control_room(argv[1], argv[0], NULL);
@@ -520,7 +555,8 @@ control_accept(int lfd, const struct worker_info *w, time_t started,
 		json_object_object_add(o, "ok", json_object_new_boolean(1));
 	} else
 		o = control_error("unknown command: %s; try status, rooms, "
-		    "room ID, kick ROOM MEMBER, close ROOM, reload, stop, stats",
+		    "room ID, kick ROOM MEMBER, close ROOM, reload, stop, stats, "
+		    "check",
 		    argc > 0 ? argv[0] : "");
 	text = json_text(o, &len);
 	control_write(fd, text, len);

@@ -24,7 +24,7 @@ usage(FILE *fp, int status)
 {
 	fprintf(fp, "usage: roomctl [-hj] [-s socket] command [argument ...]\n"
 	    "commands: status, rooms, room ID, kick ROOM MEMBER, close ROOM,\n"
-	    "          reload, stop, stats\n");
+	    "          reload, stop, stats, check\n");
 	exit(status);
 }
 
@@ -102,8 +102,9 @@ print_status(struct json_object *o)
 	printf("roomd %s, pid %lld, up %lld s\n", str(o, "version"),
 	    num(o, "pid"), num(o, "uptime"));
 	printf("rooms %lld, arena %lld of %lld bytes used, lock recoveries "
-	    "%lld\n", num(o, "rooms"), num(o, "arena_bytes_used"),
-	    num(o, "arena_bytes_size"), num(o, "lock_recoveries"));
+	    "%lld, epoch %lld\n", num(o, "rooms"), num(o, "arena_bytes_used"),
+	    num(o, "arena_bytes_size"), num(o, "lock_recoveries"),
+	    num(o, "epoch"));
 	printf("%-6s %-8s %-9s %s\n", "SLOT", "PID", "RESTARTS", "STATE");
 	if (json_object_object_get_ex(o, "workers", &list))
 		for (i = 0; i < json_object_array_length(list); i++) {
@@ -154,6 +155,24 @@ print_room(struct json_object *o)
 		}
 }
 
+/* "check": 0 if the arena is sound, else 1. */
+static int
+print_check(struct json_object *o, int json)
+{
+	struct json_object	*v;
+	int			 ok;
+
+	ok = json_object_object_get_ex(o, "ok", &v) &&
+	    json_object_get_boolean(v);
+	if (!json && ok)
+		printf("arena OK: %lld rooms, %lld of %lld bytes used, epoch "
+		    "%lld\n", num(o, "rooms"), num(o, "arena_bytes_used"),
+		    num(o, "arena_bytes_size"), num(o, "epoch"));
+	else if (!json)
+		printf("arena fault: %s\n", str(o, "fault"));
+	return ok ? 0 : 1;
+}
+
 static void
 print_stats(struct json_object *o)
 {
@@ -176,7 +195,7 @@ main(int argc, char *argv[])
 	const char		*sock = ROOMCTL_SOCKET;
 	char			 line[1024], *answer;
 	size_t			 len = 0;
-	int			 ch, json = 0, i;
+	int			 ch, json = 0, i, rc = 0;
 
 	while ((ch = getopt(argc, argv, "hjs:")) != -1) {
 		switch (ch) {
@@ -222,9 +241,13 @@ main(int argc, char *argv[])
 		json_object_put(o);
 		return 1;
 	}
+	if (strcmp(argv[0], "check") == 0)
+		rc = print_check(o, json);
 	if (json)
 		printf("%s\n", json_object_to_json_string_ext(o,
 		    JSON_C_TO_STRING_PRETTY));
+	else if (strcmp(argv[0], "check") == 0)
+		;	/* printed above */
 	else if (strcmp(argv[0], "status") == 0)
 		print_status(o);
 	else if (strcmp(argv[0], "rooms") == 0)
@@ -236,5 +259,5 @@ main(int argc, char *argv[])
 	else
 		printf("ok\n");
 	json_object_put(o);
-	return 0;
+	return rc;
 }
