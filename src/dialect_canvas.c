@@ -207,6 +207,40 @@ canvas_room_error(struct conn *conn, int rc)
 	return -1;
 }
 
+/*
+ * The arena's epoch: it changes only when roomd had to start from an empty
+ * arena, so a client that comes back to a room of the same id and sees
+ * another epoch knows its canvas and pointer are from before.
+ */
+static void
+canvas_epoch(struct json_object *o)
+{
+	json_object_object_add(o, "epoch",
+	    json_object_new_int64((int64_t)arena_epoch(&env->arena)));
+}
+
+/* GET rooms/ID: the room as the list shows it, with the epoch. */
+static void
+canvas_show(struct conn *conn, const char *id)
+{
+	struct shm_room_ref	 ref;
+	struct json_object	*o;
+	struct room		*room;
+	int			 rc;
+
+	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
+	    (rc = room_lock(&ref, &room)) != 0) {
+		canvas_room_error(conn, rc);
+		return;
+	}
+	o = canvas_room_json(room);
+	json_object_object_add(o, "locked",
+	    json_object_new_boolean(room_has_password(room)));
+	room_unlock(room);
+	canvas_epoch(o);
+	server_http_json(conn, 200, o);
+}
+
 static void
 canvas_create(struct conn *conn, struct http_req *req)
 {
@@ -257,6 +291,7 @@ canvas_create(struct conn *conn, struct http_req *req)
 	json_object_object_add(o, "password", pw != NULL ?
 	    json_object_new_string(pw) : NULL);
 	json_object_object_add(o, "token", json_object_new_string(host.token));
+	canvas_epoch(o);
 	json_object_put(body);
 	server_http_json(conn, 201, o);
 }
@@ -307,6 +342,7 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 		o = canvas_room_json(room);
 		json_object_object_add(o, "token",
 		    json_object_new_string(m.token));
+		canvas_epoch(o);
 		server_http_json(conn, 200, o);
 	}
 	room_unlock(room);
@@ -365,6 +401,8 @@ canvas_http(struct conn *conn, struct http_req *req, const char *sub)
 		canvas_create(conn, req);
 	else if (cp.depth == 2 && method == HTTP_DELETE)
 		canvas_remove(conn, req, cp.id);
+	else if (cp.depth == 2 && method == HTTP_GET)
+		canvas_show(conn, cp.id);
 	else if (cp.depth == 3 && strcmp(cp.verb, "join") == 0 &&
 	    method == HTTP_POST)
 		canvas_join(conn, req, cp.id);

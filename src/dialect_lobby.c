@@ -421,6 +421,27 @@ lobby_signal(const char *type, const char *key, struct json_object *value,
 	return lobby_msg(type, d);
 }
 
+/*
+ * getRoomState: the room as a member sees it.  epoch is the arena's: a
+ * client that kept it from before a reconnection and now reads another
+ * knows the room and its snapshots were lost and made anew.
+ */
+static struct json_object *
+lobby_room_state(struct room *room, const struct room_member *me)
+{
+	struct json_object	*d = json_object_new_object();
+
+	json_object_object_add(d, "roomCode",
+	    json_object_new_string(room_id(room)));
+	json_object_object_add(d, "clientIsHost",
+	    json_object_new_boolean((me->role & MEMBER_ROLE_HOST) != 0));
+	json_object_object_add(d, "version",
+	    json_object_new_int64((int64_t)room_dget(room, LS_VERSION)));
+	json_object_object_add(d, "epoch",
+	    json_object_new_int64((int64_t)arena_epoch(&env->arena)));
+	return lobby_msg("roomState", d);
+}
+
 /* A message from a seated member, in its locked room. */
 static void
 lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
@@ -477,6 +498,8 @@ lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
 		    json_object_new_int64((int64_t)version));
 		json_object_object_add(d, "state", v);
 		server_ws_send_json(conn, lobby_msg("snapshot", d));
+	} else if (strcmp(type, "getRoomState") == 0) {
+		server_ws_send_json(conn, lobby_room_state(room, me));
 	} else if (strcmp(type, "hostReady") == 0 && !host &&
 	    room_dget(room, LS_CANDIDATE) == me->mid) {
 		if (s.host.mid != 0)
