@@ -3045,6 +3045,259 @@ test_arena_open_below_minimum(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Reattaching: the checker alone, the epoch, replacing, claiming */
+
+/* A lock word naming a thread that no longer exists (nor can: past any
+ * pid_max) and never marked dead: a fault alone, never a wait. */
+static void
+test_arena_check_alone_reports_a_stale_lock(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 ref;
+	struct shm_room		*r;
+	char			 err[256] = "";
+
+	ref = create_room(a, 1, "stale", 0);
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), 0);
+	a->hdr->index_lock.mtx.__data.__lock = 0x3ffffffe;
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "room index lock held by thread "
+	    "1073741822, which is gone"));
+	a->hdr->index_lock.mtx.__data.__lock = 0;
+	r = SHM_PTR(a, ref.off);
+	r->lock.mtx.__data.__lock = 0x3ffffffe;
+	err[0] = '\0';
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "room lock held by thread"));
+	r->lock.mtx.__data.__lock = 0;
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), 0);
+	assert_arena_ok(a);
+}
+
+/* A holder killed inside its critical section: the kernel marks the lock,
+ * and the checker alone repairs it on its way instead of reporting it. */
+static void
+test_arena_check_alone_repairs_a_dead_holder(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+	struct shm_room	*r;
+	char		 err[256] = "";
+	uint64_t	 rec0, used0;
+	pid_t		 pid;
+	int		 status;
+
+	assert_int_equal(crash_world(a), 0);
+	used0 = used_bytes(a);
+	rec0 = a->hdr->recoveries;
+	fflush(NULL);
+	if ((pid = fork()) == 0) {
+		alarm(CHILD_TIMEOUT);
+		_exit(op_change_alpha_then_die(a));
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_killed_by_sigkill(status);
+	assert_true(used_bytes(a) > used0);
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), 0);
+	assert_true(a->hdr->recoveries > rec0);
+	assert_int_equal(used_bytes(a), used0);
+	assert_int_equal(lock_by_id(a, 1, "alpha", &r), 0);
+	assert_null(shm_member_by_name(a, r, "frank"));
+	shm_room_unlock(a, r);
+	assert_arena_ok(a);
+}
+
+/*
+ * The checker's room list starts at the header's room count and grows:
+ * with the count saying 0, all 300 rooms are still walked (the message
+ * counts them), and with the count back the arena is sound.
+ */
+static void
+test_arena_check_room_list_grows_past_the_count(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+	char		 err[256] = "", id[32];
+	uint64_t	 n;
+	int		 i;
+
+	for (i = 0; i < 300; i++) {
+		snprintf(id, sizeof(id), "grow-%d", i);
+		(void)create_room(a, 1 + i % 3, id, 0);
+	}
+	assert_arena_ok(a);
+	n = a->hdr->nrooms;
+	assert_int_equal(n, 300);
+	a->hdr->nrooms = 0;
+	assert_int_equal(arena_check(a, err, sizeof(err)), -1);
+	assert_string_equal(err, "index counts 0 rooms, found 300");
+	a->hdr->nrooms = n;
+	assert_int_equal(arena_check_live(a, err, sizeof(err)), 0);
+	assert_arena_ok(a);
+}
+
+/* Two rooms sharing one member table: the bitmap sees it reached twice. */
+static void
+test_arena_check_block_reached_twice(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 one, two;
+	struct shm_room		*r1, *r2;
+	char			 err[256] = "";
+	shm_off			 keep;
+
+	one = create_room(a, 1, "one", 0);
+	two = create_room(a, 1, "two", 0);
+	r1 = SHM_PTR(a, one.off);
+	r2 = SHM_PTR(a, two.off);
+	keep = r2->members;
+	r2->members = r1->members;
+	assert_int_equal(arena_check(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "reached twice"));
+	/* Live, blocks may move between rooms meanwhile: not a fault. */
+	assert_int_equal(arena_check_live(a, err, sizeof(err)), 0);
+	r2->members = keep;
+	assert_arena_ok(a);
+}
+
+/* A free block dropped from its free list changes no count: only the walk
+ * of the whole heap can find it. */
+static void
+test_arena_check_heap_walk_finds_a_lost_free_block(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 ref;
+	struct shm_room		*r;
+	char			 err[256] = "";
+	shm_off			 head;
+	int			 c;
+
+	ref = create_room(a, 1, "gone", 0);
+	r = lock_room(a, &ref);
+	c = shm_size_class(shm_block_size(a, r->members));
+	shm_room_delete_locked(a, r);
+	assert_true(c >= 0);
+	assert_int_not_equal(head = a->hdr->freelist[c], 0);
+	a->hdr->freelist[c] = ((struct shm_block *)SHM_PTR(a, head))->next;
+	assert_int_equal(arena_check(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "is free but on no free list"));
+	a->hdr->freelist[c] = head;
+	assert_arena_ok(a);
+}
+
+/* A damaged header never makes the checker follow anything. */
+static void
+test_arena_check_bad_header_numbers(void **state)
+{
+	struct fx	*f = *state;
+	struct arena	*a = &f->a;
+	char		 err[256] = "";
+	uint64_t	 top;
+
+	(void)create_room(a, 1, "one", 0);
+	top = a->hdr->top;
+	a->hdr->top = a->hdr->size + 4096;
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "outside the arena"));
+	a->hdr->top = top;
+	a->hdr->buckets[7] = a->hdr->size - 8;
+	assert_int_equal(arena_check_alone(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "room index: bad room"));
+	a->hdr->buckets[7] = 0;
+	assert_arena_ok(a);
+}
+
+static void
+test_arena_epoch_fresh_kept_and_replaced(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		 c;
+	struct shm_room_ref	 got;
+	char			 err[256] = "", aside[256], *p;
+	uint64_t		 e, e2;
+	int			 re = -1, fd;
+
+	snprintf(f->file, sizeof(f->file), "/tmp/roomd-test-XXXXXX");
+	assert_true((fd = mkstemp(f->file)) >= 0);
+	close(fd);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	assert_int_equal(re, 0);
+	e = arena_epoch(&f->a);
+	assert_true(e >= 1 && e < ARENA_EPOCH_MAX);
+	/* Another fresh arena draws another epoch (1 in 2^48 to collide). */
+	assert_int_equal(arena_open(&c, NULL, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	e2 = arena_epoch(&c);
+	arena_close(&c);
+	assert_true(e2 >= 1 && e2 < ARENA_EPOCH_MAX && e2 != e);
+	(void)create_room(&f->a, 1, "lost", 0);
+	arena_close(&f->a);
+
+	/* Reattached: the same epoch. */
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	assert_int_equal(re, 1);
+	assert_int_equal(arena_epoch(&f->a), e);
+
+	/* Replaced: moved aside, empty, the next epoch. */
+	assert_int_equal(arena_replace(&f->a, f->file, aside, sizeof(aside),
+	    err, sizeof(err)), 0);
+	assert_true(strncmp(aside, f->file, strlen(f->file)) == 0);
+	p = aside + strlen(f->file);
+	assert_true(strncmp(p, ".untrusted.", 11) == 0);
+	assert_int_equal(access(aside, F_OK), 0);
+	assert_int_equal(unlink(aside), 0);
+	assert_int_equal(arena_epoch(&f->a), e + 1);
+	assert_int_equal(f->a.hdr->nrooms, 0);
+	assert_int_equal(shm_room_find(&f->a, 1, "lost", &got), SHM_ENOENT);
+	assert_arena_ok(&f->a);
+	arena_close(&f->a);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	assert_int_equal(re, 1);
+	assert_int_equal(arena_epoch(&f->a), e + 1);
+}
+
+/* A named (shm) arena replaced is unlinked, not moved. */
+static void
+test_arena_replace_named(void **state)
+{
+	struct fx	*f = *state;
+	char		 err[256] = "", aside[256] = "x";
+	int		 re = -1;
+
+	assert_int_equal(arena_open(&f->a, f->name, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	f->a.hdr->epoch = ARENA_EPOCH_MAX - 1;	/* no room left to count */
+	assert_int_equal(arena_replace(&f->a, f->name, aside, sizeof(aside),
+	    err, sizeof(err)), 0);
+	assert_string_equal(aside, "");
+	assert_true(arena_epoch(&f->a) >= 1 && arena_epoch(&f->a) <
+	    ARENA_EPOCH_MAX - 1);
+	assert_arena_ok(&f->a);
+}
+
+static void
+test_arena_claim_is_exclusive(void **state)
+{
+	struct fx	*f = *state;
+	char		 err[256] = "";
+	int		 fd, fd2;
+
+	assert_true((fd = arena_claim(f->name, 0, err, sizeof(err))) >= 0);
+	assert_int_equal(arena_claim(f->name, 0, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "in use by another roomd"));
+	close(fd);
+	assert_true((fd2 = arena_claim(f->name, 0, err, sizeof(err))) >= 0);
+	close(fd2);
+}
+
+/* ------------------------------------------------------------------ */
 
 #define T(f)		cmocka_unit_test_setup_teardown(f, setup_arena, \
 			    teardown)
@@ -3114,6 +3367,16 @@ main(void)
 		T_NAMED(test_reattach_header_mismatch),
 		T_NAMED(test_reattach_garbage_file),
 		cmocka_unit_test(test_arena_open_below_minimum),
+
+		T(test_arena_check_alone_reports_a_stale_lock),
+		T(test_arena_check_alone_repairs_a_dead_holder),
+		T(test_arena_check_room_list_grows_past_the_count),
+		T(test_arena_check_block_reached_twice),
+		T(test_arena_check_heap_walk_finds_a_lost_free_block),
+		T(test_arena_check_bad_header_numbers),
+		T_NAMED(test_arena_epoch_fresh_kept_and_replaced),
+		T_NAMED(test_arena_replace_named),
+		T_NAMED(test_arena_claim_is_exclusive),
 	};
 
 	/* TEST_SHM_FILTER=pattern runs only the matching tests. */
