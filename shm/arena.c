@@ -576,6 +576,11 @@ check_freelists(struct check *ck, uint64_t *free_room, char *err,
 			CHECK(n < h->size / 64, "free list %u: cycle", want);
 			if (check_mark(ck, off, err, errlen) == -1)
 				return -1;
+			/* A free room slot keeps its mutex for the next room. */
+			if (want == SHM_CLASS_ROOM && check_stale(ck,
+			    &((struct shm_room *)(b + 1))->lock, "free room",
+			    err, errlen) == -1)
+				return -1;
 		}
 		if (c == ARENA_NCLASSES)
 			*free_room = n;
