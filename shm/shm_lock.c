@@ -33,6 +33,35 @@ static int	holding_index, holding_alloc;
 static void	shm_tx_rollback(struct arena *, struct shm_lock *);
 static void	shm_tx_finish(struct arena *, struct shm_lock *);
 
+/*
+ * This process's id, for the owner field of every lock it takes: glibc
+ * no longer caches getpid(), and a worker takes thousands of locks a
+ * second.  A fork forgets it in the child.
+ */
+static pid_t	self_pid;
+
+static void
+self_pid_forget(void)
+{
+	self_pid = 0;
+}
+
+static pid_t
+self(void)
+{
+	static int	 registered;
+
+	if (self_pid == 0) {
+		if (!registered && pthread_atfork(NULL, NULL,
+		    self_pid_forget) == 0)
+			registered = 1;
+		if (!registered)
+			return getpid();
+		self_pid = getpid();
+	}
+	return self_pid;
+}
+
 int
 shm_lock_init(struct shm_lock *lk)
 {
@@ -89,7 +118,7 @@ shm_lock(struct arena *a, struct shm_lock *lk)
 			    "address table" : "room", dead);
 	} else if (rc != 0)
 		return SHM_ESTATE;
-	lk->owner_pid = (uint64_t)getpid();
+	lk->owner_pid = (uint64_t)self();
 	holding_index += lk == &a->hdr->index_lock;
 	holding_alloc += lk == &a->hdr->alloc_lock;
 	return 0;
