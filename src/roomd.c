@@ -307,7 +307,8 @@ main(int argc, char *argv[])
 
 /*
  * Block the signals the master handles, from its first instruction until
- * ppoll() waits with an empty mask; a worker sets its own mask after fork.
+ * ppoll() waits with an empty mask; a worker keeps them blocked until its
+ * loop has handlers for them (server_main).
  */
 static void
 master_block_signals(sigset_t *block)
@@ -514,7 +515,6 @@ master_generation(const struct roomd_config *c)
 static pid_t
 master_fork(int slot)
 {
-	sigset_t	 none;
 	pid_t		 pid;
 
 	switch (pid = fork()) {
@@ -523,11 +523,14 @@ master_fork(int slot)
 		workers[slot].respawn_at = time(NULL) + 1;
 		return 0;
 	case 0:
-		sigemptyset(&none);
+		/* The master's signals stay blocked until server_main has
+		 * its own handlers: a SIGTERM or SIGUSR2 sent to a worker
+		 * that is still starting waits for them, not lost. */
 		signal(SIGCHLD, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGUSR1, SIG_IGN);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* A worker must not outlive its master. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() == 1)

@@ -94,6 +94,7 @@ server_main(int slot)
 {
 	struct event	*sigterm, *sigint, *sighup, *sigusr2, *tick;
 	struct timeval	 second = { 1, 0 };
+	sigset_t	 none;
 	char		 name[32];
 	int		 s, l;
 
@@ -128,6 +129,10 @@ server_main(int slot)
 	event_add(sigint, NULL);
 	event_add(sighup, NULL);
 	event_add(sigusr2, NULL);
+	/* Blocked since the fork (master_fork): what came meanwhile is
+	 * delivered now, to the handlers above. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	tick = event_new(base, -1, EV_PERSIST, server_tick, NULL);
 	event_add(tick, &second);
 	signal(SIGPIPE, SIG_IGN);
