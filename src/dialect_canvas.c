@@ -444,11 +444,17 @@ canvas_ws_refuse(struct conn *conn, const char *code, const char *message)
 	server_ws_close(conn, 1008, code);
 }
 
-/* Build the frame of every action after "after"; NULL if there is none
- * and empty frames were not asked for. */
+/*
+ * Build the frame of the actions after "after", NULL if there is none and
+ * empty frames were not asked for.  A frame stops at the first action past
+ * output_buffer_bytes, so a joiner of a long log, or a member far behind,
+ * gets it in pieces as its socket drains (*more), never one frame the size
+ * of the log.
+ */
 struct canvas_build {
 	struct evbuffer	*buf;
 	int		 n;
+	uint64_t	 last;
 };
 
 static int
@@ -462,16 +468,18 @@ canvas_build_rec(const struct shm_rec *rec, const void *data, void *arg)
 	evbuffer_add(b->buf, data, rec->len - 1);
 	evbuffer_add_printf(b->buf, ",\"pointer\":%llu}",
 	    (unsigned long long)rec->seq);
-	return 0;
+	b->last = rec->seq;
+	return evbuffer_get_length(b->buf) >= env->conf.output_buffer_bytes;
 }
 
 static struct evbuffer *
 canvas_frame(const struct shm_room_ref *ref, uint64_t after, int empty_ok,
-    uint64_t *upto)
+    uint64_t *upto, int *more)
 {
-	struct canvas_build	 b = { NULL, 0 };
+	struct canvas_build	 b = { NULL, 0, 0 };
 	struct room		*room;
 
+	*more = 0;
 	if (room_lock(ref, &room) != 0)
 		return NULL;
 	*upto = room_committed(room);
@@ -480,6 +488,10 @@ canvas_frame(const struct shm_room_ref *ref, uint64_t after, int empty_ok,
 		evbuffer_add(b.buf, "[", 1);
 		room_read(room, after, canvas_build_rec, &b);
 		evbuffer_add(b.buf, "]", 1);
+		if (b.n > 0 && b.last < *upto) {
+			*upto = b.last;
+			*more = 1;
+		}
 	}
 	room_unlock(room);
 	if (b.buf != NULL)
@@ -493,6 +505,7 @@ canvas_catch_up(struct conn *conn, int empty_ok)
 {
 	struct evbuffer	*frame;
 	uint64_t	 upto;
+	int		 more;
 
 	if (conn->room == NULL || conn->state != CONN_WS)
 		return;
@@ -500,8 +513,9 @@ canvas_catch_up(struct conn *conn, int empty_ok)
 		conn->behind = 1;
 		return;
 	}
-	conn->behind = 0;
-	frame = canvas_frame(&conn->room->ref, conn->cursor, empty_ok, &upto);
+	frame = canvas_frame(&conn->room->ref, conn->cursor, empty_ok, &upto,
+	    &more);
+	conn->behind = more;
 	if (frame == NULL)
 		return;
 	server_ws_frame_send(conn, frame);
@@ -516,6 +530,7 @@ canvas_notify(struct lroom *lr)
 	struct {
 		uint64_t	 after, upto;
 		struct evbuffer	*frame;
+		int		 more;
 	} cache[CANVAS_FRAME_CACHE];
 	struct conn	*conn;
 	int		 n = 0, i;
@@ -536,12 +551,13 @@ canvas_notify(struct lroom *lr)
 			}
 			cache[n].after = conn->cursor;
 			cache[n].frame = canvas_frame(&lr->ref, conn->cursor,
-			    0, &cache[n].upto);
+			    0, &cache[n].upto, &cache[n].more);
 			n++;
 		}
 		if (cache[i].frame != NULL) {
 			server_ws_frame_send(conn, cache[i].frame);
 			conn->cursor = cache[i].upto;
+			conn->behind = cache[i].more;
 		}
 	}
 	for (i = 0; i < n; i++)

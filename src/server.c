@@ -380,6 +380,11 @@ server_event(struct bufferevent *bev, short what, void *arg)
 	struct conn	*conn = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (what & BEV_EVENT_WRITING) {
+			server_close(conn, "peer stopped reading: output "
+			    "stalled");
+			return;
+		}
 		if (conn->state == CONN_WS && !conn->pinged) {
 			conn->pinged = 1;
 			server_ws_ping(conn);

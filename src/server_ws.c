@@ -206,7 +206,6 @@ ws_key_valid(const char *key)
 int
 server_ws_upgrade(struct conn *conn, struct http_req *req)
 {
-	struct timeval	 tv = { env->conf.ping_interval, 0 };
 	char		 buf[128], accept[64];
 	wslay_event_context_ptr ctx;
 	struct ws	*ws;
@@ -246,7 +245,7 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 	    "X-Roomd-Worker: %d/%d\r\n\r\n", accept, env->slot, (int)getpid());
 	conn->ws = ws;
 	conn->state = CONN_WS;
-	bufferevent_set_timeouts(conn->bev, &tv, NULL);
+	server_ws_set_ping(conn, env->conf.ping_interval);
 	return 0;
 }
 
@@ -424,12 +423,17 @@ server_ws_ping(struct conn *conn)
 	ws_flush(conn, 0);
 }
 
-/* A dialect may ping more often than ping_interval (the lobby does). */
+/*
+ * A dialect may ping more often than ping_interval (the lobby does).  The
+ * same span bounds a stalled output: a peer that takes nothing of a
+ * backlog for twice as long is closed (server.c's event callback), as one
+ * that says nothing is.
+ */
 void
 server_ws_set_ping(struct conn *conn, int seconds)
 {
-	struct timeval	 tv = { seconds, 0 };
+	struct timeval	 tv = { seconds, 0 }, stall = { 2 * seconds, 0 };
 
 	if (conn->bev != NULL && conn->state == CONN_WS)
-		bufferevent_set_timeouts(conn->bev, &tv, NULL);
+		bufferevent_set_timeouts(conn->bev, &tv, &stall);
 }

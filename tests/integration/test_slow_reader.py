@@ -5,9 +5,11 @@ sends that member nothing more and lets it catch up from its pointer once
 its socket drains.  The others keep receiving everything, and the stalled
 member, when it reads again, gets every action exactly once, in order.
 """
+import asyncio
 import json
 import os
 import socket
+import time
 
 import pytest
 
@@ -111,3 +113,103 @@ def test_stalled_member_bounds_the_workers_memory(roomd_factory):
             await close_all([fast])
 
     run(scenario(), timeout=90)
+
+
+def _server_side_state(d, client_port):
+    """TCP state (hex, "01" = established) of roomd's end of the connection
+    from client_port, or None once that socket is gone."""
+    mine = f"0100007F:{d.port:04X}"
+    peer = f"0100007F:{client_port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for ln in f:
+            x = ln.split()
+            if x[1] == mine and x[2] == peer:
+                return x[3]
+    return None
+
+
+def test_a_member_that_sends_but_never_reads_is_closed_once_its_output_stalls(
+        roomd_factory):
+    """Pings keep a silent reader's read timeout from firing; what closes it
+    is its output: nothing of it taken for twice ping_interval."""
+    ping = 2
+    d = roomd_factory(f"output_buffer_bytes 16K\nping_interval {ping}\n")
+    room = create_room(d, host="fast")
+    slow_token = join_room(d, room["roomId"], "slow")["token"]
+
+    async def scenario():
+        fast, _, _ = await connect(d, room["roomId"], room["token"])
+        slow = RawWS(d)
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.open(f"/canvas/rooms/{room['roomId']}/ws?token={slow_token}")
+        port = slow.sock.getsockname()[1]
+        try:
+            # More than loopback's socket buffers take (about 3 MB), so
+            # roomd's own queue for the stalled member fills.
+            n = 2500
+            for i in range(n):
+                await fast.send(json.dumps({"lineto": [i, i], "pad": PAD}))
+                if i % 100 == 99:
+                    await collect_actions(fast, 100, timeout=30, quiet=0)
+            stalled_at = time.monotonic()
+            assert _server_side_state(d, port) == "01"
+            closed_at = None
+            while time.monotonic() < stalled_at + 2 * ping + 4:
+                try:
+                    slow.sock.send(RawWS.frame(0x9, b"still here"))
+                except OSError:
+                    pass
+                if _server_side_state(d, port) != "01":
+                    closed_at = time.monotonic()
+                    break
+                await asyncio.sleep(0.25)
+            assert closed_at is not None, \
+                f"a member whose output stalled was still open after " \
+                f"{2 * ping + 4} s of pings"
+            # The room goes on.
+            await fast.send(json.dumps({"lineto": [0, 0]}))
+            got = await collect_actions(fast, 1, timeout=10, quiet=0)
+            assert pointers(got) == [n + 1]
+        finally:
+            slow.close()
+            await close_all([fast])
+
+    run(scenario(), timeout=90)
+
+
+def test_a_joiner_of_a_long_log_gets_it_in_frames_of_output_buffer_bytes(
+        roomd_factory):
+    """A catch-up is cut into frames of about output_buffer_bytes, sent as
+    the joiner's socket drains, not one frame the size of the log."""
+    d = roomd_factory("output_buffer_bytes 16K\n")
+    room = create_room(d, host="fast")
+    late_token = join_room(d, room["roomId"], "late")["token"]
+    n, pad = 1000, "y" * 200
+
+    async def scenario():
+        fast, _, _ = await connect(d, room["roomId"], room["token"])
+        try:
+            for i in range(n):
+                await fast.send(json.dumps({"lineto": [i, i], "pad": pad}))
+            got = await collect_actions(fast, n, timeout=30, quiet=0.2)
+            assert pointers(got) == list(range(1, n + 1))
+            # (the fast member stays: the room lives while someone is in)
+            with RawWS(d, timeout=10) as late:
+                late.open(f"/canvas/rooms/{room['roomId']}/ws"
+                          f"?token={late_token}")
+                seen, sizes = [], []
+                while len(seen) < n:
+                    op, payload = late.recv_message()
+                    assert op == 0x1
+                    sizes.append(len(payload))
+                    seen.extend(json.loads(payload))
+        finally:
+            await close_all([fast])
+        assert pointers(seen) == list(range(1, n + 1))
+        assert all(a["pad"] == pad for a in seen)
+        # Each frame stops at the first action past 16K.
+        assert max(sizes) < 16384 + 300, sizes
+        assert len(sizes) >= (n * 230) // (16384 + 300), sizes
+
+    run(scenario(), timeout=60)
