@@ -3,7 +3,10 @@
  *
  * wslay does the reading: it is fed from the connection's input buffer
  * and answers pings and close frames itself; roomd checks UTF-8 of text
- * messages.  Data frames that roomd sends are framed here and appended to
+ * messages.  A wslay context is 8.8 KB, most of what an idle connection
+ * would cost, so a connection has one only while wslay holds something of
+ * it: it is made when octets or a close or ping are due, and freed when a
+ * read ends between messages with nothing queued.  Data frames that roomd sends are framed here and appended to
  * the output buffer directly.  That is safe because wslay's send callback
  * below always takes everything, so wslay never holds half a frame when
  * roomd adds one of its own.
@@ -28,12 +31,14 @@
 
 /* conn->ws: wslay's context, and where the frame it reads ends. */
 struct ws {
-	wslay_event_context_ptr	 ctx;
+	wslay_event_context_ptr	 ctx;	/* NULL between messages */
 	uint64_t		 left;	/* octets of it not passed to wslay */
+	int			 fragmented; /* a message's frames to come */
 };
 #define WS(conn)	((struct ws *)(conn)->ws)
 
 static void	ws_flush(struct conn *, int);
+static wslay_event_context_ptr ws_ctx(struct conn *);
 
 /*
  * How many of the input's first `want' octets may go to wslay now: all of
@@ -83,6 +88,12 @@ ws_passable(struct ws *ws, struct evbuffer *in, size_t want)
 		if (pos > 0 && want - pos < need)
 			break;
 		ws->left = plen > UINT64_MAX - need ? UINT64_MAX : need + plen;
+		if ((h[0] & 0x0f) == WSLAY_TEXT_FRAME ||
+		    (h[0] & 0x0f) == WSLAY_BINARY_FRAME)
+			ws->fragmented = !(h[0] & 0x80);
+		else if ((h[0] & 0x0f) == WSLAY_CONTINUATION_FRAME &&
+		    (h[0] & 0x80))
+			ws->fragmented = 0;
 	}
 	return pos;
 }
@@ -131,7 +142,8 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
 static void
 ws_close_raw(struct conn *conn)
 {
-	if (conn->raw_closed || wslay_event_get_close_sent(WS(conn)->ctx))
+	if (conn->raw_closed || (WS(conn)->ctx != NULL &&
+	    wslay_event_get_close_sent(WS(conn)->ctx)))
 		return;
 	evbuffer_add(bufferevent_get_output(conn->bev), "\x88\x02\x03\xea", 4);
 	conn->raw_closed = 1;
@@ -207,7 +219,6 @@ int
 server_ws_upgrade(struct conn *conn, struct http_req *req)
 {
 	char		 buf[128], accept[64];
-	wslay_event_context_ptr ctx;
 	struct ws	*ws;
 
 	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0) {
@@ -229,14 +240,6 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 		server_http_error(conn, 500, "internal", "cannot upgrade");
 		return -1;
 	}
-	if (wslay_event_context_server_init(&ctx, &ws_callbacks, conn) != 0) {
-		free(ws);
-		server_http_error(conn, 500, "internal", "cannot upgrade");
-		return -1;
-	}
-	ws->ctx = ctx;
-	wslay_event_config_set_max_recv_msg_length(ctx,
-	    env->conf.max_message_bytes);
 	evbuffer_add_printf(bufferevent_get_output(conn->bev),
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
@@ -253,10 +256,45 @@ void
 server_ws_free(struct conn *conn)
 {
 	if (conn->ws != NULL) {
-		wslay_event_context_free(WS(conn)->ctx);
+		if (WS(conn)->ctx != NULL)
+			wslay_event_context_free(WS(conn)->ctx);
 		free(conn->ws);
 	}
 	conn->ws = NULL;
+}
+
+/* The connection's wslay context, made if it has none; NULL without
+ * memory. */
+static wslay_event_context_ptr
+ws_ctx(struct conn *conn)
+{
+	struct ws	*ws = WS(conn);
+
+	if (ws->ctx == NULL) {
+		if (wslay_event_context_server_init(&ws->ctx, &ws_callbacks,
+		    conn) != 0) {
+			ws->ctx = NULL;
+			return NULL;
+		}
+		wslay_event_config_set_max_recv_msg_length(ws->ctx,
+		    env->conf.max_message_bytes);
+	}
+	return ws->ctx;
+}
+
+/* wslay holds nothing of an open connection between messages: let its
+ * context go. */
+static void
+ws_idle(struct conn *conn)
+{
+	struct ws	*ws = WS(conn);
+
+	if (ws->ctx != NULL && conn->state == CONN_WS && ws->left == 0 &&
+	    !ws->fragmented && !wslay_event_want_write(ws->ctx) &&
+	    wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+		wslay_event_context_free(ws->ctx);
+		ws->ctx = NULL;
+	}
 }
 
 /*
@@ -270,7 +308,7 @@ ws_flush(struct conn *conn, int may_close)
 {
 	wslay_event_context_ptr	 ctx = WS(conn)->ctx;
 
-	if (conn->raw_closed)
+	if (conn->raw_closed || ctx == NULL)
 		return;		/* closes once the output drains */
 	if (wslay_event_send(ctx) != 0) {
 		if (may_close) {
@@ -297,10 +335,15 @@ ws_flush(struct conn *conn, int may_close)
 void
 server_ws_read(struct conn *conn)
 {
-	int	 rc;
+	wslay_event_context_ptr	 ctx;
+	int			 rc;
 
+	if ((ctx = ws_ctx(conn)) == NULL) {
+		server_close(conn, "out of memory");
+		return;
+	}
 	conn->in_recv = 1;
-	rc = wslay_event_recv(WS(conn)->ctx);
+	rc = wslay_event_recv(ctx);
 	conn->in_recv = 0;
 	if (conn->bev == NULL)
 		return;
@@ -315,8 +358,9 @@ server_ws_read(struct conn *conn)
 		    (unsigned long long)conn->id);
 		return;
 	}
+	ws_flush(conn, 1);
 	if (conn->bev != NULL)
-		ws_flush(conn, 1);
+		ws_idle(conn);
 }
 
 static void
@@ -404,6 +448,11 @@ server_ws_close(struct conn *conn, int code, const char *reason)
 	    conn->state == CONN_CLOSING)
 		return;
 	conn->state = CONN_CLOSING;
+	if (ws_ctx(conn) == NULL) {
+		/* No memory for wslay: the close frame goes out raw. */
+		ws_close_raw(conn);
+		return;
+	}
 	wslay_event_queue_close(WS(conn)->ctx, (uint16_t)code,
 	    (const uint8_t *)reason, strlen(reason));
 	bufferevent_set_timeouts(conn->bev, &tv, &tv);
@@ -417,10 +466,12 @@ server_ws_ping(struct conn *conn)
 {
 	struct wslay_event_msg	 msg = { WSLAY_PING, (const uint8_t *)"", 0 };
 
-	if (conn->state != CONN_WS)
+	if (conn->state != CONN_WS || ws_ctx(conn) == NULL)
 		return;
 	wslay_event_queue_msg(WS(conn)->ctx, &msg);
 	ws_flush(conn, 0);
+	if (!conn->in_recv)
+		ws_idle(conn);
 }
 
 /*
