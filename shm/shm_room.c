@@ -157,15 +157,23 @@ shm_room_list(struct arena *a, unsigned dialect, struct shm_room_ref *refs,
 	struct shm_lock	*il = &a->hdr->index_lock;
 	struct shm_room	*r;
 	shm_off		 off;
-	size_t		 n = 0;
+	size_t		 n = 0, steps = 0, most;
 	unsigned	 b;
 
 	if (shm_lock(a, il) != 0)
 		return 0;
+	/* Listing serves roomctl too: a damaged index (arena_check would
+	 * say so) ends the walk instead of a worker. */
+	most = (a->hdr->top - a->hdr->hdr_size) / sizeof(*r);
 	for (b = 0; b < ARENA_BUCKETS && n < max; b++)
 		for (off = a->hdr->buckets[b]; off != 0 && n < max;
 		    off = r->hnext) {
+			if (off < a->hdr->hdr_size || off >= a->hdr->top ||
+			    ++steps > most)
+				break;
 			r = room_of(a, off);
+			if (r->magic != ROOM_MAGIC)
+				break;
 			if (dialect != ROOM_ALL_DIALECTS && r->dialect != dialect)
 				continue;
 			refs[n].off = off;

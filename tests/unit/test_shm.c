@@ -795,6 +795,36 @@ test_arena_check_detects_faults(void **state)
 	assert_arena_ok(a);
 }
 
+static void
+test_room_list_survives_a_damaged_index(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 one, two, refs[8];
+	struct shm_room		*r;
+	shm_off			 saved;
+
+	one = create_room(a, 1, "one", 0);
+	two = create_room(a, 1, "two", 0);
+	assert_int_equal(shm_room_list(a, ROOM_ALL_DIALECTS, refs, 8), 2);
+
+	/* A cycle: listing another dialect's rooms must still end. */
+	r = SHM_PTR(a, one.off);
+	saved = r->hnext;
+	r->hnext = one.off;
+	assert_true(shm_room_list(a, 2, refs, 8) == 0);
+	/* A link out of the heap, then one to something not a room. */
+	r->hnext = a->hdr->top + 4096;
+	assert_true(shm_room_list(a, ROOM_ALL_DIALECTS, refs, 8) <= 2);
+	r->hnext = a->hdr->hdr_size;
+	assert_true(shm_room_list(a, ROOM_ALL_DIALECTS, refs, 8) <= 2);
+	r->hnext = saved;
+	assert_int_equal(shm_room_list(a, ROOM_ALL_DIALECTS, refs, 8), 2);
+	delete_room(a, &one);
+	delete_room(a, &two);
+	assert_arena_ok(a);
+}
+
 /* ------------------------------------------------------------------ */
 /* Allocator */
 
@@ -3319,6 +3349,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_arena_check_passes_on_a_sound_arena),
 		T(test_arena_check_detects_faults),
+		T(test_room_list_survives_a_damaged_index),
 		cmocka_unit_test(test_alloc_size_class_boundaries),
 		T(test_alloc_size_class_rejects_sizes_that_wrap),
 		T(test_alloc_tx_alloc_records_block_in_holder_tx),
