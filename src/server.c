@@ -103,7 +103,8 @@ server_main(int slot)
 	/* A fan-out allocates and frees a few hundred kilobytes in every
 	 * iteration: glibc would give them back to the kernel at each free
 	 * and fault them in again at the next publish (a fifth of the
-	 * worker's time).  Keep up to 32 MB of free heap instead. */
+	 * worker's time).  Keep up to 32 MB of free heap instead, and give
+	 * it back once a second (server_tick). */
 	mallopt(M_TRIM_THRESHOLD, 32 << 20);
 	snprintf(name, sizeof(name), "worker %d", slot);
 	log_setproc(name);
@@ -656,6 +657,9 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 {
 	if (!stopping)
 		room_tick();
+	/* What the heap kept free through the last second's bursts (see
+	 * M_TRIM_THRESHOLD in server_main) goes back to the kernel. */
+	malloc_trim(0);
 }
 
 /*
