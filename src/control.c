@@ -442,14 +442,29 @@ control_room(const char *name, const char *verb, const char *who)
 	return o;
 }
 
+/* What status and check both say of the arena. */
+static void
+control_arena_fields(struct json_object *o)
+{
+	uint64_t	 used, size;
+
+	shm_usage(&env->arena, &used, &size);
+	json_object_object_add(o, "rooms", json_object_new_int64(
+	    (int64_t)env->arena.hdr->nrooms));
+	json_object_object_add(o, "arena_bytes_used",
+	    json_object_new_int64((int64_t)used));
+	json_object_object_add(o, "arena_bytes_size",
+	    json_object_new_int64((int64_t)size));
+	json_object_object_add(o, "epoch", json_object_new_int64(
+	    (int64_t)arena_epoch(&env->arena)));
+}
+
 static struct json_object *
 control_status(const struct worker_info *w, time_t started)
 {
 	struct json_object	*o = json_object_new_object(), *list, *x;
-	uint64_t		 used, size;
 	int			 i;
 
-	shm_usage(&env->arena, &used, &size);
 	json_object_object_add(o, "version", json_object_new_string(
 	    PACKAGE_VERSION));
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));
@@ -469,16 +484,9 @@ control_status(const struct worker_info *w, time_t started)
 		json_object_array_add(list, x);
 	}
 	json_object_object_add(o, "workers", list);
-	json_object_object_add(o, "rooms", json_object_new_int64(
-	    (int64_t)env->arena.hdr->nrooms));
-	json_object_object_add(o, "arena_bytes_used",
-	    json_object_new_int64((int64_t)used));
-	json_object_object_add(o, "arena_bytes_size",
-	    json_object_new_int64((int64_t)size));
+	control_arena_fields(o);
 	json_object_object_add(o, "lock_recoveries", json_object_new_int64(
 	    (int64_t)env->arena.hdr->recoveries));
-	json_object_object_add(o, "epoch", json_object_new_int64(
-	    (int64_t)arena_epoch(&env->arena)));
 	return o;
 }
 
@@ -491,25 +499,16 @@ static struct json_object *
 control_check(void)
 {
 	struct json_object	*o = json_object_new_object();
-	uint64_t		 used, size;
 	char			 err[512];
 	int			 ok;
 
 	ok = arena_check_live(&env->arena, err, sizeof(err)) == 0;
 	if (!ok)
 		log_warnx("roomctl check: %s", err);
-	shm_usage(&env->arena, &used, &size);
 	json_object_object_add(o, "ok", json_object_new_boolean(ok));
 	if (!ok)
 		json_object_object_add(o, "fault", json_object_new_string(err));
-	json_object_object_add(o, "rooms", json_object_new_int64(
-	    (int64_t)env->arena.hdr->nrooms));
-	json_object_object_add(o, "arena_bytes_used",
-	    json_object_new_int64((int64_t)used));
-	json_object_object_add(o, "arena_bytes_size",
-	    json_object_new_int64((int64_t)size));
-	json_object_object_add(o, "epoch", json_object_new_int64(
-	    (int64_t)arena_epoch(&env->arena)));
+	control_arena_fields(o);
 	return o;
 }
 
