@@ -31,7 +31,7 @@ import websockets
 from conftest import (_pid_gone, close_all, collect_actions, connect,
                       create_room, free_port, http_req, join_room, poll,
                       roomd_bin, run, start_roomd, strip_pointers, ws_open,
-                      recv_json)
+                      recv_json, T)
 
 
 def roomctl_path():
@@ -448,3 +448,41 @@ def test_sighup_during_startup_does_not_kill_the_master():
             log.close()
     # Some of them came while the configuration was being read.
     assert sent >= 2 and during_read >= 1, (sent, during_read)
+
+
+# ---------------------------------------------------------- bad input
+
+def test_describing_a_room_that_is_not_there_is_a_canvas_error(roomd_factory):
+    d = roomd_factory("mount canvas /canvas\n")
+    rid = create_room(d, host="h")["roomId"]
+    for bad, status, code in ((f"{rid}x", 404, "no_such_room"),
+                              ("nope", 404, "no_such_room"),
+                              ("x" * 300, 404, "not_found"),
+                              (f"{rid}/more", 404, "not_found")):
+        r = http_req(d, "GET", f"/canvas/rooms/{bad}")
+        assert r.status == status, (bad, r.status, r.body)
+        assert json.loads(r.body)["error"] == code, (bad, r.body)
+    # and nothing changed: the room is still described, once
+    r = http_req(d, "GET", f"/canvas/rooms/{rid}")
+    assert r.status == 200 and json.loads(r.body)["roomId"] == rid
+
+
+def test_get_room_state_outside_a_room_is_ignored(roomd_factory):
+    """Like every message but createRoom and joinRoom before a client is
+    in a room (roomd-protocols(7)): no answer, nothing changed."""
+    d = roomd_factory("mount lobby /lobby\n")
+
+    async def body():
+        async with websockets.connect(
+                f"ws://{d.host}:{d.port}/lobby") as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), T))
+            assert first["type"] == "identity"
+            await ws.send(json.dumps({"type": "getRoomState"}))
+            await ws.send(json.dumps({"type": "createRoom"}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), T))
+            assert reply["type"] == "roomCreated", reply
+            await ws.send(json.dumps({"type": "getRoomState"}))
+            state = json.loads(await asyncio.wait_for(ws.recv(), T))
+            assert state["type"] == "roomState", state
+            assert state["data"]["roomCode"] == reply["data"]["roomCode"]
+    asyncio.run(asyncio.wait_for(body(), 30))
