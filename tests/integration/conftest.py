@@ -753,3 +753,20 @@ async def recv_until(ws, pred, timeout=T):
         if pred(m):
             return m, skipped
         skipped.append(m)
+
+
+def server_side_states(d, ports):
+    """Our local port -> TCP state (hex, "01" established) of roomd's end
+    of each connection, from /proc/net/tcp; absent when roomd's socket is
+    gone altogether."""
+    mine = f"0100007F:{d.port:04X}"
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for ln in f:
+            x = ln.split()
+            if x[1] == mine and x[2].startswith("0100007F:"):
+                p = int(x[2][9:], 16)
+                if p in ports:
+                    out[p] = x[3]
+    return out

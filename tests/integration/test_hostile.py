@@ -27,7 +27,8 @@ import pytest
 
 from conftest import (RawWS, close_all, close_ws, collect_actions, connect,
                       create_room, http_req, join_room, new_key,
-                      open_on_slot, parse_worker, pointers, poll, run)
+                      open_on_slot, parse_worker, pointers, poll, run,
+                      server_side_states)
 
 MOUNTS = "mount echo /echo\nmount canvas /canvas\n"
 SANITIZED = os.environ.get("ROOMD_SANITIZED") == "1"
@@ -1000,23 +1001,6 @@ class _BigRoom:
                 m.sock.close()
 
 
-def _server_side_states(d, ports):
-    """Our local port -> TCP state (hex, "01" established) of roomd's end
-    of each connection, from /proc/net/tcp; absent when roomd's socket is
-    gone altogether."""
-    mine = f"0100007F:{d.port:04X}"
-    out = {}
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for ln in f:
-            x = ln.split()
-            if x[1] == mine and x[2].startswith("0100007F:"):
-                p = int(x[2][9:], 16)
-                if p in ports:
-                    out[p] = x[3]
-    return out
-
-
 def test_1000_member_room_with_100_stalled_readers(roomd_factory):
     """A canvas room of 1000 members on 2 workers: 899 read, one draws,
     100 never read.  roomd queues at most output_buffer_bytes for each and
@@ -1065,7 +1049,7 @@ def test_1000_member_room_with_100_stalled_readers(roomd_factory):
         peak = {"rss": rss0}
 
         def stalled_states():
-            return _server_side_states(d, {m.port for m in stalled})
+            return server_side_states(d, {m.port for m in stalled})
 
         def watch(now):
             if now - watch.last >= 0.1:
@@ -1136,7 +1120,7 @@ def test_1000_member_room_with_100_stalled_readers(roomd_factory):
         t1 = time.monotonic()
         draw(BIG_ACTIONS + BIG_MORE, 20)
         t_more = time.monotonic() - t1
-        st = _server_side_states(d, {m.port for m in readers})
+        st = server_side_states(d, {m.port for m in readers})
         gone = [m.idx for m in readers if st.get(m.port) != "01"]
         assert not gone, f"readers closed by roomd: {gone[:10]}"
         pinged = sum(1 for m in readers if m.pings)

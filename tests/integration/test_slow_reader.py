@@ -14,7 +14,8 @@ import time
 import pytest
 
 from conftest import (RawWS, close_all, collect_actions, connect,
-                      create_room, join_room, pointers, run)
+                      create_room, join_room, pointers, run,
+                      server_side_states)
 
 ACTIONS = 400                   # batches the fast member sends
 PAD = "x" * 2000                # about 2 KB per action
@@ -115,20 +116,6 @@ def test_stalled_member_bounds_the_workers_memory(roomd_factory):
     run(scenario(), timeout=90)
 
 
-def _server_side_state(d, client_port):
-    """TCP state (hex, "01" = established) of roomd's end of the connection
-    from client_port, or None once that socket is gone."""
-    mine = f"0100007F:{d.port:04X}"
-    peer = f"0100007F:{client_port:04X}"
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for ln in f:
-            x = ln.split()
-            if x[1] == mine and x[2] == peer:
-                return x[3]
-    return None
-
-
 def test_a_member_that_sends_but_never_reads_is_closed_once_its_output_stalls(
         roomd_factory):
     """Pings keep a silent reader's read timeout from firing; what closes it
@@ -153,14 +140,14 @@ def test_a_member_that_sends_but_never_reads_is_closed_once_its_output_stalls(
                 if i % 100 == 99:
                     await collect_actions(fast, 100, timeout=30, quiet=0)
             stalled_at = time.monotonic()
-            assert _server_side_state(d, port) == "01"
+            assert server_side_states(d, {port}).get(port) == "01"
             closed_at = None
             while time.monotonic() < stalled_at + 2 * ping + 4:
                 try:
                     slow.sock.send(RawWS.frame(0x9, b"still here"))
                 except OSError:
                     pass
-                if _server_side_state(d, port) != "01":
+                if server_side_states(d, {port}).get(port) != "01":
                     closed_at = time.monotonic()
                     break
                 await asyncio.sleep(0.25)
