@@ -61,7 +61,9 @@ static void	master_signal(int);
 static void	master_block_signals(sigset_t *);
 static int	master_probe(const struct roomd_config *);
 static int	master_arena(void);
-static int	master_listen(const struct roomd_config *, int slot);
+static int	master_listen(const struct roomd_config *, int slot, int from);
+static int	master_same_listen(const struct roomd_config *, int, int);
+static void	master_adopt(const struct roomd_config *, int, int);
 static void	master_unlisten(int slot);
 static pid_t	master_fork(int);
 static void	master_reap(int stopping);
@@ -229,7 +231,7 @@ main(int argc, char *argv[])
 	}
 	memset(env->listen_fd, -1, sizeof(env->listen_fd));
 	for (i = 0; i < env->nworkers; i++)
-		if (master_listen(&env->conf, i) == -1)
+		if (master_listen(&env->conf, i, -1) == -1)
 			return 1;
 	shm_recovery_hook = master_recovered;
 	if (master_arena() == -1)
@@ -414,13 +416,19 @@ master_arena(void)
 	return 0;
 }
 
-/* The listening sockets of one worker slot, one per address of c. */
+/*
+ * The listening sockets of slot s, one per address of c.  Where the slot
+ * "from" (or -1) of the generation before listens on the same address,
+ * its socket is left for master_adopt() to hand over instead.
+ */
 static int
-master_listen(const struct roomd_config *c, int s)
+master_listen(const struct roomd_config *c, int s, int from)
 {
 	int	 l, fd, on = 1;
 
 	for (l = 0; l < c->nlistens; l++) {
+		if (master_same_listen(c, l, from) != -1)
+			continue;
 		fd = socket(c->listens[l].ss.ss_family, SOCK_STREAM |
 		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
@@ -443,6 +451,44 @@ master_listen(const struct roomd_config *c, int s)
 	return 0;
 }
 
+/* Which socket of the running slot "from" listens on c's address l, or -1. */
+static int
+master_same_listen(const struct roomd_config *c, int l, int from)
+{
+	const struct listen_addr	*a = &c->listens[l], *b;
+	int				 m;
+
+	if (from == -1)
+		return -1;
+	for (m = 0; m < env->conf.nlistens; m++) {
+		b = &env->conf.listens[m];
+		if (env->listen_fd[from][m] != -1 && a->sslen == b->sslen &&
+		    memcmp(&a->ss, &b->ss, a->sslen) == 0)
+			return m;
+	}
+	return -1;
+}
+
+/*
+ * Move the sockets master_listen() left from slot "from" to slot s.  The
+ * old worker then closes only its own descriptor, and the socket with
+ * whatever waits in it lives on in the new worker: closing the last
+ * descriptor of a socket in a SO_REUSEPORT group would reset the
+ * connections that reached it between the old worker's last accept and
+ * its close.
+ */
+static void
+master_adopt(const struct roomd_config *c, int s, int from)
+{
+	int	 l, m;
+
+	for (l = 0; l < c->nlistens; l++)
+		if ((m = master_same_listen(c, l, from)) != -1) {
+			env->listen_fd[s][l] = env->listen_fd[from][m];
+			env->listen_fd[from][m] = -1;
+		}
+}
+
 static void
 master_unlisten(int s)
 {
@@ -457,29 +503,37 @@ master_unlisten(int s)
 
 /*
  * A reload changed the listen addresses, the number of workers or the
- * mounts: bind c's addresses for a new generation of workers in free
- * slots, tell the running ones to drain (SIGUSR2: they close their
- * listening sockets and end once their connections have, or after
- * drain_timeout), and start the new ones.  Both generations share the
+ * mounts: give a new generation of workers in free slots the old ones'
+ * listening sockets on the addresses that stay and new ones for the rest,
+ * tell the running ones to drain (SIGUSR2: they close their listening
+ * sockets and end once their connections have, or after drain_timeout),
+ * and start the new ones.  Both generations share the
  * arena, so rooms and members stay where they are.  Returns -1, with
  * nothing changed, if it cannot.
  */
 static int
 master_generation(const struct roomd_config *c)
 {
-	int	 slot[ROOMD_MAX_WORKERS], n = 0, i;
+	int	 slot[ROOMD_MAX_WORKERS], from[ROOMD_MAX_WORKERS], n = 0, i;
+	int	 nold = 0;
 	char	 err[1024];
 
-	for (i = 0; i < ROOMD_MAX_WORKERS && n < c->workers; i++)
-		if (workers[i].state == WORKER_FREE && workers[i].pid == 0)
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++) {
+		if (workers[i].state == WORKER_ACTIVE)
+			from[nold++] = i;
+		else if (workers[i].state == WORKER_FREE &&
+		    workers[i].pid == 0 && n < c->workers)
 			slot[n++] = i;
+	}
 	if (n < c->workers) {
 		log_warnx("reload: no free slots for %d new workers while the "
 		    "old ones drain", c->workers);
 		return -1;
 	}
+	/* The k-th new worker takes over the k-th old one's sockets on the
+	 * addresses both have; the rest are bound now. */
 	for (i = 0; i < n; i++)
-		if (master_listen(c, slot[i]) == -1) {
+		if (master_listen(c, slot[i], i < nold ? from[i] : -1) == -1) {
 			while (i-- > 0)
 				master_unlisten(slot[i]);
 			return -1;
@@ -490,15 +544,16 @@ master_generation(const struct roomd_config *c)
 			master_unlisten(slot[i]);
 		return -1;
 	}
+	for (i = 0; i < n && i < nold; i++)
+		master_adopt(c, slot[i], from[i]);
 	/* The new sockets listen already, so no connection is refused
 	 * while the old ones close. */
-	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
-		if (workers[i].state == WORKER_ACTIVE) {
-			workers[i].state = WORKER_DRAINING;
-			if (workers[i].pid > 0)
-				kill(workers[i].pid, SIGUSR2);
-			master_unlisten(i);
-		}
+	for (i = 0; i < nold; i++) {
+		workers[from[i]].state = WORKER_DRAINING;
+		if (workers[from[i]].pid > 0)
+			kill(workers[from[i]].pid, SIGUSR2);
+		master_unlisten(from[i]);
+	}
 	env->conf = *c;
 	env->nworkers = n;
 	for (i = 0; i < n; i++) {

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -20,6 +21,7 @@ from conftest import (close_all, collect_actions, connect, create_room,
                       run)
 from test_admin import ctl, roomctl_path, wait_log
 
+RELOADS = 40
 MOUNTS = "mount canvas /canvas\nmount chat /chat\n"
 
 
@@ -132,3 +134,49 @@ def test_a_reload_without_such_changes_keeps_the_workers(roomd_factory):
     assert wait_log(d, r"reload: .* applied"), d.log_tail()
     time.sleep(0.3)
     assert status(d)["workers"] == before
+
+
+def test_reloads_under_a_stream_of_connections_reset_none(roomd_factory):
+    """Each reload hands the listening sockets on the addresses that stay
+    to the new generation, so the old workers' closing theirs resets no
+    connection that reached it after their last accept.  Four clients
+    connect without pause through 40 reloads."""
+    d = roomd_factory("drain_timeout 1\n" + MOUNTS, workers=2)
+    stop, failures, served = threading.Event(), [], [0]
+    port = int(d.base.rsplit(":", 1)[1])
+
+    def hammer():
+        req = b"GET /canvas/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), 5) as s:
+                    s.sendall(req)
+                    got = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        got += chunk
+                    assert got.startswith(b"HTTP/1.1 200"), got[:80]
+                    served[0] += 1
+            except Exception as e:      # noqa: BLE001 - any failure counts
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(RELOADS):
+            extra = "mount echo /echo\n" if k % 2 == 0 else ""
+            write_conf(d, "drain_timeout 1\n" + MOUNTS + extra)
+            os.kill(d.master_pid, signal.SIGHUP)
+            want = [2, 3] if k % 2 == 0 else [0, 1]
+            assert poll(lambda: [s for s, _ in slots_of(d)] == want, 30), \
+                (slots_of(d), d.log_tail())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert failures == [], (len(failures), failures[:5])
+    assert served[0] > 100, served
+    assert "killed by signal" not in d.log_tail(200)
