@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <event2/bufferevent_ssl.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <http_parser.h>
@@ -440,7 +439,7 @@ oauth_redirect_uri(struct conn *conn, struct http_req *req,
 	if (h == NULL || i == 0)
 		return -1;
 	snprintf(out, outlen, "%s://%s%s/auth/%s/callback",
-	    bufferevent_openssl_get_ssl(conn->bev) ? "https" : "http", h,
+	    conn->tls ? "https" : "http", h,
 	    mount, p->name);
 	return 0;
 }

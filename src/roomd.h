@@ -42,12 +42,14 @@
 
 struct bufferevent;
 struct evbuffer;
+struct event;
 struct event_base;
 struct json_object;
 struct conn;
 struct dialect;
 struct http_req;
 struct lroom;
+struct ssl_ctx_st;
 
 /* config.c */
 struct listen_addr {
@@ -213,7 +215,13 @@ struct conn {
 	LIST_ENTRY(conn)	 room_entry;
 	TAILQ_ENTRY(conn)	 out_entry;	/* output to write at flush */
 	uint64_t		 id;
+	/* The transport (server_io.c): a bufferevent for TLS; for a plain
+	 * socket a read event, a write event while output is refused, and
+	 * buffers while something waits in them. */
 	struct bufferevent	*bev;
+	struct event		*rev, *wev;
+	struct evbuffer		*in, *out;
+	int			 idle, stall;	/* timeouts, seconds */
 	enum conn_state		 state;
 	struct http_req		*req;		/* while speaking HTTP */
 	void			*ws;		/* server_ws.c's state once upgraded */
@@ -228,11 +236,14 @@ struct conn {
 	unsigned		 in_recv:1;	/* inside wslay_event_recv */
 	unsigned		 raw_closed:1;	/* roomd wrote the close itself */
 	unsigned		 held:1;	/* its answer comes later */
-	unsigned		 direct:1;	/* plain socket: server.c writes */
+	unsigned		 tls:1;
+	unsigned		 closed:1;	/* server_close() was called */
+	unsigned		 no_read:1;	/* conn_reading(conn, 0) */
 	unsigned		 out_queued:1;	/* on the flush's output list */
+	unsigned		 io_failed:1;	/* no buffer: the flush closes */
+	unsigned		 addr_counted:1; /* in the address table */
 	void			(*hold_cancel)(void *);
 	void			*hold_arg;
-	unsigned		 addr_counted:1; /* in the address table */
 	uint64_t		 addr[2];	/* client address key */
 	uint64_t		 tokens;	/* message_rate bucket, 1/1000 */
 	uint64_t		 refilled;	/* when, in milliseconds */
@@ -240,6 +251,11 @@ struct conn {
 TAILQ_HEAD(connlist, conn);
 
 void	 server_main(int slot) __attribute__((noreturn));
+/* What the transport tells server.c, besides input and a drained output. */
+enum conn_io_event { CONN_IO_IDLE, CONN_IO_STALLED, CONN_IO_EOF, CONN_IO_ERROR };
+void	 server_read(struct conn *);
+void	 server_write(struct conn *);
+void	 server_event(struct conn *, enum conn_io_event);
 int	 server_stopping(void);
 struct event_base *server_base(void);
 void	 server_close(struct conn *, const char *reason);
@@ -254,6 +270,20 @@ void	 server_tls_free(void);
 void	 server_addr_key(const struct sockaddr *, uint64_t key[2]);
 const uint64_t *server_client_addr(void);
 int	 server_message_allowed(struct conn *);
+
+/* server_io.c: a connection's transport */
+int	 conn_io_open(struct conn *, int fd, struct ssl_ctx_st *);
+void	 conn_io_close(struct conn *);
+void	 conn_io_free(struct conn *);
+void	 conn_io_flush(void);
+void	 conn_io_flush_later(struct conn *);
+int	 conn_fd(struct conn *);
+struct evbuffer *conn_in(struct conn *);
+void	 conn_in_trim(struct conn *);
+struct evbuffer *conn_out(struct conn *);
+size_t	 conn_out_len(struct conn *);
+void	 conn_reading(struct conn *, int);
+void	 conn_timeouts(struct conn *, int idle, int stall);
 
 /* server_http.c */
 #define HTTP_MAX_QUERY	16

@@ -10,18 +10,13 @@
  * changes of the iteration (room_flush), so a burst of messages to one
  * member becomes one write.
  *
- * That write is the flush's own, too.  A plain connection's bufferevent
- * keeps its write event disabled while the socket keeps up: what is added
- * to the output during the iteration puts the connection on a list, and
- * the flush writes each listed output with one writev().  Only what the
- * socket refuses enables the write event, until it drains.  A member who
- * keeps up costs one system call per iteration and no epoll_ctl() (adding
- * and removing the write event cost two per delivery, a third of the
- * worker's time in the fan-out).
+ * That write is the flush's own, too (server_io.c, the transport): what
+ * is added to a plain connection's output during the iteration is
+ * written by the flush with one writev(), and only what the socket
+ * refuses gets a write event until it drains.  A TLS listener's
+ * connections get an OpenSSL bufferevent instead; nothing above
+ * server_io.c can tell the two apart.
  *
- * A listener may speak TLS: its connections get an OpenSSL bufferevent
- * instead of a socket one, and nothing above this file can tell, for
- * everything reads and writes through the bufferevent, never the fd.
  * Per-address limits are counted at accept, in the arena's address table,
  * so they hold across workers (SO_REUSEPORT spreads one client's
  * connections over all of them).
@@ -42,8 +37,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
@@ -55,7 +48,6 @@ static struct event_base	*base;
 static struct evconnlistener	*listeners[ROOMD_MAX_LISTEN];
 static struct connlist		 conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct connlist		 graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
-static TAILQ_HEAD(, conn)	 outq = TAILQ_HEAD_INITIALIZER(outq);
 static struct event		*flush_ev, *stop_timer, *drain_timer, *resume_ev;
 static uint64_t			 next_conn_id;
 static int			 stopping, draining, flush_scheduled;
@@ -64,12 +56,6 @@ static struct conn		*current;	/* whose callback runs */
 
 static void	server_accept(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
-static void	server_read(struct bufferevent *, void *);
-static void	server_write(struct bufferevent *, void *);
-static void	server_event(struct bufferevent *, short, void *);
-static void	server_output_added(struct evbuffer *,
-		    const struct evbuffer_cb_info *, void *);
-static void	server_output_write(struct conn *);
 static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
 static void	server_tick(evutil_socket_t, short, void *);
@@ -216,23 +202,6 @@ server_client_addr(void)
 	    current->addr : NULL;
 }
 
-static struct bufferevent *
-server_tls_bev(int l, evutil_socket_t fd)
-{
-	struct bufferevent	*bev;
-	SSL			*ssl;
-
-	if ((ssl = SSL_new(tls_ctx[l])) == NULL)
-		return NULL;
-	/* The bufferevent owns ssl from here, also when it fails. */
-	bev = bufferevent_openssl_socket_new(base, fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	/* A client that just drops TCP is an EOF, not an error. */
-	if (bev != NULL)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
 /*
  * A new connection.  One from an address that holds
  * max_connections_per_ip already is closed at once, before anything is
@@ -272,105 +241,45 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	conn->addr_counted = rc == 0;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	conn->id = ++next_conn_id;
-	if (l >= 0 && l < ROOMD_MAX_LISTEN && tls_ctx[l] != NULL)
-		conn->bev = server_tls_bev(l, fd);
-	else {
-		conn->bev = bufferevent_socket_new(base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-		conn->direct = 1;
-	}
-	if (conn->bev == NULL) {
+	if (conn_io_open(conn, fd, l >= 0 && l < ROOMD_MAX_LISTEN ?
+	    tls_ctx[l] : NULL) == -1) {
+		log_warnx("%s: no memory for a connection", __func__);
 		if (conn->addr_counted)
 			shm_ip_conn_del(&env->arena, key, (unsigned)env->slot);
-		close(fd);
 		free(conn);
 		return;
 	}
-	bufferevent_setcb(conn->bev, server_read, server_write, server_event,
-	    conn);
 	TAILQ_INSERT_TAIL(&conns, conn, entry);
 	STATS_ADD(&env->arena, ST_CONNECTIONS, 1);
 	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, 1);
 	server_http_start(conn);
-	if (conn->direct) {
-		evbuffer_add_cb(bufferevent_get_output(conn->bev),
-		    server_output_added, conn);
-		bufferevent_disable(conn->bev, EV_WRITE);
-		bufferevent_enable(conn->bev, EV_READ);
-	} else
-		bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 }
 
-/* Output was added to a plain connection: list it for the flush, unless
- * its bufferevent is writing a backlog already. */
-static void
-server_output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
+/* Input arrived (server_io.c). */
+void
+server_read(struct conn *conn)
 {
-	struct conn	*conn = arg;
-
-	if (info->n_added == 0 || conn->out_queued || conn->bev == NULL ||
-	    (bufferevent_get_enabled(conn->bev) & EV_WRITE))
-		return;
-	conn->out_queued = 1;
-	TAILQ_INSERT_TAIL(&outq, conn, out_entry);
-	server_flush_later();
-}
-
-/*
- * The flush writes a listed connection's output.  The bufferevent holds
- * its output's start frozen except while it writes itself; so does this.
- * What the socket does not take, or an error, goes to the bufferevent:
- * its write event writes the rest, or reports the error.  A drained
- * output gets the write callback's treatment at once.
- */
-static void
-server_output_write(struct conn *conn)
-{
-	struct evbuffer	*out = bufferevent_get_output(conn->bev);
-	int		 fd = bufferevent_getfd(conn->bev);
-	int		 n;
-
-	evbuffer_unfreeze(out, 1);
-	do
-		n = evbuffer_write(out, fd);
-	while (n > 0 && evbuffer_get_length(out) > 0);
-	evbuffer_freeze(out, 1);
-	if (evbuffer_get_length(out) > 0)
-		bufferevent_enable(conn->bev, EV_WRITE);
-	else
-		server_write(conn->bev, conn);
-}
-
-static void
-server_read(struct bufferevent *bev, void *arg)
-{
-	struct conn	*conn = arg;
+	struct evbuffer	*in;
 
 	conn->pinged = 0;
 	current = conn;
 	if (conn->state == CONN_HTTP) {
 		server_http_read(conn);
 		/* Frames that came in the same read as the upgrade. */
-		if (conn->bev != NULL && conn->ws != NULL &&
-		    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		if (!conn->closed && conn->ws != NULL &&
+		    (in = conn_in(conn)) != NULL && evbuffer_get_length(in) > 0)
 			server_ws_read(conn);
 	} else if (conn->ws != NULL)
 		server_ws_read(conn);
-	else
-		evbuffer_drain(bufferevent_get_input(bev),
-		    evbuffer_get_length(bufferevent_get_input(bev)));
+	else if ((in = conn_in(conn)) != NULL)
+		evbuffer_drain(in, evbuffer_get_length(in));
 	current = NULL;
 }
 
-static void
-server_write(struct bufferevent *bev, void *arg)
+/* The output drained (server_io.c). */
+void
+server_write(struct conn *conn)
 {
-	struct conn	*conn = arg;
-
-	/* A backlog written: the flush writes again. */
-	if (conn->direct && (bufferevent_get_enabled(bev) & EV_WRITE))
-		bufferevent_disable(bev, EV_WRITE);
 	if (conn->state == CONN_CLOSING) {
 		/* A closing WebSocket waits for the peer's close frame. */
 		if (conn->ws == NULL || conn->peer_closed)
@@ -381,30 +290,30 @@ server_write(struct bufferevent *bev, void *arg)
 		conn->mount->dialect->drained(conn);
 }
 
-static void
-server_event(struct bufferevent *bev, short what, void *arg)
+void
+server_event(struct conn *conn, enum conn_io_event what)
 {
-	struct conn	*conn = arg;
-
-	if (what & BEV_EVENT_TIMEOUT) {
-		if (what & BEV_EVENT_WRITING) {
-			server_close(conn, "peer stopped reading: output "
-			    "stalled");
-			return;
-		}
+	switch (what) {
+	case CONN_IO_STALLED:
+		server_close(conn, "peer stopped reading: output stalled");
+		break;
+	case CONN_IO_IDLE:
 		if (conn->state == CONN_WS && !conn->pinged) {
 			conn->pinged = 1;
 			server_ws_ping(conn);
-			bufferevent_enable(bev, EV_READ);
-			return;
+			break;
 		}
 		server_close(conn, conn->state == CONN_HTTP ? "idle timeout" :
 		    "no answer to ping");
-	} else if (what & BEV_EVENT_EOF)
+		break;
+	case CONN_IO_EOF:
 		server_close(conn, "peer closed the connection");
-	else if (what & BEV_EVENT_ERROR)
+		break;
+	case CONN_IO_ERROR:
 		server_close(conn, evutil_socket_error_to_string(
 		    EVUTIL_SOCKET_ERROR()));
+		break;
+	}
 }
 
 /*
@@ -414,7 +323,7 @@ server_event(struct bufferevent *bev, short what, void *arg)
 void
 server_close(struct conn *conn, const char *reason)
 {
-	if (conn->bev == NULL)
+	if (conn->closed)
 		return;
 	log_debug("connection %llu: %s", (unsigned long long)conn->id, reason);
 	if (conn->held && conn->hold_cancel != NULL)
@@ -430,12 +339,7 @@ server_close(struct conn *conn, const char *reason)
 	if (conn->ws != NULL)
 		STATS_DADD(&env->arena, conn->mount->dialect->id,
 		    SD_WEBSOCKETS_OPEN, -1);
-	if (conn->out_queued) {
-		TAILQ_REMOVE(&outq, conn, out_entry);
-		conn->out_queued = 0;
-	}
-	bufferevent_free(conn->bev);
-	conn->bev = NULL;
+	conn_io_close(conn);
 	TAILQ_REMOVE(&conns, conn, entry);
 	TAILQ_INSERT_TAIL(&graveyard, conn, entry);
 	server_flush_later();
@@ -593,8 +497,8 @@ server_tls_free(void)
 int
 server_output_full(struct conn *conn)
 {
-	return conn->bev == NULL || evbuffer_get_length(
-	    bufferevent_get_output(conn->bev)) > env->conf.output_buffer_bytes;
+	return conn->closed ||
+	    conn_out_len(conn) > env->conf.output_buffer_bytes;
 }
 
 /* Run server_flush once, after the I/O callbacks of this iteration. */
@@ -614,13 +518,10 @@ server_flush(evutil_socket_t fd, short events, void *arg)
 
 	flush_scheduled = 0;
 	room_flush();
-	while ((conn = TAILQ_FIRST(&outq)) != NULL) {
-		TAILQ_REMOVE(&outq, conn, out_entry);
-		conn->out_queued = 0;
-		server_output_write(conn);
-	}
+	conn_io_flush();
 	while ((conn = TAILQ_FIRST(&graveyard)) != NULL) {
 		TAILQ_REMOVE(&graveyard, conn, entry);
+		conn_io_free(conn);
 		server_ws_free(conn);
 		if (conn->req != NULL)
 			server_http_free(conn->req);

@@ -19,7 +19,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/bufferevent.h>
 #include <http_parser.h>
 #include <json-c/json.h>
 
@@ -81,7 +80,6 @@ http_reset(struct http_req *req)
 void
 server_http_start(struct conn *conn)
 {
-	struct timeval	 tv = { env->conf.idle_timeout, 0 };
 	http_parser	*p;
 
 	if ((conn->req = calloc(1, sizeof(*conn->req))) == NULL ||
@@ -95,7 +93,7 @@ server_http_start(struct conn *conn)
 	p->data = conn;
 	conn->req->parser = p;
 	conn->state = CONN_HTTP;
-	bufferevent_set_timeouts(conn->bev, &tv, &tv);
+	conn_timeouts(conn, env->conf.idle_timeout, env->conf.idle_timeout);
 }
 
 void
@@ -304,7 +302,7 @@ http_on_complete(http_parser *p)
 void
 server_http_read(struct conn *conn)
 {
-	struct evbuffer		*in = bufferevent_get_input(conn->bev);
+	struct evbuffer		*in = conn_in(conn);
 	struct evbuffer_iovec	 v;
 	http_parser		*p;
 	size_t			 n;
@@ -318,8 +316,8 @@ server_http_read(struct conn *conn)
 		conn->state = CONN_CLOSING;
 		return;
 	}
-	while (conn->bev != NULL && conn->state == CONN_HTTP && !conn->held &&
-	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+	while (in != NULL && !conn->closed && conn->state == CONN_HTTP &&
+	    !conn->held && evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
 		p = conn->req->parser;
 		n = http_parser_execute(p, &http_settings, v.iov_base,
 		    v.iov_len);
@@ -338,7 +336,7 @@ server_http_read(struct conn *conn)
 			    "body_too_large" : "bad_request",
 			    status == 400 ? http_errno_description(
 			    HTTP_PARSER_ERRNO(p)) : http_status_str(status));
-			if (conn->bev != NULL)
+			if (!conn->closed)
 				conn->state = CONN_CLOSING;
 			return;
 		}
@@ -358,7 +356,7 @@ server_http_hold(struct conn *conn, void (*cancel)(void *), void *arg)
 	conn->held = 1;
 	conn->hold_cancel = cancel;
 	conn->hold_arg = arg;
-	bufferevent_disable(conn->bev, EV_READ);
+	conn_reading(conn, 0);
 }
 
 /* The held request has been answered: go on with the connection. */
@@ -368,12 +366,15 @@ server_http_resume(struct conn *conn)
 	conn->held = 0;
 	conn->hold_cancel = NULL;
 	conn->hold_arg = NULL;
-	if (conn->bev == NULL)
+	if (conn->closed)
 		return;
-	bufferevent_enable(conn->bev, EV_READ);
+	conn_reading(conn, 1);
 	http_done(conn);
-	if (conn->bev != NULL && conn->state == CONN_HTTP)
+	if (!conn->closed && conn->state == CONN_HTTP) {
 		server_http_read(conn);
+		if (!conn->closed)
+			conn_in_trim(conn);
+	}
 }
 
 const char *
@@ -472,11 +473,11 @@ http_done(struct conn *conn)
 {
 	http_parser	*p = conn->req->parser;
 
-	if (conn->bev == NULL)
+	if (conn->closed)
 		return;
 	if (!http_should_keep_alive(p) || p->upgrade) {
 		conn->state = CONN_CLOSING;
-		if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+		if (conn_out_len(conn) == 0)
 			server_close(conn, "request done");
 	}
 }
@@ -489,13 +490,12 @@ server_http_respond(struct conn *conn, int status, const char *type,
 	http_parser	*p = conn->req ? conn->req->parser : NULL;
 	int		 keep;
 
-	if (conn->bev == NULL)
+	if ((out = conn_out(conn)) == NULL)
 		return;
 	/* After a parse error the stream cannot be trusted: close. */
 	keep = p != NULL && http_should_keep_alive(p) && !p->upgrade &&
 	    (HTTP_PARSER_ERRNO(p) == HPE_OK ||
 	    HTTP_PARSER_ERRNO(p) == HPE_PAUSED);
-	out = bufferevent_get_output(conn->bev);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 	    "Server: roomd/%s\r\n"
 	    "X-Roomd-Worker: %d/%d\r\n"

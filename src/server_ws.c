@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
@@ -103,16 +102,16 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
     void *arg)
 {
 	struct conn	*conn = arg;
+	struct evbuffer	*in;
 	int		 n;
 
-	if (conn->bev == NULL) {
+	if (conn->closed) {
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
-	len = ws_passable(WS(conn), bufferevent_get_input(conn->bev), len);
-	if (len == 0 ||
-	    (n = evbuffer_remove(bufferevent_get_input(conn->bev), buf,
-	    len)) <= 0) {
+	if ((in = conn_in(conn)) == NULL ||
+	    (len = ws_passable(WS(conn), in, len)) == 0 ||
+	    (n = evbuffer_remove(in, buf, len)) <= 0) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
@@ -125,9 +124,9 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
     int flags, void *arg)
 {
 	struct conn	*conn = arg;
+	struct evbuffer	*out = conn_out(conn);
 
-	if (conn->bev == NULL ||
-	    evbuffer_add(bufferevent_get_output(conn->bev), data, len) == -1) {
+	if (out == NULL || evbuffer_add(out, data, len) == -1) {
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
@@ -145,7 +144,10 @@ ws_close_raw(struct conn *conn)
 	if (conn->raw_closed || (WS(conn)->ctx != NULL &&
 	    wslay_event_get_close_sent(WS(conn)->ctx)))
 		return;
-	evbuffer_add(bufferevent_get_output(conn->bev), "\x88\x02\x03\xea", 4);
+	struct evbuffer	*out = conn_out(conn);
+
+	if (out != NULL)
+		evbuffer_add(out, "\x88\x02\x03\xea", 4);
 	conn->raw_closed = 1;
 	conn->peer_closed = 1;
 	conn->state = CONN_CLOSING;
@@ -220,6 +222,7 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 {
 	char		 buf[128], accept[64];
 	struct ws	*ws;
+	struct evbuffer	*out;
 
 	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0) {
 		static const char body[] = "{\"error\":\"bad_version\","
@@ -240,7 +243,11 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 		server_http_error(conn, 500, "internal", "cannot upgrade");
 		return -1;
 	}
-	evbuffer_add_printf(bufferevent_get_output(conn->bev),
+	if ((out = conn_out(conn)) == NULL) {
+		free(ws);
+		return -1;
+	}
+	evbuffer_add_printf(out,
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
@@ -318,16 +325,14 @@ ws_flush(struct conn *conn, int may_close)
 		/* Closed from the write callback, later in this loop. */
 		conn->peer_closed = 1;
 		conn->state = CONN_CLOSING;
-		bufferevent_trigger(conn->bev, EV_WRITE,
-		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+		conn_io_flush_later(conn);
 		return;
 	}
 	if (!wslay_event_want_read(ctx) && !wslay_event_want_write(ctx)) {
 		/* Both close frames have passed: done once written out. */
 		conn->peer_closed = 1;
 		conn->state = CONN_CLOSING;
-		if (may_close && evbuffer_get_length(
-		    bufferevent_get_output(conn->bev)) == 0)
+		if (may_close && conn_out_len(conn) == 0)
 			server_close(conn, "WebSocket closed");
 	}
 }
@@ -345,7 +350,7 @@ server_ws_read(struct conn *conn)
 	conn->in_recv = 1;
 	rc = wslay_event_recv(ctx);
 	conn->in_recv = 0;
-	if (conn->bev == NULL)
+	if (conn->closed)
 		return;
 	if (rc != 0) {
 		/* wslay refused a frame (a length past 2^63, a control frame
@@ -359,7 +364,7 @@ server_ws_read(struct conn *conn)
 		return;
 	}
 	ws_flush(conn, 1);
-	if (conn->bev != NULL)
+	if (!conn->closed)
 		ws_idle(conn);
 }
 
@@ -401,9 +406,8 @@ server_ws_send(struct conn *conn, int binary, const char *text, size_t len)
 {
 	struct evbuffer	*out;
 
-	if (conn->state != CONN_WS || conn->bev == NULL)
+	if (conn->state != CONN_WS || (out = conn_out(conn)) == NULL)
 		return;
-	out = bufferevent_get_output(conn->bev);
 	ws_header(out, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, len, 0);
 	evbuffer_add(out, text, len);
 	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
@@ -431,9 +435,11 @@ server_ws_frame_seal(struct evbuffer *frame, int binary)
 void
 server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
 {
-	if (conn->state != CONN_WS || conn->bev == NULL)
+	struct evbuffer	*out;
+
+	if (conn->state != CONN_WS || (out = conn_out(conn)) == NULL)
 		return;
-	evbuffer_add_buffer_reference(bufferevent_get_output(conn->bev), frame);
+	evbuffer_add_buffer_reference(out, frame);
 	STATS_ADD(&env->arena, ST_BYTES_OUT, evbuffer_get_length(frame));
 	STATS_DADD(&env->arena, conn->mount->dialect->id, SD_MESSAGES_OUT, 1);
 }
@@ -442,10 +448,7 @@ server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
 void
 server_ws_close(struct conn *conn, int code, const char *reason)
 {
-	struct timeval	 tv = { ROOMD_STOP_TIMEOUT, 0 };
-
-	if (conn->ws == NULL || conn->bev == NULL ||
-	    conn->state == CONN_CLOSING)
+	if (conn->ws == NULL || conn->closed || conn->state == CONN_CLOSING)
 		return;
 	conn->state = CONN_CLOSING;
 	if (ws_ctx(conn) == NULL) {
@@ -455,7 +458,7 @@ server_ws_close(struct conn *conn, int code, const char *reason)
 	}
 	wslay_event_queue_close(WS(conn)->ctx, (uint16_t)code,
 	    (const uint8_t *)reason, strlen(reason));
-	bufferevent_set_timeouts(conn->bev, &tv, &tv);
+	conn_timeouts(conn, ROOMD_STOP_TIMEOUT, ROOMD_STOP_TIMEOUT);
 	/* Inside wslay's read, server_ws_read flushes when it returns. */
 	if (!conn->in_recv)
 		ws_flush(conn, 0);
@@ -483,8 +486,6 @@ server_ws_ping(struct conn *conn)
 void
 server_ws_set_ping(struct conn *conn, int seconds)
 {
-	struct timeval	 tv = { seconds, 0 }, stall = { 2 * seconds, 0 };
-
-	if (conn->bev != NULL && conn->state == CONN_WS)
-		bufferevent_set_timeouts(conn->bev, &tv, &stall);
+	if (conn->state == CONN_WS)
+		conn_timeouts(conn, seconds, 2 * seconds);
 }

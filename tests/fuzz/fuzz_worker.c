@@ -345,9 +345,9 @@ fz_quiet(void)
 	    event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) > 0)
 		return 0;
 	TAILQ_FOREACH(conn, &conns, entry) {
-		pfd.fd = bufferevent_getfd(conn->bev);
+		pfd.fd = conn_fd(conn);
 		pfd.events = POLLIN;
-		if (evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0)
+		if (conn_out_len(conn) > 0)
 			pfd.events |= POLLOUT;
 		if (poll(&pfd, 1, 0) > 0)
 			return 0;
