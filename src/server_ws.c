@@ -135,19 +135,23 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
 }
 
 /*
- * Answer a protocol error wslay does not answer itself with close 1002,
- * written here; wslay's own queue is not sent after it.
+ * Write a close frame with code here, bypassing wslay: to answer a
+ * protocol error wslay does not answer itself (1002), or when there is
+ * no memory for wslay.  wslay's own queue is not sent after it.
  */
 static void
-ws_close_raw(struct conn *conn)
+ws_close_raw(struct conn *conn, int code)
 {
+	struct evbuffer	*out;
+	uint8_t		 f[4] = { 0x88, 0x02 };
+
 	if (conn->raw_closed || (WS(conn)->ctx != NULL &&
 	    wslay_event_get_close_sent(WS(conn)->ctx)))
 		return;
-	struct evbuffer	*out = conn_out(conn);
-
-	if (out != NULL)
-		evbuffer_add(out, "\x88\x02\x03\xea", 4);
+	f[2] = (uint8_t)(code >> 8);
+	f[3] = (uint8_t)code;
+	if ((out = conn_out(conn)) != NULL)
+		evbuffer_add(out, f, sizeof(f));
 	conn->raw_closed = 1;
 	conn->peer_closed = 1;
 	conn->state = CONN_CLOSING;
@@ -187,7 +191,7 @@ ws_on_message(wslay_event_context_ptr ctx,
 		/* A close body is empty or holds a two-byte status: one byte
 		 * is a protocol error, answered as such, not echoed. */
 		if (m->msg_length == 1)
-			ws_close_raw(conn);
+			ws_close_raw(conn, 1002);
 		conn->peer_closed = 1;
 		conn->state = CONN_CLOSING;
 		break;
@@ -356,7 +360,7 @@ server_ws_read(struct conn *conn)
 		/* wslay refused a frame (a length past 2^63, a control frame
 		 * too long or fragmented): say so with 1002 before closing,
 		 * unless a close went out already. */
-		ws_close_raw(conn);
+		ws_close_raw(conn, 1002);
 		conn->peer_closed = 1;
 		conn->state = CONN_CLOSING;
 		log_debug("connection %llu: WebSocket protocol error",
@@ -453,7 +457,7 @@ server_ws_close(struct conn *conn, int code, const char *reason)
 	conn->state = CONN_CLOSING;
 	if (ws_ctx(conn) == NULL) {
 		/* No memory for wslay: the close frame goes out raw. */
-		ws_close_raw(conn);
+		ws_close_raw(conn, code);
 		return;
 	}
 	wslay_event_queue_close(WS(conn)->ctx, (uint16_t)code,
