@@ -440,7 +440,7 @@ master_listen(const struct roomd_config *c, int s, int from)
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
 		    sizeof(on)) == -1 ||
 		    bind(fd, (struct sockaddr *)&c->listens[l].ss,
-		    c->listens[l].sslen) == -1 || listen(fd, 1024) == -1) {
+		    c->listens[l].sslen) == -1 || listen(fd, ROOMD_LISTEN_BACKLOG) == -1) {
 			log_warn("listen on %s", c->listens[l].text);
 			close(fd);
 			master_unlisten(s);

@@ -39,6 +39,7 @@
 #define ROOMD_PIDFILE		"/var/run/roomd.pid"
 #define ROOMD_CONTROL		"/var/run/roomd.sock"
 #define ROOMD_STOP_TIMEOUT	5	/* seconds a worker drains on stop */
+#define ROOMD_LISTEN_BACKLOG	4096	/* capped by the kernel (somaxconn) */
 
 struct bufferevent;
 struct evbuffer;

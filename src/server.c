@@ -103,9 +103,12 @@ server_main(int slot)
 	    event_base_priority_init(base, 2) == -1)
 		fatalx("%s: event_base_new", __func__);
 	proc_mesh_worker(base);
+	/* The master's sockets listen already, with their backlog: a
+	 * backlog of -1 here would call listen() again with libevent's
+	 * 128, and a crowd joining at once would overflow it. */
 	for (l = 0; l < env->conf.nlistens; l++) {
 		listeners[l] = evconnlistener_new(base, server_accept,
-		    (void *)(intptr_t)l, LEV_OPT_CLOSE_ON_FREE, -1,
+		    (void *)(intptr_t)l, LEV_OPT_CLOSE_ON_FREE, 0,
 		    env->listen_fd[slot][l]);
 		if (listeners[l] == NULL)
 			fatalx("%s: evconnlistener_new", __func__);

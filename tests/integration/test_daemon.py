@@ -3,7 +3,9 @@ import asyncio
 import http.client
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -331,3 +333,43 @@ def test_fifty_members_across_both_workers_receive_all_twenty_actions_in_order(r
         assert strip_pointers(g) == acts, f"member m{i} got {g}"
         assert g == got[0], f"member m{i} saw other pointers than m0"
     assert_strictly_increasing(pointers(got[0]))
+
+
+def test_a_crowd_of_connections_waits_in_the_backlog_while_the_worker_is_busy(
+        roomd_factory):
+    """The worker listens with the master's backlog (4096, or the system's
+    limit), not libevent's default of 128: with the worker stopped, 600
+    connections complete their handshakes in the kernel, and all are
+    served once it goes on."""
+    d = roomd_factory("", workers=1)
+    with open("/proc/sys/net/core/somaxconn") as f:
+        n = min(600, int(f.read()) - 8)
+    wpid = next(iter(worker_pids(d, want_slots=1)[0]))
+    socks = []
+    os.kill(wpid, signal.SIGSTOP)
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", d.port))
+            socks.append(s)
+        deadline = time.monotonic() + 5
+        pending = list(socks)
+        while pending and time.monotonic() < deadline:
+            _, w, _ = select.select([], pending, [], 0.2)
+            pending = [s for s in pending if s not in w]
+        # A dropped SYN leaves its socket connecting, for a second or more.
+        assert pending == [], f"{len(pending)} of {n} connections not accepted"
+    finally:
+        os.kill(wpid, signal.SIGCONT)
+    try:
+        req = b"GET /canvas/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        for s in socks:
+            s.setblocking(True)
+            s.settimeout(10)
+            s.sendall(req)
+        for s in socks:
+            assert s.recv(12) == b"HTTP/1.1 200"
+    finally:
+        for s in socks:
+            s.close()
