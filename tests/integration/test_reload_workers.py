@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -20,6 +19,7 @@ from conftest import (close_all, collect_actions, connect, create_room,
                       expect_close, http_req, join_room, parse_worker, poll,
                       run)
 from test_admin import ctl, roomctl_path, wait_log
+from test_static import raw_get
 
 RELOADS = 40
 MOUNTS = "mount canvas /canvas\nmount chat /chat\n"
@@ -143,22 +143,13 @@ def test_reloads_under_a_stream_of_connections_reset_none(roomd_factory):
     connect without pause through 40 reloads."""
     d = roomd_factory("drain_timeout 1\n" + MOUNTS, workers=2)
     stop, failures, served = threading.Event(), [], [0]
-    port = int(d.base.rsplit(":", 1)[1])
 
     def hammer():
-        req = b"GET /canvas/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         while not stop.is_set():
             try:
-                with socket.create_connection(("127.0.0.1", port), 5) as s:
-                    s.sendall(req)
-                    got = b""
-                    while True:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            break
-                        got += chunk
-                    assert got.startswith(b"HTTP/1.1 200"), got[:80]
-                    served[0] += 1
+                status = raw_get(d, "/canvas/rooms")[0]
+                assert status == 200, status
+                served[0] += 1
             except Exception as e:      # noqa: BLE001 - any failure counts
                 failures.append(repr(e))
 
