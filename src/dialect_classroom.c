@@ -229,7 +229,7 @@ static void
 cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct cls_conn		*cc = conn->data;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m = { .mid = 0 };
 	struct room		*room = NULL;
 	int			 rc, tries;
@@ -240,8 +240,9 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		    room_lock(&ref, &room) == 0)
 			break;
 		room = NULL;
-		if ((rc = room_create(&dialect_classroom, cc->room, &room)) !=
-		    0 && rc != SHM_EEXIST)
+		if ((rc = room_create(&dialect_classroom, cc->room,
+		    server_limit_addr(conn), &room)) !=
+		    0 && rc != ROOM_EEXIST)
 			break;
 	}
 	if (room == NULL) {
@@ -256,7 +257,7 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	if (cc->admin == -1)
 		cc->admin = room_member_count(room) == 0;
 	if (room_member_add(room, cc->name, cc->admin ? MEMBER_ROLE_HOST : 0,
-	    &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+	    &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
 		room_member_remove(room, m.mid);
 		if (room_member_count(room) == 0)
 			room_delete(room, "could not be set up");
@@ -494,41 +495,17 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	json_object_put(msg);
 }
 
-struct cls_gone {
-	uint64_t	 mids[64];
-	size_t		 n;
-};
-
-static void
-cls_find_gone(const struct room_member *m, void *arg)
-{
-	struct cls_gone	*g = arg;
-
-	if (m->locator == 0 && g->n < 64)
-		g->mids[g->n++] = m->mid;
-}
-
 /*
- * Once a second: a participant whose worker was killed never said
- * goodbye; its member record has no connection any more.  Remove it and
+ * A participant lost with its worker never said goodbye: remove it and
  * tell the others, as if it had left.
  */
 static void
-cls_tick(struct lroom *lr)
+cls_member_lost(struct room *room, const struct room_member *m)
 {
-	struct cls_gone	 g = { .n = 0 };
-	struct room	*room;
-	size_t		 i;
-
-	if (room_lock(&lr->ref, &room) != 0)
-		return;
-	room_members(room, cls_find_gone, &g);
-	for (i = 0; i < g.n; i++)
-		room_member_remove(room, g.mids[i]);
-	if (g.n > 0 && !room_closing(room))
+	room_member_remove(room, m->mid);
+	if (!room_closing(room) && room_member_count(room) > 0)
 		room_publish_json(room, AUD_ALL, 0, cls_room_msg(room,
 		    "ParticipantExit"));
-	room_unlock(room);
 }
 
 /* A participant leaves: the others see the room without it. */
@@ -547,7 +524,7 @@ cls_ws_close(struct conn *conn)
 			    cls_room_msg(room, "ParticipantExit"));
 		room_unlock(room);
 	}
-	room_detach(conn, !server_stopping());
+	fanout_detach(conn, !server_stopping(), NULL);
 }
 
 const struct dialect dialect_classroom = {
@@ -559,7 +536,6 @@ const struct dialect dialect_classroom = {
 	.ws_open = cls_ws_open,
 	.ws_message = cls_ws_message,
 	.ws_close = cls_ws_close,
-	.room_notify = room_relay_notify,
-	.tick = cls_tick,
+	.member_lost = cls_member_lost,
 	.relay = 1,
 };

@@ -118,7 +118,7 @@ lobby_scan_member(const struct room_member *m, void *arg)
 
 	if (m->role & MEMBER_ROLE_HOST)
 		s->host = *m;
-	else if (m->locator != 0) {
+	else if (m->connected) {
 		s->guests++;
 		if (m->mid != s->skip && (s->oldest.mid == 0 ||
 		    m->joined < s->oldest.joined))
@@ -153,7 +153,7 @@ lobby_snapshot(struct room *room, uint64_t *version)
 
 /*
  * Store a snapshot as a record for nobody, which the log keeps: trimming
- * stops at the latest snapshot.  Returns 0 or SHM_E*.
+ * stops at the latest snapshot.  Returns 0 or ROOM_E*.
  */
 static int
 lobby_store(struct room *room, const char *text, size_t len)
@@ -204,7 +204,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 	int			 host_here, grace_over, as_host;
 
 	lobby_scan(room, &s, 0);
-	host_here = s.host.mid != 0 && s.host.locator != 0;
+	host_here = s.host.mid != 0 && s.host.connected;
 	grace_over = s.host.mid == 0 || (gone != 0 && util_now() >= gone);
 	if (restored != NULL && (restored->role & MEMBER_ROLE_HOST)) {
 		as_host = 1;
@@ -238,7 +238,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 		room_member_set(room, s.host.mid, 0, s.host.authorities);
 	if (as_host)
 		room_member_set(room, m.mid, MEMBER_ROLE_HOST, m.authorities);
-	if (room_attach(room, conn, m.mid) != 0) {
+	if (fanout_attach(room, conn, m.mid) != 0) {
 		lobby_refuse(conn, "roomFull", "Room %s is full", code);
 		return -1;
 	}
@@ -273,7 +273,7 @@ static void
 lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct lobby_conn	*lc;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
 	char			 code[ROOM_ID_MAX + 1], cid[MEMBER_UID_LEN + 2];
@@ -333,7 +333,7 @@ lobby_create(struct conn *conn, struct json_object *msg)
 	char			 code[LOBBY_CODE_LEN + 1];
 
 	if (room_create_unique(&dialect_lobby, LOBBY_CODE_CHARS,
-	    LOBBY_CODE_LEN, code, &room) != 0) {
+	    LOBBY_CODE_LEN, server_limit_addr(conn), code, &room) != 0) {
 		server_ws_send_json(conn, lobby_error_msg("serverError",
 		    "Could not create a room"));
 		return;
@@ -344,7 +344,7 @@ lobby_create(struct conn *conn, struct json_object *msg)
 		room_dset(room, LS_FLAGS, LF_MIGRATE_SET |
 		    (json_object_get_boolean(mig) ? LF_MIGRATE : 0));
 	if (room_member_add_id(room, lc->uid, MEMBER_ROLE_HOST, lc->uid,
-	    lc->token, &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+	    lc->token, &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
 		room_delete(room, "could not be set up");
 		server_ws_send_json(conn, lobby_error_msg("serverError",
 		    "Could not create a room"));
@@ -361,7 +361,7 @@ lobby_join(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
 	struct json_object	*data = NULL, *v, *d;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
 	const char		*code, *cid, *token;
@@ -438,7 +438,7 @@ lobby_room_state(struct room *room, const struct room_member *me)
 	json_object_object_add(d, "version",
 	    json_object_new_int64((int64_t)room_dget(room, LS_VERSION)));
 	json_object_object_add(d, "epoch",
-	    json_object_new_int64((int64_t)arena_epoch(&env->arena)));
+	    json_object_new_int64((int64_t)room_epoch()));
 	return lobby_msg("roomState", d);
 }
 
@@ -459,7 +459,7 @@ lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
 	lobby_scan(room, &s, 0);
 	if (strcmp(type, "guestOfferSignal") == 0 && !host &&
 	    json_object_is_type(data, json_type_object) &&
-	    s.host.mid != 0 && s.host.locator != 0) {
+	    s.host.mid != 0 && s.host.connected) {
 		json_object_object_get_ex(data, "offerSignal", &v);
 		room_publish_json(room, AUD_MEMBER, s.host.mid,
 		    lobby_signal(type, "offerSignal", v, me->uid));
@@ -559,7 +559,7 @@ lobby_host_gone(struct room *room)
 static void
 lobby_ws_close(struct conn *conn)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct lobby_scan	 s;
 	struct room		*room;
 	int			 left;
@@ -567,7 +567,7 @@ lobby_ws_close(struct conn *conn)
 	if (conn->room == NULL)
 		return;
 	ref = conn->room->ref;
-	left = room_detach(conn, 0);
+	left = fanout_detach(conn, 0, NULL);
 	if (left < 0 || room_lock(&ref, &room) != 0)
 		return;
 	if (room_closing(room) && left == 0) {
@@ -575,7 +575,7 @@ lobby_ws_close(struct conn *conn)
 		return;
 	}
 	lobby_scan(room, &s, 0);
-	if (!server_stopping() && s.host.mid != 0 && s.host.locator == 0 &&
+	if (!server_stopping() && s.host.mid != 0 && !s.host.connected &&
 	    room_dget(room, LS_HOST_GONE) == 0)
 		lobby_host_gone(room);
 	room_unlock(room);
@@ -588,13 +588,22 @@ lobby_idle_ttl(void)
 	return env->conf.lobby_retention;
 }
 
+/* A host lost with its worker starts its grace period, as one that left. */
+static void
+lobby_member_lost(struct room *room, const struct room_member *m)
+{
+	if ((m->role & MEMBER_ROLE_HOST) && !room_closing(room) &&
+	    room_dget(room, LS_HOST_GONE) == 0)
+		lobby_host_gone(room);
+}
+
 /*
- * Once a second, on each worker with members here: notice a host that
- * vanished with its worker, and end its grace period by migrating the host
- * to the longest-connected guest or by closing the room.
+ * Once a second, on each worker with members here: end a host's grace
+ * period by migrating the host to the longest-connected guest or by
+ * closing the room.
  */
 static void
-lobby_tick(struct lroom *lr)
+lobby_tick(const struct room_ref *ref)
 {
 	struct lobby_scan	 s;
 	struct room_member	 cm;
@@ -602,15 +611,13 @@ lobby_tick(struct lroom *lr)
 	struct room		*room;
 	uint64_t		 now = util_now(), gone, cand, version;
 
-	if (room_lock(&lr->ref, &room) != 0)
+	if (room_lock(ref, &room) != 0)
 		return;
 	lobby_scan(room, &s, 0);
 	gone = room_dget(room, LS_HOST_GONE);
-	if (room_closing(room) || s.host.locator != 0)
+	if (room_closing(room) || s.host.connected || gone == 0)
 		;
-	else if (s.host.mid != 0 && gone == 0)
-		lobby_host_gone(room);
-	else if (gone != 0 && now >= gone && s.guests > 0) {
+	else if (now >= gone && s.guests > 0) {
 		cand = room_dget(room, LS_CANDIDATE);
 		if (!lobby_migrates(room)) {
 			room_set_closing(room);
@@ -619,7 +626,7 @@ lobby_tick(struct lroom *lr)
 			    "come back; the room is closed"));
 		} else if (cand == 0 || now >= room_dget(room, LS_CAND_UNTIL) ||
 		    room_member_by_mid(room, cand, &cm) != 0 ||
-		    cm.locator == 0) {
+		    !cm.connected) {
 			lobby_scan(room, &s, cand);
 			if (s.oldest.mid != 0) {
 				room_dset(room, LS_CANDIDATE, s.oldest.mid);
@@ -657,7 +664,7 @@ lobby_http(struct conn *conn, struct http_req *req, const char *sub)
 		return;
 	}
 	if (room_create_unique(&dialect_lobby, LOBBY_CODE_CHARS,
-	    LOBBY_CODE_LEN, code, &room) != 0) {
+	    LOBBY_CODE_LEN, server_limit_addr(conn), code, &room) != 0) {
 		server_http_error(conn, 503, "arena_full", "no room for "
 		    "another room");
 		return;
@@ -683,8 +690,8 @@ const struct dialect dialect_lobby = {
 	.ws_open = lobby_ws_open,
 	.ws_message = lobby_ws_message,
 	.ws_close = lobby_ws_close,
-	.room_notify = room_relay_notify,
 	.tick = lobby_tick,
+	.member_lost = lobby_member_lost,
 	.idle_ttl = lobby_idle_ttl,
 	.relay = 1,
 };

@@ -126,79 +126,50 @@ ss_msg(const char *type, const char *username, const char *key,
 	return o;
 }
 
-/*
- * Leave the room: the host is told a user left, or the users that the
- * host left; the member goes, and the room with its last connection.
- */
+/* The host is told a user left, or the users that the host left. */
+static void
+ss_announce_leave(struct room *room, const struct room_member *m)
+{
+	uint64_t	 host = ss_host(room);
+
+	if (m->role & MEMBER_ROLE_HOST)
+		room_publish_json(room, AUD_ALL_BUT, m->mid, ss_msg("HOST_LEFT",
+		    NULL, NULL, NULL));
+	else if (host != 0)
+		room_publish_json(room, AUD_MEMBER, host, ss_msg("USER_LEFT",
+		    m->name, NULL, NULL));
+}
+
+/* Leave the room, as announced; the member goes, and the room with its
+ * last connection. */
 static void
 ss_leave(struct conn *conn, int reply)
 {
 	struct room_member	 me;
 	struct room		*room;
-	uint64_t		 host;
 
 	if (conn->room == NULL)
 		return;
 	if (room_lock(&conn->room->ref, &room) == 0) {
 		if (room_member_by_mid(room, conn->mid, &me) == 0) {
-			host = ss_host(room);
-			if (server_stopping())
-				;	/* everyone is being closed anyway */
-			else if (me.role & MEMBER_ROLE_HOST)
-				room_publish_json(room, AUD_ALL_BUT, me.mid,
-				    ss_msg("HOST_LEFT", NULL, NULL, NULL));
-			else if (host != 0)
-				room_publish_json(room, AUD_MEMBER, host,
-				    ss_msg("USER_LEFT", me.name, NULL, NULL));
+			/* On a stop everyone is being closed anyway. */
+			if (!server_stopping())
+				ss_announce_leave(room, &me);
 			room_member_remove(room, me.mid);
 		}
 		room_unlock(room);
 	}
-	room_detach(conn, !server_stopping());
+	fanout_detach(conn, !server_stopping(), NULL);
 	if (reply)
 		ss_reply(conn, "LEFT_ROOM", NULL);
 }
 
-struct ss_gone {
-	struct room_member	 m[32];
-	size_t			 n;
-};
-
+/* A member lost with its worker left without a word: as if it had left. */
 static void
-ss_find_gone(const struct room_member *m, void *arg)
+ss_member_lost(struct room *room, const struct room_member *m)
 {
-	struct ss_gone	*g = arg;
-
-	if (m->locator == 0 && g->n < 32)
-		g->m[g->n++] = *m;
-}
-
-/*
- * Once a second: members whose worker was killed left without a word.
- * Remove them and tell the host (or the users), as if they had left.
- */
-static void
-ss_tick(struct lroom *lr)
-{
-	struct ss_gone	 g = { .n = 0 };
-	struct room	*room;
-	uint64_t	 host;
-	size_t		 i;
-
-	if (room_lock(&lr->ref, &room) != 0)
-		return;
-	room_members(room, ss_find_gone, &g);
-	for (i = 0; i < g.n; i++) {
-		host = ss_host(room);
-		if (g.m[i].role & MEMBER_ROLE_HOST)
-			room_publish_json(room, AUD_ALL_BUT, g.m[i].mid,
-			    ss_msg("HOST_LEFT", NULL, NULL, NULL));
-		else if (host != 0)
-			room_publish_json(room, AUD_MEMBER, host,
-			    ss_msg("USER_LEFT", g.m[i].name, NULL, NULL));
-		room_member_remove(room, g.m[i].mid);
-	}
-	room_unlock(room);
+	ss_announce_leave(room, m);
+	room_member_remove(room, m->mid);
 }
 
 static void
@@ -214,12 +185,12 @@ ss_create(struct conn *conn, struct json_object *msg)
 	if (ss_check_username(conn, msg, &name) == -1)
 		return;
 	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
-	    id, &room) != 0) {
+	    server_limit_addr(conn), id, &room) != 0) {
 		ss_reply(conn, "ERROR", "Could not create a room");
 		return;
 	}
 	if (room_member_add(room, name, MEMBER_ROLE_HOST, &m) != 0 ||
-	    room_attach(room, conn, m.mid) != 0) {
+	    fanout_attach(room, conn, m.mid) != 0) {
 		room_delete(room, "could not be set up");
 		ss_reply(conn, "ERROR", "Could not create a room");
 		return;
@@ -254,7 +225,7 @@ ss_normalize(const char *in, char *out, size_t outlen)
 static void
 ss_join(struct conn *conn, struct json_object *msg)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	struct json_object	*o;
@@ -284,7 +255,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 		return;
 	}
 	if (room_member_add(room, name, 0, &m) != 0 ||
-	    room_attach(room, conn, m.mid) != 0) {
+	    fanout_attach(room, conn, m.mid) != 0) {
 		room_member_remove(room, m.mid);
 		room_unlock(room);
 		ss_reply(conn, "ERROR", "The room is full");
@@ -425,7 +396,6 @@ const struct dialect dialect_screenshare = {
 	.ws_open = ss_ws_open,
 	.ws_message = ss_ws_message,
 	.ws_close = ss_ws_close,
-	.room_notify = room_relay_notify,
-	.tick = ss_tick,
+	.member_lost = ss_member_lost,
 	.relay = 1,
 };

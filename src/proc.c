@@ -62,7 +62,7 @@ proc_dispatch_worker(evutil_socket_t fd, short events, void *arg)
 			    __func__, n);
 			continue;
 		}
-		room_doorbell(&db);
+		fanout_doorbell(&db);
 	}
 }
 
