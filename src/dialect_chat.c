@@ -592,12 +592,38 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 	room_unlock(room);
 }
 
+/* The commands, each on a channel ("#name"). */
+static const struct chat_command {
+	const char	*action;
+	void		(*fn)(struct conn *, struct chat_conn *, const char *,
+			    struct json_object *);
+} chat_commands[] = {
+	{ "create",	chat_create },
+	{ "destroy",	chat_destroy },
+	{ "join",	chat_join },
+	{ "leave",	chat_leave },
+};
+
+static const struct chat_command *
+chat_command(const char *type, const char *action)
+{
+	size_t	 i;
+
+	if (strcmp(type, "command") != 0 || action == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(chat_commands) / sizeof(chat_commands[0]); i++)
+		if (strcmp(action, chat_commands[i].action) == 0)
+			return &chat_commands[i];
+	return NULL;
+}
+
 static void
 chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 {
-	struct chat_conn	*cc = conn->data;
-	struct json_object	*msg = NULL;
-	const char		*type, *target, *action, *text;
+	const struct chat_command	*cmd;
+	struct chat_conn		*cc = conn->data;
+	struct json_object		*msg = NULL;
+	const char			*type, *target, *text;
 
 	if (conn->room == NULL || cc == NULL)
 		return;
@@ -613,22 +639,14 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 		return;
 	}
 	target = json_get_string(msg, "target");
-	action = json_get_string(msg, "action");
 	text = json_get_string(msg, "message");
-	if (strcmp(type, "command") == 0 && action != NULL &&
-	    (strcmp(action, "create") == 0 || strcmp(action, "destroy") == 0 ||
-	    strcmp(action, "join") == 0 || strcmp(action, "leave") == 0)) {
+	if ((cmd = chat_command(type, json_get_string(msg, "action"))) !=
+	    NULL) {
 		if (!chat_valid_target(target, '#'))
 			chat_error(conn, "bad_target", "channels are # and 1 "
 			    "to 63 of A-Z a-z 0-9 _ -", msg);
-		else if (action[0] == 'c')
-			chat_create(conn, cc, target, msg);
-		else if (action[0] == 'd')
-			chat_destroy(conn, cc, target, msg);
-		else if (action[0] == 'j')
-			chat_join(conn, cc, target, msg);
 		else
-			chat_leave(conn, cc, target, msg);
+			cmd->fn(conn, cc, target, msg);
 	} else if (strcmp(type, "message") == 0 && text != NULL) {
 		if (!chat_valid_target(target, '#') &&
 		    !chat_valid_target(target, '@'))

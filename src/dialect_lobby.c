@@ -442,80 +442,156 @@ lobby_room_state(struct room *room, const struct room_member *me)
 	return lobby_msg("roomState", d);
 }
 
-/* A message from a seated member, in its locked room. */
+/* A message from a seated member, being handled in its locked room. */
+struct lobby_in {
+	struct conn		*conn;
+	struct room		*room;
+	struct room_member	*me;
+	const char		*type;
+	struct json_object	*data;	/* its "data", or NULL */
+	struct lobby_scan	 s;	/* the room's host and guests */
+};
+
+static void
+lobby_offer(struct lobby_in *in)
+{
+	struct json_object	*v = NULL;
+
+	if (!json_object_is_type(in->data, json_type_object) ||
+	    in->s.host.mid == 0 || !in->s.host.connected)
+		return;
+	json_object_object_get_ex(in->data, "offerSignal", &v);
+	room_publish_json(in->room, AUD_MEMBER, in->s.host.mid,
+	    lobby_signal(in->type, "offerSignal", v, in->me->uid));
+	lobby_compact(in->room);
+}
+
+static void
+lobby_answer(struct lobby_in *in)
+{
+	struct json_object	*v = NULL;
+	struct room_member	 to;
+	const char		*cid;
+
+	if (!json_object_is_type(in->data, json_type_object) ||
+	    (cid = json_get_string(in->data, "clientId")) == NULL ||
+	    room_member_by_uid(in->room, cid, &to) != 0 ||
+	    to.mid == in->me->mid)
+		return;
+	json_object_object_get_ex(in->data, "answerSignal", &v);
+	room_publish_json(in->room, AUD_MEMBER, to.mid,
+	    lobby_signal(in->type, "answerSignal", v, NULL));
+	lobby_compact(in->room);
+}
+
+static void
+lobby_save(struct lobby_in *in)
+{
+	struct json_object	*d;
+	const char		*text;
+	uint64_t		 version;
+	size_t			 len;
+
+	text = json_text(in->data, &len);
+	if (len > env->conf.lobby_snapshot_max_bytes) {
+		server_ws_send_json(in->conn, lobby_error_msg(
+		    "snapshotTooLarge", "The snapshot is larger than the "
+		    "server keeps"));
+		return;
+	}
+	if (lobby_store(in->room, text, len) != 0) {
+		server_ws_send_json(in->conn, lobby_error_msg(
+		    "snapshotTooLarge", "The room has no space left"));
+		return;
+	}
+	version = room_dget(in->room, LS_VERSION) + 1;
+	room_dset(in->room, LS_VERSION, version);
+	d = json_object_new_object();
+	json_object_object_add(d, "version",
+	    json_object_new_int64((int64_t)version));
+	server_ws_send_json(in->conn, lobby_msg("snapshotSaved", d));
+}
+
+static void
+lobby_get(struct lobby_in *in)
+{
+	struct json_object	*v, *d;
+	uint64_t		 version;
+
+	v = lobby_snapshot(in->room, &version);
+	d = json_object_new_object();
+	json_object_object_add(d, "version",
+	    json_object_new_int64((int64_t)version));
+	json_object_object_add(d, "state", v);
+	server_ws_send_json(in->conn, lobby_msg("snapshot", d));
+}
+
+static void
+lobby_state(struct lobby_in *in)
+{
+	server_ws_send_json(in->conn, lobby_room_state(in->room, in->me));
+}
+
+/* The guest asked to take over (becomeHost) is ready: it is the host. */
+static void
+lobby_ready(struct lobby_in *in)
+{
+	struct json_object	*d;
+
+	if (room_dget(in->room, LS_CANDIDATE) != in->me->mid)
+		return;
+	if (in->s.host.mid != 0)
+		room_member_set(in->room, in->s.host.mid, 0,
+		    in->s.host.authorities);
+	room_member_set(in->room, in->me->mid, MEMBER_ROLE_HOST,
+	    in->me->authorities);
+	room_dset(in->room, LS_HOST_GONE, 0);
+	room_dset(in->room, LS_CANDIDATE, 0);
+	d = json_object_new_object();
+	json_object_object_add(d, "clientId",
+	    json_object_new_string(in->me->uid));
+	room_publish_json(in->room, AUD_ALL_BUT, in->me->mid,
+	    lobby_msg("hostChanged", d));
+}
+
+/* Who may send a message, and what handles it.  Anything else, or from
+ * someone else, is dropped, as the original server does. */
+enum lobby_who { LOBBY_ANY, LOBBY_HOST, LOBBY_GUEST };
+static const struct lobby_handler {
+	const char	*type;
+	enum lobby_who	 who;
+	void		(*fn)(struct lobby_in *);
+} lobby_handlers[] = {
+	{ "guestOfferSignal",	LOBBY_GUEST,	lobby_offer },
+	{ "hostAnswerSignal",	LOBBY_HOST,	lobby_answer },
+	{ "saveSnapshot",	LOBBY_HOST,	lobby_save },
+	{ "getSnapshot",	LOBBY_ANY,	lobby_get },
+	{ "getRoomState",	LOBBY_ANY,	lobby_state },
+	{ "hostReady",		LOBBY_GUEST,	lobby_ready },
+};
+
 static void
 lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
     const char *type, struct json_object *msg)
 {
-	struct json_object	*data = NULL, *v = NULL, *d;
-	struct lobby_scan	 s;
-	struct room_member	 to;
-	const char		*text, *cid;
-	uint64_t		 version;
-	size_t			 len;
-	int			 host = (me->role & MEMBER_ROLE_HOST) != 0;
+	struct lobby_in			 in = { .conn = conn, .room = room,
+					    .me = me, .type = type };
+	const struct lobby_handler	*h;
+	enum lobby_who			 who;
+	size_t				 i;
 
-	json_object_object_get_ex(msg, "data", &data);
-	lobby_scan(room, &s, 0);
-	if (strcmp(type, "guestOfferSignal") == 0 && !host &&
-	    json_object_is_type(data, json_type_object) &&
-	    s.host.mid != 0 && s.host.connected) {
-		json_object_object_get_ex(data, "offerSignal", &v);
-		room_publish_json(room, AUD_MEMBER, s.host.mid,
-		    lobby_signal(type, "offerSignal", v, me->uid));
-		lobby_compact(room);
-	} else if (strcmp(type, "hostAnswerSignal") == 0 && host &&
-	    json_object_is_type(data, json_type_object) &&
-	    (cid = json_get_string(data, "clientId")) != NULL &&
-	    room_member_by_uid(room, cid, &to) == 0 && to.mid != me->mid) {
-		json_object_object_get_ex(data, "answerSignal", &v);
-		room_publish_json(room, AUD_MEMBER, to.mid,
-		    lobby_signal(type, "answerSignal", v, NULL));
-		lobby_compact(room);
-	} else if (strcmp(type, "saveSnapshot") == 0 && host) {
-		text = json_text(data, &len);
-		if (len > env->conf.lobby_snapshot_max_bytes) {
-			server_ws_send_json(conn, lobby_error_msg(
-			    "snapshotTooLarge", "The snapshot is larger than "
-			    "the server keeps"));
-			return;
-		}
-		if (lobby_store(room, text, len) != 0) {
-			server_ws_send_json(conn, lobby_error_msg(
-			    "snapshotTooLarge", "The room has no space left"));
-			return;
-		}
-		version = room_dget(room, LS_VERSION) + 1;
-		room_dset(room, LS_VERSION, version);
-		d = json_object_new_object();
-		json_object_object_add(d, "version",
-		    json_object_new_int64((int64_t)version));
-		server_ws_send_json(conn, lobby_msg("snapshotSaved", d));
-	} else if (strcmp(type, "getSnapshot") == 0) {
-		v = lobby_snapshot(room, &version);
-		d = json_object_new_object();
-		json_object_object_add(d, "version",
-		    json_object_new_int64((int64_t)version));
-		json_object_object_add(d, "state", v);
-		server_ws_send_json(conn, lobby_msg("snapshot", d));
-	} else if (strcmp(type, "getRoomState") == 0) {
-		server_ws_send_json(conn, lobby_room_state(room, me));
-	} else if (strcmp(type, "hostReady") == 0 && !host &&
-	    room_dget(room, LS_CANDIDATE) == me->mid) {
-		if (s.host.mid != 0)
-			room_member_set(room, s.host.mid, 0,
-			    s.host.authorities);
-		room_member_set(room, me->mid, MEMBER_ROLE_HOST,
-		    me->authorities);
-		room_dset(room, LS_HOST_GONE, 0);
-		room_dset(room, LS_CANDIDATE, 0);
-		d = json_object_new_object();
-		json_object_object_add(d, "clientId",
-		    json_object_new_string(me->uid));
-		room_publish_json(room, AUD_ALL_BUT, me->mid,
-		    lobby_msg("hostChanged", d));
+	who = (me->role & MEMBER_ROLE_HOST) ? LOBBY_HOST : LOBBY_GUEST;
+	for (i = 0; i < sizeof(lobby_handlers) / sizeof(lobby_handlers[0]);
+	    i++) {
+		h = &lobby_handlers[i];
+		if (strcmp(type, h->type) != 0 || (h->who != LOBBY_ANY &&
+		    h->who != who))
+			continue;
+		json_object_object_get_ex(msg, "data", &in.data);
+		lobby_scan(room, &in.s, 0);
+		h->fn(&in);
+		return;
 	}
-	/* Anything else is dropped, as the original server does. */
 }
 
 static void
