@@ -3,10 +3,12 @@
  * that owns them.  Read this first: it is the map of the program.
  *
  *   roomd.c           master: options, sockets, arena, fork, supervision
+ *   control.c         the master's admin socket (roomctl) and /metrics
  *   config.c          the configuration file and its defaults
  *   log.c             logging to stderr or syslog
  *   proc.c            the doorbell mesh between workers
  *   server.c          a worker: its event loop, accept, connection life
+ *   server_io.c       a connection's transport: events, buffers, writev
  *   server_http.c     HTTP/1.1 requests and responses
  *   server_ws.c       WebSocket upgrade and RFC 6455 framing (wslay)
  *   server_file.c     static files from the document root
@@ -21,6 +23,13 @@
  *   oauth.c           chat sign-in through OAuth 2.0 / OpenID providers
  *   fetch.c           HTTPS requests roomd makes to those providers
  *   util.c            JSON, tokens, digests, query strings
+ *
+ * The layers: the wire (server*.c) and the dialects reach rooms only
+ * through the engine (room.c) and the fan-out (fanout.c); shm.h, the
+ * arena's layout, is included by room.c, stats.c and roomd.c (the
+ * master) alone, so nothing above the engine can tell where a room is
+ * kept (tests/integration/test_layers.py checks it).  roomctl.c is a separate program that speaks to
+ * control.c over the admin socket.
  */
 #ifndef ROOMD_H
 #define ROOMD_H
