@@ -657,8 +657,13 @@ struct dialect {
 	 */
 	void		(*frame_add)(struct evbuffer *buf,
 			    const struct room_rec *rec, int i);
-	/* A member whose last connection was lost with its worker (or host),
-	 * its room locked; once per member.  It must not delete the room. */
+	/*
+	 * A member whose last connection was lost with its worker (or host),
+	 * its room locked; once per member.  It runs where the loss is
+	 * noticed (the master, for a worker), so it may publish, change and
+	 * remove members but has no connection to touch, and it must not
+	 * delete the room.
+	 */
 	void		(*member_lost)(struct room *,
 			    const struct room_member *);
 	/* Once a second, for each room with members on this worker. */
