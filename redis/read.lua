@@ -1,7 +1,8 @@
 -- read: records of the room from seq "from" on, at most count of them.
--- Not fenced (reading changes nothing).  The one write it may do is the
--- room's new epoch after a restart or failover, so that what it returns
--- is already in the epoch every later record will carry.
+-- Not fenced (reading changes nothing), and it runs when Redis is out of
+-- memory.  The one write it may do is the room's new epoch after a
+-- restart or failover, so that what it returns is already in the epoch
+-- every later record will carry.
 --
 -- KEYS[1] meta     <base>:meta
 -- KEYS[2] log      <base>:log
@@ -47,4 +48,4 @@ local function read(keys, argv)
 	end
 	return { st.epoch, st.seq, first, st.closed and 1 or 0, out }
 end
-step('read', read)
+step('read', read, { 'allow-oom' })

@@ -1,5 +1,6 @@
 -- room_state: everything a host needs to start mirroring a room, at one
--- seq: apply the records after it from the channel or read.  Not fenced.
+-- seq: apply the records after it from the channel or read.  Not fenced;
+-- runs when Redis is out of memory.
 -- Like read, it may take the room's new epoch after a restart/failover.
 --
 -- KEYS[1] meta     <base>:meta
@@ -28,4 +29,4 @@ local function room_state(keys, argv)
 	end
 	return { st.epoch, st.seq, m[1], tonumber(m[2]), st.keep, words, out }
 end
-step('room_state', room_state)
+step('room_state', room_state, { 'allow-oom' })
