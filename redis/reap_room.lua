@@ -37,8 +37,10 @@ local function reap_room(keys, argv)
 	local recs = {}
 	for i = 1, math.min(limit, #cids) do
 		local conn = sess .. '/' .. cids[i]
-		local mid = tonumber(redis.call('HGET', k.conns, conn))
-		if conn_drop(k, sess, cids[i], mid) == 0 and
+		local mid = tonumber(redis.call('HGET', k.conns, conn) or '0')
+		if mid == 0 then
+			list_del(k.ix, 's:' .. sess, cids[i])
+		elseif conn_drop(k, sess, cids[i], mid) == 0 and
 		    redis.call('HEXISTS', k.members, str(mid)) == 1 then
 			member_drop(k, mid)
 			recs[#recs + 1] = { REC_LEAVE, mid, 'lost' }
