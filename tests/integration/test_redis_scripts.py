@@ -319,6 +319,50 @@ def test_an_old_incarnation_is_fenced_once_the_host_joins_again(redis_server):
                                         [(1, 0, b"x")])
 
 
+def test_renewing_keeps_a_lease_past_its_first_term(redis_server):
+    h = Host(redis_server, "h", lease_ms=200)
+    base = room("renew")
+    h.create(base)
+    for _ in range(5):
+        time.sleep(0.1)
+        until, now = h.renew()
+        assert until - now == 200
+    h.append(base, [(1, 0, b"still here")])     # 500 ms after joining
+
+
+def test_a_write_delayed_past_the_lease_is_refused_when_it_arrives(
+        redis_server, tcp_proxy):
+    """A host cut off from Redis (the proxy holds its bytes) whose lease
+    runs out meanwhile: its members are reaped, and the append it sent
+    before the cut reaches Redis late and is refused."""
+    proxy = tcp_proxy(redis_server.port)
+    live = Host(redis_server, "live")
+    base = room("partition", "chat")
+    live.create(base, "chat")
+    cut = Host(redis_server, "cut", lease_ms=300)
+    cut.r = redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10)
+    mid = cut.member_join(base, "c1", member=b"bob")[0]
+    proxy.pause()
+    late = {}
+
+    def send():
+        try:
+            late["reply"] = cut.append(base, [(1, 0, b"sent before the cut")])
+        except redis.ResponseError as e:
+            late["error"] = str(e)
+    t = threading.Thread(target=send)
+    t.start()
+    time.sleep(0.5)
+    assert live.reap() == 1
+    proxy.resume()
+    t.join(10)
+    assert not t.is_alive()
+    # The reaper has dropped the session by then: "no such session".
+    assert late.get("error", "").startswith("FENCED "), late
+    assert [r[1:3] for r in records(live, base)] == [(REC_JOIN, mid),
+                                                     (REC_LEAVE, mid)]
+
+
 # ---------------------------------------------------------------- members
 
 def test_member_records_are_ordered_with_the_ops(redis_server):
