@@ -42,7 +42,8 @@ local function append(keys, argv)
 	fence(keys[3], sess, now_ms())
 	local st = room_load(k)
 	for _, c in ipairs(cas) do
-		local v = tonumber(redis.call('HGET', k.meta, 'w' .. c[1]) or '0')
+		local v = redis.call('HGET', k.meta, 'w' .. c[1])
+		v = tonumber(v or '0')
 		if v ~= c[2] then
 			fail('CHANGED', 'w' .. c[1] .. ' ' .. str(v))
 		end

@@ -44,8 +44,8 @@ local function conn_leave(keys, argv)
 	local seq = 0
 	if left == 0 and keep == 0 then
 		member_drop(k, mid)
-		seq = select(2, log_append(k, st, { { REC_LEAVE, mid, reason } },
-		    maxlen))
+		local recs = { { REC_LEAVE, mid, reason } }
+		seq = select(2, log_append(k, st, recs, maxlen))
 	end
 	return { mid, seq, st.epoch }
 end

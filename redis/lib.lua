@@ -39,7 +39,8 @@ end
 local function int(argv, i, name, lo, hi)
 	local v = argv[i]
 	if type(v) ~= 'string' or not string.match(v, '^%-?%d+$') then
-		fail('ARGS', name .. ' (argument ' .. i .. ') is not an integer')
+		fail('ARGS', name .. ' (argument ' .. i ..
+		    ') is not an integer')
 	end
 	local n = tonumber(v)
 	if n < lo or n > hi then
@@ -63,7 +64,8 @@ end
 local function bytes(argv, i, name, max)
 	local v = argv[i]
 	if type(v) ~= 'string' or #v > max then
-		fail('ARGS', name .. ' (argument ' .. i .. ') is missing or too long')
+		fail('ARGS', name .. ' (argument ' .. i ..
+		    ') is missing or too long')
 	end
 	return v
 end
@@ -137,7 +139,8 @@ local function session(argv, i)
 	local host, inc = string.match(type(v) == 'string' and v or '',
 	    '^([%w%-_%.:]+)/(%d+)$')
 	if not host or #host > 64 then
-		fail('ARGS', 'session (argument ' .. i .. ') is not host/incarnation')
+		fail('ARGS', 'session (argument ' .. i ..
+		    ') is not host/incarnation')
 	end
 	return v, host, inc
 end
@@ -159,7 +162,8 @@ local function room_keys(keys, suffixes)
 	if not base then fail('ARGS', 'KEYS[1] must end in ":meta"') end
 	local k = { base = base, meta = keys[1] }
 	for i, s in ipairs(suffixes) do
-		check_key(keys[i + 1], base .. ':' .. s, 'KEYS[' .. (i + 1) .. ']')
+		check_key(keys[i + 1], base .. ':' .. s,
+		    'KEYS[' .. (i + 1) .. ']')
 		k[s] = keys[i + 1]
 	end
 	return k
@@ -179,7 +183,9 @@ local function room_load(k, allow_closed)
 	local m = redis.call('HMGET', k.meta, 'epoch', 'seq', 'life',
 	    'closed', 'next_mid', 'keep')
 	if not m[1] then fail('NOROOM', 'no such room') end
-	if m[4] and not allow_closed then fail('CLOSED', 'the room is closed') end
+	if m[4] and not allow_closed then
+		fail('CLOSED', 'the room is closed')
+	end
 	local st = { epoch = tonumber(m[1]), seq = tonumber(m[2]),
 	    next_mid = tonumber(m[5]), keep = tonumber(m[6] or '0'),
 	    closed = m[4] ~= false, life = life() }
@@ -190,11 +196,13 @@ local function room_load(k, allow_closed)
 	-- halfway through a step.
 	if k.log then
 		local top = redis.call('XREVRANGE', k.log, '+', '-', 'COUNT', 1)
-		local tseq = top[1] and tonumber(string.match(top[1][1], '^(%d+)'))
-		    or 0
+		local tseq = 0
+		if top[1] then
+			tseq = tonumber(string.match(top[1][1], '^(%d+)'))
+		end
 		if tseq > st.seq then
-			fail('CORRUPT', 'the log ends at ' .. tseq .. ', the room at '
-			    .. st.seq)
+			fail('CORRUPT', 'the log ends at ' .. str(tseq) ..
+			    ', the room at ' .. str(st.seq))
 		end
 	end
 	return st
@@ -205,9 +213,12 @@ local function room_touch(k, st)
 	if st.fresh then
 		st.epoch = st.fresh
 		st.fresh = nil
-		redis.call('HSET', k.meta, 'epoch', str(st.epoch), 'life', st.life)
+		redis.call('HSET', k.meta, 'epoch', str(st.epoch),
+		    'life', st.life)
 	end
 end
+
+local TRIM_EVERY = 32
 
 -- recs[i] = { type, target, data }: check their shape, or refuse.
 local function check_recs(argv, from, maxdata)
@@ -226,16 +237,17 @@ end
 
 --
 -- Append records to the room's log: seq by HINCRBY, one stream entry per
--- record with id "<seq>-0", one PUBLISH of them all, then trim to maxlen
--- records (0: keep all) but never past the room's keep seq.  The published
--- message is "<epoch> <first seq> <n>\n" then, per record,
+-- record with id "<seq>-0", one PUBLISH of them all, then trim to about
+-- maxlen records (0: keep all) but never past the room's keep seq.  The
+-- published message is "<epoch> <first seq> <n>\n" then, per record,
 -- "<type> <target> <length>\n<data>".  Returns the first and last seq.
 --
 local function log_append(k, st, recs, maxlen)
 	room_touch(k, st)
 	local first = st.seq + 1
 	local last = redis.call('HINCRBY', k.meta, 'seq', #recs)
-	local msg = { str(st.epoch) .. ' ' .. str(first) .. ' ' .. #recs .. '\n' }
+	local msg = { str(st.epoch) .. ' ' .. str(first) .. ' ' .. #recs ..
+	    '\n' }
 	for i, r in ipairs(recs) do
 		local seq = first + i - 1
 		redis.call('XADD', k.log, str(seq) .. '-0', 't', str(r[1]),
@@ -245,7 +257,11 @@ local function log_append(k, st, recs, maxlen)
 	end
 	st.seq = last
 	redis.call('PUBLISH', k.base, table.concat(msg))
-	if maxlen > 0 and last > maxlen then
+	-- Trim when seq passes a multiple of TRIM_EVERY: the log keeps up to
+	-- maxlen + TRIM_EVERY records, for one XTRIM in TRIM_EVERY appends.
+	local crossed = math.floor(last / TRIM_EVERY) >
+	    math.floor((first - 1) / TRIM_EVERY)
+	if maxlen > 0 and last > maxlen and crossed then
 		local lo = last - maxlen + 1
 		if st.keep > 0 and st.keep < lo then lo = st.keep end
 		redis.call('XTRIM', k.log, 'MINID', '~', str(lo))

@@ -40,7 +40,8 @@ local function member_join(keys, argv)
 	for i = 1, n do
 		uniq[i] = bytes(argv, 6 + i, 'key', 256)
 		if #uniq[i] == 0 or string.find(uniq[i], '\n', 1, true) then
-			fail('ARGS', 'key (argument ' .. (6 + i) .. ') is empty or has a newline')
+			fail('ARGS', 'key (argument ' .. (6 + i) ..
+			    ') is empty or has a newline')
 		end
 	end
 	fence(keys[6], sess, now_ms())
