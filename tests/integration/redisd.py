@@ -93,7 +93,9 @@ class Server:
                 f"save \"\"\n"
                 f"appendonly yes\n"
                 f"appendfsync everysec\n"
-                f"maxmemory-policy noeviction\n")
+                f"maxmemory-policy noeviction\n"
+                # A replica's first sync starts at once, not after 5 s.
+                f"repl-diskless-sync-delay 0\n")
 
     @property
     def pid(self):
@@ -192,8 +194,9 @@ class Group:
         conf = extra
         if maxmemory:
             conf += f"maxmemory {maxmemory}\n"
-        if replicaof:
-            conf += f"replicaof 127.0.0.1 {replicaof.port}\n"
+        if replicaof:       # a Server, or a port (a proxy's)
+            port = getattr(replicaof, "port", replicaof)
+            conf += f"replicaof 127.0.0.1 {port}\n"
         s = Server(self.tmp, f"redis{self.n}", conf)
         self.servers.append(s)
         return s.start()
@@ -339,7 +342,8 @@ class Proxy:
 
 @pytest.fixture
 def redis_factory():
-    """redis_factory(maxmemory=None, replicaof=None) -> a started Server."""
+    """redis_factory(maxmemory=None, replicaof=None) -> a started Server;
+    replicaof is a Server or a loopback port."""
     g = Group()
     try:
         yield g.server

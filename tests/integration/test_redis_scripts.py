@@ -694,6 +694,56 @@ def test_calls_of_the_wrong_shape_are_refused_and_write_nothing(redis_server):
     assert snapshot(r) == before
 
 
+def test_a_promoted_replica_that_missed_records_never_reuses_their_seqs(
+        redis_factory, tcp_proxy):
+    """The rewind a failover without WAIT causes: the primary publishes
+    records its replica never gets (replication goes through a proxy that
+    holds them, then drops them), dies, and the replica is promoted.  The
+    seqs it hands out again come with a new epoch, so (epoch, seq) still
+    names one record."""
+    primary = redis_factory()
+    load_library(primary.client())
+    link = tcp_proxy(primary.port)
+    replica = redis_factory(replicaof=link.port)
+    rc = replica.client()
+    for _ in range(200):
+        if rc.info("replication").get("master_link_status") == "up":
+            break
+        time.sleep(0.05)
+    h = Host(primary, "h", lease_ms=60000)
+    base = room("rewind")
+    epoch, _ = h.create(base)
+    for i in range(20):
+        h.append(base, [(1, 0, b"kept%d" % i)])
+    assert h.r.execute_command("WAIT", 1, 5000) == 1
+    sub = primary.client().pubsub()
+    sub.subscribe(base)
+    sub.get_message(timeout=5)
+    link.pause()
+    seen = {}
+    for i in range(5):
+        first, _, e = h.append(base, [(1, 0, b"lost%d" % i)])
+        seen[(e, first)] = b"lost%d" % i
+    assert h.r.execute_command("WAIT", 1, 200) == 0
+    published = 0
+    while published < 5:                # other hosts got them
+        m = sub.get_message(timeout=5)
+        assert m is not None
+        published += m["type"] == "message"
+    primary.kill9()
+    link.cut()
+    rc.execute_command("REPLICAOF", "NO", "ONE")
+    h.r = rc
+    top = h.read(base, 1, 0)
+    assert top[1] == 20                 # the five records are gone
+    assert top[0] != epoch
+    for i in range(5):
+        first, _, e = h.append(base, [(1, 0, b"new%d" % i)])
+        assert (e, first) not in seen and e == top[0]
+    assert [r[3] for r in records(h, base, 21)] == [b"new%d" % i
+                                                    for i in range(5)]
+
+
 def test_failover_keeps_every_op_acknowledged_after_wait(
         redis_sentinel_group):
     g, primary, replica, sentinels = redis_sentinel_group
