@@ -47,6 +47,7 @@ local function conn_leave(keys, argv)
 		local recs = { { REC_LEAVE, mid, reason } }
 		seq = select(2, log_append(k, st, recs, maxlen))
 	end
+	room_expiry(k, st)
 	return { mid, seq, st.epoch }
 end
 step('conn_leave', conn_leave)

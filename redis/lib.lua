@@ -181,13 +181,14 @@ end
 -- room_touch() takes it once the step has decided to write.
 local function room_load(k, allow_closed)
 	local m = redis.call('HMGET', k.meta, 'epoch', 'seq', 'life',
-	    'closed', 'next_mid', 'keep')
+	    'closed', 'next_mid', 'keep', 'idle')
 	if not m[1] then fail('NOROOM', 'no such room') end
 	if m[4] and not allow_closed then
 		fail('CLOSED', 'the room is closed')
 	end
 	local st = { epoch = tonumber(m[1]), seq = tonumber(m[2]),
 	    next_mid = tonumber(m[5]), keep = tonumber(m[6] or '0'),
+	    idle = tonumber(m[7] or '0'),
 	    closed = m[4] ~= false, life = life() }
 	if m[3] ~= st.life then
 		st.fresh = fresh(k.base, m[1])
@@ -219,6 +220,23 @@ local function room_touch(k, st)
 end
 
 local TRIM_EVERY = 32
+
+-- A room without connections lives its idle ms more, then its keys
+-- expire (idle 0: for ever); joining a connection makes it last again.
+-- Called by the steps that change connections, after their writes, with
+-- every room key in k.
+local function room_expiry(k, st)
+	if st.idle == 0 then return end
+	if redis.call('HLEN', k.conns) == 0 then
+		for _, key in ipairs({ k.meta, k.log, k.members, k.ix }) do
+			redis.call('PEXPIRE', key, st.idle)
+		end
+	elseif redis.call('PTTL', k.meta) >= 0 then
+		for _, key in ipairs({ k.meta, k.log, k.members, k.ix }) do
+			redis.call('PERSIST', key)
+		end
+	end
+end
 
 -- recs[i] = { type, target, data }: check their shape, or refuse.
 local function check_recs(argv, from, maxdata)

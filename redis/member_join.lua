@@ -83,6 +83,7 @@ local function member_join(keys, argv)
 	list_add(k.ix, 'c:' .. str(mid), conn)
 	list_add(k.ix, 's:' .. sess, cid)
 	redis.call('SADD', keys[7], k.base)
+	room_expiry(k, st)
 	return { mid, seq, st.epoch }
 end
 step('member_join', member_join)

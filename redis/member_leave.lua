@@ -34,6 +34,7 @@ local function member_leave(keys, argv)
 	member_drop(k, mid)
 	local _, seq = log_append(k, st, { { REC_LEAVE, mid, reason } },
 	    maxlen)
+	room_expiry(k, st)
 	return { seq, st.epoch }
 end
 step('member_leave', member_leave)

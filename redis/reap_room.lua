@@ -47,6 +47,7 @@ local function reap_room(keys, argv)
 		end
 	end
 	if #recs > 0 then log_append(k, st, recs, maxlen) end
+	room_expiry(k, st)
 	local left = math.max(#cids - limit, 0)
 	if left == 0 then redis.call('SREM', keys[7], k.base) end
 	return { #recs, left }

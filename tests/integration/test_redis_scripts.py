@@ -54,9 +54,9 @@ class Host:
         return self.call("host_renew", [P + "leases", P + "host:" + self.name],
                          self.session, self.lease_ms)
 
-    def create(self, base, dialect="canvas"):
+    def create(self, base, dialect="canvas", idle_ms=0):
         return self.call("room_create", rkeys(base, *ROOM_SUFFIXES) +
-                         [P + "leases"], self.session, dialect)
+                         [P + "leases"], self.session, dialect, idle_ms)
 
     def append(self, base, recs, maxlen=0, keep=0, cas=(), sets=()):
         args = [self.session, maxlen, keep, len(cas)]
@@ -589,6 +589,32 @@ def test_room_create_refuses_a_room_that_exists_and_delete_closes_it(
     refused("NOROOM", h.delete, base)
 
 
+def test_a_room_without_connections_expires_after_its_idle_time(
+        redis_server):
+    a, b = Host(redis_server, "a"), Host(redis_server, "b", lease_ms=300)
+    base = room("idle")
+    epoch, _ = a.create(base, idle_ms=400)
+    r = a.r
+    assert 0 < r.pttl(base + ":meta") <= 400    # nobody came yet
+    mid = a.member_join(base, "c1")[0]
+    b.member_join(base, "c2", mid=mid)
+    a.append(base, [(1, 0, b"op")])
+    assert [r.pttl(k) for k in rkeys(base, *ROOM_SUFFIXES)] == [-1] * 5
+    a.conn_leave(base, "c1")
+    assert r.pttl(base + ":meta") == -1         # b's connection is in
+    time.sleep(0.35)
+    assert a.reap() == 1                        # b was lost: now idle
+    ttls = [r.pttl(k) for k in rkeys(base, *ROOM_SUFFIXES) if r.exists(k)]
+    assert len(ttls) >= 2 and all(0 < t <= 400 for t in ttls), ttls
+    a.member_join(base, "c3")                   # back in use: kept
+    assert r.pttl(base + ":meta") == -1 and r.pttl(base + ":log") == -1
+    a.conn_leave(base, "c3")
+    time.sleep(0.5)
+    assert r.keys(base + "*") == []
+    refused("NOROOM", a.append, base, [(1, 0, b"late")])
+    assert a.create(base)[0] != epoch
+
+
 # ---------------------------------------------------------------- faults
 
 def test_a_restarted_redis_keeps_what_was_acknowledged_under_a_new_epoch(
@@ -685,7 +711,9 @@ def test_calls_of_the_wrong_shape_are_refused_and_write_nothing(redis_server):
          [s, "t", -1]),
         ("deadlines_pop", [P + "leases", P + "deadlines"], [s, 0]),
         ("reap_list", [P + "leases"], ["many"]),
-        ("room_create", all5 + [P + "leases"], [s, "can vas"]),
+        ("room_create", all5 + [P + "leases"], [s, "can vas", 0]),
+        ("room_create", all5 + [P + "leases"], [s, "canvas"]),
+        ("room_create", all5 + [P + "leases"], [s, "canvas", -5]),
     ]
     before = snapshot(r)
     for step, keys, args in bad:
