@@ -103,6 +103,9 @@ class Server:
 
     def start(self, timeout=10.0):
         assert self.port != SYSTEM_PORT
+        if shutil.which(self.binary) is None:
+            pytest.fail(f"{self.binary} not found: install it with "
+                        f"tests/debian-deps")
         self.proc = subprocess.Popen([self.binary, self.conf_path],
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
