@@ -18,6 +18,7 @@ then the steps in name order), loaded only when it differs from the
 loaded one (reloading starts a new server life: see doc/cluster.txt).
 """
 import atexit
+import ctypes
 import glob
 import os
 import select
@@ -51,6 +52,16 @@ def free_port():
             s.close()
         if port != SYSTEM_PORT:
             return port
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the test process dies, even
+    by SIGKILL (Linux), so that no server outlives a killed run."""
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait(cond, timeout, what):
@@ -110,7 +121,8 @@ class Server:
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         _LIVE.append(self)
         c = self.client(socket_timeout=1.0)
         try:
