@@ -772,6 +772,46 @@ def test_a_promoted_replica_that_missed_records_never_reuses_their_seqs(
                                                     for i in range(5)]
 
 
+def test_a_primary_demoted_and_promoted_again_does_not_reuse_its_lost_seqs(
+        redis_factory, tcp_proxy):
+    """The same process serves a room, loses records it published in a
+    failover, becomes a replica of the new primary, and is promoted back:
+    it must not hand those seqs out again under the old epoch, though the
+    room's meta still names a life of this very process."""
+    a = redis_factory()
+    load_library(a.client())
+    link = tcp_proxy(a.port)
+    b = redis_factory(replicaof=link.port)
+
+    def synced(s):
+        for _ in range(400):
+            if s.client().info("replication").get(
+                    "master_link_status") == "up":
+                return
+            time.sleep(0.05)
+        raise AssertionError("replica not in sync")
+    synced(b)
+    h = Host(a, "h", lease_ms=60000)
+    base = room("boomerang")
+    epoch, _ = h.create(base)
+    for i in range(5):
+        h.append(base, [(1, 0, b"kept%d" % i)])
+    assert h.r.execute_command("WAIT", 1, 5000) == 1
+    link.pause()
+    lost = {tuple(h.append(base, [(1, 0, b"lost%d" % i)])[::2])
+            for i in range(3)}
+    assert lost == {(6, epoch), (7, epoch), (8, epoch)}
+    link.cut()
+    b.client().execute_command("REPLICAOF", "NO", "ONE")
+    h.r.execute_command("REPLICAOF", "127.0.0.1", b.port)
+    synced(a)
+    top = h.r.xrevrange(base + ":log", count=1)
+    assert top[0][0] == b"5-0"          # a holds b's history now
+    h.r.execute_command("REPLICAOF", "NO", "ONE")
+    first, _, e = h.append(base, [(1, 0, b"new")])
+    assert first == 6 and (first, e) not in lost
+
+
 def test_failover_keeps_every_op_acknowledged_after_wait(
         redis_sentinel_group):
     g, primary, replica, sentinels = redis_sentinel_group
