@@ -165,6 +165,7 @@ int	 config_finish(struct roomd_config *, char *, size_t);
 int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
 int	 config_generation_differs(const struct roomd_config *,
 	    const struct roomd_config *);
+const char *config_keyword(size_t);
 
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
