@@ -484,21 +484,52 @@ room_member_count(struct room *room)
 	return n;
 }
 
+struct member_place {
+	uint64_t	 mid;
+	uint64_t	 i;
+};
+
+static int
+member_place_cmp(const void *a, const void *b)
+{
+	const struct member_place	*x = a, *y = b;
+
+	return x->mid < y->mid ? -1 : x->mid > y->mid;
+}
+
+/* In the order of their ids, which is the order they joined: a newcomer
+ * may have taken the place of a member who left. */
 void
 room_members(struct room *room, void (*fn)(const struct room_member *,
     void *), void *arg)
 {
 	struct room_member	 copy;
-	uint64_t		 i;
+	struct member_place	*places;
+	uint64_t		 i, n = 0;
 
+	if ((places = calloc(room->r->nmembers + 1, sizeof(*places))) == NULL)
+		fatal("%s", __func__);
 	for (i = 0; i < room->r->nmembers; i++) {
 		struct shm_member *m = shm_member_at(A(), room->r, i);
 
-		if (m->mid == 0)
+		if (m->mid != 0) {
+			places[n].mid = m->mid;
+			places[n++].i = i;
+		}
+	}
+	qsort(places, n, sizeof(*places), member_place_cmp);
+	for (i = 0; i < n; i++) {
+		struct shm_member *m = shm_member_at(A(), room->r,
+		    places[i].i);
+
+		/* fn may have removed it */
+		if (places[i].i >= room->r->nmembers ||
+		    m->mid != places[i].mid)
 			continue;
 		member_copy(&copy, m);
 		fn(&copy, arg);
 	}
+	free(places);
 }
 
 uint64_t
