@@ -353,6 +353,18 @@ test_room_create_unique_makes_ids_of_the_alphabet_and_length_asked(
 }
 
 static void
+test_room_create_unique_refuses_an_empty_alphabet(void **state)
+{
+	struct room_ref	 refs[4];
+	struct room	*room;
+	char		 id[8];
+
+	assert_int_equal(room_create_unique(&seam_hist, "", 4, NULL, id,
+	    &room), ROOM_EINVAL);
+	assert_int_equal(room_list(NULL, refs, 4), 0);
+}
+
+static void
 test_room_find_finds_a_room_by_its_dialect_and_id(void **state)
 {
 	struct room	*room;
@@ -1765,6 +1777,7 @@ main(void)
 		T(test_room_create_returns_the_room_locked_and_refuses_a_taken_or_bad_id),
 		T(test_room_create_counts_rooms_per_address_up_to_max_rooms_per_ip),
 		T(test_room_create_unique_makes_ids_of_the_alphabet_and_length_asked),
+		T(test_room_create_unique_refuses_an_empty_alphabet),
 		T(test_room_find_finds_a_room_by_its_dialect_and_id),
 		T(test_room_list_lists_the_rooms_of_one_dialect_or_of_all),
 		T(test_room_lock_of_a_deleted_room_fails_even_when_another_room_took_its_slot),
