@@ -135,7 +135,7 @@ room_create_unique(const struct dialect *d, const char *alphabet, size_t len,
 	size_t		 i, n = strlen(alphabet);
 	int		 tries, rc = ROOM_EEXIST;
 
-	if (len == 0 || len > ROOM_ID_MAX)
+	if (len == 0 || len > ROOM_ID_MAX || n == 0)
 		return ROOM_EINVAL;
 	for (tries = 0; tries < 64 && rc == ROOM_EEXIST; tries++) {
 		if (RAND_bytes(raw, (int)len) != 1)
