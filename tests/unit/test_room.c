@@ -1052,6 +1052,45 @@ test_history_frame_is_cut_at_about_output_buffer_bytes(void **state)
 	assert_string_equal(a->frames[4], "[7:z]");
 }
 
+static void
+test_history_conns_at_more_cursors_than_the_frame_cache_each_get_their_records(
+    void **state)
+{
+	struct fake_conn	*f[10];
+	struct room		*room;
+	struct room_ref		 ref;
+	char			 text[16], want[16];
+	size_t			 len;
+	int			 i;
+
+	room = create(&seam_hist, "many");
+	ref = room_ref(room);
+	room_unlock(room);
+	/* One lock each: a lock's journal holds a few dozen changes. */
+	for (i = 0; i < 10; i++) {
+		room = relock(&ref);
+		f[i] = seam_conn(&seam_hist_mount);
+		snprintf(text, sizeof(text), "m%d", i);
+		assert_int_equal(fanout_attach(room, &f[i]->c, add(room, text)),
+		    ROOM_OK);
+		snprintf(text, sizeof(text), "r%d", i + 1);
+		append(room, text);
+		room_unlock(room);
+	}
+	fanout_flush();
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(f[i]->nframes, 1);
+		assert_int_equal(f[i]->c.cursor, 10);
+		/* From the record after its cursor to the last. */
+		snprintf(want, sizeof(want), "[%d:r%d", i + 1, i + 1);
+		assert_memory_equal(f[i]->frames[0], want, strlen(want));
+		len = strlen(f[i]->frames[0]);
+		assert_true(len >= 7);
+		assert_string_equal(f[i]->frames[0] + len - 7, "10:r10]");
+	}
+	assert_string_equal(f[8]->frames[0], "[9:r9,10:r10]");
+}
+
 /* ------------------------------------------------------------------ */
 /* Delivery: relay rooms */
 
@@ -1256,6 +1295,105 @@ test_relay_records_are_delivered_in_log_order(void **state)
 	assert_string_equal(x.b->frames[0], "1");
 	assert_string_equal(x.b->frames[1], "3");
 	assert_string_equal(x.b->frames[2], "4");
+}
+
+/* n records of 1000 bytes, one lock each (a lock's journal holds a few
+ * dozen changes), then one more, left locked. */
+static struct room *
+publish_big(const struct room_ref *ref, int n)
+{
+	static char	 big[1000];
+	struct room	*room;
+	int		 i;
+
+	memset(big, 'p', sizeof(big));
+	for (i = 0; i <= n; i++) {
+		room = relock(ref);
+		assert_int_equal(room_publish(room, AUD_ALL, 0, big,
+		    sizeof(big)), ROOM_OK);
+		if (i == n)
+			break;
+		room_unlock(room);
+	}
+	return room;
+}
+
+static int
+readable(struct room *room, uint64_t seq)
+{
+	char	*buf;
+	size_t	 len;
+
+	if (room_read_one(room, seq, &buf, &len) != 0)
+		return 0;
+	free(buf);
+	return 1;
+}
+
+static void
+test_relay_log_is_kept_for_the_slowest_worker_and_from_keep_from(
+    void **state)
+{
+	struct fake_conn	*a = seam_conn(&seam_relay_mount);
+	struct room		*room;
+	struct room_ref		 ref;
+	uint64_t		 bytes;
+
+	/* 64 KiB chunks: 1000-byte records fill a few. */
+	room = create(&seam_relay, "trim");
+	ref = room_ref(room);
+	assert_int_equal(fanout_attach(room, &a->c, add(room, "a")), ROOM_OK);
+	room_unlock(room);
+	conn_on_slot(&ref, 3, 0);	/* worker 3 reads nothing yet */
+
+	room = publish_big(&ref, 299);
+	room_unlock(room);
+	fanout_flush();			/* this worker read it all */
+	assert_int_equal(a->nframes, 300);
+	room = publish_big(&ref, 0);
+	assert_true(readable(room, 1));
+	bytes = room_log_bytes(room);
+	assert_true(bytes >= 301 * 1000);
+	room_unlock(room);
+	fanout_flush();
+
+	/* Worker 3 catches up: the next publish trims behind it. */
+	env->slot = 3;
+	room = relock(&ref);
+	room_seen(room, room_committed(room));
+	room_unlock(room);
+	env->slot = 0;
+	room = relock(&ref);
+	room_keep_from(room, 250);
+	room_unlock(room);
+	room = publish_big(&ref, 0);
+	assert_false(readable(room, 1));
+	assert_true(readable(room, 250));
+	assert_true(readable(room, 302));
+	assert_true(room_log_bytes(room) < bytes);
+	room_unlock(room);
+	fanout_flush();
+
+	/* Everyone keeps reading: still nothing from 250 on goes. */
+	env->slot = 3;
+	room = relock(&ref);
+	room_seen(room, room_committed(room));
+	room_unlock(room);
+	env->slot = 0;
+	room = publish_big(&ref, 199);
+	room_unlock(room);
+	fanout_flush();
+	env->slot = 3;
+	room = relock(&ref);
+	room_seen(room, room_committed(room));
+	room_unlock(room);
+	env->slot = 0;
+	room = publish_big(&ref, 0);
+	assert_true(readable(room, 250));
+	assert_true(readable(room, 400));
+	assert_false(readable(room, 100));
+	assert_int_equal(room_committed(room), 503);
+	room_unlock(room);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1566,6 +1704,51 @@ test_room_kick_rings_kick_with_the_member_id_and_closes_its_local_conns(
 	assert_int_equal(x.a->ncloses, 0);
 }
 
+static void
+test_room_reap_deletes_the_rooms_without_conns_whose_expiry_passed(
+    void **state)
+{
+	struct room	*room;
+	struct room_ref	 old, live, fresh;
+	uint64_t	 mid;
+
+	room = create(&seam_hist, "old");
+	old = room_ref(room);
+	room_set_expires(room, util_now() - 1);
+	room_unlock(room);
+	room = create(&seam_hist, "live");
+	live = room_ref(room);
+	room_set_expires(room, util_now() - 1);
+	mid = add(room, "m");
+	room_unlock(room);
+	conn_on_slot(&live, 2, mid);
+	room = create(&seam_hist, "fresh");
+	fresh = room_ref(room);
+	room_unlock(room);
+
+	env->slot = -1;
+	room_reap();
+	assert_int_equal(room_lock(&old, &room), ROOM_ENOENT);
+	room_unlock(relock(&live));
+	room_unlock(relock(&fresh));
+
+	/* The last connection leaving starts the idle time again. */
+	env->slot = 2;
+	room = relock(&live);
+	assert_int_equal(room_conn_count(room, -1), 0);
+	assert_int_equal(room_member_here(room, mid, 0), 0);
+	room_unlock(room);
+	env->slot = -1;
+	room_reap();
+	room = relock(&live);
+	assert_int_equal(room_conns(room), 0);
+	room_set_expires(room, util_now() - 1);
+	room_unlock(room);
+	room_reap();
+	assert_int_equal(room_lock(&live, &room), ROOM_ENOENT);
+	room_unlock(relock(&fresh));
+}
+
 /* ------------------------------------------------------------------ */
 /* Passwords */
 
@@ -1794,6 +1977,7 @@ main(void)
 		T(test_appends_in_one_iteration_ring_each_other_worker_once_with_the_last_seq),
 		T(test_history_conn_with_full_output_is_behind_and_catches_up_when_drained),
 		T(test_history_frame_is_cut_at_about_output_buffer_bytes),
+		T(test_history_conns_at_more_cursors_than_the_frame_cache_each_get_their_records),
 		T(test_relay_aud_all_reaches_every_member_and_only_what_came_after_it_joined),
 		T(test_relay_aud_all_but_reaches_every_member_but_the_target),
 		T(test_relay_aud_member_reaches_only_the_target),
@@ -1802,6 +1986,7 @@ main(void)
 		T(test_relay_aud_tag_reaches_the_members_relay_match_picks),
 		T(test_relay_member_with_full_output_is_closed_with_1008),
 		T(test_relay_records_are_delivered_in_log_order),
+		T(test_relay_log_is_kept_for_the_slowest_worker_and_from_keep_from),
 		T(test_member_with_two_conns_here_stays_connected_until_both_detach),
 		T(test_fanout_detach_of_the_last_conn_deletes_the_room_when_asked),
 		T(test_member_here_on_two_slots_stays_connected_until_both_clear),
@@ -1809,6 +1994,7 @@ main(void)
 		T(test_member_lost_that_stays_is_not_reported_again),
 		T(test_room_delete_rings_close_room_to_the_slots_with_conns_and_closes_local_conns),
 		T(test_room_kick_rings_kick_with_the_member_id_and_closes_its_local_conns),
+		T(test_room_reap_deletes_the_rooms_without_conns_whose_expiry_passed),
 		T(test_room_password_opens_the_room_only_with_the_right_one),
 		T(test_room_password_blocked_after_join_failures_per_minute_from_one_address),
 		T(test_room_password_blocked_needs_a_password_and_a_limit),
