@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1781,6 +1782,43 @@ test_room_password_opens_the_room_only_with_the_right_one(void **state)
 	room_unlock(room);
 }
 
+/* A worker dies in the middle of changing the password: the next to lock
+ * the room finds the old one, as with any change it did not commit. */
+static void
+test_room_password_set_by_a_worker_that_dies_before_unlocking_is_undone(
+    void **state)
+{
+	struct room	*room;
+	struct room_ref	 ref;
+	pid_t		 pid;
+	int		 status;
+
+	room = create(&seam_hist, "pw");
+	ref = room_ref(room);
+	assert_int_equal(room_set_password(room, "old"), ROOM_OK);
+	room_unlock(room);
+
+	if ((pid = fork()) == 0) {
+		alarm(10);
+		if (room_lock(&ref, &room) != 0)
+			_exit(2);
+		if (room_set_password(room, "new") != 0)
+			_exit(3);
+		kill(getpid(), SIGKILL);
+		_exit(4);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+
+	room = relock(&ref);
+	assert_true(room_has_password(room));
+	assert_false(room_check_password(room, "new"));
+	assert_true(room_check_password(room, "old"));
+	room_unlock(room);
+}
+
 static void
 test_room_password_blocked_after_join_failures_per_minute_from_one_address(
     void **state)
@@ -1996,6 +2034,7 @@ main(void)
 		T(test_room_kick_rings_kick_with_the_member_id_and_closes_its_local_conns),
 		T(test_room_reap_deletes_the_rooms_without_conns_whose_expiry_passed),
 		T(test_room_password_opens_the_room_only_with_the_right_one),
+		T(test_room_password_set_by_a_worker_that_dies_before_unlocking_is_undone),
 		T(test_room_password_blocked_after_join_failures_per_minute_from_one_address),
 		T(test_room_password_blocked_needs_a_password_and_a_limit),
 		T(test_an_append_reaches_a_conn_on_another_worker_through_its_doorbell),
