@@ -297,14 +297,39 @@ room_has_password(struct room *room)
 	return (room->r->flags & ROOM_F_PASSWORD) != 0;
 }
 
+/* Store len bytes at p, inside the locked room r, through the lock's
+ * journal: shm_tx_set stores whole words, and p need not be aligned. */
+static void
+room_tx_bytes(struct shm_room *r, void *p, const void *src, size_t len)
+{
+	uintptr_t	 from = (uintptr_t)p, to = from + len, at;
+	uint8_t		 word[8];
+	uint64_t	 w, old;
+	int		 k;
+
+	for (at = from & ~(uintptr_t)7; at < to; at += 8) {
+		memcpy(word, (void *)at, sizeof(word));
+		memcpy(&old, word, sizeof(old));
+		for (k = 0; k < 8; k++)
+			if (at + k >= from && at + k < to)
+				word[k] = ((const uint8_t *)src)[at + k - from];
+		memcpy(&w, word, sizeof(w));
+		if (w != old)
+			shm_tx_set(A(), &r->lock, (uint64_t *)at, w);
+	}
+}
+
 int
 room_set_password(struct room *room, const char *pw)
 {
 	struct shm_room	*r = room->r;
+	uint8_t		 salt[sizeof(r->salt)], secret[sizeof(r->secret)];
 
-	if (RAND_bytes(r->salt, sizeof(r->salt)) != 1)
+	if (RAND_bytes(salt, sizeof(salt)) != 1)
 		return ROOM_EINVAL;
-	util_sha256(r->salt, sizeof(r->salt), pw, strlen(pw), r->secret);
+	util_sha256(salt, sizeof(salt), pw, strlen(pw), secret);
+	room_tx_bytes(r, r->salt, salt, sizeof(salt));
+	room_tx_bytes(r, r->secret, secret, sizeof(secret));
 	shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_PASSWORD);
 	return 0;
 }
