@@ -1588,6 +1588,30 @@ test_member_lost_is_reported_once_when_its_last_slot_dies(void **state)
 }
 
 static void
+test_member_lost_in_a_dialect_without_member_lost_just_disconnects(
+    void **state)
+{
+	struct room	*room;
+	struct room_ref	 ref;
+	uint64_t	 m;
+
+	room = create(&seam_hist, "quiet");
+	ref = room_ref(room);
+	m = add(room, "m");
+	room_unlock(room);
+	conn_on_slot(&ref, 5, m);
+	env->slot = -1;
+	room_slot_dead(5);
+	assert_int_equal(seam_nlost, 0);
+	assert_false(connected(&ref, m));
+	room = relock(&ref);
+	assert_int_equal(room_conns(room), 0);
+	assert_int_equal(room_member_count(room), 1);
+	room_unlock(room);
+	assert_int_equal(seam_nrings, 0);
+}
+
+static void
 test_member_lost_that_stays_is_not_reported_again(void **state)
 {
 	struct room	*room;
@@ -1748,6 +1772,93 @@ test_room_reap_deletes_the_rooms_without_conns_whose_expiry_passed(
 	room_reap();
 	assert_int_equal(room_lock(&live, &room), ROOM_ENOENT);
 	room_unlock(relock(&fresh));
+}
+
+static void
+test_in_the_master_room_kick_and_room_delete_ring_at_once(void **state)
+{
+	struct room	*room;
+	struct room_ref	 ref;
+	struct doorbell	 db;
+	uint64_t	 m;
+
+	room = create(&seam_relay, "admin");
+	ref = room_ref(room);
+	m = add(room, "m");
+	room_unlock(room);
+	conn_on_slot(&ref, 1, m);
+	conn_on_slot(&ref, 2, 0);
+
+	env->slot = -1;
+	room = relock(&ref);
+	room_kick(room, m);
+	room_unlock(room);
+	assert_int_equal(seam_rung(1, DOORBELL_KICK, &db), 1);
+	assert_int_equal(db.seq, m);
+	assert_int_equal(db.from, UINT32_MAX);
+	assert_int_equal(seam_rung(2, DOORBELL_KICK, NULL), 1);
+
+	room = relock(&ref);
+	room_delete(room, "closed by the administrator");
+	assert_int_equal(seam_rung(1, DOORBELL_CLOSE_ROOM, &db), 1);
+	assert_int_equal(db.rid, ref.rid);
+	assert_int_equal(db.from, UINT32_MAX);
+	assert_int_equal(seam_rung(2, DOORBELL_CLOSE_ROOM, NULL), 1);
+	assert_int_equal(seam_nrings, 4);
+}
+
+static void
+test_a_doorbell_for_a_room_this_worker_does_not_serve_is_ignored(
+    void **state)
+{
+	struct fake_conn	*a = seam_conn(&seam_hist_mount);
+	struct room		*room;
+	struct room_ref		 ref, other;
+	struct doorbell		 db;
+
+	room = create(&seam_hist, "served");
+	ref = room_ref(room);
+	assert_int_equal(fanout_attach(room, &a->c, add(room, "a")), ROOM_OK);
+	room_unlock(room);
+	room = create(&seam_hist, "elsewhere");
+	other = room_ref(room);
+	append(room, "x");
+	room_unlock(room);
+	fanout_flush();
+	seam_clear();
+
+	memset(&db, 0, sizeof(db));
+	db.from = 3;
+	db.rid = other.rid;
+	db.off = other.off;
+	db.seq = 1;
+	db.type = DOORBELL_APPEND;
+	fanout_doorbell(&db);
+	db.type = DOORBELL_KICK;
+	fanout_doorbell(&db);
+	db.type = DOORBELL_CLOSE_ROOM;
+	fanout_doorbell(&db);
+	fanout_flush();
+	assert_int_equal(a->nframes + a->ncloses, 0);
+	assert_int_equal(seam_nrings, 0);
+	/* An unknown type is warned about. */
+	db.type = 99;
+	fanout_doorbell(&db);
+	assert_int_equal(seam_warnings, 1);
+
+	/* The one it serves is delivered. */
+	room = relock(&ref);
+	append(room, "y");
+	room_unlock(room);
+	fanout_flush();
+	seam_clear();
+	db.type = DOORBELL_APPEND;
+	db.rid = ref.rid;
+	db.off = ref.off;
+	fanout_doorbell(&db);
+	fanout_flush();
+	assert_int_equal(a->nframes, 0);	/* it had it already */
+	assert_int_equal(a->c.cursor, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2029,10 +2140,13 @@ main(void)
 		T(test_fanout_detach_of_the_last_conn_deletes_the_room_when_asked),
 		T(test_member_here_on_two_slots_stays_connected_until_both_clear),
 		T(test_member_lost_is_reported_once_when_its_last_slot_dies),
+		T(test_member_lost_in_a_dialect_without_member_lost_just_disconnects),
 		T(test_member_lost_that_stays_is_not_reported_again),
 		T(test_room_delete_rings_close_room_to_the_slots_with_conns_and_closes_local_conns),
 		T(test_room_kick_rings_kick_with_the_member_id_and_closes_its_local_conns),
 		T(test_room_reap_deletes_the_rooms_without_conns_whose_expiry_passed),
+		T(test_in_the_master_room_kick_and_room_delete_ring_at_once),
+		T(test_a_doorbell_for_a_room_this_worker_does_not_serve_is_ignored),
 		T(test_room_password_opens_the_room_only_with_the_right_one),
 		T(test_room_password_set_by_a_worker_that_dies_before_unlocking_is_undone),
 		T(test_room_password_blocked_after_join_failures_per_minute_from_one_address),
