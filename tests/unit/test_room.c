@@ -75,8 +75,9 @@ setup(void **state)
 }
 
 /*
- * A test that failed while it held a room would hang the teardown on that
- * lock: roll its changes back and let it go.  Returns the rooms released.
+ * A test that failed while it (or a child that died) held a room would
+ * hang the teardown on that lock: roll its changes back and let it go.
+ * Returns the rooms released.
  */
 static int
 release_held_rooms(void)
@@ -84,15 +85,18 @@ release_held_rooms(void)
 	struct room_ref	 refs[256];
 	struct shm_room	*r;
 	size_t		 i, n;
-	int		 held = 0;
+	int		 held = 0, rc;
 
 	n = room_list(NULL, refs, 256);
 	for (i = 0; i < n; i++) {
 		r = SHM_PTR(env->arena, refs[i].off);
-		if (pthread_mutex_trylock(&r->lock.mtx) == 0)
+		rc = pthread_mutex_trylock(&r->lock.mtx);
+		if (rc == 0)
 			pthread_mutex_unlock(&r->lock.mtx);
-		else {
+		else if (rc == EBUSY || rc == EOWNERDEAD) {
 			shm_tx_abort(env->arena, &r->lock);
+			if (rc == EOWNERDEAD)
+				pthread_mutex_consistent(&r->lock.mtx);
 			shm_unlock(env->arena, &r->lock);
 			held++;
 		}
@@ -1861,6 +1865,59 @@ test_a_doorbell_for_a_room_this_worker_does_not_serve_is_ignored(
 	assert_int_equal(a->c.cursor, 1);
 }
 
+/*
+ * A worker's doorbells wait in a table of its fan-out until the end of the
+ * iteration; when it is full, the next one flushes it first, which
+ * delivers to this worker's connections and so locks their rooms.
+ * room_kick is called with its room locked: with the table full and an
+ * append to that room waiting, it must not wait for its own lock.  A
+ * child does it, under alarm().
+ */
+static void
+test_room_kick_in_a_worker_with_the_doorbell_table_full_does_not_deadlock(
+    void **state)
+{
+	struct fake_conn	*a = seam_conn(&seam_hist_mount);
+	struct fake_conn	*b = seam_conn(&seam_hist_mount);
+	struct room		*room;
+	struct room_ref		 ref;
+	struct room_rec_in	 rec = { "x", 1, 0, 0 };
+	uint64_t		 m, n, last;
+	pid_t			 pid;
+	int			 i, status;
+
+	room = create(&seam_hist, "kick");
+	ref = room_ref(room);
+	m = add(room, "m");
+	n = add(room, "n");
+	assert_int_equal(fanout_attach(room, &a->c, m), ROOM_OK);
+	assert_int_equal(fanout_attach(room, &b->c, n), ROOM_OK);
+	room_unlock(room);
+	if ((pid = fork()) == 0) {
+		alarm(5);
+		if (room_lock(&ref, &room) != 0 ||
+		    room_append(room, &rec, 1, &last) != 0)
+			_exit(2);
+		room_unlock(room);	/* an append waits */
+		if (room_lock(&ref, &room) != 0)
+			_exit(3);
+		for (i = 0; i < 300; i++)
+			room_kick(room, m);
+		room_unlock(room);
+		fanout_flush();
+		if (a->ncloses != 1 || b->ncloses != 0 || b->nframes != 1)
+			_exit(4);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		fail_msg("the child died of signal %d (SIGALRM: deadlock)",
+		    WTERMSIG(status));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Passwords */
 
@@ -2147,6 +2204,7 @@ main(void)
 		T(test_room_reap_deletes_the_rooms_without_conns_whose_expiry_passed),
 		T(test_in_the_master_room_kick_and_room_delete_ring_at_once),
 		T(test_a_doorbell_for_a_room_this_worker_does_not_serve_is_ignored),
+		T(test_room_kick_in_a_worker_with_the_doorbell_table_full_does_not_deadlock),
 		T(test_room_password_opens_the_room_only_with_the_right_one),
 		T(test_room_password_set_by_a_worker_that_dies_before_unlocking_is_undone),
 		T(test_room_password_blocked_after_join_failures_per_minute_from_one_address),
