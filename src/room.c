@@ -48,12 +48,19 @@ _Static_assert(sizeof(struct room_rec_in) == sizeof(struct shm_rec_in) &&
     type) && offsetof(struct room_rec_in, target) ==
     offsetof(struct shm_rec_in, target), "records to append");
 
+struct room_kick {
+	struct doorbell		 db;
+	uint64_t		 slots;
+};
+
 struct room {
 	struct shm_room		*r;
 	struct room_ref		 ref;
 	const struct dialect	*dialect;
 	int			 appended;
 	int			 swept;		/* by room_slot_dead: not ours */
+	struct room_kick	*kicks;		/* pended once unlocked */
+	size_t			 nkicks;
 };
 
 static struct arena *
@@ -219,6 +226,7 @@ room_unlock(struct room *room)
 {
 	struct doorbell	 db;
 	uint64_t	 slots = 0;
+	size_t		 i;
 
 	if (room->appended) {
 		room_doorbell_init(&db, room, DOORBELL_APPEND,
@@ -229,6 +237,9 @@ room_unlock(struct room *room)
 		shm_room_unlock(A(), room->r);
 	if (room->appended)
 		fanout_pend(&db, slots, 1);
+	for (i = 0; i < room->nkicks; i++)
+		fanout_pend(&room->kicks[i].db, room->kicks[i].slots, 1);
+	free(room->kicks);
 	free(room);
 }
 
@@ -243,16 +254,24 @@ room_delete(struct room *room, const char *reason)
 	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
 	fanout_room_gone(db.rid, reason);
 	fanout_pend(&db, slots, 0);
+	free(room->kicks);	/* its connections are closed anyway */
 	free(room);
 }
 
+/* Pended at room_unlock: pending may flush the fan-out's table, which
+ * locks the rooms it delivers to, this one among them. */
 void
 room_kick(struct room *room, uint64_t mid)
 {
-	struct doorbell	 db;
+	struct room_kick	*k;
 
-	room_doorbell_init(&db, room, DOORBELL_KICK, mid);
-	fanout_pend(&db, room_slots(room->r), 1);
+	k = reallocarray(room->kicks, room->nkicks + 1, sizeof(*k));
+	if (k == NULL)
+		fatal("%s", __func__);
+	room->kicks = k;
+	k = &room->kicks[room->nkicks++];
+	room_doorbell_init(&k->db, room, DOORBELL_KICK, mid);
+	k->slots = room_slots(room->r);
 }
 
 struct room_ref
