@@ -13,16 +13,25 @@
  * member closed); presence across connections and worker slots; a member
  * lost with its last worker reported once; deleting rooms and kicking
  * members; room passwords and their per-address block; the append
- * counters; one append reaching a connection of another worker (a
- * forked child playing that worker).
+ * counters; relay log trimming; reaping; one append reaching a connection
+ * of another worker (a forked child playing that worker); a password
+ * change rolled back when its worker dies; room_kick with the doorbell
+ * table full.
  *
  * One process plays several workers by switching env->slot when only the
  * arena's state matters (connections counted per slot, presence bits,
  * doorbells rung); fanout.c's lists of rooms and connections are
- * per-process, so a test that needs two of them forks.
+ * per-process, so a test that needs two of them forks.  Children never
+ * call cmocka: they report by exit status, under alarm(), so a deadlock
+ * fails the test instead of hanging the suite.
+ *
+ * A lock holds a journal of a few dozen changes (shm.h, SHM_TX_UNDO) and
+ * the process aborts past it, so tests that make many changes take the
+ * lock once per change or few.
  *
  * Each test runs against a fresh arena and ends with arena_check, so the
- * engine's leaks and double frees in the arena show up there.
+ * engine's leaks and double frees in the arena show up there; a room a
+ * failed test left locked is rolled back and released first.
  */
 #include "config.h"
 
