@@ -750,6 +750,8 @@ room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
 int
 room_conn_count(struct room *room, int delta)
 {
+	if (env->slot < 0)		/* the master has no connections */
+		return (int)room->r->conns;
 	return shm_room_conn_locked(A(), room->r, (unsigned)env->slot, delta,
 	    room_idle_expiry(room->dialect));
 }
