@@ -229,9 +229,9 @@ shm_room_unlock(struct arena *a, struct shm_room *r)
  * transaction of the room's lock: it is marked dead (so nobody can lock
  * it any more), and the commit then unlinks it from the index and frees its
  * member table, its log chunks, its members' long names and, last, its
- * slot.  Each of those steps
- * zeroes its journal entry as it completes, so after a crash the next
- * owner either rolls the whole deletion back or finishes it.
+ * slot.  Each of those steps zeroes its journal entry as it completes, so
+ * after a crash the next owner either rolls the whole deletion back or
+ * finishes it.
  */
 void
 shm_room_delete_locked(struct arena *a, struct shm_room *r)
@@ -509,13 +509,6 @@ shm_member_add_locked(struct arena *a, struct shm_room *r,
 	}
 	if (live >= max)
 		return SHM_ELIMIT;
-	if (m == NULL) {
-		if (r->nmembers == r->cap &&
-		    (rc = members_grow_locked(a, r)) != 0)
-			return rc;
-		m = shm_member_at(a, r, r->nmembers);
-		shm_tx_set(a, &r->lock, &r->nmembers, r->nmembers + 1);
-	}
 	if (len >= SHM_NAME_INLINE) {
 		if ((noff = shm_tx_alloc(a, &r->lock, sizeof(*nb) + len + 1))
 		    == 0)
@@ -523,6 +516,17 @@ shm_member_add_locked(struct arena *a, struct shm_room *r,
 		nb = SHM_PTR(a, noff);
 		nb->next = r->names;
 		memcpy(nb->name, name, len + 1);
+	}
+	if (m == NULL) {
+		if (r->nmembers == r->cap &&
+		    (rc = members_grow_locked(a, r)) != 0) {
+			/* Nothing published: the block goes back at the
+			 * commit (or with the rollback). */
+			shm_tx_free(a, &r->lock, noff);
+			return rc;
+		}
+		m = shm_member_at(a, r, r->nmembers);
+		shm_tx_set(a, &r->lock, &r->nmembers, r->nmembers + 1);
 	}
 	/* A slot with mid 0 is free: fill it, then publish it by its mid. */
 	m->role = in->role;

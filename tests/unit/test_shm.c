@@ -1758,6 +1758,98 @@ test_member_long_and_short_names(void **state)
 #undef NLENS
 }
 
+/* One block of n bytes taken for nobody (a filler), or 0. */
+static shm_off
+filler_take(struct arena *a, size_t n)
+{
+	struct shm_lock	*il = &a->hdr->index_lock;
+	shm_off		 off;
+
+	assert_int_equal(shm_lock(a, il), 0);
+	shm_tx_begin(a, il);
+	off = shm_tx_alloc(a, il, n);
+	shm_tx_commit(a, il);
+	shm_unlock(a, il);
+	return off;
+}
+
+static void
+filler_give(struct arena *a, shm_off off)
+{
+	struct shm_lock	*il = &a->hdr->index_lock;
+
+	assert_int_equal(shm_lock(a, il), 0);
+	shm_tx_begin(a, il);
+	shm_tx_free(a, il, off);
+	shm_tx_commit(a, il);
+	shm_unlock(a, il);
+}
+
+/*
+ * A full arena: a long name's block is taken but the full member table
+ * cannot grow.  The add fails with SHM_ENOSPC and leaves nothing behind:
+ * the block goes back at the commit.
+ */
+static void
+test_member_long_name_arena_full(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 ref = create_room(a, 1, "full", 0);
+	struct shm_room		*r;
+	shm_off			*fill, small;
+	uint64_t		 used, cap, nmembers, next_mid;
+	size_t			 n = 0, most = ARENA_MIN_SIZE / 64, table;
+	char			 name[40];
+	unsigned		 i;
+
+	assert_non_null(fill = f->buf = calloc(most, sizeof(*fill)));
+	r = lock_room(a, &ref);
+	cap = r->cap;
+	table = 2 * cap * sizeof(struct shm_member);
+	shm_room_unlock(a, r);
+	for (i = 0; i < cap; i++) {
+		name_make(name, i, 5);
+		assert_int_equal(add_member(a, &ref, name, i, 100, 0, NULL), 0);
+	}
+	/* No block of the grown table's size is left, nor a small one but
+	 * the last, given back. */
+	while (n < most && (fill[n] = filler_take(a, table)) != 0)
+		n++;
+	while (n < most && (fill[n] = filler_take(a, 40)) != 0)
+		n++;
+	assert_true(n > 0 && n < most);
+	small = fill[--n];
+	filler_give(a, small);
+
+	used = used_bytes(a);
+	r = lock_room(a, &ref);
+	nmembers = r->nmembers;
+	next_mid = r->next_mid;
+	shm_room_unlock(a, r);
+	name_make(name, 30, 39);	/* a 64-byte block */
+	assert_int_equal(add_member(a, &ref, name, 30, 100, 0, NULL),
+	    SHM_ENOSPC);
+	assert_int_equal(used_bytes(a), used);
+	r = lock_room(a, &ref);
+	assert_int_equal(r->nmembers, nmembers);
+	assert_int_equal(r->next_mid, next_mid);
+	assert_int_equal(r->cap, cap);
+	assert_int_equal(r->names, 0);
+	assert_null(shm_member_by_name(a, r, name));
+	shm_room_unlock(a, r);
+	/* The name block is free again: a filler takes it. */
+	assert_int_equal(filler_take(a, 40), small);
+	filler_give(a, small);
+
+	while (n > 0)
+		filler_give(a, fill[--n]);
+	assert_arena_ok(a);
+	/* With room again, the same member joins. */
+	assert_int_equal(add_member(a, &ref, name, 30, 100, 0, NULL), 0);
+	assert_arena_ok(a);
+}
+
 /* Long names added, removed and rolled back within one lock hold. */
 static void
 test_member_long_names_in_one_hold(void **state)
@@ -3662,6 +3754,7 @@ main(void)
 		T(test_member_limit_and_slot_reuse),
 		T(test_member_long_and_short_names),
 		T(test_member_long_names_in_one_hold),
+		T_SMALL(test_member_long_name_arena_full),
 
 		T(test_log_sequences_and_read_from_every_cursor),
 		T(test_log_batch_larger_than_a_chunk),
