@@ -442,6 +442,83 @@ check_log(struct check *ck, struct shm_room *r, char *err, size_t errlen)
 }
 
 static int
+check_off_cmp(const void *x, const void *y)
+{
+	shm_off	 a = *(const shm_off *)x, b = *(const shm_off *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * The room's chain of long names: each a block in use holding a
+ * terminated name, named by exactly one live member whose name is long,
+ * and every such member's block on the chain.
+ */
+static int
+check_names(struct check *ck, struct shm_room *r, char *err, size_t errlen)
+{
+	struct arena		*a = ck->a;
+	struct shm_name		*nb;
+	shm_off			 off, *offs = NULL, *hit;
+	uint64_t		 i, n = 0, cap = 0, longs = 0;
+	uint8_t			*used = NULL;
+	int			 rc = -1;
+
+#define NCHECK(cond, ...) do {						\
+	if (!(cond)) {							\
+		snprintf(err, errlen, __VA_ARGS__);			\
+		goto out;						\
+	}								\
+} while (0)
+	for (off = r->names; off != 0; off = nb->next) {
+		if (check_block(ck, off, ~0U, err, errlen) == -1)
+			goto out;
+		nb = SHM_PTR(a, off);
+		NCHECK(memchr(nb->name, '\0', shm_block_size(a, off) -
+		    sizeof(*nb)) != NULL, "room %s: long name not terminated",
+		    r->id);
+		NCHECK(n < a->hdr->size / 64, "room %s: cycle of names", r->id);
+		if (n == cap) {
+			shm_off *p = reallocarray(offs, cap ? 2 * cap : 64,
+			    sizeof(*offs));
+
+			NCHECK(p != NULL, "out of memory");
+			offs = p;
+			cap = cap ? 2 * cap : 64;
+		}
+		offs[n++] = off;
+	}
+	if (n > 0) {
+		qsort(offs, n, sizeof(*offs), check_off_cmp);
+		NCHECK((used = calloc(n, 1)) != NULL, "out of memory");
+	}
+	for (i = 0; i < r->nmembers; i++) {
+		struct shm_member *m = shm_member_at(a, r, i);
+
+		if (m->mid == 0 || m->name[SHM_NAME_INLINE - 1] !=
+		    SHM_NAME_LONG)
+			continue;
+		memcpy(&off, m->name, sizeof(off));
+		hit = n > 0 ? bsearch(&off, offs, n, sizeof(*offs),
+		    check_off_cmp) : NULL;
+		NCHECK(hit != NULL, "room %s: member %llu's name is on no "
+		    "chain", r->id, (unsigned long long)m->mid);
+		NCHECK(!used[hit - offs], "room %s: two members share a "
+		    "name block", r->id);
+		used[hit - offs] = 1;
+		longs++;
+	}
+	NCHECK(longs == n, "room %s: %llu long names, %llu members with one",
+	    r->id, (unsigned long long)n, (unsigned long long)longs);
+	rc = 0;
+#undef NCHECK
+out:
+	free(offs);
+	free(used);
+	return rc;
+}
+
+static int
 check_room(struct check *ck, struct shm_room *r, char *err, size_t errlen)
 {
 	struct arena	*a = ck->a;
@@ -473,9 +550,15 @@ check_room(struct check *ck, struct shm_room *r, char *err, size_t errlen)
 			continue;
 		CHECK(m->mid < r->next_mid, "room %s: member id %llu not yet "
 		    "issued", r->id, (unsigned long long)m->mid);
-		CHECK(memchr(m->name, '\0', sizeof(m->name)) != NULL,
+		CHECK(m->name[SHM_NAME_INLINE - 1] == SHM_NAME_LONG ||
+		    m->name[SHM_NAME_INLINE - 1] == '\0',
 		    "room %s: member name not terminated", r->id);
+		CHECK(m->token[SHM_TOKEN_LEN] == '\0' &&
+		    m->uid[SHM_UID_LEN] == '\0', "room %s: member token or "
+		    "uid not terminated", r->id);
 	}
+	if (check_names(ck, r, err, errlen) == -1)
+		return -1;
 	return check_log(ck, r, err, errlen);
 }
 

@@ -25,7 +25,9 @@
 #include <stdint.h>
 
 #define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
-#define ARENA_LAYOUT		4	/* 4: member slots; 3: the epoch; 2: the address table */
+#define ARENA_LAYOUT		5	/* 5: 128-byte members, long names
+					   apart; 4: member slots; 3: the
+					   epoch; 2: the address table */
 #define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
 #define ARENA_BUCKETS		16384	/* room index hash buckets */
 #define ARENA_NCLASSES		20	/* size classes 64 B .. 32 MiB */
@@ -38,6 +40,7 @@
 
 #define SHM_ID_MAX		64	/* bytes of a room id */
 #define SHM_NAME_MAX		127	/* bytes; dialects set their own limits */
+#define SHM_NAME_INLINE		22	/* a member record's name field */
 #define SHM_TOKEN_LEN		32	/* hex characters */
 #define SHM_UID_LEN		36	/* a UUID string */
 #define SHM_SECRET_LEN		32	/* SHA-256 */
@@ -157,17 +160,29 @@ struct shm_block {
 #define SHM_UNLINK		0x2ULL	/* release[]: unlink a room from the index */
 #define SHM_RELEASE_FLAGS	0x7ULL
 
-/* Shared: one member of a room. A slot with mid 0 is free. */
+/*
+ * Shared: one member of a room, 128 bytes.  A slot with mid 0 is free.
+ * A name of up to SHM_NAME_INLINE - 1 bytes is kept in name, terminated;
+ * a longer one in a block of its own (struct shm_name) on the room's
+ * chain of names, and then name holds SHM_NAME_LONG in its last byte and
+ * the block's offset in its first eight (shm_member_name() reads both).
+ */
 struct shm_member {
 	uint64_t	mid;		/* 1.., unique within the room */
 	uint64_t	role;		/* dialect-defined bits */
 	uint64_t	authorities;	/* dialect-defined bitmask */
-	uint64_t	cursor;		/* last op log sequence delivered */
 	uint64_t	slots;		/* worker slots with a connection of it */
-	uint64_t	joined;		/* unix time */
-	char		name[SHM_NAME_MAX + 1];
+	uint32_t	joined;		/* unix time */
 	char		token[SHM_TOKEN_LEN + 1];
 	char		uid[SHM_UID_LEN + 1];
+	char		name[SHM_NAME_INLINE];
+};
+#define SHM_NAME_LONG		((char)0xff)	/* name[SHM_NAME_INLINE - 1] */
+
+/* Shared: a long member name, on its room's chain (first word: next). */
+struct shm_name {
+	shm_off		next;
+	char		name[];		/* terminated */
 };
 /* A member's bit in slots for worker slot s. */
 #define SHM_SLOT_BIT(s)		(1ULL << ((unsigned)(s) % ARENA_MAX_SLOTS))
@@ -211,6 +226,7 @@ struct shm_room {
 	uint64_t	created;
 	uint64_t	expires;	/* unix time; 0 while connected */
 	shm_off		members;	/* struct shm_member[cap] */
+	shm_off		names;		/* chain of struct shm_name */
 	uint64_t	nmembers;	/* slots in use, free ones included */
 	uint64_t	cap;
 	uint64_t	next_mid;
@@ -371,8 +387,17 @@ void	 shm_room_reap(struct arena *, uint64_t now);
 int	 shm_room_set_expiry_locked(struct arena *, struct shm_room *,
 	    uint64_t);
 struct shm_member *shm_member_at(struct arena *, struct shm_room *, size_t);
+/*
+ * Add a member: role, authorities, slots, joined, token and uid come
+ * from *in, the name (at most SHM_NAME_MAX bytes) from name; mid is
+ * assigned.  Returns 0 and the record in *out (valid until the room lock
+ * is released), SHM_ELIMIT, SHM_EINVAL or SHM_ENOSPC.
+ */
 int	 shm_member_add_locked(struct arena *, struct shm_room *,
-	    const struct shm_member *, uint64_t max, struct shm_member **);
+	    const struct shm_member *in, const char *name, uint64_t max,
+	    struct shm_member **);
+/* A member's name, terminated, wherever it is kept. */
+const char *shm_member_name(struct arena *, const struct shm_member *);
 struct shm_member *shm_member_by_name(struct arena *, struct shm_room *,
 	    const char *);
 struct shm_member *shm_member_by_token(struct arena *, struct shm_room *,

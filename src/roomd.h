@@ -723,6 +723,8 @@ int	 oauth_identify(struct http_req *, struct chat_user *);
 /* util.c */
 int	 json_parse(const char *, size_t, struct json_object **);
 const char *json_text(struct json_object *, size_t *);
+#define JSON_QUOTE_MAX(len)	(6 * (len) + 2)
+size_t	 json_quote(char *, const char *, size_t);
 const char *json_get_string(struct json_object *, const char *key);
 int	 util_token(char *, size_t);
 int	 util_uuid(char *);
