@@ -701,7 +701,7 @@ int	 fetch(const char *url, const char *form, const char *bearer,
 /* oauth.c: signing in to the chat */
 struct chat_user {
 	char	 uid[MEMBER_UID_LEN + 1];
-	char	 name[ROOM_ID_MAX];
+	char	 name[ROOM_ID_MAX + 1];	/* 1 to 64 characters */
 };
 void	 oauth_http(struct conn *, struct http_req *, const char *sub);
 int	 oauth_identify(struct http_req *, struct chat_user *);

@@ -317,12 +317,13 @@ def handshake_status(d, query):
 
 # ---------------------------------------------------------------- connecting
 
-# 1 and 63 characters, every kind of character allowed.  The single
+# 1 and 64 characters, every kind of character allowed.  The single
 # characters are used by this test only; the others carry the test's tag.
 VALID_NAMES = {"one-letter": lambda t: "a", "one-digit": lambda t: "7",
                "dash": lambda t: "-", "underscore": lambda t: "_",
                "mixed": lambda t: "Ab-_9" + t,
-               "63-chars": lambda t: (t + "Z" * 63)[:63]}
+               "63-chars": lambda t: (t + "Z" * 63)[:63],
+               "64-chars": lambda t: (t + "Z" * 64)[:64]}
 
 
 @pytest.mark.parametrize("kind", list(VALID_NAMES))
@@ -338,10 +339,10 @@ def test_valid_names_connect_quietly_and_are_usable(chat, kind):
 
 
 @pytest.mark.parametrize("query", [
-    "", "name=", "name", "nick=alice", "name=" + "x" * 64, "name=a%20b",
+    "", "name=", "name", "nick=alice", "name=" + "x" * 65, "name=a%20b",
     "name=a+b", "name=a.b", "name=%23chan", "name=%40bob", "name=%C3%A9t%C3%A9",
     "name=a%2Fb", "name=a%00b"],
-    ids=["no-query", "empty", "no-value", "other-key", "64-chars", "space",
+    ids=["no-query", "empty", "no-value", "other-key", "65-chars", "space",
          "plus", "dot", "hash", "at", "non-ascii", "slash", "nul"])
 def test_missing_or_invalid_name_is_400(chat, query):
     status, headers, req = handshake_status(chat, query)
@@ -456,18 +457,21 @@ def test_create_existing_channel_is_channel_exists(chat, s1, s2):
     session(chat, body)
 
 
-def test_longest_channel_name_works(chat):
+@pytest.mark.parametrize("n", [63, 64])
+def test_longest_channel_name_works(chat, n):
+    """Channel names are 1 to 64 characters, 64 included."""
     async def body(c):
         a = await c.open()
-        ch = "#" + (c.tag + "L" * 63)[:63]
+        ch = "#" + (c.tag + "L" * n)[:n]
         await create(a, ch)
         await join(a, ch)
         await say(a, ch, "long", 1)
+        await a.cmd("destroy", ch)
     session(chat, body)
 
 
 BAD_CHANNELS = {"no-sigil": "main", "sigil-only": "#", "at-sigil": "@main",
-                "64-chars": "#" + "c" * 64, "space": "#a b", "dot": "#a.b",
+                "65-chars": "#" + "c" * 65, "space": "#a b", "dot": "#a.b",
                 "hash-in-name": "#a#b", "non-ascii": "#\u00e9t\u00e9",
                 "empty": "", "number": 5, "null": None, "list": ["#a"],
                 "missing": ABSENT}
@@ -1177,7 +1181,7 @@ def test_private_message_to_a_user_gone_is_no_such_user(chat, slot):
     session(chat, body)
 
 
-BAD_USERS = {"at-only": "@", "64-chars": "@" + "u" * 64, "space": "@a b",
+BAD_USERS = {"at-only": "@", "65-chars": "@" + "u" * 65, "space": "@a b",
              "dot": "@a.b", "no-sigil": "alice", "non-ascii": "@\u00e9",
              "empty": "", "number": 7, "null": None, "missing": ABSENT}
 
@@ -1447,10 +1451,11 @@ async def open_tab(c, user, slot, attempts=60):
 
 def members_of(d, room):
     """The members roomctl lists for a chat room ("#channel", or "@": the
-    connections): [(identifier, connected)]."""
+    connections): [(identifier, connected)].  A channel's room is named
+    without its "#"."""
     p = subprocess.run([os.path.join(os.path.dirname(roomd_bin()),
                                      "roomctl"), "-s", d.control_socket,
-                        "-j", "room", "chat:" + room],
+                        "-j", "room", "chat:" + room.lstrip("#")],
                        stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=10)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
