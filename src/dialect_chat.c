@@ -452,11 +452,15 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct room_member	 m;
 	struct room		*room;
 
-	if (chat_lock_channel(name, &ref, &room) == -1)
+	if (chat_lock_channel(name, &ref, &room) == -1) {
 		chat_joined(cc, name, 0);	/* drops a stale entry */
-	else if ((ch = chat_joined(cc, name, ref.rid)) == NULL)
+		if (msg != NULL)
+			chat_error(conn, "no_such_channel", "no such channel",
+			    msg);
+		return;
+	}
+	if ((ch = chat_joined(cc, name, ref.rid)) == NULL) {
 		room_unlock(room);
-	if (ch == NULL) {
 		if (msg != NULL)
 			chat_error(conn, "not_a_participant", "not in that "
 			    "channel", msg);

@@ -724,9 +724,19 @@ def test_leave_when_not_a_participant_is_not_a_participant(chat):
         await a.expect(ev_participant(b, "left", ch))
         req = await b.cmd("leave", ch)
         await expect_error(b, "not_a_participant", req, "left already")
-        req = await b.cmd("leave", c.channel("never"))
-        await expect_error(b, "not_a_participant", req, "unknown channel")
         await quiet(a, b)
+        await alive(b)
+    session(chat, body)
+
+
+def test_leave_of_an_unknown_channel_is_no_such_channel(chat):
+    """The checks run in the order of roomd-protocols(7)'s list, where
+    no_such_channel comes before not_a_participant."""
+    async def body(c):
+        b = await c.open()
+        req = await b.cmd("leave", c.channel("never"))
+        await expect_error(b, "no_such_channel", req, "unknown channel")
+        await quiet(b)
         await alive(b)
     session(chat, body)
 
