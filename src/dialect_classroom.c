@@ -481,7 +481,8 @@ cls_handle(struct room *room, struct room_member *me, const char *type,
 	if (h->needs != 0 && !(me->role & MEMBER_ROLE_HOST) &&
 	    !(me->authorities & h->needs))
 		return "forbidden";
-	if (h->ids && ids == NULL)
+	/* An empty list is as missing, for the original server too. */
+	if (h->ids && (ids == NULL || json_object_array_length(ids) == 0))
 		return "participants are missing";
 	if (h->ids)
 		m.n = cls_targets(room, ids, m.to, sizeof(m.to) /

@@ -631,6 +631,22 @@ def test_kick_of_several_and_unknown_ids(roomd):
     session(roomd, body)
 
 
+@pytest.mark.parametrize("msg", [
+    {"type": "Direct", "participants": [], "data": "x"},
+    {"type": "Control", "participants": [],
+     "data": {"allow": True, "authorities": ["Broadcast"]}},
+    {"type": "Kick", "participants": []},
+], ids=["direct", "control", "kick"])
+def test_empty_participants_is_participants_are_missing(roomd, msg):
+    """The original refuses an empty list as it does a missing one."""
+    async def body(c):
+        a, b = await group(c, ["alice", "bob"], [0, 1])
+        await send_json(a.ws, msg)
+        await expect(a, NO_PARTICIPANTS, f"{msg}")
+        await quiet(a, b)
+    session(roomd, body)
+
+
 def test_kick_without_participants_is_participants_are_missing(roomd):
     async def body(c):
         a, b = await group(c, ["alice", "bob"], [0, 1])
