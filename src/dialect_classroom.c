@@ -20,9 +20,17 @@
 
 #include "roomd.h"
 
-/* Authorities: the message types a participant may send besides admins. */
+/*
+ * Authorities: the message types a participant may send besides admins.
+ * The first five are checked; Control grants any other message type name
+ * too, as the original server does (its authorities are its message
+ * types), and RolesApplied lists it.  The bits are kept in the arena:
+ * new names go at the end.
+ */
 static const char *const cls_authorities[] = {
-	"Broadcast", "Direct", "Control", "Kick", "Close"
+	"Broadcast", "Direct", "Control", "Kick", "Close",
+	"Petition", "Disconnect", "ParticipantEnter", "ParticipantExit",
+	"RolesApplied", "ServerResponse"
 };
 #define CLS_BROADCAST	0x01
 #define CLS_DIRECT	0x02

@@ -507,10 +507,12 @@ def test_control_holder_may_grant(roomd):
     ({"authorities": ["Broadcast"]}, BAD_CONTROL),
     ({"allow": True, "authorities": "Broadcast"}, BAD_CONTROL),
     ({"allow": True, "authorities": ["Fly"]}, PARSING),
+    ({"allow": True, "authorities": ["petition"]}, PARSING),
     ({"allow": True, "authorities": ["broadcast"]}, PARSING),
     ({"allow": False, "authorities": ["Broadcast", "Nope"]}, PARSING),
 ], ids=["no-data", "empty-data", "no-authorities", "no-allow",
-        "authorities-not-array", "unknown-authority", "lowercase-authority",
+        "authorities-not-array", "unknown-authority", "lowercase-type-name",
+        "lowercase-authority",
         "one-unknown-of-two"])
 def test_control_with_bad_data_fails_and_changes_nothing(roomd, data, expected):
     async def body(c):
@@ -643,6 +645,24 @@ def test_empty_participants_is_participants_are_missing(roomd, msg):
         a, b = await group(c, ["alice", "bob"], [0, 1])
         await send_json(a.ws, msg)
         await expect(a, NO_PARTICIPANTS, f"{msg}")
+        await quiet(a, b)
+    session(roomd, body)
+
+
+def test_control_grants_any_message_type_name(roomd):
+    """The original's authorities are its message types: Control accepts
+    every type name and RolesApplied lists it; it allows nothing more."""
+    async def body(c):
+        ps = await group(c, ["alice", "bob"], [0, 1])
+        a, b = ps
+        await control(a, ps, [b], True, ["Petition", "Disconnect",
+                                         "ParticipantEnter",
+                                         "ParticipantExit", "RolesApplied",
+                                         "ServerResponse"])
+        await send_json(b.ws, {"type": "Broadcast", "data": 1})
+        await expect(b, FORBIDDEN)
+        await control(a, ps, [b], True, ["Broadcast"])
+        await control(a, ps, [b], False, ["Petition", "RolesApplied"])
         await quiet(a, b)
     session(roomd, body)
 
