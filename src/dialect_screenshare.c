@@ -110,6 +110,39 @@ ss_host(struct room *room)
 	return f.host;
 }
 
+/* A user (not the host) of a locked room by name. */
+struct ss_find_user {
+	const char		*name;
+	struct room_member	*m;
+	int			 found;
+};
+
+static void
+ss_find_user(const struct room_member *m, void *arg)
+{
+	struct ss_find_user	*f = arg;
+
+	if (!f->found && !(m->role & MEMBER_ROLE_HOST) &&
+	    strcmp(m->name, f->name) == 0) {
+		*f->m = *m;
+		f->found = 1;
+	}
+}
+
+/*
+ * The original server never keeps the host's name (its front end names
+ * every host "hostname"): only users' names are taken, and only users
+ * are found by name.  0 or -1.
+ */
+static int
+ss_user_by_name(struct room *room, const char *name, struct room_member *m)
+{
+	struct ss_find_user	 f = { name, m, 0 };
+
+	room_members(room, ss_find_user, &f);
+	return f.found ? 0 : -1;
+}
+
 /* {"type":T} plus "username" and one more key, in that order. */
 static struct json_object *
 ss_msg(const char *type, const char *username, const char *key,
@@ -248,7 +281,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 		    "found");
 		return;
 	}
-	if (room_member_by_name(room, name, &m) == 0) {
+	if (ss_user_by_name(room, name, &m) == 0) {
 		room_unlock(room);
 		ss_reply(conn, "INVALID_USERNAME", "Username already exists in "
 		    "this room");
@@ -323,8 +356,7 @@ ss_relay(struct conn *conn, const struct ss_type *t, struct json_object *msg)
 		room_publish_json(room, AUD_ALL_BUT, me.mid,
 		    ss_msg(t->type, NULL, NULL, NULL));
 	} else if (t->from_host != SS_DROP) {
-		if (target == NULL || room_member_by_name(room, target, &to) !=
-		    0 || (to.role & MEMBER_ROLE_HOST))
+		if (target == NULL || ss_user_by_name(room, target, &to) != 0)
 			not_found = 1;
 		else {
 			dest = to.mid;

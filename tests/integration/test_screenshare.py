@@ -334,7 +334,7 @@ def test_join_unknown_room_is_not_found(roomd):
 
 
 @PLACES
-@pytest.mark.parametrize("taken", ["host", "bob"])
+@pytest.mark.parametrize("taken", ["bob"])
 def test_join_with_a_name_used_in_the_room_is_refused(roomd, hs, us, taken):
     async def body(c):
         h, rid, (u,) = await make_room(c, hs, [("bob", 1 - us)])
@@ -793,6 +793,27 @@ def test_rejoining_the_same_room_under_the_same_name_leaves_then_joins(roomd):
             u, {"type": "ROOM_JOINED", "roomid": rid}, "rejoiner")
         await expect(h, {"type": "USER_LEFT", "username": "bob"}, "host 1st")
         await expect(h, {"type": "USER_JOINED", "username": "bob"}, "host 2nd")
+    session(roomd, body)
+
+
+@PLACES
+def test_a_user_may_take_the_hosts_username(roomd, hs, us):
+    """The original never keeps the host's name (its front end names
+    every host "hostname"), so a user may be called the same."""
+    async def body(c):
+        h = await c.open(hs)
+        rid = await create(h, "hostname")
+        u = await c.open(us)
+        await join(u, rid, "hostname", host=h)
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "hostname"})
+        await send_json(h, {"type": "ALLOW_SHARING", "username": "hostname"})
+        await expect(u, {"type": "ALLOW_SHARING"})
+        x = await c.open(us)
+        await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": "hostname"})
+        await expect(x, NAME_TAKEN, "a second user named hostname")
+        await quiet(h, u)
     session(roomd, body)
 
 
