@@ -49,10 +49,58 @@ ss_printable(uint32_t cp)
 	    cp != 0xfeff && cp != 0x1680;
 }
 
-/* 0 if the username of msg is acceptable, else -1 after answering. */
+/* One UTF-8 character of valid text at p: its code point and length. */
 static int
-ss_check_username(struct conn *conn, struct json_object *msg,
-    const char **out)
+ss_decode(const unsigned char *p, uint32_t *cp)
+{
+	int	 n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+
+	*cp = n == 1 ? *p : *p & (0x7f >> n);
+	for (int i = 1; i < n; i++)
+		*cp = (*cp << 6) | (p[i] & 0x3f);
+	return n;
+}
+
+/* Whitespace as Python's str.strip() sees it. */
+static int
+ss_space(uint32_t cp)
+{
+	return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) ||
+	    cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 &&
+	    cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+	    cp == 0x205f || cp == 0x3000;
+}
+
+/* name without the whitespace around it, into out (outlen bytes); -1 if
+ * it does not fit. */
+static int
+ss_strip(const char *name, char *out, size_t outlen)
+{
+	const unsigned char	*p = (const unsigned char *)name, *end;
+	uint32_t		 cp;
+	int			 n;
+
+	while (*p != '\0' && ss_space((n = ss_decode(p, &cp), cp)))
+		p += n;
+	end = p;
+	for (const unsigned char *q = p; *q != '\0'; q += n)
+		if (!ss_space((n = ss_decode(q, &cp), cp)))
+			end = q + n;
+	if ((size_t)(end - p) >= outlen)
+		return -1;
+	memcpy(out, p, (size_t)(end - p));
+	out[end - p] = '\0';
+	return 0;
+}
+
+/*
+ * The username of msg, stripped of surrounding whitespace as the original
+ * server does before it checks and keeps it, into out: 0, or -1 after
+ * answering.
+ */
+static int
+ss_check_username(struct conn *conn, struct json_object *msg, char *out,
+    size_t outlen)
 {
 	const unsigned char	*p;
 	const char		*name = json_get_string(msg, "username");
@@ -65,25 +113,21 @@ ss_check_username(struct conn *conn, struct json_object *msg,
 		ss_reply(conn, "INVALID_USERNAME", "Username missing");
 		return -1;
 	}
-	if (name == NULL) {	/* a string holding a NUL */
+	/* NULL: a string holding a NUL. */
+	if (name == NULL || ss_strip(name, out, outlen) == -1) {
 		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
 		return -1;
 	}
 	/* The text is valid UTF-8 (json_parse checked): decode it. */
-	for (p = (const unsigned char *)name; *p != '\0'; p += n, chars++) {
-		n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
-		cp = n == 1 ? *p : *p & (0x7f >> n);
-		for (int i = 1; i < n; i++)
-			cp = (cp << 6) | (p[i] & 0x3f);
+	for (p = (const unsigned char *)out; *p != '\0'; p += n, chars++) {
+		n = ss_decode(p, &cp);
 		if (!ss_printable(cp))
 			break;
 	}
-	if (chars == 0 || *p != '\0' || chars > SS_NAME_MAX ||
-	    strlen(name) > MEMBER_NAME_MAX) {
+	if (chars == 0 || *p != '\0' || chars > SS_NAME_MAX) {
 		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
 		return -1;
 	}
-	*out = name;
 	return 0;
 }
 
@@ -210,12 +254,12 @@ ss_create(struct conn *conn, struct json_object *msg)
 {
 	struct room_member	 m;
 	struct room		*room;
-	const char		*name;
+	char			 name[MEMBER_NAME_MAX + 1];
 	char			 id[SS_ID_LEN + 1];
 	struct json_object	*o;
 
 	ss_leave(conn, 0);
-	if (ss_check_username(conn, msg, &name) == -1)
+	if (ss_check_username(conn, msg, name, sizeof(name)) == -1)
 		return;
 	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
 	    server_limit_addr(conn), id, &room) != 0) {
@@ -262,12 +306,13 @@ ss_join(struct conn *conn, struct json_object *msg)
 	struct room_member	 m;
 	struct room		*room;
 	struct json_object	*o;
-	const char		*name, *given;
+	const char		*given;
 	char			 id[ROOM_ID_MAX + 1];
+	char			 name[MEMBER_NAME_MAX + 1];
 	uint64_t		 host;
 
 	ss_leave(conn, 0);
-	if (ss_check_username(conn, msg, &name) == -1)
+	if (ss_check_username(conn, msg, name, sizeof(name)) == -1)
 		return;
 	if ((given = json_get_string(msg, "roomid")) == NULL ||
 	    given[0] == '\0') {

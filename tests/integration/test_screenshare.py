@@ -222,7 +222,7 @@ MISSING = {"absent": "__absent__", "null": None, "number": 123,
            "array": ["ann"], "object": {"n": "ann"}, "bool": True}
 INVALID = {"empty": "", "31-chars": "x" * 31, "31-non-ascii": "\u00e9" * 31,
            "31-astral": "\U0001F600" * 31, "nul": "a\u0000b",
-           "ctrl-01": "a\u0001b", "tab": "a\tb", "newline": "ann\n",
+           "ctrl-01": "a\u0001b", "tab": "a\tb", "newline": "ann\nlee",
            "del": "a\u007fb", "c1-control": "a\u0085b", "esc": "\u001b[31m"}
 VALID = {"30-chars": "y" * 30, "30-non-ascii": "\u00e9" * 30,
          "30-astral": "\U0001F600" * 30, "space-inside": "Ann Lee",
@@ -334,7 +334,7 @@ def test_join_unknown_room_is_not_found(roomd):
 
 
 @PLACES
-@pytest.mark.parametrize("taken", ["bob"])
+@pytest.mark.parametrize("taken", ["bob", " bob "])
 def test_join_with_a_name_used_in_the_room_is_refused(roomd, hs, us, taken):
     async def body(c):
         h, rid, (u,) = await make_room(c, hs, [("bob", 1 - us)])
@@ -793,6 +793,36 @@ def test_rejoining_the_same_room_under_the_same_name_leaves_then_joins(roomd):
             u, {"type": "ROOM_JOINED", "roomid": rid}, "rejoiner")
         await expect(h, {"type": "USER_LEFT", "username": "bob"}, "host 1st")
         await expect(h, {"type": "USER_JOINED", "username": "bob"}, "host 2nd")
+    session(roomd, body)
+
+
+@PLACES
+def test_username_is_stripped_before_it_is_checked_and_kept(roomd, hs, us):
+    """As the original: " bob " joins as, and is announced as, "bob"."""
+    async def body(c):
+        h = await c.open(hs)
+        rid = await create(h, "  host\t")
+        u = await c.open(us)
+        await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": " bob "})
+        await expect(u, {"type": "ROOM_JOINED", "roomid": rid}, "joiner")
+        await expect(h, {"type": "USER_JOINED", "username": "bob"}, "host")
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "bob"})
+        await send_json(h, {"type": "ALLOW_SHARING", "username": "bob"})
+        await expect(u, {"type": "ALLOW_SHARING"})
+        x = await c.open(us)
+        await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": "bob\u3000"})
+        await expect(x, NAME_TAKEN, "bob with an ideographic space")
+        for blank in (" ", "   ", "\t\n", "\u00a0\u2003"):
+            await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                                "username": blank})
+            await expect(x, NAME_INVALID, f"username {blank!r}")
+        await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": " " + "y" * 30 + " "})
+        await expect(x, {"type": "ROOM_JOINED", "roomid": rid}, "30 + spaces")
+        await expect(h, {"type": "USER_JOINED", "username": "y" * 30})
     session(roomd, body)
 
 
