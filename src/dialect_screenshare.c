@@ -258,9 +258,9 @@ ss_create(struct conn *conn, struct json_object *msg)
 	char			 id[SS_ID_LEN + 1];
 	struct json_object	*o;
 
-	ss_leave(conn, 0);
 	if (ss_check_username(conn, msg, name, sizeof(name)) == -1)
 		return;
+	ss_leave(conn, 0);	/* once the username is accepted */
 	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
 	    server_limit_addr(conn), id, &room) != 0) {
 		ss_reply(conn, "ERROR", "Could not create a room");
@@ -299,38 +299,62 @@ ss_normalize(const char *in, char *out, size_t outlen)
 	return util_valid_id(out, ROOM_ID_MAX) ? 0 : -1;
 }
 
+/*
+ * Lock the room a JOIN_ROOM names whose user name is free, or answer why
+ * not: 0 or -1.
+ */
+static int
+ss_join_room(struct conn *conn, const char *given, const char *name,
+    struct room **room)
+{
+	struct room_ref		 ref;
+	struct room_member	 m;
+	char			 id[ROOM_ID_MAX + 1];
+
+	if (ss_normalize(given, id, sizeof(id)) == -1 ||
+	    room_find(&dialect_screenshare, id, &ref) != 0 ||
+	    room_lock(&ref, room) != 0) {
+		ss_reply(conn, "INVALID_ROOM_ID", "Room with given ID not "
+		    "found");
+		return -1;
+	}
+	if (ss_user_by_name(*room, name, &m) == 0) {
+		room_unlock(*room);
+		ss_reply(conn, "INVALID_USERNAME", "Username already exists in "
+		    "this room");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * As the original: the room id is checked first, then the username, and
+ * a connection in a room leaves it only once the join is sure to succeed
+ * (it is checked again after leaving, which needs the old room's lock).
+ */
 static void
 ss_join(struct conn *conn, struct json_object *msg)
 {
-	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	struct json_object	*o;
 	const char		*given;
-	char			 id[ROOM_ID_MAX + 1];
 	char			 name[MEMBER_NAME_MAX + 1];
 	uint64_t		 host;
 
-	ss_leave(conn, 0);
-	if (ss_check_username(conn, msg, name, sizeof(name)) == -1)
-		return;
 	if ((given = json_get_string(msg, "roomid")) == NULL ||
 	    given[0] == '\0') {
 		ss_reply(conn, "INVALID_ROOM_ID", "Room ID is required");
 		return;
 	}
-	if (ss_normalize(given, id, sizeof(id)) == -1 ||
-	    room_find(&dialect_screenshare, id, &ref) != 0 ||
-	    room_lock(&ref, &room) != 0) {
-		ss_reply(conn, "INVALID_ROOM_ID", "Room with given ID not "
-		    "found");
+	if (ss_check_username(conn, msg, name, sizeof(name)) == -1 ||
+	    ss_join_room(conn, given, name, &room) == -1)
 		return;
-	}
-	if (ss_user_by_name(room, name, &m) == 0) {
+	if (conn->room != NULL) {
 		room_unlock(room);
-		ss_reply(conn, "INVALID_USERNAME", "Username already exists in "
-		    "this room");
-		return;
+		ss_leave(conn, 0);
+		if (ss_join_room(conn, given, name, &room) == -1)
+			return;
 	}
 	if (room_member_add(room, name, 0, &m) != 0 ||
 	    fanout_attach(room, conn, m.mid) != 0) {

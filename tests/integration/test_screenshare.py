@@ -295,15 +295,22 @@ def test_username_case_is_kept_ann_and_ann_are_different_users(roomd, hs, us):
     session(roomd, body)
 
 
-def test_username_is_checked_before_the_room(roomd):
+def test_roomid_presence_then_username_then_the_room_are_checked(roomd):
+    """The original checks that roomid is given first, then the username,
+    then looks the room up."""
     async def body(c):
         ws = await c.open()
         # unknown room and no username: the username error wins
         await send_json(ws, {"type": "JOIN_ROOM", "roomid": "no-such-room"})
         await expect(ws, NAME_MISSING, "unknown room, no username")
-        # no roomid and an invalid username: the username error wins
+        # no roomid and an invalid or missing username: Room ID is required
         await send_json(ws, {"type": "JOIN_ROOM", "username": ""})
-        await expect(ws, NAME_INVALID, "no roomid, empty username")
+        await expect(ws, ROOM_REQUIRED, "no roomid, empty username")
+        await send_json(ws, {"type": "JOIN_ROOM"})
+        await expect(ws, ROOM_REQUIRED, "no roomid, no username")
+        await send_json(ws, {"type": "JOIN_ROOM", "roomid": "",
+                             "username": "  "})
+        await expect(ws, ROOM_REQUIRED, "empty roomid, blank username")
         await send_json(ws, {"type": "JOIN_ROOM", "username": "x" * 31,
                              "roomid": "no-such-room"})
         await expect(ws, NAME_INVALID, "unknown room, long username")
@@ -784,15 +791,56 @@ def test_join_room_from_a_user_leaves_the_old_room_first(roomd, hs, us):
     session(roomd, body)
 
 
-def test_rejoining_the_same_room_under_the_same_name_leaves_then_joins(roomd):
+def test_rejoining_the_same_room_under_the_same_name_is_name_taken(roomd):
+    """The original leaves only once a join succeeds: bob is still in the
+    room when his name is checked."""
     async def body(c):
         h, rid, (u,) = await make_room(c, 0, [("bob", 1)])
         await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
                             "username": "bob"})
+        await expect(u, NAME_TAKEN, "rejoiner")
+        await quiet(h, u)
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "bob"})
+    session(roomd, body)
+
+
+def test_rejoining_the_same_room_under_another_name_leaves_then_joins(roomd):
+    async def body(c):
+        h, rid, (u,) = await make_room(c, 0, [("bob", 1)])
+        await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": "rob"})
         await expect_after_optional_left(
             u, {"type": "ROOM_JOINED", "roomid": rid}, "rejoiner")
         await expect(h, {"type": "USER_LEFT", "username": "bob"}, "host 1st")
-        await expect(h, {"type": "USER_JOINED", "username": "bob"}, "host 2nd")
+        await expect(h, {"type": "USER_JOINED", "username": "rob"}, "host 2nd")
+    session(roomd, body)
+
+
+@PLACES
+@pytest.mark.parametrize("msg,expected", [
+    ({"type": "JOIN_ROOM", "username": "bob"}, ROOM_REQUIRED),
+    ({"type": "JOIN_ROOM", "roomid": "zzzzzz", "username": "bob"},
+     ROOM_NOT_FOUND),
+    ({"type": "JOIN_ROOM", "roomid": "ROOM", "username": ""}, NAME_INVALID),
+    ({"type": "JOIN_ROOM", "roomid": "ROOM", "username": "ann"}, NAME_TAKEN),
+    ({"type": "CREATE_ROOM", "username": " "}, NAME_INVALID),
+], ids=["no-roomid", "unknown-room", "bad-name", "name-taken",
+        "create-bad-name"])
+def test_a_failed_join_or_create_keeps_the_member_in_its_room(roomd, hs, us,
+                                                              msg, expected):
+    """The original leaves the current room only when the request
+    succeeds: a refused one tells the host nothing and changes nothing."""
+    async def body(c):
+        h, rid, (u, a) = await make_room(c, hs, [("bob", us), ("ann", us)])
+        m = dict(msg)
+        if m.get("roomid") == "ROOM":
+            m["roomid"] = rid
+        await send_json(u, m)
+        await expect(u, expected, f"{m}")
+        await quiet(h, u, a)
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "bob"})
     session(roomd, body)
 
 
