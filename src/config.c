@@ -44,6 +44,7 @@ config_defaults(struct roomd_config *c)
 	c->lobby_grace = 30;
 	c->lobby_retention = 600;
 	c->lobby_snapshot_max_bytes = 1 << 20;
+	c->lobby_replies = LOBBY_REPLIES_DOCUMENT | LOBBY_REPLIES_GROOVEJET;
 	c->chat_anonymous = 1;
 	c->chat_history = 50;
 	c->max_connections_per_ip = 256;
@@ -124,6 +125,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->lobby_retention = src->lobby_retention;
 	dst->lobby_migration = src->lobby_migration;
 	dst->lobby_snapshot_max_bytes = src->lobby_snapshot_max_bytes;
+	dst->lobby_replies = src->lobby_replies;
 	dst->chat_anonymous = src->chat_anonymous;
 	dst->chat_history = src->chat_history;
 	memcpy(dst->providers, src->providers, sizeof(dst->providers));
@@ -474,6 +476,30 @@ config_message_rate(struct roomd_config *c, char **argv, int argc,
 	return 0;
 }
 
+/*
+ * lobby_replies both | document | groovejet: which names the lobby answers
+ * createRoom and joinRoom with, the document's (roomCreated, roomJoined),
+ * groovejet's later ones (createdRoom, joinedRoom) or both, in that order.
+ */
+static int
+config_lobby_replies(struct roomd_config *c, char **argv, int argc,
+    char *err, size_t errlen)
+{
+	if (argc == 2 && strcmp(argv[1], "both") == 0)
+		c->lobby_replies = LOBBY_REPLIES_DOCUMENT |
+		    LOBBY_REPLIES_GROOVEJET;
+	else if (argc == 2 && strcmp(argv[1], "document") == 0)
+		c->lobby_replies = LOBBY_REPLIES_DOCUMENT;
+	else if (argc == 2 && strcmp(argv[1], "groovejet") == 0)
+		c->lobby_replies = LOBBY_REPLIES_GROOVEJET;
+	else {
+		snprintf(err, errlen, "usage: lobby_replies both | document | "
+		    "groovejet");
+		return -1;
+	}
+	return 0;
+}
+
 /* allowed_origins origin ...: each line adds to the list. */
 static int
 config_origins(struct roomd_config *c, char **argv, int argc, char *err,
@@ -630,6 +656,8 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		return config_message_rate(c, argv, argc, err, errlen);
 	if (strcmp(key, "allowed_origins") == 0)
 		return config_origins(c, argv, argc, err, errlen);
+	if (strcmp(key, "lobby_replies") == 0)
+		return config_lobby_replies(c, argv, argc, err, errlen);
 	known = strcmp(key, "mount") == 0;
 	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		known |= strcmp(key, strings[i].key) == 0;

@@ -83,6 +83,26 @@ lobby_error_msg(const char *type, const char *message)
 	return o;
 }
 
+/*
+ * The answer to createRoom or joinRoom: under the document's name, then
+ * under the name groovejet's later code gave it (createdRoom, joinedRoom,
+ * which pearl-multiplayer-socket waits for), as lobby_replies says.
+ * Clients ignore types they do not know.
+ */
+static void
+lobby_reply(struct conn *conn, const char *doc_type, struct json_object *doc,
+    const char *gj_type, struct json_object *gj)
+{
+	if (env->conf.lobby_replies & LOBBY_REPLIES_DOCUMENT)
+		server_ws_send_json(conn, lobby_msg(doc_type, doc));
+	else
+		json_object_put(doc);
+	if (env->conf.lobby_replies & LOBBY_REPLIES_GROOVEJET)
+		server_ws_send_json(conn, lobby_msg(gj_type, gj));
+	else
+		json_object_put(gj);
+}
+
 /* A named error, then the connection is closed. */
 static void
 lobby_refuse(struct conn *conn, const char *type, const char *fmt,
@@ -327,7 +347,7 @@ static void
 lobby_create(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
-	struct json_object	*data, *mig, *d;
+	struct json_object	*data, *mig, *d, *g;
 	struct room_member	 m;
 	struct room		*room;
 	char			 code[LOBBY_CODE_LEN + 1];
@@ -353,14 +373,16 @@ lobby_create(struct conn *conn, struct json_object *msg)
 	room_unlock(room);
 	d = json_object_new_object();
 	json_object_object_add(d, "roomCode", json_object_new_string(code));
-	server_ws_send_json(conn, lobby_msg("roomCreated", d));
+	g = json_object_new_object();
+	json_object_object_add(g, "roomCode", json_object_new_string(code));
+	lobby_reply(conn, "roomCreated", d, "createdRoom", g);
 }
 
 static void
 lobby_join(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
-	struct json_object	*data = NULL, *v, *d;
+	struct json_object	*data = NULL, *v, *d, *g;
 	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
@@ -404,7 +426,9 @@ lobby_join(struct conn *conn, struct json_object *msg)
 	json_object_object_add(d, "clientIsHost", json_object_new_boolean(rc));
 	json_object_object_add(d, "reconnected",
 	    json_object_new_boolean(restored != NULL));
-	server_ws_send_json(conn, lobby_msg("roomJoined", d));
+	g = json_object_new_object();
+	json_object_object_add(g, "isHost", json_object_new_boolean(rc));
+	lobby_reply(conn, "roomJoined", d, "joinedRoom", g);
 }
 
 /* {"type":T,"data":{key:value, ...}} with value taken from src. */

@@ -132,6 +132,7 @@ struct roomd_config {
 	int			 lobby_retention;
 	int			 lobby_migration;
 	uint64_t		 lobby_snapshot_max_bytes;
+	int			 lobby_replies;	/* LOBBY_REPLIES_* */
 	int			 chat_anonymous;
 	int			 chat_history;
 	struct chat_provider	 providers[ROOMD_MAX_PROVIDERS];
@@ -154,6 +155,10 @@ struct roomd_config {
 	char			 metrics_listen[128];
 	char			 user[64];
 };
+
+/* lobby_replies: the names of the answers to createRoom and joinRoom. */
+#define LOBBY_REPLIES_DOCUMENT	0x1	/* roomCreated, roomJoined */
+#define LOBBY_REPLIES_GROOVEJET	0x2	/* createdRoom, joinedRoom */
 
 void	 config_defaults(struct roomd_config *);
 int	 config_load(struct roomd_config *, const char *file, char *err,

@@ -843,7 +843,8 @@ async def lobby_guest(ch, g, code, stop, rng):
                         g.answers += 1
                         ch.bump("lobby answers")
                     elif m.get("type") not in ("hostDisconnected",
-                                               "hostRejoined"):
+                                               "hostRejoined",
+                                               "joinedRoom"):
                         ch.bad(f"lobby {g.name}: {m!r:.300}")
             except asyncio.TimeoutError:
                 pass

@@ -133,6 +133,8 @@ async def lobby_state(d):
         m = await recv_json(ws)
         assert m.get("type") == "roomCreated", m
         code = m["data"]["roomCode"]
+        m = await recv_json(ws)
+        assert m == {"type": "createdRoom", "data": {"roomCode": code}}, m
         await ws.send(json.dumps({"type": "getRoomState"}))
         m = await recv_json(ws)
         assert m.get("type") == "roomState", m
@@ -481,6 +483,8 @@ def test_get_room_state_outside_a_room_is_ignored(roomd_factory):
             await ws.send(json.dumps({"type": "createRoom"}))
             reply = json.loads(await asyncio.wait_for(ws.recv(), T))
             assert reply["type"] == "roomCreated", reply
+            again = json.loads(await asyncio.wait_for(ws.recv(), T))
+            assert again["type"] == "createdRoom", again
             await ws.send(json.dumps({"type": "getRoomState"}))
             state = json.loads(await asyncio.wait_for(ws.recv(), T))
             assert state["type"] == "roomState", state
