@@ -212,6 +212,13 @@ lobby_compact(struct room *room)
  * Seat conn in a locked room as host or guest.  restored is the member
  * whose identity it proved, or NULL for a newcomer.  Returns 1 if seated
  * as host, 0 as guest, -1 after refusing.
+ *
+ * A host that comes back with its identity finds its seat kept for the
+ * grace period.  A newcomer that asks for the seat takes it at once from
+ * a host that is not connected, as in the original server, which frees
+ * the seat when the host's socket closes (else an original client whose
+ * host dropped could never host that room again); the old host, if it
+ * returns, comes back as a guest.
  */
 static int
 lobby_seat(struct conn *conn, struct room *room, const char *code,
@@ -237,7 +244,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 		}
 		as_host = !host_here;
 		m = *restored;
-	} else if (want_host && s.host.mid != 0) {
+	} else if (want_host && host_here) {
 		lobby_refuse(conn, "hostAlreadyExists", "You're trying to "
 		    "connect as a host, but the room %s already has a host",
 		    code);

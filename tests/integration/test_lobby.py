@@ -583,20 +583,28 @@ def test_second_host_is_host_already_exists(lobby):
     session(lobby, body)
 
 
-def test_host_within_grace_period_is_host_already_exists(lobby):
+def test_host_without_identity_takes_a_disconnected_hosts_seat_at_once(lobby):
+    """The original frees the host's seat when its socket closes: a new
+    ?code=C&host connection is the host at once (the guests hear
+    hostRejoined), and the old host, coming back, is a guest."""
     async def body(c):
         code, h, (g,) = await current_room(c)
         await close_ws(h.ws)
         await expect(g.ws, {"type": "hostDisconnected"}, "guest")
+        h2 = await c.client(f"code={code}&host=true")
+        await expect(g.ws, {"type": "hostRejoined"}, "guest")
+        await quiet(h2.ws, g.ws)
+        await relay(h2, g, "new host")
+        # a third host is refused: the new one is connected
         x = await c.client(f"code={code}&host=true")
         await expect_error(
             x.ws, "hostAlreadyExists",
             f"You're trying to connect as a host, but the room {code} "
-            f"already has a host", "new host while the old one is in grace")
-        # the seat is still the old host's
-        h2 = await reconnect_current(c, code, h)
-        await expect(g.ws, {"type": "hostRejoined"}, "guest")
-        await relay(h2, g)
+            f"already has a host", "host while the new one is connected")
+        # the old host comes back with its identity: as a guest
+        old = await reconnect_current(c, code, h)
+        await quiet(old.ws, g.ws, h2.ws)
+        await relay(h2, old, "old host as a guest", others=[g])
     session(lobby, body)
 
 
