@@ -40,6 +40,7 @@
 struct lobby_conn {
 	char	 uid[MEMBER_UID_LEN + 1];
 	char	 token[MEMBER_TOKEN_LEN + 1];
+	int	 proven;	/* the identity was restored from a pair */
 };
 
 static struct json_object *
@@ -69,6 +70,7 @@ lobby_fresh(struct lobby_conn *lc)
 {
 	util_uuid(lc->uid);
 	util_token(lc->token, sizeof(lc->token));
+	lc->proven = 0;
 }
 
 static struct json_object *
@@ -296,6 +298,38 @@ lobby_restore(struct conn *conn, struct room *room, const char *cid,
 	return -1;
 }
 
+/*
+ * A connection without a room code, which waits for createRoom or
+ * joinRoom.  A clientId/token pair in its query string restores that
+ * identity, whatever room it belongs to, so that a following joinRoom
+ * seats the client as itself; a wrong pair is refused as in a room.
+ */
+static void
+lobby_bare_open(struct conn *conn, struct http_req *req)
+{
+	struct lobby_conn	*lc = conn->data;
+	struct room_ref		 ref;
+	struct room_member	 m;
+	char			 cid[MEMBER_UID_LEN + 2];
+	char			 token[MEMBER_TOKEN_LEN + 2];
+
+	if (util_query_get(req->query, "clientId", cid, sizeof(cid)) != 1 ||
+	    util_query_get(req->query, "token", token, sizeof(token)) != 1) {
+		lobby_identity(conn);
+		return;
+	}
+	if (room_member_find(&dialect_lobby, cid, token, &ref, &m) != 0) {
+		lobby_identity(conn);
+		lobby_refuse(conn, "invalidToken", "Unknown client id or wrong "
+		    "token%s", "");
+		return;
+	}
+	snprintf(lc->uid, sizeof(lc->uid), "%s", m.uid);
+	snprintf(lc->token, sizeof(lc->token), "%s", m.token);
+	lc->proven = 1;
+	lobby_identity(conn);
+}
+
 static void
 lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
@@ -317,7 +351,7 @@ lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	ncode = util_query_get(req->query, "code", code, sizeof(code));
 	host = util_query_get(req->query, "host", NULL, 0) > 0;
 	if (ncode == 0 && !host) {
-		lobby_identity(conn);	/* the future usage: wait */
+		lobby_bare_open(conn, req);	/* the future usage: wait */
 		return;
 	}
 	if (ncode != 1 || code[0] == '\0') {
@@ -424,7 +458,9 @@ lobby_join(struct conn *conn, struct json_object *msg)
 			return;
 		}
 		restored = &m;
-	}
+	} else if (lc->proven && room_member_by_uid(room, lc->uid, &m) ==
+	    0)
+		restored = &m;	/* proven when the connection opened */
 	rc = lobby_seat(conn, room, code, 0, can_host, restored);
 	room_unlock(room);
 	if (rc == -1)

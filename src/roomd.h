@@ -559,6 +559,15 @@ void	 room_reap(void);
  * let through uncounted) or ROOM_ELIMIT. */
 int	 room_addr_conn_add(const uint64_t addr[2], uint64_t max);
 void	 room_addr_conn_del(const uint64_t addr[2]);
+/*
+ * Lookups across rooms (each room locked in turn; the caller holds none).
+ * room_member_find: the room of dialect d with a member of this uid whose
+ * token is token (the lobby's identities outlive their rooms' codes): its
+ * reference in *ref and a copy of the member in *m (if not NULL).
+ * 0, ROOM_ENOENT (no such member, or not its token) or ROOM_ENOSPC.
+ */
+int	 room_member_find(const struct dialect *d, const char *uid,
+	    const char *token, struct room_ref *ref, struct room_member *m);
 /* What the store holds, for status and metrics; and a walk of it all. */
 void	 room_usage(uint64_t *rooms, uint64_t *used, uint64_t *size,
 	    uint64_t *recoveries);

@@ -978,6 +978,65 @@ def test_join_room_can_host_takes_a_room_without_host(lobby):
     session(lobby, body)
 
 
+async def bare_with_pair(c, who, slot=None):
+    """A bare connection with who's clientId and token in its query
+    string: its identity must be who's."""
+    ws = await c.open(who.pair(), slot)
+    ident = await read_identity(ws, "bare connection with a pair")
+    assert (ident["clientId"], ident["token"]) == (who.id, who.token), \
+        f"identity {ident!r}, expected {who.id}/{who.token}"
+    return Client(ws, ident)
+
+
+def test_bare_connection_with_a_pair_restores_the_host(lobby):
+    """A valid pair in the query string of a connection without a room
+    code restores the identity: joinRoom then seats the host as itself,
+    reconnected, and the guests hear hostRejoined."""
+    async def body(c):
+        code, h, (g,) = await future_room(c, 0, (1,))
+        await close_ws(h.ws)
+        await expect(g.ws, {"type": "hostDisconnected"}, "guest")
+        h2 = await bare_with_pair(c, h, slot=0)
+        await quiet(h2.ws, g.ws)
+        await send_json(h2.ws, {"type": "joinRoom",
+                                "data": {"roomCode": code}})
+        await expect_joined(h2.ws, True, True, "host back by its pair")
+        await expect(g.ws, {"type": "hostRejoined"}, "guest")
+        await relay(h2, g, "back")
+    session(lobby, body)
+
+
+def test_bare_connection_with_a_pair_restores_a_guest(lobby):
+    async def body(c):
+        code, h, (g, o) = await future_room(c, 0, (1, 1))
+        await close_ws(g.ws)
+        g2 = await bare_with_pair(c, g, slot=1)
+        await send_json(g2.ws, {"type": "joinRoom",
+                                "data": {"roomCode": code}})
+        await expect_joined(g2.ws, False, True, "guest back by its pair")
+        await quiet(h.ws, o.ws)
+        await relay(h, g2, "again", others=[o])
+    session(lobby, body)
+
+
+def test_bare_connection_with_a_wrong_pair_is_invalid_token(lobby):
+    async def one(c, case, _):
+        code, h, (g,) = await future_room(c, 0, (1,))
+        cid, tok = {"unknown-id": random_pair(),
+                    "wrong-token": (g.id, os.urandom(16).hex()),
+                    "short-token": (g.id, g.token[:-1]),
+                    "other-clients-token": (g.id, h.token)}[case]
+        x = await c.open(f"clientId={cid}&token={tok}")
+        await expect_invalid_token(x, {cid, g.id, h.id}, case)
+        await quiet(h.ws, g.ws)
+
+    async def body(c):
+        await every_case(c, dict.fromkeys(["unknown-id", "wrong-token",
+                                           "short-token",
+                                           "other-clients-token"]), one)
+    session(lobby, body)
+
+
 def test_join_room_host_reconnects(lobby):
     async def body(c):
         code, h, (g1, g2) = await future_room(c, 0, (1, 1))
