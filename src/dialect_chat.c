@@ -436,6 +436,12 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	/* A user in the channel already, through another connection, is
 	 * not announced again: only this connection hears its join. */
 	ev = chat_event("participant", cc->uid, "join", cc->name, name);
+	/* The arena's epoch, which changes only when roomd started afresh:
+	 * a client that kept another one knows that the channel, its
+	 * history and its seq numbers are not those it knew (an addition
+	 * of roomd, which clients of the original ignore). */
+	json_object_object_add(ev, "epoch",
+	    json_object_new_int64((int64_t)room_epoch()));
 	if (before == 0)
 		chat_publish_channel(conn, room, ev, ref.rid);
 	else

@@ -203,6 +203,19 @@ ss_msg(const char *type, const char *username, const char *key,
 	return o;
 }
 
+/*
+ * The arena's epoch, in ROOM_CREATED and ROOM_JOINED (an addition of
+ * roomd, which the original front end ignores): it changes only when
+ * roomd started afresh, so a client that kept another one knows the room
+ * of that id is not the one it knew.
+ */
+static void
+ss_epoch(struct json_object *o)
+{
+	json_object_object_add(o, "epoch",
+	    json_object_new_int64((int64_t)room_epoch()));
+}
+
 /* The host is told a user left, or the users that the host left. */
 static void
 ss_announce_leave(struct room *room, const struct room_member *m)
@@ -277,6 +290,7 @@ ss_create(struct conn *conn, struct json_object *msg)
 	json_object_object_add(o, "type", json_object_new_string(
 	    "ROOM_CREATED"));
 	json_object_object_add(o, "roomid", json_object_new_string(id));
+	ss_epoch(o);
 	server_ws_send_json(conn, o);
 }
 
@@ -373,6 +387,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 	json_object_object_add(o, "type", json_object_new_string(
 	    "ROOM_JOINED"));
 	json_object_object_add(o, "roomid", json_object_new_string(given));
+	ss_epoch(o);
 	server_ws_send_json(conn, o);
 }
 

@@ -76,6 +76,20 @@ def chat_url(d, name=None, query=None):
     return f"{d.ws_base}/chat" + ("?" + query if query else "")
 
 
+def without_epoch(m, who=None):
+    """A join event carries the arena's epoch last (an addition of roomd):
+    check it and take it off, so that events compare as the original's."""
+    if isinstance(m, dict) and m.get("type") == "event" and \
+            m.get("event") == "join":
+        assert list(m)[-1] == "epoch", f"join event without epoch: {m!r}"
+        e = m.pop("epoch")
+        assert isinstance(e, int) and not isinstance(e, bool) and \
+            0 < e < 2 ** 53, f"epoch {e!r}"
+        if who is not None:
+            who.epoch = e
+    return m
+
+
 class Client:
     """One chat connection: .ws .name .slot .pid and .uid (the user
     identifier, learnt from the first event or message that shows it)."""
@@ -105,7 +119,7 @@ class Client:
 
     async def recv(self, what="", timeout=T):
         try:
-            return await recv_json(self.ws, timeout)
+            return without_epoch(await recv_json(self.ws, timeout), self)
         except asyncio.TimeoutError:
             raise AssertionError(f"{self.name}: {what}: nothing within "
                                  f"{timeout} s") from None
@@ -296,7 +310,7 @@ async def collect(c, n, pred, what, timeout=10.0):
                                  f"within {timeout} s; last {got[-3:]!r}; "
                                  f"other {other[:5]!r}")
         try:
-            m = await recv_json(c.ws, left)
+            m = without_epoch(await recv_json(c.ws, left), c)
         except asyncio.TimeoutError:
             continue
         (got if pred(m) else other).append(m)
@@ -911,7 +925,7 @@ async def replies(*clients, t=0.5):
             if left <= 0:
                 return out
             try:
-                out.append(await recv_json(cl.ws, left))
+                out.append(without_epoch(await recv_json(cl.ws, left), cl))
             except asyncio.TimeoutError:
                 return out
     return await asyncio.gather(*(drain(cl) for cl in clients))

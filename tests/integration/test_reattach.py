@@ -490,3 +490,84 @@ def test_get_room_state_outside_a_room_is_ignored(roomd_factory):
             assert state["type"] == "roomState", state
             assert state["data"]["roomCode"] == reply["data"]["roomCode"]
     asyncio.run(asyncio.wait_for(body(), 30))
+
+
+# ---------------------------------------------------------------- the epoch everywhere
+
+async def chat_epoch(d):
+    """The epoch of a chat join event (a channel made for it)."""
+    ch = f"#e{uuid.uuid4().hex[:10]}"
+    ws = await ws_open(f"{d.ws_base}/chat?name=e{uuid.uuid4().hex[:8]}")
+    try:
+        await ws.send(json.dumps({"type": "command", "action": "create",
+                                  "target": ch}))
+        await ws.send(json.dumps({"type": "command", "action": "join",
+                                  "target": ch}))
+        while True:
+            m = await recv_json(ws)
+            if m.get("type") == "event" and m.get("event") == "join":
+                return m["epoch"]
+    finally:
+        await close_all([ws])
+
+
+async def classroom_epoch(d):
+    """The epoch of the room description of a classroom's
+    ParticipantEnter."""
+    ws = await ws_open(f"{d.ws_base}/classroom?name=ann&room="
+                       f"e{uuid.uuid4().hex[:10]}")
+    try:
+        m = await recv_json(ws)
+        assert m.get("type") == "ParticipantEnter", m
+        assert list(m["data"]) == ["id", "participants", "epoch"], m
+        return m["data"]["epoch"]
+    finally:
+        await close_all([ws])
+
+
+async def screenshare_epochs(d):
+    """The epochs of ROOM_CREATED and ROOM_JOINED."""
+    h = await ws_open(f"{d.ws_base}/ws")
+    u = await ws_open(f"{d.ws_base}/ws")
+    try:
+        await h.send(json.dumps({"type": "CREATE_ROOM", "username": "h"}))
+        m = await recv_json(h)
+        assert list(m) == ["type", "roomid", "epoch"], m
+        await u.send(json.dumps({"type": "JOIN_ROOM", "roomid": m["roomid"],
+                                 "username": "u"}))
+        j = await recv_json(u)
+        assert list(j) == ["type", "roomid", "epoch"], j
+        return m["epoch"], j["epoch"]
+    finally:
+        await close_all([h, u])
+
+
+def epochs_of_the_other_dialects(d):
+    async def all_of_them():
+        return (await chat_epoch(d), await classroom_epoch(d),
+                *(await screenshare_epochs(d)))
+    return run(all_of_them())
+
+
+def test_chat_classroom_and_screenshare_show_the_epoch(arena_dir, daemons):
+    """The epoch that canvas and the lobby show is in the chat's join
+    event, the classroom's room description and the screenshare's
+    ROOM_CREATED and ROOM_JOINED, and it moves on with a replaced arena."""
+    path, conf = conf_for(arena_dir)
+    d1 = daemons(conf)
+    rid = f"doomed-{uuid.uuid4().hex[:10]}"
+    host = create_room(d1, host="ann", room_id=rid)
+    epoch = canvas_epoch(d1, rid)
+    assert epochs_of_the_other_dialects(d1) == (epoch,) * 4
+
+    async def before():
+        ws = await draw(d1, rid, host["token"])
+        try:
+            await asyncio.to_thread(kill_whole, d1)
+        finally:
+            ws.transport.abort()
+    run(before())
+    corrupt_room(path, rid)
+    d2 = daemons(conf)
+    assert ctl_json(d2, "status")["epoch"] == epoch + 1, d2.log_tail()
+    assert epochs_of_the_other_dialects(d2) == (epoch + 1,) * 4
