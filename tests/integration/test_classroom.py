@@ -269,6 +269,24 @@ def test_open_room_enter_events_and_first_participant_is_admin(roomd):
     session(roomd, body)
 
 
+def test_names_and_rooms_of_64_bytes_enter_and_65_are_refused(roomd):
+    """The length bounds at both ends: 1 to 64 bytes (a non-ASCII
+    character counts its bytes)."""
+    room = ("r" + uuid.uuid4().hex + "x" * 64)[:64]
+    name = "\u00e9" * 32           # 64 bytes
+
+    async def body(c):
+        a = await enter(c, name, room)
+        check_room_msg(a.enter, "ParticipantEnter", room, [a])
+        b = await enter(c, "b", "Z")
+        check_room_msg(b.enter, "ParticipantEnter", "Z", [b])
+    session(roomd, body)
+    q = urllib.parse.quote
+    for n, r in (("n" * 65, "room65"), ("\u00e9" * 32 + "x", "r"),
+                 ("ann", "r" * 65), ("", "r"), ("ann", "")):
+        assert_401(roomd, f"/classroom?name={q(n)}&room={q(r)}")
+
+
 def test_query_parameters_are_percent_decoded(roomd):
     room = "148 " + uuid.uuid4().hex[:6] + " \u00e9"
 
