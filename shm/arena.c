@@ -7,7 +7,8 @@
  * otherwise the caller gets a message saying which did not.  What is inside
  * is trusted only after the checker has walked it (arena_check_alone, run
  * by the master before it forks); an arena that fails is replaced by a
- * fresh one with the next epoch (arena_replace).
+ * fresh one with the next epoch (arena_replace), and so is one whose header
+ * is bad (arena_replace_bad).
  */
 #include "config.h"
 
@@ -41,6 +42,7 @@ shm_strerror(int e)
 	case SHM_EINVAL:	return "invalid argument";
 	case SHM_ESTATE:	return "a shared lock could not be recovered";
 	case SHM_ELAYOUT:	return "the arena has another layout";
+	case SHM_EHEADER:	return "the arena's header is bad";
 	}
 	return "unknown error";
 }
@@ -102,19 +104,19 @@ arena_reattach(struct arena *a, size_t size, char *err, size_t errlen)
 
 	if (h->magic != ARENA_MAGIC) {
 		snprintf(err, errlen, "not a roomd arena (bad magic)");
-		return SHM_ELAYOUT;
+		return SHM_EHEADER;
 	}
 	if (h->layout != ARENA_LAYOUT) {
 		snprintf(err, errlen, "arena layout %llu, this roomd "
 		    "needs layout %d", (unsigned long long)h->layout,
 		    ARENA_LAYOUT);
-		return SHM_ELAYOUT;
+		return SHM_EHEADER;
 	}
 	if (h->size != size) {
-		snprintf(err, errlen, "arena is %llu bytes, the "
-		    "configuration asks for %zu", (unsigned long long)h->size,
-		    size);
-		return SHM_ELAYOUT;
+		snprintf(err, errlen, "arena header says %llu bytes, the "
+		    "file and the configuration %zu",
+		    (unsigned long long)h->size, size);
+		return SHM_EHEADER;
 	}
 	h->generation++;
 	return 0;
@@ -266,20 +268,21 @@ arena_aside(const char *path, char *aside, size_t asidelen)
 	return -1;
 }
 
-int
-arena_replace(struct arena *a, const char *path, char *aside,
-    size_t asidelen, char *err, size_t errlen)
+/* The epoch after old, if old is one an arena could have; else random. */
+static uint64_t
+arena_next_epoch(uint64_t old)
 {
-	struct arena_hdr	*h = a->hdr;
-	uint64_t		 epoch;
-	size_t			 size = a->size;
-	int			 rc, reattached;
+	return old != 0 && old < ARENA_EPOCH_MAX - 1 ? old + 1 :
+	    arena_new_epoch();
+}
 
-	/* The header passed the magic, layout and size tests, but the epoch
-	 * word may be as damaged as the rest: then a random one. */
-	epoch = h->epoch != 0 && h->epoch < ARENA_EPOCH_MAX - 1 ?
-	    h->epoch + 1 : arena_new_epoch();
-	arena_close(a);
+/* Move path aside and make a fresh arena of size there, with epoch. */
+static int
+arena_fresh(struct arena *a, const char *path, size_t size, uint64_t epoch,
+    char *aside, size_t asidelen, char *err, size_t errlen)
+{
+	int	 rc, reattached;
+
 	aside[0] = '\0';
 	if (arena_is_shm(path) ? shm_unlink(path) == -1 :
 	    arena_aside(path, aside, asidelen) == -1) {
@@ -297,6 +300,40 @@ arena_replace(struct arena *a, const char *path, char *aside,
 	}
 	a->hdr->epoch = epoch;
 	return 0;
+}
+
+int
+arena_replace(struct arena *a, const char *path, char *aside,
+    size_t asidelen, char *err, size_t errlen)
+{
+	/* The header passed the magic, layout and size tests, but the epoch
+	 * word may be as damaged as the rest: then a random one. */
+	uint64_t	 epoch = arena_next_epoch(a->hdr->epoch);
+	size_t		 size = a->size;
+
+	arena_close(a);
+	return arena_fresh(a, path, size, epoch, aside, asidelen, err, errlen);
+}
+
+int
+arena_replace_bad(struct arena *a, const char *path, size_t size,
+    char *aside, size_t asidelen, char *err, size_t errlen)
+{
+	struct arena_hdr	 h;
+	int			 fd;
+
+	/* Whatever the header holds is only a hint: read it, never map it. */
+	memset(&h, 0, sizeof(h));
+	fd = arena_is_shm(path) ? shm_open(path, O_RDONLY, 0) :
+	    open(path, O_RDONLY | O_CLOEXEC);
+	if (fd != -1) {
+		if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+			h.epoch = 0;
+		close(fd);
+	}
+	memset(a, 0, sizeof(*a));
+	return arena_fresh(a, path, size, arena_next_epoch(h.epoch), aside,
+	    asidelen, err, errlen);
 }
 
 /*

@@ -53,7 +53,9 @@ enum shm_error {
 	SHM_ELIMIT = -4,	/* a configured limit was reached */
 	SHM_EINVAL = -5,	/* bad argument */
 	SHM_ESTATE = -6,	/* the lock could not be made consistent */
-	SHM_ELAYOUT = -7	/* an existing arena has another layout */
+	SHM_ELAYOUT = -7,	/* an existing arena has another size */
+	SHM_EHEADER = -8	/* an existing arena's header is bad: its
+				 * magic, layout or size word */
 };
 
 typedef uint64_t shm_off;	/* offset from the arena base; 0 is null */
@@ -266,7 +268,9 @@ struct arena {
  * Map an arena: anonymous when path is NULL (shared with children forked
  * later), else a named shm object ("/name") or a file.  An existing object
  * of the same layout and size is reattached; *reattached tells which.
- * Returns 0, or a negative SHM_E* and a message in err.
+ * Returns 0, or a negative SHM_E* and a message in err: SHM_ELAYOUT for
+ * an object of another size than size, SHM_EHEADER for one of that size
+ * whose header is not a good one of this layout (see arena_replace_bad).
  */
 int	 arena_open(struct arena *, const char *path, size_t size,
 	    int *reattached, char *err, size_t errlen);
@@ -301,6 +305,14 @@ int	 arena_claim(const char *path, int wait, char *err, size_t errlen);
  */
 int	 arena_replace(struct arena *a, const char *path, char *aside,
 	    size_t asidelen, char *err, size_t errlen);
+/*
+ * The same for an arena that arena_open refused with SHM_EHEADER, and so
+ * could not map: the epoch is read from the object's header, plus one if
+ * it is one an arena could have, else a random one.  Returns 0 with a
+ * mapping the new arena, or SHM_E* and err.
+ */
+int	 arena_replace_bad(struct arena *a, const char *path, size_t size,
+	    char *aside, size_t asidelen, char *err, size_t errlen);
 const char *shm_strerror(int);
 
 /* shm/shm_lock.c */

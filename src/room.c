@@ -822,3 +822,44 @@ room_check(char *err, size_t errlen)
 {
 	return arena_check_live(A(), err, errlen);
 }
+
+/*
+ * Lookups across rooms.  Kept apart from the rest: they lock every room
+ * of a dialect in turn, which the per-room functions above never do.
+ */
+
+int
+room_member_find(const struct dialect *d, const char *uid, const char *token,
+    struct room_ref *ref, struct room_member *out)
+{
+	struct room_ref		*refs = NULL, *p;
+	struct room_member	 m;
+	struct room		*room;
+	size_t			 max = 256, n, i;
+	int			 rc = ROOM_ENOENT;
+
+	/* A list that came back full may have left rooms out: grow it. */
+	for (;;) {
+		if ((p = reallocarray(refs, max, sizeof(*refs))) == NULL) {
+			free(refs);
+			return ROOM_ENOSPC;
+		}
+		refs = p;
+		if ((n = room_list(d, refs, max)) < max)
+			break;
+		max *= 2;
+	}
+	for (i = 0; i < n && rc == ROOM_ENOENT; i++) {
+		if (room_lock(&refs[i], &room) != 0)
+			continue;	/* deleted meanwhile */
+		if (room_member_check(room, uid, token, &m) == 0) {
+			*ref = refs[i];
+			if (out != NULL)
+				*out = m;
+			rc = 0;
+		}
+		room_unlock(room);
+	}
+	free(refs);
+	return rc;
+}

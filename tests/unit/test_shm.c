@@ -3366,7 +3366,7 @@ test_reattach_header_mismatch(void **state)
 	arena_close(&f->a);
 	err[0] = '\0';
 	assert_int_equal(arena_open(&f->a, f->name, 4 * MiB, &re, err,
-	    sizeof(err)), SHM_ELAYOUT);
+	    sizeof(err)), SHM_EHEADER);
 	assert_null(f->a.base);
 	assert_non_null(strstr(err, "layout"));
 
@@ -3388,7 +3388,7 @@ test_reattach_header_mismatch(void **state)
 	}
 	err[0] = '\0';
 	assert_int_equal(arena_open(&f->a, f->name, 4 * MiB, &re, err,
-	    sizeof(err)), SHM_ELAYOUT);
+	    sizeof(err)), SHM_EHEADER);
 	assert_null(f->a.base);
 	assert_true(strlen(err) > 0);
 }
@@ -3412,7 +3412,7 @@ test_reattach_garbage_file(void **state)
 	assert_int_equal(n, ARENA_MIN_SIZE);
 
 	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
-	    sizeof(err)), SHM_ELAYOUT);
+	    sizeof(err)), SHM_EHEADER);
 	assert_int_equal(re, 0);
 	assert_null(f->a.base);
 	assert_non_null(strstr(err, "magic"));
@@ -3457,6 +3457,8 @@ test_arena_open_below_minimum(void **state)
 	arena_close(&a);
 	assert_string_equal(shm_strerror(SHM_ELAYOUT),
 	    "the arena has another layout");
+	assert_string_equal(shm_strerror(SHM_EHEADER),
+	    "the arena's header is bad");
 	assert_string_equal(shm_strerror(12345), "unknown error");
 }
 
@@ -3679,6 +3681,52 @@ test_arena_epoch_fresh_kept_and_replaced(void **state)
 	assert_int_equal(arena_epoch(&f->a), e + 1);
 }
 
+/* An arena whose header is bad: refused by arena_open, replaced by
+ * arena_replace_bad with the next epoch (or a random one if the epoch word
+ * is no epoch). */
+static void
+test_arena_replace_bad_header(void **state)
+{
+	struct fx	*f = *state;
+	char		 err[256] = "", aside[256];
+	uint64_t	 e;
+	int		 re = -1, fd;
+
+	snprintf(f->file, sizeof(f->file), "/tmp/roomd-test-XXXXXX");
+	assert_true((fd = mkstemp(f->file)) >= 0);
+	close(fd);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	e = arena_epoch(&f->a);
+	(void)create_room(&f->a, 1, "lost", 0);
+	f->a.hdr->magic ^= 1;
+	arena_close(&f->a);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), SHM_EHEADER);
+	assert_null(f->a.base);
+	assert_int_equal(arena_replace_bad(&f->a, f->file, ARENA_MIN_SIZE,
+	    aside, sizeof(aside), err, sizeof(err)), 0);
+	assert_int_equal(access(aside, F_OK), 0);
+	assert_int_equal(arena_epoch(&f->a), e + 1);
+	assert_int_equal(f->a.hdr->nrooms, 0);
+	assert_arena_ok(&f->a);
+
+	/* Again, with an epoch word that is no epoch: a random one. */
+	f->a.hdr->layout = ARENA_LAYOUT + 1;
+	f->a.hdr->epoch = ARENA_EPOCH_MAX + 5;
+	arena_close(&f->a);
+	assert_int_equal(unlink(aside), 0);
+	assert_int_equal(arena_replace_bad(&f->a, f->file, ARENA_MIN_SIZE,
+	    aside, sizeof(aside), err, sizeof(err)), 0);
+	assert_int_equal(unlink(aside), 0);
+	assert_true(arena_epoch(&f->a) >= 1 &&
+	    arena_epoch(&f->a) < ARENA_EPOCH_MAX);
+	arena_close(&f->a);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	assert_int_equal(re, 1);
+}
+
 /* A named (shm) arena replaced is unlinked, not moved. */
 static void
 test_arena_replace_named(void **state)
@@ -3797,6 +3845,7 @@ main(void)
 		T(test_arena_check_bad_header_numbers),
 		T_NAMED(test_arena_epoch_fresh_kept_and_replaced),
 		T_NAMED(test_arena_replace_named),
+		T_NAMED(test_arena_replace_bad_header),
 		T_NAMED(test_arena_claim_is_exclusive),
 	};
 
