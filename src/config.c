@@ -111,6 +111,8 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->message_burst = src->message_burst;
 	dst->join_failures_per_minute = src->join_failures_per_minute;
 	dst->limits_on_loopback = src->limits_on_loopback;
+	/* New connections negotiate with it; open ones keep what they have. */
+	dst->websocket_compression = src->websocket_compression;
 	memcpy(dst->allowed_origins, src->allowed_origins,
 	    sizeof(dst->allowed_origins));
 	memcpy(dst->htdocs, src->htdocs, sizeof(dst->htdocs));
@@ -588,6 +590,9 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		    chat_anonymous) },
 		{ "limits_on_loopback", offsetof(struct roomd_config,
 		    limits_on_loopback) },
+		/* permessage-deflate (server_deflate.c) */
+		{ "websocket_compression", offsetof(struct roomd_config,
+		    websocket_compression) },
 	};
 	const char	*key = argv[0];
 	uint64_t	 u;
