@@ -269,6 +269,8 @@ server_deflate_message(int bits, struct evbuffer *in, size_t skip,
 	for (n = skip; n < total; n += len) {
 		got = evbuffer_peek(in, total - n, &p, v, 16);
 		for (i = 0, len = 0; i < got && i < 16; i++) {
+			if (v[i].iov_len == 0)
+				continue;	/* deflate wants some input */
 			z->next_in = v[i].iov_base;
 			z->avail_in = (uInt)v[i].iov_len;
 			if (deflate(z, Z_NO_FLUSH) != Z_OK || z->avail_in > 0)
