@@ -133,6 +133,7 @@ struct roomd_config {
 	int			 lobby_retention;
 	int			 lobby_migration;
 	uint64_t		 lobby_snapshot_max_bytes;
+	int			 lobby_replies;	/* LOBBY_REPLIES_* */
 	int			 chat_anonymous;
 	int			 chat_history;
 	struct chat_provider	 providers[ROOMD_MAX_PROVIDERS];
@@ -157,6 +158,10 @@ struct roomd_config {
 	char			 user[64];
 };
 
+/* lobby_replies: the names of the answers to createRoom and joinRoom. */
+#define LOBBY_REPLIES_DOCUMENT	0x1	/* roomCreated, roomJoined */
+#define LOBBY_REPLIES_GROOVEJET	0x2	/* createdRoom, joinedRoom */
+
 void	 config_defaults(struct roomd_config *);
 int	 config_load(struct roomd_config *, const char *file, char *err,
 	    size_t errlen);
@@ -167,6 +172,7 @@ int	 config_finish(struct roomd_config *, char *, size_t);
 int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
 int	 config_generation_differs(const struct roomd_config *,
 	    const struct roomd_config *);
+const char *config_keyword(size_t);
 
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
@@ -480,13 +486,21 @@ int	 room_create_unique(const struct dialect *, const char *alphabet,
 int	 room_find(const struct dialect *, const char *id, struct room_ref *);
 /* Up to max references to rooms of d (NULL: of every dialect). */
 size_t	 room_list(const struct dialect *d, struct room_ref *, size_t max);
-/* Lock a room found earlier: 0, or ROOM_ENOENT once it is deleted. */
+/*
+ * Lock a room found earlier: 0, or ROOM_ENOENT once it is deleted.  One
+ * hold of the lock is one transaction of a bounded size: a few members
+ * added or removed and a few records published (the arena's journal
+ * holds 32 stores; more is a bug that aborts the process).  Code that
+ * changes a room much, unlocks and locks it again between changes.
+ */
 int	 room_lock(const struct room_ref *, struct room **);
 /* Commit the changes and release the lock; appends reach the members. */
 void	 room_unlock(struct room *);
 /*
  * Delete a locked room (the lock goes with it): its log and members go,
- * and every connection to it, on any worker, is closed with the reason.
+ * and every connection to it is closed with status 1000: with the reason
+ * on this worker, with "room deleted" on the others (a doorbell carries
+ * no text).
  */
 void	 room_delete(struct room *, const char *reason);
 /* Close member mid's connections on every worker (roomctl kick). */
@@ -592,6 +606,15 @@ void	 room_reap(void);
  * let through uncounted) or ROOM_ELIMIT. */
 int	 room_addr_conn_add(const uint64_t addr[2], uint64_t max);
 void	 room_addr_conn_del(const uint64_t addr[2]);
+/*
+ * Lookups across rooms (each room locked in turn; the caller holds none).
+ * room_member_find: the room of dialect d with a member of this uid whose
+ * token is token (the lobby's identities outlive their rooms' codes): its
+ * reference in *ref and a copy of the member in *m (if not NULL).
+ * 0, ROOM_ENOENT (no such member, or not its token) or ROOM_ENOSPC.
+ */
+int	 room_member_find(const struct dialect *d, const char *uid,
+	    const char *token, struct room_ref *ref, struct room_member *m);
 /* What the store holds, for status and metrics; and a walk of it all. */
 void	 room_usage(uint64_t *rooms, uint64_t *used, uint64_t *size,
 	    uint64_t *recoveries);
@@ -744,7 +767,7 @@ int	 fetch(const char *url, const char *form, const char *bearer,
 /* oauth.c: signing in to the chat */
 struct chat_user {
 	char	 uid[MEMBER_UID_LEN + 1];
-	char	 name[ROOM_ID_MAX];
+	char	 name[ROOM_ID_MAX + 1];	/* 1 to 64 characters */
 };
 void	 oauth_http(struct conn *, struct http_req *, const char *sub);
 int	 oauth_identify(struct http_req *, struct chat_user *);
@@ -752,6 +775,8 @@ int	 oauth_identify(struct http_req *, struct chat_user *);
 /* util.c */
 int	 json_parse(const char *, size_t, struct json_object **);
 const char *json_text(struct json_object *, size_t *);
+#define JSON_QUOTE_MAX(len)	(6 * (len) + 2)
+size_t	 json_quote(char *, const char *, size_t);
 const char *json_get_string(struct json_object *, const char *key);
 int	 util_token(char *, size_t);
 int	 util_uuid(char *);
