@@ -469,3 +469,18 @@ def test_daemon_intact_after_all_cases(pmd_d):
     text = _log(pmd_d)
     m = SANITIZER_RE.search(text)
     assert m is None, text[max(0, m.start() - 2000):m.start() + 6000]
+
+
+def test_a_ping_between_the_fragments_of_a_compressed_message_is_answered(
+        pmd_d):
+    ws = DeflateClient(pmd_d)
+    try:
+        data = PAYLOADS[4][1][:20000]
+        frames = ws.message_frames(TEXT, data, fragment=300)
+        assert len(frames) >= 3
+        ws.send_framewise(frames[:2] + [frame(PING, b"mid")] + frames[2:])
+        got = ws.events(2)
+        assert got == [("pong", b"mid"), msg(TEXT, data)], shorts(got)
+        clean_close(ws)
+    finally:
+        ws.close()
