@@ -77,7 +77,7 @@ static void	master_control(struct pollfd *, time_t);
 static void
 usage(FILE *fp, int status)
 {
-	fprintf(fp, "usage: roomd [-fhtv] [-c file] [-l address:port] "
+	fprintf(fp, "usage: roomd [-fhtVv] [-c file] [-l address:port] "
 	    "[-M dialect=path] [-w workers]\n");
 	exit(status);
 }
@@ -160,7 +160,7 @@ main(int argc, char *argv[])
 	env = &roomd;
 	env->slot = -1;
 	cli.file = ROOMD_CONF;
-	while ((ch = getopt(argc, argv, "c:fhl:M:tvw:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fhl:M:tVvw:")) != -1) {
 		switch (ch) {
 		case 'c':
 			cli.file = optarg;
@@ -186,6 +186,9 @@ main(int argc, char *argv[])
 		case 't':
 			check = 1;
 			break;
+		case 'V':	/* -v was taken already: verbose */
+			printf("roomd %s\n", PACKAGE_VERSION);
+			return 0;
 		case 'v':
 			env->verbose = 1;
 			break;
