@@ -214,22 +214,19 @@ class Proxy:
 
 # ---------------------------------------------------------------- Chromium
 
-class Page:
-    """One person: a Chromium of its own and its one page.  The methods
-    follow what the tests do with a page: go, fill, click, read, wait."""
+class Chromium:
+    """A headless Chromium of its own (a fresh profile: own cookies and
+    storage) and the chromedriver session that drives it."""
 
-    def __init__(self, session, label, allowed, insecure=False,
-                 touch=False, size=(1200, 860)):
-        self.session = session
-        self.label = label
-        self.allowed = allowed
-        self._profile = tempfile.mkdtemp(prefix="roomd-chromium-")
+    def __init__(self, insecure=False):
+        self.insecure = insecure
+        self.profile = tempfile.mkdtemp(prefix="roomd-chromium-")
         o = webdriver.ChromeOptions()
         o.binary_location = CHROMIUM
         for a in CHROMIUM_ARGS:
             o.add_argument(a)
-        o.add_argument("--user-data-dir=" + self._profile)
-        o.add_argument(f"--window-size={size[0]},{size[1]}")
+        o.add_argument("--user-data-dir=" + self.profile)
+        o.add_argument("--window-size=1200,900")
         o.set_capability("goog:loggingPrefs", {"browser": "ALL",
                                                "performance": "ALL"})
         if insecure:
@@ -238,10 +235,55 @@ class Page:
             self.driver = webdriver.Chrome(
                 service=Service(CHROMEDRIVER), options=o)
         except Exception:
-            shutil.rmtree(self._profile, ignore_errors=True)
+            shutil.rmtree(self.profile, ignore_errors=True)
             raise
         self.driver.set_page_load_timeout(WAIT)
         self.driver.set_script_timeout(WAIT)
+
+    def quit(self):
+        try:
+            self.driver.quit()
+        except WebDriverException:
+            pass
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Spare:
+    """A Chromium started in the background, so that the next person of
+    a test does not wait seconds for one."""
+
+    def __init__(self):
+        self.browser = self.error = None
+        self._thread = threading.Thread(target=self._start, daemon=True)
+        self._thread.start()
+
+    def _start(self):
+        try:
+            self.browser = Chromium()
+        except Exception as e:      # given to take()
+            self.error = e
+
+    def take(self):
+        self._thread.join(60)
+        if self.error is not None:
+            raise self.error
+        if self.browser is None:
+            raise RuntimeError("Chromium did not start within 60 s")
+        return self.browser
+
+
+class Page:
+    """One person: a Chromium of its own and its one page.  The methods
+    follow what the tests do with a page: go, fill, click, read, wait."""
+
+    def __init__(self, session, label, allowed, browser, touch=False,
+                 size=(1200, 860)):
+        self.session = session
+        self.label = label
+        self.allowed = allowed
+        self.browser = browser
+        self.driver = browser.driver
         self.cdp("Emulation.setDeviceMetricsOverride", {
             "width": size[0], "height": size[1], "deviceScaleFactor": 1,
             "mobile": touch})
@@ -413,11 +455,8 @@ class Page:
     def close(self):
         try:
             self.collect()
-            self.driver.quit()
-        except WebDriverException:
-            pass
         finally:
-            shutil.rmtree(self._profile, ignore_errors=True)
+            self.browser.quit()
 
 
 class Session:
@@ -430,13 +469,26 @@ class Session:
         self.step = 0
         self.pages = []
         self.problems = []
+        self._spare = Spare()
         os.makedirs(ARTIFACTS, exist_ok=True)
         for f in os.listdir(ARTIFACTS):
             if f.startswith(prefix + "-") and f.endswith(".png"):
                 os.remove(os.path.join(ARTIFACTS, f))
 
-    def person(self, label, allowed, **kw):
-        p = Page(self, label, allowed, **kw)
+    def person(self, label, allowed, insecure=False, **kw):
+        """A new person: a Chromium of its own and one page in it.
+        allowed: the origins it may load from; insecure: certificates
+        are not checked (the fake provider's own CA)."""
+        if insecure:
+            browser = Chromium(insecure=True)
+        else:
+            browser = self._spare.take()
+            self._spare = Spare()
+        try:
+            p = Page(self, label, allowed, browser, **kw)
+        except Exception:
+            browser.quit()
+            raise
         self.pages.append(p)
         return p
 
@@ -453,9 +505,20 @@ class Session:
             "\n".join(self.problems)
 
     def close(self):
-        for p in self.pages:
-            p.close()
+        """Every browser, the spare too, quit at once."""
+        quits = [threading.Thread(target=p.close) for p in self.pages]
+        quits.append(threading.Thread(target=lambda: self._close_spare()))
+        for t in quits:
+            t.start()
+        for t in quits:
+            t.join(30)
         self.pages = []
+
+    def _close_spare(self):
+        try:
+            self._spare.take().quit()
+        except Exception:
+            pass
 
 
 @pytest.fixture
