@@ -31,8 +31,10 @@
 #include <unistd.h>
 
 #include "roomd.h"
+#include "shm.h"
 
 struct roomd		*env;
+static struct arena	 arena;		/* env->arena */
 
 static volatile sig_atomic_t	 sig_stop, sig_reload, sig_child, sig_usr1;
 static int			 arena_fd = -1;	/* arena_claim() */
@@ -46,6 +48,7 @@ static struct {
 	char		*mounts[ROOMD_MAX_MOUNTS];
 	int		 nmounts;
 	int		 workers;
+	int		 check;		/* -t */
 } cli;
 
 static struct {
@@ -138,27 +141,19 @@ master_config(struct roomd_config *c, char *err, size_t errlen)
 	return 0;
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * The options, into cli and env.  Returns -1, having said why on stderr,
+ * for a bad one; exits with the usage for -h or a malformed command line,
+ * and with the version for -V.
+ */
+static int
+master_options(int argc, char *argv[])
 {
-	static struct roomd	 roomd;
-	struct sigaction	 sa;
-	struct rlimit		 rl;
-	sigset_t		 block, empty;
-	struct timespec		 tick = { 1, 0 };
-	struct pollfd		 pfd[2];
-	time_t			 started = time(NULL);
-	const char		*errstr = NULL;
-	char			 err[1024];
-	int			 ch, check = 0, i;
-	long			 n;
-	char			*end;
+	const char	*errstr = NULL;
+	char		*end;
+	long		 n;
+	int		 ch;
 
-	/* A signal before its handler is installed below would kill the
-	 * master (SIGHUP, SIGUSR1) or be lost: held until then. */
-	master_block_signals(&block);
-	env = &roomd;
-	env->slot = -1;
 	cli.file = ROOMD_CONF;
 	while ((ch = getopt(argc, argv, "c:fhl:M:tVvw:")) != -1) {
 		switch (ch) {
@@ -184,11 +179,11 @@ main(int argc, char *argv[])
 				cli.mounts[cli.nmounts++] = optarg;
 			break;
 		case 't':
-			check = 1;
+			cli.check = 1;
 			break;
 		case 'V':	/* -v was taken already: verbose */
 			printf("roomd %s\n", PACKAGE_VERSION);
-			return 0;
+			exit(0);
 		case 'v':
 			env->verbose = 1;
 			break;
@@ -207,44 +202,72 @@ main(int argc, char *argv[])
 		usage(stderr, 1);
 	if (errstr != NULL) {
 		fprintf(stderr, "roomd: %s\n", errstr);
-		return 1;
+		return -1;
 	}
-	/* TLS keys are often readable by root only: loaded now, before
-	 * privileges are dropped; the workers inherit the contexts. */
+	return 0;
+}
+
+/*
+ * The configuration, and the TLS contexts of its listeners: keys are
+ * often readable by root only, so they are loaded now, before privileges
+ * are dropped; the workers inherit the contexts.  Returns -1, having said
+ * why on stderr, if either is bad.
+ */
+static int
+master_configure(void)
+{
+	char	 err[1024];
+
 	if (master_config(&env->conf, err, sizeof(err)) == -1 ||
 	    server_tls_load(&env->conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "roomd: %s\n", err);
-		return 1;
+		return -1;
 	}
-	if (check) {
-		server_tls_free();
-		fprintf(stderr, "roomd: configuration OK\n");
-		return 0;
-	}
-	if (master_probe(&env->conf) == -1)
-		return 1;
-	env->nworkers = env->conf.workers;
-	log_init(1, env->verbose);
-	log_setproc("master");
+	return 0;
+}
 
-	/* One descriptor per connection: as many as the hard limit allows. */
+/* One descriptor per connection: as many as the hard limit allows. */
+static void
+master_rlimit(void)
+{
+	struct rlimit	 rl;
+
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/*
+ * Everything the workers share, made before they are forked: the
+ * listening sockets, the arena, the chat's key, the doorbell mesh and the
+ * admin socket; then detach (unless -f) and drop privileges.  Returns -1,
+ * having logged why, if something cannot be made.
+ */
+static int
+master_start(void)
+{
+	int	 i;
+
+	if (master_probe(&env->conf) == -1)
+		return -1;
+	env->nworkers = env->conf.workers;
+	log_init(1, env->verbose);
+	log_setproc("master");
+	master_rlimit();
 	memset(env->listen_fd, -1, sizeof(env->listen_fd));
 	for (i = 0; i < env->nworkers; i++)
 		if (master_listen(&env->conf, i, -1) == -1)
-			return 1;
+			return -1;
 	shm_recovery_hook = master_recovered;
 	if (master_arena() == -1)
-		return 1;
+		return -1;
 	/* The chat's session key when roomd.conf sets none: one for all
 	 * workers, new at each start. */
 	if (util_token(env->chat_secret, sizeof(env->chat_secret)) == -1)
 		fatalx("no random numbers for the chat's session key");
 	if (proc_mesh_open() == -1 || control_open() == -1)
-		return 1;
+		return -1;
 	if (!env->foreground) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
@@ -253,6 +276,18 @@ main(int argc, char *argv[])
 	}
 	/* Last: the sockets, the arena and the pid file need root. */
 	master_drop_privileges();
+	return 0;
+}
+
+/*
+ * The handlers of the master's signals.  They stay blocked
+ * (master_block_signals): whatever came during the start is delivered by
+ * the first ppoll() of master_loop.
+ */
+static void
+master_handlers(void)
+{
+	struct sigaction	 sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = master_signal;
@@ -265,9 +300,13 @@ main(int argc, char *argv[])
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);	/* the master's word to workers */
-	/* Still blocked (master_block_signals): whatever came during the
-	 * start is delivered by the first ppoll() below. */
-	sigemptyset(&empty);
+}
+
+/* Fork one worker per slot of the first generation. */
+static void
+master_start_workers(void)
+{
+	int	 i;
 
 	for (i = 0; i < env->nworkers; i++) {
 		workers[i].state = WORKER_ACTIVE;
@@ -276,9 +315,35 @@ main(int argc, char *argv[])
 	log_info("roomd %s started: %d workers on %s%s", PACKAGE_VERSION,
 	    env->nworkers, env->conf.listens[0].text,
 	    env->conf.nlistens > 1 ? " and more" : "");
+}
+
+/* Fork again the active slots whose worker died, once they may. */
+static void
+master_respawn(void)
+{
+	int	 i;
+
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
+		if (workers[i].state == WORKER_ACTIVE && workers[i].pid == 0 &&
+		    time(NULL) >= workers[i].respawn_at)
+			workers[i].pid = master_fork(i);
+}
+
+/*
+ * Until SIGTERM, SIGINT or a stop on the admin socket: act on the flags
+ * the handlers set, serve the admin socket and the metrics endpoint, keep
+ * the workers alive, and expire rooms once a second.
+ */
+static void
+master_loop(time_t started)
+{
+	struct timespec	 tick = { 1, 0 };
+	struct pollfd	 pfd[2];
+	sigset_t	 empty;
 
 	/* Signals are blocked except while ppoll() waits, so a flag set by
 	 * a handler is always seen on the next turn of this loop. */
+	sigemptyset(&empty);
 	control_fds(&pfd[0].fd, &pfd[1].fd);
 	pfd[0].events = pfd[1].events = POLLIN;
 	for (;;) {
@@ -291,11 +356,7 @@ main(int argc, char *argv[])
 			sig_child = 0;
 			master_reap(0);
 		}
-		for (i = 0; i < ROOMD_MAX_WORKERS; i++)
-			if (workers[i].state == WORKER_ACTIVE &&
-			    workers[i].pid == 0 &&
-			    time(NULL) >= workers[i].respawn_at)
-				workers[i].pid = master_fork(i);
+		master_respawn();
 		if (sig_reload) {
 			sig_reload = 0;
 			master_reload();
@@ -304,8 +365,34 @@ main(int argc, char *argv[])
 			sig_usr1 = 0;
 			log_info("SIGUSR1: no log files to reopen");
 		}
-		shm_room_reap(&env->arena, util_now());
+		room_reap();
 	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct roomd	 roomd;
+	sigset_t		 block;
+	time_t			 started = time(NULL);
+
+	/* A signal before its handler is installed would kill the master
+	 * (SIGHUP, SIGUSR1) or be lost: held until then. */
+	master_block_signals(&block);
+	env = &roomd;
+	env->slot = -1;
+	if (master_options(argc, argv) == -1 || master_configure() == -1)
+		return 1;
+	if (cli.check) {
+		server_tls_free();
+		fprintf(stderr, "roomd: configuration OK\n");
+		return 0;
+	}
+	if (master_start() == -1)
+		return 1;
+	master_handlers();
+	master_start_workers();
+	master_loop(started);
 	master_stop();
 	return 0;
 }
@@ -363,11 +450,38 @@ master_probe(const struct roomd_config *c)
 }
 
 /*
- * Map the arena.  One that was reattached is trusted only if the checker,
- * which takes every lock once and so repairs those whose owners died,
- * finds it sound; if not, it is moved aside (a file) or removed (a shm
- * object) and a fresh one with the next epoch takes its place, so clients
- * that come back can tell that what they knew is gone.
+ * An untrusted arena at path was replaced (rc from arena_replace or
+ * arena_replace_bad): claim the fresh one and say what became of the old.
+ * 0 or -1.
+ */
+static int
+master_arena_fresh(const char *path, int rc, const char *aside,
+    const char *err)
+{
+	char	 cerr[1024];
+	int	 fd;
+
+	if (rc != 0 || (fd = arena_claim(path, 0, cerr, sizeof(cerr))) ==
+	    -1) {
+		log_warnx("arena: %s", rc != 0 ? err : cerr);
+		return -1;
+	}
+	close(arena_fd);
+	arena_fd = fd;
+	log_warnx("arena %s: %s%s; a fresh arena starts with epoch %llu and "
+	    "no rooms", path, aside[0] ? "moved aside to " : "removed", aside,
+	    (unsigned long long)arena_epoch(env->arena));
+	return 0;
+}
+
+/*
+ * Map the arena.  One that was reattached is trusted only if its header
+ * is good (magic, layout and size) and the checker, which takes every
+ * lock once and so repairs those whose owners died, finds it sound; if
+ * not, it is moved aside (a file) or removed (a shm object) and a fresh
+ * one with the next epoch takes its place, so clients that come back can
+ * tell that what they knew is gone.  An object of another size than
+ * arena_size is refused: that is the configuration's to settle.
  */
 static int
 master_arena(void)
@@ -375,47 +489,44 @@ master_arena(void)
 	struct roomd_config	*c = &env->conf;
 	const char		*path = c->arena_path[0] ? c->arena_path : NULL;
 	char			 err[1024], why[512], aside[PATH_MAX];
-	int			 reattached, i, fd;
+	int			 reattached, i, rc;
 
+	env->arena = &arena;
 	if (path != NULL && (arena_fd = arena_claim(path, ROOMD_STOP_TIMEOUT +
 	    5, err, sizeof(err))) == -1) {
 		log_warnx("arena: %s", err);
 		return -1;
 	}
-	if (arena_open(&env->arena, path, c->arena_size, &reattached, err,
-	    sizeof(err)) != 0) {
-		log_warnx("arena: %s", err);
+	if ((rc = arena_open(env->arena, path, c->arena_size, &reattached,
+	    why, sizeof(why))) == SHM_EHEADER && path != NULL) {
+		/* A header that is bad is as untrusted as a failed walk. */
+		log_warnx("arena %s is not trusted: %s", path, why);
+		rc = arena_replace_bad(env->arena, path, c->arena_size, aside,
+		    sizeof(aside), err, sizeof(err));
+		return master_arena_fresh(path, rc, aside, err);
+	}
+	if (rc != 0) {
+		log_warnx("arena: %s", why);
 		return -1;
 	}
 	if (!reattached) {
 		log_info("arena %s: new, epoch %llu", path ? path : "(anonymous)",
-		    (unsigned long long)arena_epoch(&env->arena));
+		    (unsigned long long)arena_epoch(env->arena));
 		return 0;
 	}
-	if (arena_check_alone(&env->arena, why, sizeof(why)) == -1) {
+	if (arena_check_alone(env->arena, why, sizeof(why)) == -1) {
 		log_warnx("arena %s is not trusted: %s", path, why);
-		if (arena_replace(&env->arena, path, aside, sizeof(aside), err,
-		    sizeof(err)) != 0 || (fd = arena_claim(path, 0, err,
-		    sizeof(err))) == -1) {
-			log_warnx("arena: %s", err);
-			return -1;
-		}
-		close(arena_fd);
-		arena_fd = fd;
-		log_warnx("arena %s: %s%s; a fresh arena starts with epoch "
-		    "%llu and no rooms", path, aside[0] ? "moved aside to " :
-		    "removed", aside, (unsigned long long)arena_epoch(
-		    &env->arena));
-		return 0;
+		rc = arena_replace(env->arena, path, aside, sizeof(aside), err,
+		    sizeof(err));
+		return master_arena_fresh(path, rc, aside, err);
 	}
 	log_info("reattached to arena %s: %llu rooms kept, epoch %llu", path,
-	    (unsigned long long)env->arena.hdr->nrooms,
-	    (unsigned long long)arena_epoch(&env->arena));
+	    (unsigned long long)env->arena->hdr->nrooms,
+	    (unsigned long long)arena_epoch(env->arena));
 	/* Nobody is connected any more: every room gets room_ttl for its
 	 * members to come back. */
 	for (i = 0; i < ARENA_MAX_SLOTS; i++)
-		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-		    room_idle_expiry, NULL);
+		room_slot_dead(i);
 	return 0;
 }
 
@@ -628,11 +739,10 @@ master_reap(int stopping)
 			/* An old generation's worker is done. */
 			workers[i].state = WORKER_FREE;
 			log_info("worker %d (pid %d) drained", i, (int)pid);
-			shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-			    room_idle_expiry, NULL);
+			room_slot_dead(i);
 			continue;
 		}
-		STATS_ADD(&env->arena, ST_WORKER_RESTARTS, 1);
+		stats_add(STAT_WORKER_RESTARTS, 1);
 		workers[i].restarts++;
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %d) killed by signal %d",
@@ -642,9 +752,8 @@ master_reap(int stopping)
 			    i, (int)pid, WEXITSTATUS(status));
 		/* Its connections are gone: forget them, and take every
 		 * lock once so one it died holding is repaired now. */
-		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-		    room_idle_expiry, NULL);
-		if (env->verbose && arena_check_live(&env->arena, err,
+		room_slot_dead(i);
+		if (env->verbose && arena_check_live(env->arena, err,
 		    sizeof(err)) == -1)
 			log_warnx("arena check after worker %d died: %s", i,
 			    err);
@@ -681,7 +790,7 @@ master_stop(void)
 	if (!env->foreground)
 		unlink(env->conf.pidfile);
 	control_close();
-	arena_close(&env->arena);
+	arena_close(env->arena);
 	log_info("stopped");
 }
 
