@@ -246,7 +246,13 @@ class Chromium:
         except WebDriverException:
             pass
         finally:
-            shutil.rmtree(self.profile, ignore_errors=True)
+            # Chromium's last processes may still write in the profile
+            # for a moment after quit() returns.
+            for _ in range(50):
+                shutil.rmtree(self.profile, ignore_errors=True)
+                if not os.path.exists(self.profile):
+                    break
+                time.sleep(0.1)
 
 
 class Spare:
