@@ -22,7 +22,7 @@ static void	usage(FILE *, int) __attribute__((noreturn));
 static void
 usage(FILE *fp, int status)
 {
-	fprintf(fp, "usage: roomctl [-hj] [-s socket] command [argument ...]\n"
+	fprintf(fp, "usage: roomctl [-hjVv] [-s socket] command [argument ...]\n"
 	    "commands: status, rooms, room ID, kick ROOM MEMBER, close ROOM,\n"
 	    "          reload, stop, stats, check\n");
 	exit(status);
@@ -197,7 +197,7 @@ main(int argc, char *argv[])
 	size_t			 len = 0;
 	int			 ch, json = 0, i, rc = 0;
 
-	while ((ch = getopt(argc, argv, "hjs:")) != -1) {
+	while ((ch = getopt(argc, argv, "hjs:Vv")) != -1) {
 		switch (ch) {
 		case 'h':
 			usage(stdout, 0);
@@ -207,6 +207,10 @@ main(int argc, char *argv[])
 		case 's':
 			sock = optarg;
 			break;
+		case 'V':
+		case 'v':
+			printf("roomctl %s\n", PACKAGE_VERSION);
+			return 0;
 		default:
 			usage(stderr, 2);
 		}

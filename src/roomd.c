@@ -80,7 +80,7 @@ static void	master_control(struct pollfd *, time_t);
 static void
 usage(FILE *fp, int status)
 {
-	fprintf(fp, "usage: roomd [-fhtv] [-c file] [-l address:port] "
+	fprintf(fp, "usage: roomd [-fhtVv] [-c file] [-l address:port] "
 	    "[-M dialect=path] [-w workers]\n");
 	exit(status);
 }
@@ -143,7 +143,8 @@ master_config(struct roomd_config *c, char *err, size_t errlen)
 
 /*
  * The options, into cli and env.  Returns -1, having said why on stderr,
- * for a bad one; exits with the usage for -h or a malformed command line.
+ * for a bad one; exits with the usage for -h or a malformed command line,
+ * and with the version for -V.
  */
 static int
 master_options(int argc, char *argv[])
@@ -154,7 +155,7 @@ master_options(int argc, char *argv[])
 	int		 ch;
 
 	cli.file = ROOMD_CONF;
-	while ((ch = getopt(argc, argv, "c:fhl:M:tvw:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fhl:M:tVvw:")) != -1) {
 		switch (ch) {
 		case 'c':
 			cli.file = optarg;
@@ -180,6 +181,9 @@ master_options(int argc, char *argv[])
 		case 't':
 			cli.check = 1;
 			break;
+		case 'V':	/* -v was taken already: verbose */
+			printf("roomd %s\n", PACKAGE_VERSION);
+			exit(0);
 		case 'v':
 			env->verbose = 1;
 			break;
