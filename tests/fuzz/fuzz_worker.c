@@ -1,27 +1,36 @@
 /*
  * fuzz_worker.c: this process as one roomd worker, for the harnesses.
  *
- * src/server.c is compiled into this file rather than linked, so the
- * harness can reach its static state (the event base, the flush event,
- * the connection lists) and its accept path without any change to it.
- * fz_init() does what server_main() does before its loop, minus the
- * listening sockets, signals and the doorbell mesh (there is one worker);
- * a client is one end of a socketpair whose other end goes through
- * server_accept(), so every byte takes the path a TCP client's would.
+ * It links the daemon's objects as they are.  fz_init() does what
+ * server_main() does before its loop (server_init), minus the listening
+ * sockets, signals and the doorbell mesh (there is one worker); a client
+ * is one end of a socketpair whose other end goes through the listener's
+ * accept path (server_accept_fd), so every byte takes the path a TCP
+ * client's would.
  *
  * Randomness is made deterministic (RAND_bytes and uuid_generate_random
  * are replaced here and reset for every input), so an input always
  * produces the same tokens, room codes and ids and a crash replays.
  */
-#include "../../src/server.c"
+#include "config.h"
 
-#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 
+#include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/rand.h>
 #include <uuid/uuid.h>
 
+#include "roomd.h"
 #include "fuzz.h"
 
 #ifndef FUZZ_HTDOCS
@@ -90,11 +99,7 @@ fz_init(void (*tune)(struct roomd_config *))
 	env->slot = 0;
 	env->foreground = 1;
 	/* As server_main() sets up its loop. */
-	if ((base = event_base_new()) == NULL ||
-	    event_base_priority_init(base, 2) == -1)
-		fatalx("fuzz: event_base_new");
-	flush_ev = event_new(base, -1, 0, server_flush, NULL);
-	event_priority_set(flush_ev, 1);
+	server_init();
 }
 
 /*
@@ -190,7 +195,9 @@ fz_check_idle(void)
 	size_t			 i, n, k;
 	int			 bad = 0;
 
-	if (!TAILQ_EMPTY(&conns) || !TAILQ_EMPTY(&graveyard)) {
+	/* A closed connection waits for the flush, which fz_quiet() saw
+	 * was not due: only open ones can be left. */
+	if (server_conn_next(NULL) != NULL) {
 		fprintf(stderr, "fuzz: a connection outlived its closed "
 		    "peer\n");
 		abort();
@@ -282,8 +289,7 @@ fz_connect(void)
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons(40000 + (uint16_t)i);
-	server_accept(NULL, sv[1], (struct sockaddr *)&sin, sizeof(sin),
-	    (void *)0);
+	server_accept_fd(sv[1], (struct sockaddr *)&sin, sizeof(sin), 0);
 	return (int)i;
 }
 
@@ -341,10 +347,12 @@ fz_quiet(void)
 	struct conn	*conn;
 	struct pollfd	 pfd;
 
-	if (flush_scheduled ||
-	    event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) > 0)
+	/* A flush that is due is an active event (server_flush_later). */
+	if (event_base_get_num_events(server_base(),
+	    EVENT_BASE_COUNT_ACTIVE) > 0)
 		return 0;
-	TAILQ_FOREACH(conn, &conns, entry) {
+	for (conn = server_conn_next(NULL); conn != NULL;
+	    conn = server_conn_next(conn)) {
 		pfd.fd = conn_fd(conn);
 		pfd.events = POLLIN;
 		if (conn_out_len(conn) > 0)
@@ -361,7 +369,7 @@ fz_settle(void)
 	int	 i;
 
 	for (i = 0; i < FZ_SETTLE_MAX; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
+		event_base_loop(server_base(), EVLOOP_NONBLOCK);
 		if (!fz_drain() && fz_quiet())
 			return;
 	}
