@@ -293,6 +293,23 @@ http_too_many_headers(void **state)
 	wire_buf_free(&want);
 }
 
+/*
+ * The 101st header was let through: headers were counted as the next one
+ * began, so the last one never was.
+ */
+static void
+http_101_headers_refused(void **state)
+{
+	struct wire_buf	 in = { NULL, 0 }, want = { NULL, 0 };
+
+	many_headers(&in, 101);
+	wire_error(&want, 431, 0, "headers_too_large",
+	    "Request Header Fields Too Large");
+	wire_expect(&in, &want, "closed\nend: closed\n");
+	wire_buf_free(&in);
+	wire_buf_free(&want);
+}
+
 static void
 http_body_too_large_declared(void **state)
 {
@@ -600,6 +617,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(http_too_many_headers, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(http_101_headers_refused,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(http_body_too_large_declared,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(http_body_at_limit, setup,
