@@ -489,6 +489,27 @@ http_upgrade_bad_key(void **state)
 	wire_buf_free(&want);
 }
 
+/*
+ * A key of 21 base64 digits and three pads was taken: EVP_DecodeBlock
+ * decodes 24 characters to 18 octets, pads or not, so the length check
+ * passed.  Such a key is no base64 of 16 octets.
+ */
+static void
+http_upgrade_key_with_three_pads_refused(void **state)
+{
+	struct wire_buf	 in = { NULL, 0 }, want = { NULL, 0 };
+
+	wire_adds(&in, "GET /wire/r HTTP/1.1\r\nHost: h\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ===\r\n"
+	    "Sec-WebSocket-Version: 13\r\n\r\n");
+	wire_error(&want, 400, 0, "bad_request", "missing or "
+	    "malformed Sec-WebSocket-Key");
+	wire_expect(&in, &want, "closed\nend: closed\n");
+	wire_buf_free(&in);
+	wire_buf_free(&want);
+}
+
 /* The dialect refuses (401), or nothing is mounted there (404). */
 static void
 http_upgrade_refused(void **state)
@@ -636,6 +657,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(http_upgrade_bad_key, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    http_upgrade_key_with_three_pads_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(http_upgrade_refused, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(http_upgrade_foreign_origin,
