@@ -398,6 +398,74 @@ ws_oversized_fragments(void **state)
 	expect(c, "open /r\nclosed\nws_close\nend: closed\n");
 }
 
+/* A 64-bit length: over the limit (1009) or past 2^63 (1002), known from
+ * the header and the first octets, before the rest could come. */
+static void
+ws_64bit_lengths(void **state)
+{
+	static const struct {
+		uint64_t	 len;
+		int		 code;
+	} cases[] = {
+		{ 70000, 1009 },
+		{ (uint64_t)1 << 63, 1002 },
+		{ UINT64_MAX, 1002 },
+	};
+	struct ws_case	*c = *state;
+	uint8_t		 h[14 + 8];
+	size_t		 i, k;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		c->in.len = c->want.len = 0;
+		wire_handshake(&c->in, "/wire/r", NULL);
+		wire_switching(&c->want);
+		h[0] = FIN | BINARY;
+		h[1] = 0x80 | 127;
+		for (k = 0; k < 8; k++)
+			h[2 + k] = (uint8_t)(cases[i].len >> (56 - 8 * k));
+		memset(h + 10, 0x5a, sizeof(h) - 10);	/* key, payload */
+		wire_add(&c->in, h, sizeof(h));
+		wire_server_close(&c->want, cases[i].code, "");
+		print_message("length %llu\n",
+		    (unsigned long long)cases[i].len);
+		expect(c, "open /r\nclosed\nws_close\nend: closed\n");
+	}
+}
+
+/* A keep-alive request, then the upgrade on the same connection. */
+static void
+ws_upgrade_after_request(void **state)
+{
+	struct ws_case	*c = *state;
+
+	c->in.len = c->want.len = 0;
+	wire_adds(&c->in, "GET /wire/first HTTP/1.1\r\nHost: h\r\n\r\n");
+	wire_handshake(&c->in, "/wire/r", NULL);
+	send_text(c, FIN | TEXT, "hi");
+	wire_response(&c->want, 200, 1, NULL, "text/plain", "GET "
+	    "path=/wire/first sub=/first query=(none) body=", 0);
+	wire_switching(&c->want);
+	want_frame(c, TEXT, "hi");
+	expect(c, "http GET /wire/first\nopen /r\nmessage text 2\n"
+	    "end: websocket, 0 bytes unread\n");
+}
+
+/* The server closes in the middle of the client's fragmented message. */
+static void
+ws_server_close_mid_message(void **state)
+{
+	struct ws_case	*c = *state;
+
+	send_text(c, FIN | TEXT, "close-me");
+	send_text(c, TEXT, "part");
+	send_text(c, FIN | PING, "p");
+	send_text(c, FIN | CONT, "rest");
+	send_close(c, 1000, "");
+	wire_server_close(&c->want, 1000, "bye");
+	expect(c, "open /r\nmessage text 8\nclosed\nws_close\n"
+	    "end: closed\n");
+}
+
 /* Reserved opcodes and bits, bad control frames, bad continuations. */
 static void
 ws_protocol_errors(void **state)
@@ -500,6 +568,9 @@ main(void)
 		T(ws_unmasked),
 		T(ws_oversized),
 		T(ws_oversized_fragments),
+		T(ws_64bit_lengths),
+		T(ws_upgrade_after_request),
+		T(ws_server_close_mid_message),
 		T(ws_protocol_errors),
 		T(ws_control_too_long),
 		T(ws_server_close),
