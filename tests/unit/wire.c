@@ -495,18 +495,6 @@ wire_result_free(struct wire_result *r)
 	free(r);
 }
 
-int
-wire_logged(const struct wire_result *r, const char *line)
-{
-	const char	*p;
-	size_t		 n = strlen(line);
-
-	for (p = r->log; (p = strstr(p, line)) != NULL; p++)
-		if ((p == r->log || p[-1] == '\n') && p[n] == '\n')
-			return 1;
-	return 0;
-}
-
 void
 wire_print(const char *what, const void *buf, size_t len)
 {

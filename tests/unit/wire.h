@@ -78,9 +78,6 @@ void	 wire_expect(const struct wire_buf *in, const struct wire_buf *want,
 /* Print bytes with C escapes (for failure messages). */
 void	 wire_print(const char *what, const void *, size_t);
 
-/* Does the log hold this line? */
-int	 wire_logged(const struct wire_result *, const char *line);
-
 void	 wire_add(struct wire_buf *, const void *, size_t);
 void	 wire_adds(struct wire_buf *, const char *);
 void	 wire_addf(struct wire_buf *, const char *, ...)
