@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
-#define ARENA_LAYOUT		3	/* 3: the epoch; 2: the address table */
+#define ARENA_LAYOUT		4	/* 4: member slots; 3: the epoch; 2: the address table */
 #define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
 #define ARENA_BUCKETS		16384	/* room index hash buckets */
 #define ARENA_NCLASSES		20	/* size classes 64 B .. 32 MiB */
@@ -36,11 +36,11 @@
 #define SHM_TX_UNDO		32
 #define SHM_TX_BLOCKS		8
 
-#define ROOM_ID_MAX		64
-#define MEMBER_NAME_MAX		127	/* bytes; dialects set their own limits */
-#define MEMBER_TOKEN_LEN	32	/* hex characters */
-#define MEMBER_UID_LEN		36	/* a UUID string */
-#define ROOM_SECRET_LEN		32	/* SHA-256 */
+#define SHM_ID_MAX		64	/* bytes of a room id */
+#define SHM_NAME_MAX		127	/* bytes; dialects set their own limits */
+#define SHM_TOKEN_LEN		32	/* hex characters */
+#define SHM_UID_LEN		36	/* a UUID string */
+#define SHM_SECRET_LEN		32	/* SHA-256 */
 
 enum shm_error {
 	SHM_OK = 0,
@@ -80,35 +80,16 @@ struct shm_lock {
 
 /*
  * Shared: counters every process adds to with atomic operations, so one
- * scrape sees the whole daemon.  Per-dialect rows are indexed by dialect id.
+ * scrape sees the whole daemon.  Which counter is which is the daemon's
+ * business (src/stats.c); per-dialect rows are indexed by dialect id.
  */
+#define STATS_COUNTERS		16
 #define STATS_DIALECTS		8
-enum stats_counter {
-	ST_CONNECTIONS,		/* accepted */
-	ST_CONNECTIONS_OPEN,	/* gauge */
-	ST_HTTP_REQUESTS,
-	ST_BYTES_IN,
-	ST_BYTES_OUT,
-	ST_WORKER_RESTARTS,
-	ST_DOORBELLS,		/* rung to other workers */
-	ST_NCOUNTERS
-};
-enum stats_dialect_counter {
-	SD_WEBSOCKETS_OPEN,	/* gauge */
-	SD_MESSAGES_IN,
-	SD_MESSAGES_OUT,	/* frames queued to clients */
-	SD_APPENDS,		/* op log records */
-	SD_NCOUNTERS
-};
+#define STATS_DIALECT_COUNTERS	8
 struct arena_stats {
-	uint64_t	c[ST_NCOUNTERS];
-	uint64_t	d[STATS_DIALECTS][SD_NCOUNTERS];
+	uint64_t	c[STATS_COUNTERS];
+	uint64_t	d[STATS_DIALECTS][STATS_DIALECT_COUNTERS];
 };
-#define STATS_ADD(a, i, n)	__atomic_add_fetch(&(a)->hdr->stats.c[i], \
-				    (uint64_t)(n), __ATOMIC_RELAXED)
-#define STATS_DADD(a, dl, i, n)	__atomic_add_fetch(&(a)->hdr->stats.d[ \
-				    (dl) % STATS_DIALECTS][i], (uint64_t)(n), \
-				    __ATOMIC_RELAXED)
 
 /*
  * Shared: one counter of the per-address table (shm_room.c).  A client
@@ -179,21 +160,17 @@ struct shm_block {
 /* Shared: one member of a room. A slot with mid 0 is free. */
 struct shm_member {
 	uint64_t	mid;		/* 1.., unique within the room */
-	uint64_t	role;		/* MEMBER_ROLE_* */
+	uint64_t	role;		/* dialect-defined bits */
 	uint64_t	authorities;	/* dialect-defined bitmask */
 	uint64_t	cursor;		/* last op log sequence delivered */
-	uint64_t	locator;	/* worker slot and connection, 0 if none */
+	uint64_t	slots;		/* worker slots with a connection of it */
 	uint64_t	joined;		/* unix time */
-	char		name[MEMBER_NAME_MAX + 1];
-	char		token[MEMBER_TOKEN_LEN + 1];
-	char		uid[MEMBER_UID_LEN + 1];
+	char		name[SHM_NAME_MAX + 1];
+	char		token[SHM_TOKEN_LEN + 1];
+	char		uid[SHM_UID_LEN + 1];
 };
-#define MEMBER_ROLE_HOST	0x1
-/* A locator names a worker slot and a connection id inside that worker. */
-#define MEMBER_LOCATOR(slot, id) ((((uint64_t)(slot) + 1) << 48) | \
-				 ((uint64_t)(id) & 0xffffffffffffULL))
-#define MEMBER_LOCATOR_SLOT(l)	((int)((l) >> 48) - 1)
-#define MEMBER_LOCATOR_CONN(l)	((l) & 0xffffffffffffULL)
+/* A member's bit in slots for worker slot s. */
+#define SHM_SLOT_BIT(s)		(1ULL << ((unsigned)(s) % ARENA_MAX_SLOTS))
 
 /* Shared: one record of a room's op log. */
 struct shm_rec {
@@ -227,8 +204,8 @@ struct shm_room {
 	shm_off		next_free;
 	shm_off		hnext;		/* index hash chain */
 	uint64_t	dialect;
-	char		id[ROOM_ID_MAX + 1];
-	uint8_t		secret[ROOM_SECRET_LEN];	/* salted password hash */
+	char		id[SHM_ID_MAX + 1];
+	uint8_t		secret[SHM_SECRET_LEN];	/* salted password hash */
 	uint8_t		salt[16];
 	uint64_t	flags;		/* ROOM_F_* */
 	uint64_t	created;
@@ -374,10 +351,22 @@ size_t	 shm_room_list(struct arena *, unsigned dialect,
 	    struct shm_room_ref *, size_t max);
 int	 shm_room_conn_locked(struct arena *, struct shm_room *, unsigned slot,
 	    int delta, uint64_t expires);
+/*
+ * A worker slot died: forget its connections in every room (a room left
+ * with none expires at the given time), and clear its bit in the slots of
+ * every member.  A member left with no slot at all is passed to lost, if
+ * set, with its room locked and a fresh journal; lost may change that room
+ * (not delete it) and take locks after it in the lock order.
+ */
 void	 shm_room_slot_dead(struct arena *, unsigned slot, uint64_t expires);
-/* The same, with the expiry chosen per room by its dialect. */
+struct shm_slot_dead {
+	uint64_t	(*expires)(unsigned dialect, void *);
+	void		(*lost)(struct shm_room *, const struct shm_room_ref *,
+			    struct shm_member *, void *);
+	void		*arg;
+};
 void	 shm_room_slot_dead_fn(struct arena *, unsigned slot,
-	    uint64_t (*expires)(unsigned dialect, void *), void *);
+	    const struct shm_slot_dead *);
 void	 shm_room_reap(struct arena *, uint64_t now);
 int	 shm_room_set_expiry_locked(struct arena *, struct shm_room *,
 	    uint64_t);

@@ -81,7 +81,7 @@ shm_room_create_locked(struct arena *a, unsigned dialect, const char *id,
 	unsigned		 b;
 	int			 rc = 0;
 
-	if (strlen(id) == 0 || strlen(id) > ROOM_ID_MAX)
+	if (strlen(id) == 0 || strlen(id) > SHM_ID_MAX)
 		return SHM_EINVAL;
 	if (shm_lock(a, il) != 0)
 		return SHM_ESTATE;
@@ -102,7 +102,7 @@ shm_room_create_locked(struct arena *a, unsigned dialect, const char *id,
 	r = room_of(a, off);
 	memset(&r->rid, 0, sizeof(*r) - offsetof(struct shm_room, rid));
 	r->dialect = dialect;
-	strncpy(r->id, id, ROOM_ID_MAX);
+	strncpy(r->id, id, SHM_ID_MAX);
 	r->created = r->expires = expires;
 	r->members = members;
 	r->cap = shm_block_size(a, members) / sizeof(struct shm_member);
@@ -320,7 +320,9 @@ expires_const(unsigned dialect, void *arg)
 void
 shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
 {
-	shm_room_slot_dead_fn(a, slot, expires_const, &expires);
+	struct shm_slot_dead	 sd = { expires_const, NULL, &expires };
+
+	shm_room_slot_dead_fn(a, slot, &sd);
 }
 
 /*
@@ -329,7 +331,7 @@ shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
  */
 static void
 room_each(struct arena *a, int (*fn)(struct arena *, struct shm_room *,
-    void *), void *arg)
+    const struct shm_room_ref *, void *), void *arg)
 {
 	struct shm_room_ref	*refs;
 	struct shm_room		*r;
@@ -339,22 +341,23 @@ room_each(struct arena *a, int (*fn)(struct arena *, struct shm_room *,
 		return;
 	n = shm_room_list(a, ROOM_ALL_DIALECTS, refs, max);
 	for (i = 0; i < n; i++)
-		if (shm_room_lock(a, &refs[i], &r) == 0 && !fn(a, r, arg))
+		if (shm_room_lock(a, &refs[i], &r) == 0 &&
+		    !fn(a, r, &refs[i], arg))
 			shm_room_unlock(a, r);
 	free(refs);
 }
 
 struct slot_dead {
-	unsigned	 slot;
-	uint64_t	(*expires)(unsigned, void *);
-	void		*arg;
+	unsigned			 slot;
+	const struct shm_slot_dead	*sd;
 };
 
 static int
-slot_dead_room(struct arena *a, struct shm_room *r, void *arg)
+slot_dead_room(struct arena *a, struct shm_room *r,
+    const struct shm_room_ref *ref, void *arg)
 {
-	struct slot_dead	*sd = arg;
-	unsigned		 slot = sd->slot;
+	struct slot_dead	*x = arg;
+	unsigned		 slot = x->slot;
 	uint64_t		 j;
 
 	if (r->slot_conns[slot] > 0) {
@@ -363,15 +366,21 @@ slot_dead_room(struct arena *a, struct shm_room *r, void *arg)
 		shm_tx_set(a, &r->lock, &r->slot_conns[slot], 0);
 		if (r->conns == 0)
 			shm_tx_set(a, &r->lock, &r->expires,
-			    sd->expires((unsigned)r->dialect, sd->arg));
+			    x->sd->expires((unsigned)r->dialect, x->sd->arg));
 	}
 	for (j = 0; j < r->nmembers; j++) {
 		struct shm_member *m = shm_member_at(a, r, j);
 
-		if (m->mid != 0 && m->locator != 0 &&
-		    MEMBER_LOCATOR_SLOT(m->locator) == (int)slot) {
-			shm_tx_reserve(a, &r->lock, 1);
-			shm_member_set_locked(a, r, m, &m->locator, 0);
+		if (m->mid == 0 || !(m->slots & SHM_SLOT_BIT(slot)))
+			continue;
+		shm_tx_reserve(a, &r->lock, 1);
+		shm_member_set_locked(a, r, m, &m->slots,
+		    m->slots & ~SHM_SLOT_BIT(slot));
+		if (m->slots == 0 && x->sd->lost != NULL) {
+			/* The loser's changes get a journal of their own. */
+			shm_tx_reserve(a, &r->lock, SHM_TX_UNDO);
+			x->sd->lost(r, ref, m, x->sd->arg);
+			m = shm_member_at(a, r, j);	/* the table may move */
 		}
 	}
 	return 0;
@@ -379,16 +388,17 @@ slot_dead_room(struct arena *a, struct shm_room *r, void *arg)
 
 void
 shm_room_slot_dead_fn(struct arena *a, unsigned slot,
-    uint64_t (*expires)(unsigned, void *), void *arg)
+    const struct shm_slot_dead *sd)
 {
-	struct slot_dead	 sd = { slot % ARENA_MAX_SLOTS, expires, arg };
+	struct slot_dead	 x = { slot % ARENA_MAX_SLOTS, sd };
 
-	room_each(a, slot_dead_room, &sd);
+	room_each(a, slot_dead_room, &x);
 	shm_ip_slot_dead(a, slot);
 }
 
 static int
-reap_room(struct arena *a, struct shm_room *r, void *arg)
+reap_room(struct arena *a, struct shm_room *r, const struct shm_room_ref *ref,
+    void *arg)
 {
 	uint64_t	 now = *(uint64_t *)arg;
 
@@ -504,9 +514,9 @@ match_token(const struct shm_member *m, const void *arg)
 	size_t		 i;
 
 	/* Constant time over the token's length. */
-	if (strlen(t) != MEMBER_TOKEN_LEN)
+	if (strlen(t) != SHM_TOKEN_LEN)
 		return 0;
-	for (i = 0; i < MEMBER_TOKEN_LEN; i++)
+	for (i = 0; i < SHM_TOKEN_LEN; i++)
 		diff |= (unsigned)(m->token[i] ^ t[i]);
 	return diff == 0;
 }

@@ -528,7 +528,7 @@ config_setting(struct roomd_config *c, char **argv, int argc, char *err,
 		uint64_t	 min, max;
 	} sizes[] = {
 		{ "arena_size", offsetof(struct roomd_config, arena_size),
-		    ARENA_MIN_SIZE, 1ULL << 40 },
+		    ROOMD_ARENA_MIN, 1ULL << 40 },
 		{ "max_header_bytes", offsetof(struct roomd_config,
 		    max_header_bytes), 256, 1 << 20 },
 		{ "max_body_bytes", offsetof(struct roomd_config,

@@ -6,8 +6,8 @@
  * public listeners stay the workers' alone and the metrics are off them.
  * The admin socket takes one line ("rooms", "room ID", "kick ROOM MEMBER",
  * "check", ...) and answers one JSON object; who may use it is decided by the
- * socket's file mode.  Everything read comes from the arena; changes to
- * rooms ring the workers' doorbells like any worker would.
+ * socket's file mode.  Rooms are read and changed through the room engine,
+ * which rings the workers' doorbells as it does for any worker.
  */
 #include "config.h"
 
@@ -145,7 +145,7 @@ struct metric {
 	const char	*name;
 	const char	*help;
 	int		 gauge;
-	int		 dialect;	/* a per-dialect row: SD_*; else -1 */
+	int		 dialect;	/* a per-dialect row: STAT_D_*; else -1 */
 	uint64_t	 value;
 };
 
@@ -165,36 +165,33 @@ control_metrics(struct metric *m, size_t max)
 	};
 	static const struct metric per[] = {
 		{ "websockets_open", "WebSockets open now.", 1,
-		    SD_WEBSOCKETS_OPEN, 0 },
+		    STAT_D_WEBSOCKETS_OPEN, 0 },
 		{ "messages_in_total", "WebSocket messages received.", 0,
-		    SD_MESSAGES_IN, 0 },
+		    STAT_D_MESSAGES_IN, 0 },
 		{ "messages_out_total", "WebSocket messages queued to clients.",
-		    0, SD_MESSAGES_OUT, 0 },
+		    0, STAT_D_MESSAGES_OUT, 0 },
 		{ "log_appends_total", "Op log records appended.", 0,
-		    SD_APPENDS, 0 },
+		    STAT_D_APPENDS, 0 },
 	};
-	struct arena_hdr	*h = env->arena.hdr;
-	uint64_t		 used, size;
+	uint64_t		 rooms, used, size, recoveries;
 	size_t			 n = 0, i;
 
-	for (i = 0; i < ST_NCOUNTERS && n < max; i++) {
+	for (i = 0; i < STAT_NCOUNTERS && n < max; i++) {
 		m[n] = base[i];
-		m[n++].value = __atomic_load_n(&h->stats.c[i],
-		    __ATOMIC_RELAXED);
+		m[n++].value = stats_get((enum stats_counter)i);
 	}
-	shm_usage(&env->arena, &used, &size);
+	room_usage(&rooms, &used, &size, &recoveries);
 	if (n + 4 <= max) {
 		m[n++] = (struct metric){ "rooms", "Rooms in the arena.", 1, -1,
-		    h->nrooms };
+		    rooms };
 		m[n++] = (struct metric){ "arena_bytes_used", "Arena bytes in "
 		    "use.", 1, -1, used };
 		m[n++] = (struct metric){ "arena_bytes_size", "Arena size.", 1,
 		    -1, size };
 		m[n++] = (struct metric){ "lock_recoveries_total", "Locks "
-		    "repaired after their owner died.", 0, -1,
-		    __atomic_load_n(&h->recoveries, __ATOMIC_RELAXED) };
+		    "repaired after their owner died.", 0, -1, recoveries };
 	}
-	for (i = 0; i < SD_NCOUNTERS && n < max; i++)
+	for (i = 0; i < STAT_D_NCOUNTERS && n < max; i++)
 		m[n++] = per[i];
 	return n;
 }
@@ -217,8 +214,8 @@ control_stats(void)
 		d = json_object_new_object();
 		for (k = 0; (dl = dialect_at(k)) != NULL; k++)
 			json_object_object_add(d, dl->name,
-			    json_object_new_int64((int64_t)env->arena.hdr->
-			    stats.d[dl->id % STATS_DIALECTS][m[i].dialect]));
+			    json_object_new_int64((int64_t)stats_dget(dl->id,
+			    (enum stats_dialect_counter)m[i].dialect)));
 		json_object_object_add(o, m[i].name, d);
 	}
 	return o;
@@ -268,8 +265,8 @@ metrics_accept(int lfd)
 		}
 		for (k = 0; (dl = dialect_at(k)) != NULL; k++)
 			fprintf(fp, "roomd_%s{dialect=\"%s\"} %llu\n",
-			    m[i].name, dl->name, (unsigned long long)env->arena.
-			    hdr->stats.d[dl->id % STATS_DIALECTS][m[i].dialect]);
+			    m[i].name, dl->name, (unsigned long long)stats_dget(
+			    dl->id, (enum stats_dialect_counter)m[i].dialect));
 	}
 	fclose(fp);
 	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
@@ -281,12 +278,12 @@ metrics_accept(int lfd)
 	close(fd);
 }
 
-/* A room named "ID" or "dialect:ID"; SHM_EEXIST when ID is ambiguous. */
+/* A room named "ID" or "dialect:ID"; ROOM_EEXIST when ID is ambiguous. */
 static int
-control_find(const char *name, struct shm_room_ref *ref)
+control_find(const char *name, struct room_ref *ref)
 {
 	const struct dialect	*d;
-	struct shm_room_ref	 r;
+	struct room_ref		 r;
 	const char		*colon = strchr(name, ':');
 	char			 dname[32];
 	size_t			 i;
@@ -296,14 +293,14 @@ control_find(const char *name, struct shm_room_ref *ref)
 		snprintf(dname, sizeof(dname), "%.*s", (int)(colon - name),
 		    name);
 		if ((d = dialect_find(dname)) != NULL)
-			return shm_room_find(&env->arena, d->id, colon + 1, ref);
+			return room_find(d, colon + 1, ref);
 	}
 	for (i = 0; (d = dialect_at(i)) != NULL; i++)
-		if (shm_room_find(&env->arena, d->id, name, &r) == 0) {
+		if (room_find(d, name, &r) == 0) {
 			*ref = r;
 			found++;
 		}
-	return found == 1 ? 0 : found == 0 ? SHM_ENOENT : SHM_EEXIST;
+	return found == 1 ? 0 : found == 0 ? ROOM_ENOENT : ROOM_EEXIST;
 }
 
 static struct json_object *
@@ -317,65 +314,61 @@ control_error(const char *fmt, const char *arg)
 	return o;
 }
 
-static struct json_object *
-control_room_json(struct shm_room *r, int with_members)
+static void
+control_member_json(const struct room_member *x, void *arg)
 {
-	const struct dialect	*d = dialect_find_id((unsigned)r->dialect);
-	struct json_object	*o = json_object_new_object(), *list, *m;
-	uint64_t		 i, n = 0;
+	struct json_object	*m = json_object_new_object();
+
+	json_object_object_add(m, "name", json_object_new_string(x->name));
+	json_object_object_add(m, "id", json_object_new_string(x->uid));
+	json_object_object_add(m, "role", json_object_new_string(
+	    x->role & MEMBER_ROLE_HOST ? "host" : "member"));
+	json_object_object_add(m, "connected",
+	    json_object_new_boolean(x->connected));
+	json_object_array_add(arg, m);
+}
+
+static struct json_object *
+control_room_json(struct room *room, int with_members)
+{
+	const struct dialect	*d = room_dialect(room);
+	struct json_object	*o = json_object_new_object(), *list;
 
 	json_object_object_add(o, "dialect", json_object_new_string(
 	    d != NULL ? d->name : "?"));
-	json_object_object_add(o, "id", json_object_new_string(r->id));
-	list = json_object_new_array();
-	for (i = 0; i < r->nmembers; i++) {
-		struct shm_member *x = shm_member_at(&env->arena, r, i);
-
-		if (x->mid == 0)
-			continue;
-		n++;
-		if (!with_members)
-			continue;
-		m = json_object_new_object();
-		json_object_object_add(m, "name", json_object_new_string(
-		    x->name));
-		json_object_object_add(m, "id", json_object_new_string(x->uid));
-		json_object_object_add(m, "role", json_object_new_string(
-		    x->role & MEMBER_ROLE_HOST ? "host" : "member"));
-		json_object_object_add(m, "connected",
-		    json_object_new_boolean(x->locator != 0));
-		json_object_array_add(list, m);
-	}
-	json_object_object_add(o, "members", with_members ? list :
-	    json_object_new_int64((int64_t)n));
-	if (!with_members)
-		json_object_put(list);
+	json_object_object_add(o, "id", json_object_new_string(room_id(room)));
+	if (with_members) {
+		list = json_object_new_array();
+		room_members(room, control_member_json, list);
+		json_object_object_add(o, "members", list);
+	} else
+		json_object_object_add(o, "members", json_object_new_int64(
+		    (int64_t)room_member_count(room)));
 	json_object_object_add(o, "connections",
-	    json_object_new_int64((int64_t)r->conns));
+	    json_object_new_int64((int64_t)room_conns(room)));
 	json_object_object_add(o, "log", json_object_new_int64(
-	    (int64_t)r->committed));
+	    (int64_t)room_committed(room)));
 	json_object_object_add(o, "log_bytes", json_object_new_int64(
-	    (int64_t)r->log_bytes));
+	    (int64_t)room_log_bytes(room)));
 	return o;
 }
 
 static struct json_object *
 control_rooms(void)
 {
-	struct shm_room_ref	*refs;
-	struct shm_room		*r;
+	struct room_ref		*refs;
+	struct room		*room;
 	struct json_object	*o = json_object_new_object(), *list;
 	size_t			 i, n;
 
 	list = json_object_new_array();
 	if ((refs = calloc(CONTROL_ROOMS_MAX, sizeof(*refs))) != NULL) {
-		n = shm_room_list(&env->arena, ROOM_ALL_DIALECTS, refs,
-		    CONTROL_ROOMS_MAX);
+		n = room_list(NULL, refs, CONTROL_ROOMS_MAX);
 		for (i = 0; i < n; i++)
-			if (shm_room_lock(&env->arena, &refs[i], &r) == 0) {
+			if (room_lock(&refs[i], &room) == 0) {
 				json_object_array_add(list,
-				    control_room_json(r, 0));
-				shm_room_unlock(&env->arena, r);
+				    control_room_json(room, 0));
+				room_unlock(room);
 			}
 		free(refs);
 	}
@@ -383,60 +376,46 @@ control_rooms(void)
 	return o;
 }
 
-/* Ring every worker that has connections in the room. */
-static void
-control_ring(struct shm_room *r, const struct shm_room_ref *ref, int type,
-    uint64_t arg)
+/* Kick a member by name or id: its connections on every worker close. */
+static struct json_object *
+control_kick(struct room *room, const char *name, const char *who)
 {
-	struct doorbell	 db;
-	int		 s;
+	struct room_member	 m;
 
-	memset(&db, 0, sizeof(db));
-	db.type = (uint32_t)type;
-	db.from = UINT32_MAX;
-	db.rid = ref->rid;
-	db.off = ref->off;
-	db.seq = arg;
-	for (s = 0; s < ROOMD_MAX_WORKERS; s++)
-		if (r->slot_conns[s] > 0)
-			proc_ring(s, &db);
+	if (room_member_by_name(room, who, &m) != 0 &&
+	    room_member_by_uid(room, who, &m) != 0) {
+		room_unlock(room);
+		return control_error("no member %s", who);
+	}
+	room_kick(room, m.mid);
+	room_unlock(room);
+	log_info("roomctl: kicked %s from room %s", who, name);
+	return NULL;
 }
 
 static struct json_object *
 control_room(const char *name, const char *verb, const char *who)
 {
-	struct shm_room_ref	 ref;
-	struct shm_room		*r;
-	struct shm_member	*m;
+	struct room_ref		 ref;
+	struct room		*room;
 	struct json_object	*o;
 	int			 rc;
 
 	if ((rc = control_find(name, &ref)) != 0)
-		return control_error(rc == SHM_EEXIST ? "room %s is in more "
+		return control_error(rc == ROOM_EEXIST ? "room %s is in more "
 		    "than one dialect: say dialect:id" : "no room %s", name);
-	if (shm_room_lock(&env->arena, &ref, &r) != 0)
+	if (room_lock(&ref, &room) != 0)
 		return control_error("no room %s", name);
 	if (strcmp(verb, "room") == 0) {
-		o = control_room_json(r, 1);
-		shm_room_unlock(&env->arena, r);
+		o = control_room_json(room, 1);
+		room_unlock(room);
 		return o;
 	}
 	if (strcmp(verb, "close") == 0) {
-		control_ring(r, &ref, DOORBELL_CLOSE_ROOM, 0);
-		shm_room_delete_locked(&env->arena, r);
+		room_delete(room, "closed by the administrator");
 		log_info("roomctl: closed room %s", name);
-	} else {
-		m = shm_member_by_name(&env->arena, r, who);
-		if (m == NULL)
-			m = shm_member_by_uid(&env->arena, r, who);
-		if (m == NULL) {
-			shm_room_unlock(&env->arena, r);
-			return control_error("no member %s", who);
-		}
-		control_ring(r, &ref, DOORBELL_KICK, m->mid);
-		shm_room_unlock(&env->arena, r);
-		log_info("roomctl: kicked %s from room %s", who, name);
-	}
+	} else if ((o = control_kick(room, name, who)) != NULL)
+		return o;
 	o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	return o;
@@ -446,23 +425,24 @@ control_room(const char *name, const char *verb, const char *who)
 static void
 control_arena_fields(struct json_object *o)
 {
-	uint64_t	 used, size;
+	uint64_t	 rooms, used, size, recoveries;
 
-	shm_usage(&env->arena, &used, &size);
+	room_usage(&rooms, &used, &size, &recoveries);
 	json_object_object_add(o, "rooms", json_object_new_int64(
-	    (int64_t)env->arena.hdr->nrooms));
+	    (int64_t)rooms));
 	json_object_object_add(o, "arena_bytes_used",
 	    json_object_new_int64((int64_t)used));
 	json_object_object_add(o, "arena_bytes_size",
 	    json_object_new_int64((int64_t)size));
 	json_object_object_add(o, "epoch", json_object_new_int64(
-	    (int64_t)arena_epoch(&env->arena)));
+	    (int64_t)room_epoch()));
 }
 
 static struct json_object *
 control_status(const struct worker_info *w, time_t started)
 {
 	struct json_object	*o = json_object_new_object(), *list, *x;
+	uint64_t		 rooms, used, size, recoveries;
 	int			 i;
 
 	json_object_object_add(o, "version", json_object_new_string(
@@ -485,8 +465,9 @@ control_status(const struct worker_info *w, time_t started)
 	}
 	json_object_object_add(o, "workers", list);
 	control_arena_fields(o);
+	room_usage(&rooms, &used, &size, &recoveries);
 	json_object_object_add(o, "lock_recoveries", json_object_new_int64(
-	    (int64_t)env->arena.hdr->recoveries));
+	    (int64_t)recoveries));
 	return o;
 }
 
@@ -502,7 +483,7 @@ control_check(void)
 	char			 err[512];
 	int			 ok;
 
-	ok = arena_check_live(&env->arena, err, sizeof(err)) == 0;
+	ok = room_check(err, sizeof(err)) == 0;
 	if (!ok)
 		log_warnx("roomctl check: %s", err);
 	json_object_object_add(o, "ok", json_object_new_boolean(ok));

@@ -7,8 +7,8 @@
  * as the client's JSON object without its "pointer"; the pointer is the
  * record's sequence number and is put back when the action is sent.  Each
  * member has a cursor (the last pointer it was sent) and is always sent
- * exactly the actions after it, as one JSON array, built once per room
- * and cursor and shared by every member at that cursor.
+ * exactly the actions after it, as one JSON array (canvas_frame_add); the
+ * fan-out builds it once per cursor and shares it (fanout.c).
  */
 #include "config.h"
 
@@ -25,7 +25,6 @@
 #include "roomd.h"
 
 #define CANVAS_LIST_MAX		100000
-#define CANVAS_FRAME_CACHE	8
 #define CANVAS_NAME_MAX		64	/* bytes */
 
 /* The path after the mount: "/rooms", "/rooms/ID" or "/rooms/ID/VERB". */
@@ -123,7 +122,7 @@ canvas_room_json(struct room *room)
 static void
 canvas_list(struct conn *conn)
 {
-	struct shm_room_ref	*refs;
+	struct room_ref		*refs;
 	struct json_object	*arr = json_object_new_array(), *o;
 	struct room		*room;
 	size_t			 i, n;
@@ -185,24 +184,24 @@ static int
 canvas_room_error(struct conn *conn, int rc)
 {
 	switch (rc) {
-	case SHM_ENOENT:
+	case ROOM_ENOENT:
 		server_http_error(conn, 404, "no_such_room", "no room with "
 		    "that id");
 		break;
-	case SHM_EEXIST:
+	case ROOM_EEXIST:
 		server_http_error(conn, 409, "room_exists", "a room with that "
 		    "id exists");
 		break;
-	case SHM_ELIMIT:
+	case ROOM_ELIMIT:
 		server_http_error(conn, 403, "room_full", "the room has its "
 		    "maximum number of members");
 		break;
-	case SHM_ENOSPC:
+	case ROOM_ENOSPC:
 		server_http_error(conn, 503, "arena_full", "the server has no "
 		    "room for more data");
 		break;
 	default:
-		server_http_error(conn, 500, "internal", shm_strerror(rc));
+		server_http_error(conn, 500, "internal", room_strerror(rc));
 	}
 	return -1;
 }
@@ -216,14 +215,14 @@ static void
 canvas_epoch(struct json_object *o)
 {
 	json_object_object_add(o, "epoch",
-	    json_object_new_int64((int64_t)arena_epoch(&env->arena)));
+	    json_object_new_int64((int64_t)room_epoch()));
 }
 
 /* GET rooms/ID: the room as the list shows it, with the epoch. */
 static void
 canvas_show(struct conn *conn, const char *id)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct json_object	*o;
 	struct room		*room;
 	int			 rc;
@@ -269,8 +268,8 @@ canvas_create(struct conn *conn, struct http_req *req)
 		util_uuid(uuid);
 		id = uuid;
 	}
-	if ((rc = room_create(&dialect_canvas, id, &room)) != 0) {
-		if (rc == SHM_ELIMIT)
+	if ((rc = room_create(&dialect_canvas, id, server_limit_addr(conn), &room)) != 0) {
+		if (rc == ROOM_ELIMIT)
 			server_http_error(conn, 429, "too_many_rooms", "this "
 			    "address has as many rooms as it may have; delete "
 			    "one or let one expire");
@@ -282,7 +281,7 @@ canvas_create(struct conn *conn, struct http_req *req)
 	if ((pw != NULL && pw[0] != '\0' && room_set_password(room, pw) != 0) ||
 	    (rc = room_member_add(room, name, MEMBER_ROLE_HOST, &host)) != 0) {
 		room_delete(room, "could not be set up");
-		canvas_room_error(conn, rc ? rc : SHM_EINVAL);
+		canvas_room_error(conn, rc ? rc : ROOM_EINVAL);
 		json_object_put(body);
 		return;
 	}
@@ -300,7 +299,7 @@ static void
 canvas_join(struct conn *conn, struct http_req *req, const char *id)
 {
 	struct json_object	*body, *o;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	const char		*name, *pw;
@@ -323,14 +322,14 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 		json_object_put(body);
 		return;
 	}
-	if (room_password_blocked(room))
+	if (room_password_blocked(room, server_limit_addr(conn)))
 		server_http_error(conn, 429, "too_many_attempts", "too many "
 		    "wrong passwords for this room from this address; try "
 		    "again in a minute");
 	else if (!room_check_password(room, pw)) {
 		/* A missing password is no guess: only wrong ones count. */
 		if (pw != NULL)
-			room_password_failed(room);
+			room_password_failed(room, server_limit_addr(conn));
 		server_http_error(conn, 403, "wrong_password", "wrong or "
 		    "missing password");
 	} else if (room_member_by_name(room, name, &m) == 0)
@@ -352,7 +351,7 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 static void
 canvas_remove(struct conn *conn, struct http_req *req, const char *id)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	const char		*auth = req->authorization, *token;
@@ -445,131 +444,21 @@ canvas_ws_refuse(struct conn *conn, const char *code, const char *message)
 }
 
 /*
- * Build the frame of the actions after "after", NULL if there is none and
- * empty frames were not asked for.  A frame stops at the first action past
- * output_buffer_bytes, so a joiner of a long log, or a member far behind,
- * gets it in pieces as its socket drains (*more), never one frame the size
- * of the log.
+ * A member's message is an array of the actions after its cursor, each
+ * with its pointer: the stored object without its closing brace, then the
+ * pointer.  The fan-out cuts and shares these messages (fanout.c).
  */
-struct canvas_build {
-	struct evbuffer	*buf;
-	int		 n;
-	uint64_t	 last;
-};
-
-static int
-canvas_build_rec(const struct shm_rec *rec, const void *data, void *arg)
+static void
+canvas_frame_add(struct evbuffer *buf, const struct room_rec *rec, int i)
 {
-	struct canvas_build	*b = arg;
-
-	if (b->n++ > 0)
-		evbuffer_add(b->buf, ",", 1);
-	/* The stored object without its closing brace, then the pointer. */
-	evbuffer_add(b->buf, data, rec->len - 1);
-	evbuffer_add_printf(b->buf, ",\"pointer\":%llu}",
+	if (rec == NULL) {
+		evbuffer_add(buf, i == 0 ? "[]" : "]", i == 0 ? 2 : 1);
+		return;
+	}
+	evbuffer_add(buf, i == 0 ? "[" : ",", 1);
+	evbuffer_add(buf, rec->data, rec->len - 1);
+	evbuffer_add_printf(buf, ",\"pointer\":%llu}",
 	    (unsigned long long)rec->seq);
-	b->last = rec->seq;
-	return evbuffer_get_length(b->buf) >= env->conf.output_buffer_bytes;
-}
-
-static struct evbuffer *
-canvas_frame(const struct shm_room_ref *ref, uint64_t after, int empty_ok,
-    uint64_t *upto, int *more)
-{
-	struct canvas_build	 b = { NULL, 0, 0 };
-	struct room		*room;
-
-	*more = 0;
-	if (room_lock(ref, &room) != 0)
-		return NULL;
-	*upto = room_committed(room);
-	if (*upto > after || empty_ok) {
-		b.buf = evbuffer_new();
-		evbuffer_add(b.buf, "[", 1);
-		room_read(room, after, canvas_build_rec, &b);
-		evbuffer_add(b.buf, "]", 1);
-		if (b.n > 0 && b.last < *upto) {
-			*upto = b.last;
-			*more = 1;
-		}
-	}
-	room_unlock(room);
-	if (b.buf != NULL)
-		server_ws_frame_seal(b.buf, 0);
-	return b.buf;
-}
-
-/* Send one member what it has not had, unless its output is full. */
-static void
-canvas_catch_up(struct conn *conn, int empty_ok)
-{
-	struct evbuffer	*frame;
-	uint64_t	 upto;
-	int		 more;
-
-	if (conn->room == NULL || conn->state != CONN_WS)
-		return;
-	if (server_output_full(conn)) {
-		conn->behind = 1;
-		return;
-	}
-	frame = canvas_frame(&conn->room->ref, conn->cursor, empty_ok, &upto,
-	    &more);
-	conn->behind = more;
-	if (frame == NULL)
-		return;
-	server_ws_frame_send(conn, frame);
-	evbuffer_free(frame);
-	conn->cursor = upto;
-}
-
-/* The room's log grew: one frame per distinct cursor, shared. */
-static void
-canvas_notify(struct lroom *lr)
-{
-	struct {
-		uint64_t	 after, upto;
-		struct evbuffer	*frame;
-		int		 more;
-	} cache[CANVAS_FRAME_CACHE];
-	struct conn	*conn;
-	int		 n = 0, i;
-
-	LIST_FOREACH(conn, &lr->conns, room_entry) {
-		if (conn->state != CONN_WS)
-			continue;
-		if (server_output_full(conn)) {
-			conn->behind = 1;
-			continue;
-		}
-		for (i = 0; i < n && cache[i].after != conn->cursor; i++)
-			;
-		if (i == n) {
-			if (n == CANVAS_FRAME_CACHE) {
-				canvas_catch_up(conn, 0);
-				continue;
-			}
-			cache[n].after = conn->cursor;
-			cache[n].frame = canvas_frame(&lr->ref, conn->cursor,
-			    0, &cache[n].upto, &cache[n].more);
-			n++;
-		}
-		if (cache[i].frame != NULL) {
-			server_ws_frame_send(conn, cache[i].frame);
-			conn->cursor = cache[i].upto;
-			conn->behind = cache[i].more;
-		}
-	}
-	for (i = 0; i < n; i++)
-		if (cache[i].frame != NULL)
-			evbuffer_free(cache[i].frame);
-}
-
-static void
-canvas_drained(struct conn *conn)
-{
-	if (conn->behind)
-		canvas_catch_up(conn, 0);
 }
 
 /* A pointer is a decimal number of at most 19 digits. */
@@ -591,7 +480,7 @@ static void
 canvas_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct canvas_path	 cp;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	char			 token[MEMBER_TOKEN_LEN + 2], ptr[32];
@@ -618,14 +507,14 @@ canvas_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		    "number no larger than the room's last pointer");
 		return;
 	}
-	if (room_attach(room, conn, m.mid) != 0) {
+	if (fanout_attach(room, conn, m.mid) != 0) {
 		room_unlock(room);
 		canvas_ws_refuse(conn, "internal", "out of memory");
 		return;
 	}
 	room_unlock(room);
 	conn->cursor = pointer;
-	canvas_catch_up(conn, 1);
+	fanout_catch_up(conn, 1);
 }
 
 /* One message: one action object or an array of them, appended whole. */
@@ -634,7 +523,7 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
     size_t len)
 {
 	struct json_object	*msg, *item;
-	struct shm_rec_in	*recs = NULL;
+	struct room_rec_in	*recs = NULL;
 	struct room		*room;
 	size_t			 i, n, tlen;
 	uint64_t		 last;
@@ -685,7 +574,7 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
 	} else if (n > 0) {
 		rc = room_append(room, recs, n, &last);
 		room_unlock(room);
-		if (rc == SHM_ELIMIT)
+		if (rc == ROOM_ELIMIT)
 			canvas_ws_error(conn, "log_full", "the room's canvas "
 			    "is full; nothing was appended");
 		else if (rc != 0)
@@ -700,7 +589,7 @@ static void
 canvas_ws_close(struct conn *conn)
 {
 	/* On a clean stop rooms stay, for a restarted roomd to serve. */
-	room_detach(conn, !server_stopping());
+	fanout_detach(conn, !server_stopping(), NULL);
 }
 
 const struct dialect dialect_canvas = {
@@ -712,6 +601,5 @@ const struct dialect dialect_canvas = {
 	.ws_open = canvas_ws_open,
 	.ws_message = canvas_ws_message,
 	.ws_close = canvas_ws_close,
-	.room_notify = canvas_notify,
-	.drained = canvas_drained,
+	.frame_add = canvas_frame_add,
 };

@@ -13,13 +13,10 @@
  * history and the live order agree on every worker.
  *
  * A signed-in user may have several connections (tabs), on any workers.
- * The user is one member of a channel however many of them joined it:
- * the member's authorities hold a bit for each worker slot where one of
- * them is in the channel.  Each worker keeps its own bit exact from its
- * own connections; the bit of another slot stands while the user has a
- * connection there (the server room's locators say so), so a killed
- * worker's bits fall when its users are swept.  The others hear "join"
- * when the first bit is set and "left" when the last one falls.
+ * The user is one member of a channel however many of them joined it,
+ * present (room_member_here) on each worker where one of them is in it;
+ * the others hear "join" when it first comes and "left" when its last
+ * connection there leaves, or is lost with its worker (chat_member_lost).
  */
 #include "config.h"
 
@@ -34,20 +31,12 @@
 #define CHAT_SERVER_ROOM	"@"
 #define CHAT_CHANNELS_MAX	64	/* channels one connection joins */
 #define CHAT_CREATOR		0x2	/* member role bit in a channel */
-/* A channel member's authority bit: its user is in the channel through
- * a connection on worker slot s (slot 0's is the old "joined" bit). */
-#define CHAT_SLOT(s)		(1ULL << (s))
-/* The role of a connection's member in the server room: its slot + 1. */
-#define CHAT_CONN_ROLE(s)	(((uint64_t)(s) + 1) << 8)
-#define CHAT_CONN_SLOT(r)	((int)(((r) >> 8) & 0xff) - 1)
 
 struct chat_channel {
 	uint64_t	 rid;
 	uint64_t	 from;	/* server log seq its history reached */
 	char		 name[ROOM_ID_MAX + 1];
 };
-
-static void	chat_sweep(const struct shm_room_ref *);
 
 struct chat_conn {
 	LIST_ENTRY(chat_conn)	 entry;	/* while in chat_conns */
@@ -128,7 +117,7 @@ chat_joined(struct chat_conn *cc, const char *name, uint64_t rid)
 static void
 chat_prune(struct chat_conn *cc)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	int			 i;
 
 	for (i = 0; i < cc->nch; i++)
@@ -154,61 +143,20 @@ chat_local_joined(const char *uid, uint64_t rid)
 	return 0;
 }
 
-struct chat_live {
-	const char	*uid;
-	uint64_t	 slots;
-};
-
-static void
-chat_find_live(const struct room_member *m, void *arg)
-{
-	struct chat_live	*l = arg;
-	int			 s = MEMBER_LOCATOR_SLOT(m->locator);
-
-	if (m->locator != 0 && s >= 0 && s < ARENA_MAX_SLOTS &&
-	    strcmp(m->uid, l->uid) == 0)
-		l->slots |= CHAT_SLOT(s);
-}
-
-/* The worker slots where user uid has connections (server room locked). */
-static uint64_t
-chat_live_slots_locked(struct room *server, const char *uid)
-{
-	struct chat_live	 l = { uid, 0 };
-
-	room_members(server, chat_find_live, &l);
-	return l.slots;
-}
-
 /*
- * What the authorities of user uid's member in channel rid (locked)
- * should be: this worker's bit if one of its connections of the user is
- * in the channel; another slot's bit if it was set and the user has a
- * connection on that slot still.  The server room is locked inside the
- * channel, the lock order; if it cannot be, the other bits stay.
+ * Whether user m is in channel room (locked) through a connection of this
+ * worker (here), as its other connections on this worker say.  A user in
+ * the channel through none on any worker is out: its member goes, but a
+ * creator's.  Returns 1 if the user is out.
  */
-static uint64_t
-chat_settle(const struct shm_room_ref *sref, uint64_t bits, const char *uid,
-    uint64_t rid)
+static int
+chat_presence(struct room *room, const struct room_member *m, int here)
 {
-	struct room	*server;
-	uint64_t	 own = CHAT_SLOT(env->slot), others = bits & ~own;
-
-	if (others != 0 && room_lock(sref, &server) == 0) {
-		others &= chat_live_slots_locked(server, uid);
-		room_unlock(server);
-	}
-	return others | (chat_local_joined(uid, rid) ? own : 0);
-}
-
-/* Store a channel member's bits; one in no slot is dropped but a creator. */
-static void
-chat_set_slots(struct room *room, const struct room_member *m, uint64_t bits)
-{
-	if (bits == 0 && !(m->role & CHAT_CREATOR))
+	if (room_member_here(room, m->mid, here) != 0)
+		return 0;
+	if (!(m->role & CHAT_CREATOR))
 		room_member_remove(room, m->mid);
-	else
-		room_member_set(room, m->mid, m->role, bits);
+	return 1;
 }
 
 /*
@@ -298,14 +246,14 @@ chat_admin(const struct chat_conn *cc)
 static int
 chat_server_room(struct room **out)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	int			 tries;
 
 	for (tries = 0; tries < 3; tries++) {
 		if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &ref) == 0 &&
 		    room_lock(&ref, out) == 0)
 			return 0;
-		if (room_create(&dialect_chat, CHAT_SERVER_ROOM, out) == 0)
+		if (room_create(&dialect_chat, CHAT_SERVER_ROOM, NULL, out) == 0)
 			return 0;
 	}
 	return -1;
@@ -315,25 +263,12 @@ static void
 chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct chat_conn	*cc = conn->data;
-	struct shm_room_ref	 ref;
 	struct room_member	 m;
 	struct room		*room;
 
 	if (chat_server_room(&room) == -1) {
 		server_ws_close(conn, 1011, "cannot open the chat");
 		return;
-	}
-	/* A name held by a user lost with a killed worker is freed now, not
-	 * at the next tick (which needs someone connected on this worker). */
-	if (room_member_by_name(room, cc->name, &m) == 0 && m.locator == 0 &&
-	    strcmp(m.uid, cc->uid) != 0) {
-		room_unlock(room);
-		if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &ref) == 0)
-			chat_sweep(&ref);
-		if (chat_server_room(&room) == -1) {
-			server_ws_close(conn, 1011, "cannot open the chat");
-			return;
-		}
 	}
 	if (room_member_by_name(room, cc->name, &m) == 0 &&
 	    strcmp(m.uid, cc->uid) != 0) {
@@ -343,11 +278,10 @@ chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		server_ws_close(conn, 1008, "name_taken");
 		return;
 	}
-	/* The member's role names this worker's slot: once the worker is
-	 * killed, the sweep knows whose channel bits to check. */
+	/* Each connection is a member of the server room, whose name is
+	 * free again when it closes or is lost with its worker. */
 	m.mid = 0;
-	if (room_member_add_id(room, cc->name, CHAT_CONN_ROLE(env->slot),
-	    cc->uid, NULL, &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+	if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
 		if (m.mid != 0)
 			room_member_remove(room, m.mid);
 		room_unlock(room);
@@ -406,7 +340,7 @@ chat_server_seq(struct conn *conn)
 }
 
 static int
-chat_lock_channel(const char *name, struct shm_room_ref *ref,
+chat_lock_channel(const char *name, struct room_ref *ref,
     struct room **room)
 {
 	return room_find(&dialect_chat, name, ref) == 0 &&
@@ -420,12 +354,12 @@ struct chat_history {
 };
 
 static int
-chat_send_rec(const struct shm_rec *rec, const void *data, void *arg)
+chat_send_rec(const struct room_rec *rec, void *arg)
 {
 	struct chat_history	*h = arg;
 
 	if (rec->seq >= h->first)
-		server_ws_send_text(h->conn, data, rec->len);
+		server_ws_send_text(h->conn, rec->data, rec->len);
 	return 0;
 }
 
@@ -433,13 +367,14 @@ static void
 chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
     struct json_object *msg)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	struct chat_channel	*ch;
 	struct chat_history	 h = { conn, 1 };
 	struct json_object	*since, *ev;
-	uint64_t		 last, before = 0;
+	uint64_t		 last;
+	int			 before = 0;
 
 	if (cc->nch == CHAT_CHANNELS_MAX)
 		chat_prune(cc);
@@ -456,19 +391,16 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 		return;
 	}
 	/* The user's member: made on its first join, or its creator's, or
-	 * that of its other connections, whose bits are checked first. */
-	if (room_member_by_uid(room, cc->uid, &m) == 0) {
-		before = chat_settle(&conn->room->ref, m.authorities, cc->uid,
-		    ref.rid);
-		room_member_set(room, m.mid, m.role, before |
-		    CHAT_SLOT(env->slot));
-	} else if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m)
-	    != 0 || room_member_set(room, m.mid, 0, CHAT_SLOT(env->slot)) !=
-	    0) {
+	 * that of its other connections. */
+	if (room_member_by_uid(room, cc->uid, &m) == 0)
+		before = m.connected;
+	else if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m)
+	    != 0) {
 		room_unlock(room);
 		chat_error(conn, "forbidden", "the channel is full", msg);
 		return;
 	}
+	room_member_here(room, m.mid, 1);
 	/* History first, straight from the channel's log; live messages
 	 * are those the server room carries after this point. */
 	last = room_committed(room);
@@ -497,11 +429,10 @@ static void
 chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
     struct json_object *msg)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct chat_channel	*ch = NULL;
 	struct room_member	 m;
 	struct room		*room;
-	uint64_t		 after;
 
 	if (chat_lock_channel(name, &ref, &room) == -1)
 		chat_joined(cc, name, 0);	/* drops a stale entry */
@@ -515,15 +446,10 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 	}
 	*ch = cc->ch[--cc->nch];	/* leaves the set: not told itself */
 	/* The user leaves when its last connection in the channel does. */
-	if (room_member_by_uid(room, cc->uid, &m) == 0 && m.authorities != 0) {
-		after = chat_settle(&conn->room->ref, m.authorities, cc->uid,
-		    ref.rid);
-		chat_set_slots(room, &m, after);
-		if (after == 0)
-			chat_publish_channel(conn, room, chat_event(
-			    "participant", cc->uid, "left", cc->name, name),
-			    ref.rid);
-	}
+	if (room_member_by_uid(room, cc->uid, &m) == 0 && m.connected &&
+	    chat_presence(room, &m, chat_local_joined(cc->uid, ref.rid)))
+		chat_publish_channel(conn, room, chat_event("participant",
+		    cc->uid, "left", cc->name, name), ref.rid);
 	room_unlock(room);
 }
 
@@ -535,9 +461,9 @@ chat_create(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct room		*room, *server;
 	int			 rc;
 
-	if ((rc = room_create(&dialect_chat, name, &room)) != 0) {
-		chat_error(conn, rc == SHM_EEXIST ? "channel_exists" :
-		    "forbidden", rc == SHM_EEXIST ? "the channel exists" :
+	if ((rc = room_create(&dialect_chat, name, server_limit_addr(conn), &room)) != 0) {
+		chat_error(conn, rc == ROOM_EEXIST ? "channel_exists" :
+		    "forbidden", rc == ROOM_EEXIST ? "the channel exists" :
 		    "no room for another channel", msg);
 		return;
 	}
@@ -562,7 +488,7 @@ static void
 chat_destroy(struct conn *conn, struct chat_conn *cc, const char *name,
     struct json_object *msg)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room, *server;
 
@@ -609,8 +535,8 @@ static void
 chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
     const char *text, struct json_object *msg)
 {
-	struct shm_room_ref	 ref;
-	struct shm_rec_in	 rec;
+	struct room_ref		 ref;
+	struct room_rec_in	 rec;
 	struct room_member	 to;
 	struct room		*room;
 	struct json_object	*o;
@@ -666,12 +592,38 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 	room_unlock(room);
 }
 
+/* The commands, each on a channel ("#name"). */
+static const struct chat_command {
+	const char	*action;
+	void		(*fn)(struct conn *, struct chat_conn *, const char *,
+			    struct json_object *);
+} chat_commands[] = {
+	{ "create",	chat_create },
+	{ "destroy",	chat_destroy },
+	{ "join",	chat_join },
+	{ "leave",	chat_leave },
+};
+
+static const struct chat_command *
+chat_command(const char *type, const char *action)
+{
+	size_t	 i;
+
+	if (strcmp(type, "command") != 0 || action == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(chat_commands) / sizeof(chat_commands[0]); i++)
+		if (strcmp(action, chat_commands[i].action) == 0)
+			return &chat_commands[i];
+	return NULL;
+}
+
 static void
 chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 {
-	struct chat_conn	*cc = conn->data;
-	struct json_object	*msg = NULL;
-	const char		*type, *target, *action, *text;
+	const struct chat_command	*cmd;
+	struct chat_conn		*cc = conn->data;
+	struct json_object		*msg = NULL;
+	const char			*type, *target, *text;
 
 	if (conn->room == NULL || cc == NULL)
 		return;
@@ -687,22 +639,14 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 		return;
 	}
 	target = json_get_string(msg, "target");
-	action = json_get_string(msg, "action");
 	text = json_get_string(msg, "message");
-	if (strcmp(type, "command") == 0 && action != NULL &&
-	    (strcmp(action, "create") == 0 || strcmp(action, "destroy") == 0 ||
-	    strcmp(action, "join") == 0 || strcmp(action, "leave") == 0)) {
+	if ((cmd = chat_command(type, json_get_string(msg, "action"))) !=
+	    NULL) {
 		if (!chat_valid_target(target, '#'))
 			chat_error(conn, "bad_target", "channels are # and 1 "
 			    "to 63 of A-Z a-z 0-9 _ -", msg);
-		else if (action[0] == 'c')
-			chat_create(conn, cc, target, msg);
-		else if (action[0] == 'd')
-			chat_destroy(conn, cc, target, msg);
-		else if (action[0] == 'j')
-			chat_join(conn, cc, target, msg);
 		else
-			chat_leave(conn, cc, target, msg);
+			cmd->fn(conn, cc, target, msg);
 	} else if (strcmp(type, "message") == 0 && text != NULL) {
 		if (!chat_valid_target(target, '#') &&
 		    !chat_valid_target(target, '@'))
@@ -716,86 +660,31 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	json_object_put(msg);
 }
 
-struct chat_gone {
-	struct room		*server;
-	struct room_member	 m[32];
-	size_t			 n;
-};
-
 /*
- * A connection of a killed worker whose slot has been forked again, and
- * whose user has a connection on the new worker, is left to that worker:
- * only it knows whether its slot's bit in a channel still stands.
+ * Lost with a killed worker: a connection's member of the server room
+ * (its name is free again), or a user in a channel through connections
+ * on that worker only, which the channel hears has left.  The channel is
+ * locked, then the server room: the lock order.
  */
 static void
-chat_find_gone(const struct room_member *m, void *arg)
+chat_member_lost(struct room *room, const struct room_member *m)
 {
-	struct chat_gone	*g = arg;
-	int			 s = CHAT_CONN_SLOT(m->role);
+	struct room_ref	 sref;
+	struct room	*server;
 
-	if (m->locator != 0 || g->n == 32)
+	if (strcmp(room_id(room), CHAT_SERVER_ROOM) == 0) {
+		room_member_remove(room, m->mid);
 		return;
-	if (s >= 0 && s < ARENA_MAX_SLOTS && s != env->slot &&
-	    (chat_live_slots_locked(g->server, m->uid) & CHAT_SLOT(s)))
-		return;
-	g->m[g->n++] = *m;
-}
-
-/*
- * Once a second, on the server room: connections whose worker was killed
- * never left.  Free their names and settle their users' bits in every
- * channel; a user left with none there is out, and its participants are
- * told, as if it had left.
- */
-static void
-chat_sweep(const struct shm_room_ref *sref)
-{
-	struct chat_gone	 g = { .n = 0 };
-	struct shm_room_ref	*refs;
-	struct room_member	 m;
-	struct room		*room, *server;
-	size_t			 i, k, n;
-	uint64_t		 bits;
-
-	if (room_lock(sref, &server) != 0)
-		return;
-	g.server = server;
-	room_members(server, chat_find_gone, &g);
-	for (i = 0; i < g.n; i++)
-		room_member_remove(server, g.m[i].mid);
-	room_unlock(server);
-	if (g.n == 0 || (refs = calloc(4096, sizeof(*refs))) == NULL)
-		return;
-	n = room_list(&dialect_chat, refs, 4096);
-	for (k = 0; k < n; k++) {
-		if (refs[k].rid == sref->rid ||
-		    room_lock(&refs[k], &room) != 0)
-			continue;
-		for (i = 0; i < g.n; i++) {
-			if (room_member_by_uid(room, g.m[i].uid, &m) != 0 ||
-			    m.authorities == 0)
-				continue;
-			bits = chat_settle(sref, m.authorities, g.m[i].uid,
-			    refs[k].rid);
-			if (bits == m.authorities)
-				continue;
-			chat_set_slots(room, &m, bits);
-			if (bits == 0 && room_lock(sref, &server) == 0) {
-				room_publish_json(server, AUD_TAG, refs[k].rid,
-				    chat_event("participant", g.m[i].uid,
-				    "left", g.m[i].name, room_id(room)));
-				room_unlock(server);
-			}
-		}
-		room_unlock(room);
 	}
-	free(refs);
-}
-
-static void
-chat_tick(struct lroom *lr)
-{
-	chat_sweep(&lr->ref);
+	if (!(m->role & CHAT_CREATOR))
+		room_member_remove(room, m->mid);
+	if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &sref) == 0 &&
+	    room_lock(&sref, &server) == 0) {
+		room_publish_json(server, AUD_TAG, room_ref(room).rid,
+		    chat_event("participant", m->uid, "left", m->name,
+		    room_id(room)));
+		room_unlock(server);
+	}
 }
 
 /* Leaving the chat leaves every channel; the others are told. */
@@ -817,7 +706,7 @@ chat_ws_close(struct conn *conn)
 		room_member_remove(room, conn->mid);
 		room_unlock(room);
 	}
-	room_detach(conn, !server_stopping());
+	fanout_detach(conn, !server_stopping(), NULL);
 }
 
 const struct dialect dialect_chat = {
@@ -829,8 +718,7 @@ const struct dialect dialect_chat = {
 	.ws_open = chat_ws_open,
 	.ws_message = chat_ws_message,
 	.ws_close = chat_ws_close,
-	.room_notify = room_relay_notify,
-	.tick = chat_tick,
+	.member_lost = chat_member_lost,
 	.relay_match = chat_relay_match,
 	.relay = 1,
 };

@@ -229,7 +229,7 @@ static void
 cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct cls_conn		*cc = conn->data;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m = { .mid = 0 };
 	struct room		*room = NULL;
 	int			 rc, tries;
@@ -240,8 +240,9 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		    room_lock(&ref, &room) == 0)
 			break;
 		room = NULL;
-		if ((rc = room_create(&dialect_classroom, cc->room, &room)) !=
-		    0 && rc != SHM_EEXIST)
+		if ((rc = room_create(&dialect_classroom, cc->room,
+		    server_limit_addr(conn), &room)) !=
+		    0 && rc != ROOM_EEXIST)
 			break;
 	}
 	if (room == NULL) {
@@ -256,7 +257,7 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	if (cc->admin == -1)
 		cc->admin = room_member_count(room) == 0;
 	if (room_member_add(room, cc->name, cc->admin ? MEMBER_ROLE_HOST : 0,
-	    &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+	    &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
 		room_member_remove(room, m.mid);
 		if (room_member_count(room) == 0)
 			room_delete(room, "could not be set up");
@@ -354,81 +355,138 @@ cls_control_bits(struct json_object *msg, int *allow, uint64_t *bits)
 	return 0;
 }
 
+/* A client message being handled, in its locked room. */
+struct cls_msg {
+	struct room		*room;
+	struct room_member	*me;	/* the sender */
+	const char		*type;
+	struct json_object	*msg;
+	uint64_t		 to[256];	/* its participants, as members */
+	size_t			 n;
+};
+
+static const char *
+cls_broadcast(struct cls_msg *m)
+{
+	room_publish_json(m->room, AUD_ALL_BUT, m->me->mid,
+	    cls_relay_msg(m->type, m->msg, m->me->uid, 1));
+	return "sent";
+}
+
+static const char *
+cls_petition(struct cls_msg *m)
+{
+	struct cls_petition	 pet = { m->to, 0, 256 };
+	size_t			 i;
+
+	room_members(m->room, cls_find_controllers, &pet);
+	if (pet.n == 0)
+		return "admins not found";
+	for (i = 0; i < pet.n; i++)
+		room_publish_json(m->room, AUD_MEMBER, m->to[i],
+		    cls_relay_msg(m->type, m->msg, m->me->uid, 0));
+	return "sent";
+}
+
+/* Everyone, the sender last; the room goes with the last connection, and
+ * nobody is told of exits meanwhile. */
+static const char *
+cls_close(struct cls_msg *m)
+{
+	room_set_closing(m->room);
+	room_publish_json(m->room, AUD_CLOSE_ALL_BUT, m->me->mid,
+	    cls_response("ok", "disconnected"));
+	room_publish_json(m->room, AUD_CLOSE_MEMBER, m->me->mid,
+	    cls_response("ok", "disconnected"));
+	return NULL;
+}
+
+static const char *
+cls_direct(struct cls_msg *m)
+{
+	size_t	 i;
+
+	for (i = 0; i < m->n; i++)
+		room_publish_json(m->room, AUD_MEMBER, m->to[i],
+		    cls_relay_msg(m->type, m->msg, m->me->uid, 1));
+	return "sent";
+}
+
+static const char *
+cls_kick(struct cls_msg *m)
+{
+	size_t	 i;
+
+	for (i = 0; i < m->n; i++)
+		room_publish_json(m->room, AUD_CLOSE_MEMBER, m->to[i],
+		    cls_response("ok", "disconnected"));
+	return "sent";
+}
+
+static const char *
+cls_control(struct cls_msg *m)
+{
+	struct room_member	 x;
+	uint64_t		 bits;
+	size_t			 i;
+	int			 allow, rc;
+
+	if ((rc = cls_control_bits(m->msg, &allow, &bits)) != 0)
+		return rc == -1 ? "invalid control message" : "parsing error";
+	for (i = 0; i < m->n; i++)
+		if (room_member_by_mid(m->room, m->to[i], &x) == 0)
+			room_member_set(m->room, x.mid, x.role, allow ?
+			    x.authorities | bits : x.authorities & ~bits);
+	room_publish_json(m->room, AUD_ALL, 0, cls_room_msg(m->room,
+	    "RolesApplied"));
+	return NULL;
+}
+
+/*
+ * What a client message needs: an authority (the host has all), its
+ * participants; and what handles it.  Disconnect is handled before the
+ * room is locked (cls_ws_message).
+ */
+static const struct cls_handler {
+	const char	*type;
+	unsigned	 needs;		/* CLS_* authority bit, or 0 */
+	int		 ids;		/* needs "participants" */
+	const char	*(*fn)(struct cls_msg *);
+} cls_handlers[] = {
+	{ "Broadcast",	CLS_BROADCAST,	0, cls_broadcast },
+	{ "Direct",	CLS_DIRECT,	1, cls_direct },
+	{ "Control",	CLS_CONTROL,	1, cls_control },
+	{ "Petition",	0,		0, cls_petition },
+	{ "Kick",	CLS_KICK,	1, cls_kick },
+	{ "Close",	CLS_CLOSE,	0, cls_close },
+};
+
 /*
  * One client message in a locked room, from member me.  Returns the reply
  * for the sender ("sent" or a failure), or NULL for none.
  */
 static const char *
-cls_handle(struct conn *conn, struct room *room, struct room_member *me,
-    const char *type, struct json_object *msg, struct json_object *ids)
+cls_handle(struct room *room, struct room_member *me, const char *type,
+    struct json_object *msg, struct json_object *ids)
 {
-	static const struct {
-		const char	*type;
-		unsigned	 bit;
-	} needs[] = {
-		{ "Broadcast", CLS_BROADCAST }, { "Direct", CLS_DIRECT },
-		{ "Control", CLS_CONTROL }, { "Kick", CLS_KICK },
-		{ "Close", CLS_CLOSE },
-	};
-	struct room_member	 m;
-	uint64_t		 to[256], bits;
-	struct cls_petition	 pet = { to, 0, 256 };
-	size_t			 i, n;
-	int			 allow, rc;
+	const struct cls_handler	*h = NULL;
+	struct cls_msg			 m = { room, me, type, msg, { 0 }, 0 };
+	size_t				 i;
 
-	for (i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
-		if (strcmp(type, needs[i].type) == 0 &&
-		    !(me->role & MEMBER_ROLE_HOST) &&
-		    !(me->authorities & needs[i].bit))
-			return "forbidden";
-	if (strcmp(type, "Broadcast") == 0) {
-		room_publish_json(room, AUD_ALL_BUT, me->mid,
-		    cls_relay_msg(type, msg, me->uid, 1));
-		return "sent";
-	}
-	if (strcmp(type, "Petition") == 0) {
-		room_members(room, cls_find_controllers, &pet);
-		if (pet.n == 0)
-			return "admins not found";
-		for (i = 0; i < pet.n; i++)
-			room_publish_json(room, AUD_MEMBER, to[i],
-			    cls_relay_msg(type, msg, me->uid, 0));
-		return "sent";
-	}
-	if (strcmp(type, "Close") == 0) {
-		/* Everyone, the sender last; the room goes with the last
-		 * connection, and nobody is told of exits meanwhile. */
-		room_set_closing(room);
-		room_publish_json(room, AUD_CLOSE_ALL_BUT, me->mid,
-		    cls_response("ok", "disconnected"));
-		room_publish_json(room, AUD_CLOSE_MEMBER, me->mid,
-		    cls_response("ok", "disconnected"));
-		return NULL;
-	}
-	if (ids == NULL)
+	for (i = 0; i < sizeof(cls_handlers) / sizeof(cls_handlers[0]); i++)
+		if (strcmp(type, cls_handlers[i].type) == 0)
+			h = &cls_handlers[i];
+	if (h == NULL)
+		return "parsing error";
+	if (h->needs != 0 && !(me->role & MEMBER_ROLE_HOST) &&
+	    !(me->authorities & h->needs))
+		return "forbidden";
+	if (h->ids && ids == NULL)
 		return "participants are missing";
-	n = cls_targets(room, ids, to, sizeof(to) / sizeof(to[0]));
-	if (strcmp(type, "Direct") == 0) {
-		for (i = 0; i < n; i++)
-			room_publish_json(room, AUD_MEMBER, to[i],
-			    cls_relay_msg(type, msg, me->uid, 1));
-		return "sent";
-	}
-	if (strcmp(type, "Kick") == 0) {
-		for (i = 0; i < n; i++)
-			room_publish_json(room, AUD_CLOSE_MEMBER, to[i],
-			    cls_response("ok", "disconnected"));
-		return "sent";
-	}
-	/* Control */
-	if ((rc = cls_control_bits(msg, &allow, &bits)) != 0)
-		return rc == -1 ? "invalid control message" : "parsing error";
-	for (i = 0; i < n; i++)
-		if (room_member_by_mid(room, to[i], &m) == 0)
-			room_member_set(room, m.mid, m.role, allow ?
-			    m.authorities | bits : m.authorities & ~bits);
-	room_publish_json(room, AUD_ALL, 0, cls_room_msg(room, "RolesApplied"));
-	return NULL;
+	if (h->ids)
+		m.n = cls_targets(room, ids, m.to, sizeof(m.to) /
+		    sizeof(m.to[0]));
+	return h->fn(&m);
 }
 
 static void
@@ -487,48 +545,24 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	/* The reply goes through the room's log too, so that it follows
 	 * whatever the sender receives of its own message. */
 	if (room_member_by_mid(room, conn->mid, &me) == 0 &&
-	    (reply = cls_handle(conn, room, &me, type, msg, ids)) != NULL)
+	    (reply = cls_handle(room, &me, type, msg, ids)) != NULL)
 		room_publish_json(room, AUD_MEMBER, me.mid, cls_response(
 		    strcmp(reply, "sent") == 0 ? "ok" : "fail", reply));
 	room_unlock(room);
 	json_object_put(msg);
 }
 
-struct cls_gone {
-	uint64_t	 mids[64];
-	size_t		 n;
-};
-
-static void
-cls_find_gone(const struct room_member *m, void *arg)
-{
-	struct cls_gone	*g = arg;
-
-	if (m->locator == 0 && g->n < 64)
-		g->mids[g->n++] = m->mid;
-}
-
 /*
- * Once a second: a participant whose worker was killed never said
- * goodbye; its member record has no connection any more.  Remove it and
+ * A participant lost with its worker never said goodbye: remove it and
  * tell the others, as if it had left.
  */
 static void
-cls_tick(struct lroom *lr)
+cls_member_lost(struct room *room, const struct room_member *m)
 {
-	struct cls_gone	 g = { .n = 0 };
-	struct room	*room;
-	size_t		 i;
-
-	if (room_lock(&lr->ref, &room) != 0)
-		return;
-	room_members(room, cls_find_gone, &g);
-	for (i = 0; i < g.n; i++)
-		room_member_remove(room, g.mids[i]);
-	if (g.n > 0 && !room_closing(room))
+	room_member_remove(room, m->mid);
+	if (!room_closing(room) && room_member_count(room) > 0)
 		room_publish_json(room, AUD_ALL, 0, cls_room_msg(room,
 		    "ParticipantExit"));
-	room_unlock(room);
 }
 
 /* A participant leaves: the others see the room without it. */
@@ -547,7 +581,7 @@ cls_ws_close(struct conn *conn)
 			    cls_room_msg(room, "ParticipantExit"));
 		room_unlock(room);
 	}
-	room_detach(conn, !server_stopping());
+	fanout_detach(conn, !server_stopping(), NULL);
 }
 
 const struct dialect dialect_classroom = {
@@ -559,7 +593,6 @@ const struct dialect dialect_classroom = {
 	.ws_open = cls_ws_open,
 	.ws_message = cls_ws_message,
 	.ws_close = cls_ws_close,
-	.room_notify = room_relay_notify,
-	.tick = cls_tick,
+	.member_lost = cls_member_lost,
 	.relay = 1,
 };

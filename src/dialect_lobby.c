@@ -118,7 +118,7 @@ lobby_scan_member(const struct room_member *m, void *arg)
 
 	if (m->role & MEMBER_ROLE_HOST)
 		s->host = *m;
-	else if (m->locator != 0) {
+	else if (m->connected) {
 		s->guests++;
 		if (m->mid != s->skip && (s->oldest.mid == 0 ||
 		    m->joined < s->oldest.joined))
@@ -153,7 +153,7 @@ lobby_snapshot(struct room *room, uint64_t *version)
 
 /*
  * Store a snapshot as a record for nobody, which the log keeps: trimming
- * stops at the latest snapshot.  Returns 0 or SHM_E*.
+ * stops at the latest snapshot.  Returns 0 or ROOM_E*.
  */
 static int
 lobby_store(struct room *room, const char *text, size_t len)
@@ -204,7 +204,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 	int			 host_here, grace_over, as_host;
 
 	lobby_scan(room, &s, 0);
-	host_here = s.host.mid != 0 && s.host.locator != 0;
+	host_here = s.host.mid != 0 && s.host.connected;
 	grace_over = s.host.mid == 0 || (gone != 0 && util_now() >= gone);
 	if (restored != NULL && (restored->role & MEMBER_ROLE_HOST)) {
 		as_host = 1;
@@ -238,7 +238,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 		room_member_set(room, s.host.mid, 0, s.host.authorities);
 	if (as_host)
 		room_member_set(room, m.mid, MEMBER_ROLE_HOST, m.authorities);
-	if (room_attach(room, conn, m.mid) != 0) {
+	if (fanout_attach(room, conn, m.mid) != 0) {
 		lobby_refuse(conn, "roomFull", "Room %s is full", code);
 		return -1;
 	}
@@ -273,7 +273,7 @@ static void
 lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
 	struct lobby_conn	*lc;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
 	char			 code[ROOM_ID_MAX + 1], cid[MEMBER_UID_LEN + 2];
@@ -333,7 +333,7 @@ lobby_create(struct conn *conn, struct json_object *msg)
 	char			 code[LOBBY_CODE_LEN + 1];
 
 	if (room_create_unique(&dialect_lobby, LOBBY_CODE_CHARS,
-	    LOBBY_CODE_LEN, code, &room) != 0) {
+	    LOBBY_CODE_LEN, server_limit_addr(conn), code, &room) != 0) {
 		server_ws_send_json(conn, lobby_error_msg("serverError",
 		    "Could not create a room"));
 		return;
@@ -344,7 +344,7 @@ lobby_create(struct conn *conn, struct json_object *msg)
 		room_dset(room, LS_FLAGS, LF_MIGRATE_SET |
 		    (json_object_get_boolean(mig) ? LF_MIGRATE : 0));
 	if (room_member_add_id(room, lc->uid, MEMBER_ROLE_HOST, lc->uid,
-	    lc->token, &m) != 0 || room_attach(room, conn, m.mid) != 0) {
+	    lc->token, &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
 		room_delete(room, "could not be set up");
 		server_ws_send_json(conn, lobby_error_msg("serverError",
 		    "Could not create a room"));
@@ -361,7 +361,7 @@ lobby_join(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
 	struct json_object	*data = NULL, *v, *d;
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
 	const char		*code, *cid, *token;
@@ -438,84 +438,160 @@ lobby_room_state(struct room *room, const struct room_member *me)
 	json_object_object_add(d, "version",
 	    json_object_new_int64((int64_t)room_dget(room, LS_VERSION)));
 	json_object_object_add(d, "epoch",
-	    json_object_new_int64((int64_t)arena_epoch(&env->arena)));
+	    json_object_new_int64((int64_t)room_epoch()));
 	return lobby_msg("roomState", d);
 }
 
-/* A message from a seated member, in its locked room. */
+/* A message from a seated member, being handled in its locked room. */
+struct lobby_in {
+	struct conn		*conn;
+	struct room		*room;
+	struct room_member	*me;
+	const char		*type;
+	struct json_object	*data;	/* its "data", or NULL */
+	struct lobby_scan	 s;	/* the room's host and guests */
+};
+
+static void
+lobby_offer(struct lobby_in *in)
+{
+	struct json_object	*v = NULL;
+
+	if (!json_object_is_type(in->data, json_type_object) ||
+	    in->s.host.mid == 0 || !in->s.host.connected)
+		return;
+	json_object_object_get_ex(in->data, "offerSignal", &v);
+	room_publish_json(in->room, AUD_MEMBER, in->s.host.mid,
+	    lobby_signal(in->type, "offerSignal", v, in->me->uid));
+	lobby_compact(in->room);
+}
+
+static void
+lobby_answer(struct lobby_in *in)
+{
+	struct json_object	*v = NULL;
+	struct room_member	 to;
+	const char		*cid;
+
+	if (!json_object_is_type(in->data, json_type_object) ||
+	    (cid = json_get_string(in->data, "clientId")) == NULL ||
+	    room_member_by_uid(in->room, cid, &to) != 0 ||
+	    to.mid == in->me->mid)
+		return;
+	json_object_object_get_ex(in->data, "answerSignal", &v);
+	room_publish_json(in->room, AUD_MEMBER, to.mid,
+	    lobby_signal(in->type, "answerSignal", v, NULL));
+	lobby_compact(in->room);
+}
+
+static void
+lobby_save(struct lobby_in *in)
+{
+	struct json_object	*d;
+	const char		*text;
+	uint64_t		 version;
+	size_t			 len;
+
+	text = json_text(in->data, &len);
+	if (len > env->conf.lobby_snapshot_max_bytes) {
+		server_ws_send_json(in->conn, lobby_error_msg(
+		    "snapshotTooLarge", "The snapshot is larger than the "
+		    "server keeps"));
+		return;
+	}
+	if (lobby_store(in->room, text, len) != 0) {
+		server_ws_send_json(in->conn, lobby_error_msg(
+		    "snapshotTooLarge", "The room has no space left"));
+		return;
+	}
+	version = room_dget(in->room, LS_VERSION) + 1;
+	room_dset(in->room, LS_VERSION, version);
+	d = json_object_new_object();
+	json_object_object_add(d, "version",
+	    json_object_new_int64((int64_t)version));
+	server_ws_send_json(in->conn, lobby_msg("snapshotSaved", d));
+}
+
+static void
+lobby_get(struct lobby_in *in)
+{
+	struct json_object	*v, *d;
+	uint64_t		 version;
+
+	v = lobby_snapshot(in->room, &version);
+	d = json_object_new_object();
+	json_object_object_add(d, "version",
+	    json_object_new_int64((int64_t)version));
+	json_object_object_add(d, "state", v);
+	server_ws_send_json(in->conn, lobby_msg("snapshot", d));
+}
+
+static void
+lobby_state(struct lobby_in *in)
+{
+	server_ws_send_json(in->conn, lobby_room_state(in->room, in->me));
+}
+
+/* The guest asked to take over (becomeHost) is ready: it is the host. */
+static void
+lobby_ready(struct lobby_in *in)
+{
+	struct json_object	*d;
+
+	if (room_dget(in->room, LS_CANDIDATE) != in->me->mid)
+		return;
+	if (in->s.host.mid != 0)
+		room_member_set(in->room, in->s.host.mid, 0,
+		    in->s.host.authorities);
+	room_member_set(in->room, in->me->mid, MEMBER_ROLE_HOST,
+	    in->me->authorities);
+	room_dset(in->room, LS_HOST_GONE, 0);
+	room_dset(in->room, LS_CANDIDATE, 0);
+	d = json_object_new_object();
+	json_object_object_add(d, "clientId",
+	    json_object_new_string(in->me->uid));
+	room_publish_json(in->room, AUD_ALL_BUT, in->me->mid,
+	    lobby_msg("hostChanged", d));
+}
+
+/* Who may send a message, and what handles it.  Anything else, or from
+ * someone else, is dropped, as the original server does. */
+enum lobby_who { LOBBY_ANY, LOBBY_HOST, LOBBY_GUEST };
+static const struct lobby_handler {
+	const char	*type;
+	enum lobby_who	 who;
+	void		(*fn)(struct lobby_in *);
+} lobby_handlers[] = {
+	{ "guestOfferSignal",	LOBBY_GUEST,	lobby_offer },
+	{ "hostAnswerSignal",	LOBBY_HOST,	lobby_answer },
+	{ "saveSnapshot",	LOBBY_HOST,	lobby_save },
+	{ "getSnapshot",	LOBBY_ANY,	lobby_get },
+	{ "getRoomState",	LOBBY_ANY,	lobby_state },
+	{ "hostReady",		LOBBY_GUEST,	lobby_ready },
+};
+
 static void
 lobby_in_room(struct conn *conn, struct room *room, struct room_member *me,
     const char *type, struct json_object *msg)
 {
-	struct json_object	*data = NULL, *v = NULL, *d;
-	struct lobby_scan	 s;
-	struct room_member	 to;
-	const char		*text, *cid;
-	uint64_t		 version;
-	size_t			 len;
-	int			 host = (me->role & MEMBER_ROLE_HOST) != 0;
+	struct lobby_in			 in = { .conn = conn, .room = room,
+					    .me = me, .type = type };
+	const struct lobby_handler	*h;
+	enum lobby_who			 who;
+	size_t				 i;
 
-	json_object_object_get_ex(msg, "data", &data);
-	lobby_scan(room, &s, 0);
-	if (strcmp(type, "guestOfferSignal") == 0 && !host &&
-	    json_object_is_type(data, json_type_object) &&
-	    s.host.mid != 0 && s.host.locator != 0) {
-		json_object_object_get_ex(data, "offerSignal", &v);
-		room_publish_json(room, AUD_MEMBER, s.host.mid,
-		    lobby_signal(type, "offerSignal", v, me->uid));
-		lobby_compact(room);
-	} else if (strcmp(type, "hostAnswerSignal") == 0 && host &&
-	    json_object_is_type(data, json_type_object) &&
-	    (cid = json_get_string(data, "clientId")) != NULL &&
-	    room_member_by_uid(room, cid, &to) == 0 && to.mid != me->mid) {
-		json_object_object_get_ex(data, "answerSignal", &v);
-		room_publish_json(room, AUD_MEMBER, to.mid,
-		    lobby_signal(type, "answerSignal", v, NULL));
-		lobby_compact(room);
-	} else if (strcmp(type, "saveSnapshot") == 0 && host) {
-		text = json_text(data, &len);
-		if (len > env->conf.lobby_snapshot_max_bytes) {
-			server_ws_send_json(conn, lobby_error_msg(
-			    "snapshotTooLarge", "The snapshot is larger than "
-			    "the server keeps"));
-			return;
-		}
-		if (lobby_store(room, text, len) != 0) {
-			server_ws_send_json(conn, lobby_error_msg(
-			    "snapshotTooLarge", "The room has no space left"));
-			return;
-		}
-		version = room_dget(room, LS_VERSION) + 1;
-		room_dset(room, LS_VERSION, version);
-		d = json_object_new_object();
-		json_object_object_add(d, "version",
-		    json_object_new_int64((int64_t)version));
-		server_ws_send_json(conn, lobby_msg("snapshotSaved", d));
-	} else if (strcmp(type, "getSnapshot") == 0) {
-		v = lobby_snapshot(room, &version);
-		d = json_object_new_object();
-		json_object_object_add(d, "version",
-		    json_object_new_int64((int64_t)version));
-		json_object_object_add(d, "state", v);
-		server_ws_send_json(conn, lobby_msg("snapshot", d));
-	} else if (strcmp(type, "getRoomState") == 0) {
-		server_ws_send_json(conn, lobby_room_state(room, me));
-	} else if (strcmp(type, "hostReady") == 0 && !host &&
-	    room_dget(room, LS_CANDIDATE) == me->mid) {
-		if (s.host.mid != 0)
-			room_member_set(room, s.host.mid, 0,
-			    s.host.authorities);
-		room_member_set(room, me->mid, MEMBER_ROLE_HOST,
-		    me->authorities);
-		room_dset(room, LS_HOST_GONE, 0);
-		room_dset(room, LS_CANDIDATE, 0);
-		d = json_object_new_object();
-		json_object_object_add(d, "clientId",
-		    json_object_new_string(me->uid));
-		room_publish_json(room, AUD_ALL_BUT, me->mid,
-		    lobby_msg("hostChanged", d));
+	who = (me->role & MEMBER_ROLE_HOST) ? LOBBY_HOST : LOBBY_GUEST;
+	for (i = 0; i < sizeof(lobby_handlers) / sizeof(lobby_handlers[0]);
+	    i++) {
+		h = &lobby_handlers[i];
+		if (strcmp(type, h->type) != 0 || (h->who != LOBBY_ANY &&
+		    h->who != who))
+			continue;
+		json_object_object_get_ex(msg, "data", &in.data);
+		lobby_scan(room, &in.s, 0);
+		h->fn(&in);
+		return;
 	}
-	/* Anything else is dropped, as the original server does. */
 }
 
 static void
@@ -559,7 +635,7 @@ lobby_host_gone(struct room *room)
 static void
 lobby_ws_close(struct conn *conn)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct lobby_scan	 s;
 	struct room		*room;
 	int			 left;
@@ -567,7 +643,7 @@ lobby_ws_close(struct conn *conn)
 	if (conn->room == NULL)
 		return;
 	ref = conn->room->ref;
-	left = room_detach(conn, 0);
+	left = fanout_detach(conn, 0, NULL);
 	if (left < 0 || room_lock(&ref, &room) != 0)
 		return;
 	if (room_closing(room) && left == 0) {
@@ -575,7 +651,7 @@ lobby_ws_close(struct conn *conn)
 		return;
 	}
 	lobby_scan(room, &s, 0);
-	if (!server_stopping() && s.host.mid != 0 && s.host.locator == 0 &&
+	if (!server_stopping() && s.host.mid != 0 && !s.host.connected &&
 	    room_dget(room, LS_HOST_GONE) == 0)
 		lobby_host_gone(room);
 	room_unlock(room);
@@ -588,13 +664,22 @@ lobby_idle_ttl(void)
 	return env->conf.lobby_retention;
 }
 
+/* A host lost with its worker starts its grace period, as one that left. */
+static void
+lobby_member_lost(struct room *room, const struct room_member *m)
+{
+	if ((m->role & MEMBER_ROLE_HOST) && !room_closing(room) &&
+	    room_dget(room, LS_HOST_GONE) == 0)
+		lobby_host_gone(room);
+}
+
 /*
- * Once a second, on each worker with members here: notice a host that
- * vanished with its worker, and end its grace period by migrating the host
- * to the longest-connected guest or by closing the room.
+ * Once a second, on each worker with members here: end a host's grace
+ * period by migrating the host to the longest-connected guest or by
+ * closing the room.
  */
 static void
-lobby_tick(struct lroom *lr)
+lobby_tick(const struct room_ref *ref)
 {
 	struct lobby_scan	 s;
 	struct room_member	 cm;
@@ -602,15 +687,13 @@ lobby_tick(struct lroom *lr)
 	struct room		*room;
 	uint64_t		 now = util_now(), gone, cand, version;
 
-	if (room_lock(&lr->ref, &room) != 0)
+	if (room_lock(ref, &room) != 0)
 		return;
 	lobby_scan(room, &s, 0);
 	gone = room_dget(room, LS_HOST_GONE);
-	if (room_closing(room) || s.host.locator != 0)
+	if (room_closing(room) || s.host.connected || gone == 0)
 		;
-	else if (s.host.mid != 0 && gone == 0)
-		lobby_host_gone(room);
-	else if (gone != 0 && now >= gone && s.guests > 0) {
+	else if (now >= gone && s.guests > 0) {
 		cand = room_dget(room, LS_CANDIDATE);
 		if (!lobby_migrates(room)) {
 			room_set_closing(room);
@@ -619,7 +702,7 @@ lobby_tick(struct lroom *lr)
 			    "come back; the room is closed"));
 		} else if (cand == 0 || now >= room_dget(room, LS_CAND_UNTIL) ||
 		    room_member_by_mid(room, cand, &cm) != 0 ||
-		    cm.locator == 0) {
+		    !cm.connected) {
 			lobby_scan(room, &s, cand);
 			if (s.oldest.mid != 0) {
 				room_dset(room, LS_CANDIDATE, s.oldest.mid);
@@ -657,7 +740,7 @@ lobby_http(struct conn *conn, struct http_req *req, const char *sub)
 		return;
 	}
 	if (room_create_unique(&dialect_lobby, LOBBY_CODE_CHARS,
-	    LOBBY_CODE_LEN, code, &room) != 0) {
+	    LOBBY_CODE_LEN, server_limit_addr(conn), code, &room) != 0) {
 		server_http_error(conn, 503, "arena_full", "no room for "
 		    "another room");
 		return;
@@ -683,8 +766,8 @@ const struct dialect dialect_lobby = {
 	.ws_open = lobby_ws_open,
 	.ws_message = lobby_ws_message,
 	.ws_close = lobby_ws_close,
-	.room_notify = room_relay_notify,
 	.tick = lobby_tick,
+	.member_lost = lobby_member_lost,
 	.idle_ttl = lobby_idle_ttl,
 	.relay = 1,
 };

@@ -126,79 +126,50 @@ ss_msg(const char *type, const char *username, const char *key,
 	return o;
 }
 
-/*
- * Leave the room: the host is told a user left, or the users that the
- * host left; the member goes, and the room with its last connection.
- */
+/* The host is told a user left, or the users that the host left. */
+static void
+ss_announce_leave(struct room *room, const struct room_member *m)
+{
+	uint64_t	 host = ss_host(room);
+
+	if (m->role & MEMBER_ROLE_HOST)
+		room_publish_json(room, AUD_ALL_BUT, m->mid, ss_msg("HOST_LEFT",
+		    NULL, NULL, NULL));
+	else if (host != 0)
+		room_publish_json(room, AUD_MEMBER, host, ss_msg("USER_LEFT",
+		    m->name, NULL, NULL));
+}
+
+/* Leave the room, as announced; the member goes, and the room with its
+ * last connection. */
 static void
 ss_leave(struct conn *conn, int reply)
 {
 	struct room_member	 me;
 	struct room		*room;
-	uint64_t		 host;
 
 	if (conn->room == NULL)
 		return;
 	if (room_lock(&conn->room->ref, &room) == 0) {
 		if (room_member_by_mid(room, conn->mid, &me) == 0) {
-			host = ss_host(room);
-			if (server_stopping())
-				;	/* everyone is being closed anyway */
-			else if (me.role & MEMBER_ROLE_HOST)
-				room_publish_json(room, AUD_ALL_BUT, me.mid,
-				    ss_msg("HOST_LEFT", NULL, NULL, NULL));
-			else if (host != 0)
-				room_publish_json(room, AUD_MEMBER, host,
-				    ss_msg("USER_LEFT", me.name, NULL, NULL));
+			/* On a stop everyone is being closed anyway. */
+			if (!server_stopping())
+				ss_announce_leave(room, &me);
 			room_member_remove(room, me.mid);
 		}
 		room_unlock(room);
 	}
-	room_detach(conn, !server_stopping());
+	fanout_detach(conn, !server_stopping(), NULL);
 	if (reply)
 		ss_reply(conn, "LEFT_ROOM", NULL);
 }
 
-struct ss_gone {
-	struct room_member	 m[32];
-	size_t			 n;
-};
-
+/* A member lost with its worker left without a word: as if it had left. */
 static void
-ss_find_gone(const struct room_member *m, void *arg)
+ss_member_lost(struct room *room, const struct room_member *m)
 {
-	struct ss_gone	*g = arg;
-
-	if (m->locator == 0 && g->n < 32)
-		g->m[g->n++] = *m;
-}
-
-/*
- * Once a second: members whose worker was killed left without a word.
- * Remove them and tell the host (or the users), as if they had left.
- */
-static void
-ss_tick(struct lroom *lr)
-{
-	struct ss_gone	 g = { .n = 0 };
-	struct room	*room;
-	uint64_t	 host;
-	size_t		 i;
-
-	if (room_lock(&lr->ref, &room) != 0)
-		return;
-	room_members(room, ss_find_gone, &g);
-	for (i = 0; i < g.n; i++) {
-		host = ss_host(room);
-		if (g.m[i].role & MEMBER_ROLE_HOST)
-			room_publish_json(room, AUD_ALL_BUT, g.m[i].mid,
-			    ss_msg("HOST_LEFT", NULL, NULL, NULL));
-		else if (host != 0)
-			room_publish_json(room, AUD_MEMBER, host,
-			    ss_msg("USER_LEFT", g.m[i].name, NULL, NULL));
-		room_member_remove(room, g.m[i].mid);
-	}
-	room_unlock(room);
+	ss_announce_leave(room, m);
+	room_member_remove(room, m->mid);
 }
 
 static void
@@ -214,12 +185,12 @@ ss_create(struct conn *conn, struct json_object *msg)
 	if (ss_check_username(conn, msg, &name) == -1)
 		return;
 	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
-	    id, &room) != 0) {
+	    server_limit_addr(conn), id, &room) != 0) {
 		ss_reply(conn, "ERROR", "Could not create a room");
 		return;
 	}
 	if (room_member_add(room, name, MEMBER_ROLE_HOST, &m) != 0 ||
-	    room_attach(room, conn, m.mid) != 0) {
+	    fanout_attach(room, conn, m.mid) != 0) {
 		room_delete(room, "could not be set up");
 		ss_reply(conn, "ERROR", "Could not create a room");
 		return;
@@ -254,7 +225,7 @@ ss_normalize(const char *in, char *out, size_t outlen)
 static void
 ss_join(struct conn *conn, struct json_object *msg)
 {
-	struct shm_room_ref	 ref;
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	struct json_object	*o;
@@ -284,7 +255,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 		return;
 	}
 	if (room_member_add(room, name, 0, &m) != 0 ||
-	    room_attach(room, conn, m.mid) != 0) {
+	    fanout_attach(room, conn, m.mid) != 0) {
 		room_member_remove(room, m.mid);
 		room_unlock(room);
 		ss_reply(conn, "ERROR", "The room is full");
@@ -304,25 +275,36 @@ ss_join(struct conn *conn, struct json_object *msg)
 }
 
 /*
- * A relay inside the room.  From a user, everything goes to the host with
- * the user's name; from the host, to the user it names, without a name.
+ * A signaling message inside a room, by its table entry: a user's goes
+ * to the host (with the user's name) if to_host; the host's goes to the
+ * user it names, to every user, or nowhere, as from_host says.  The
+ * payload key (sdp, candidate) is carried over.
  */
+enum ss_from_host { SS_DROP, SS_TO_USER, SS_TO_ALL_OR_USER };
+/* A message type: whether it needs a room, what handles it, and for the
+ * signaling ones how they are relayed.  The table is ss_types. */
+struct ss_type {
+	const char		*type;
+	int			 in_room;
+	void			(*fn)(struct conn *, const struct ss_type *,
+				    struct json_object *);
+	const char		*key;		/* the payload's key */
+	int			 to_host;	/* a user's goes to the host */
+	enum ss_from_host	 from_host;
+};
+
 static void
-ss_relay(struct conn *conn, const char *type, struct json_object *msg)
+ss_relay(struct conn *conn, const struct ss_type *t, struct json_object *msg)
 {
 	struct room_member	 me, to;
 	struct room		*room;
 	struct json_object	*value = NULL, *out = NULL;
-	const char		*key = NULL, *target;
+	const char		*target;
 	uint64_t		 host, dest = 0;
 	int			 not_found = 0;
 
-	if (strcmp(type, "RCP_OFFER") == 0 || strcmp(type, "RCP_ANSWER") == 0)
-		key = "sdp";
-	else if (strcmp(type, "ICE_CANDIDATE") == 0)
-		key = "candidate";
-	if (key != NULL)
-		json_object_object_get_ex(msg, key, &value);
+	if (t->key != NULL)
+		json_object_object_get_ex(msg, t->key, &value);
 	if (room_lock(&conn->room->ref, &room) != 0)
 		return;
 	if (room_member_by_mid(room, conn->mid, &me) != 0) {
@@ -332,23 +314,21 @@ ss_relay(struct conn *conn, const char *type, struct json_object *msg)
 	host = ss_host(room);
 	target = json_get_string(msg, "username");
 	if (!(me.role & MEMBER_ROLE_HOST)) {
-		if (host != 0 && strcmp(type, "ALLOW_SHARING") != 0 &&
-		    strcmp(type, "RCP_ANSWER") != 0) {
+		if (host != 0 && t->to_host) {
 			dest = host;
-			out = ss_msg(type, me.name, key, value);
+			out = ss_msg(t->type, me.name, t->key, value);
 		}
-	} else if (strcmp(type, "STOP_SHARING") == 0 &&
+	} else if (t->from_host == SS_TO_ALL_OR_USER &&
 	    !json_object_object_get_ex(msg, "username", NULL)) {
 		room_publish_json(room, AUD_ALL_BUT, me.mid,
-		    ss_msg(type, NULL, NULL, NULL));
-	} else if (strcmp(type, "REQUEST_SHARING") != 0 &&
-	    strcmp(type, "RCP_OFFER") != 0) {
+		    ss_msg(t->type, NULL, NULL, NULL));
+	} else if (t->from_host != SS_DROP) {
 		if (target == NULL || room_member_by_name(room, target, &to) !=
 		    0 || (to.role & MEMBER_ROLE_HOST))
 			not_found = 1;
 		else {
 			dest = to.mid;
-			out = ss_msg(type, NULL, key, value);
+			out = ss_msg(t->type, NULL, t->key, value);
 		}
 	}
 	if (out != NULL)
@@ -370,11 +350,43 @@ ss_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 }
 
 static void
+ss_create_msg(struct conn *conn, const struct ss_type *t,
+    struct json_object *msg)
+{
+	ss_create(conn, msg);
+}
+
+static void
+ss_join_msg(struct conn *conn, const struct ss_type *t,
+    struct json_object *msg)
+{
+	ss_join(conn, msg);
+}
+
+static void
+ss_leave_msg(struct conn *conn, const struct ss_type *t,
+    struct json_object *msg)
+{
+	ss_leave(conn, 1);
+}
+
+/* Other types inside a room are ignored, as the original server does. */
+static const struct ss_type ss_types[] = {
+	{ "CREATE_ROOM",	0, ss_create_msg, NULL, 0, SS_DROP },
+	{ "JOIN_ROOM",		0, ss_join_msg, NULL, 0, SS_DROP },
+	{ "LEAVE_ROOM",		1, ss_leave_msg, NULL, 0, SS_DROP },
+	{ "REQUEST_SHARING",	1, ss_relay, NULL, 1, SS_DROP },
+	{ "STOP_SHARING",	1, ss_relay, NULL, 1, SS_TO_ALL_OR_USER },
+	{ "ALLOW_SHARING",	1, ss_relay, NULL, 0, SS_TO_USER },
+	{ "RCP_OFFER",		1, ss_relay, "sdp", 1, SS_DROP },
+	{ "RCP_ANSWER",		1, ss_relay, "sdp", 0, SS_TO_USER },
+	{ "ICE_CANDIDATE",	1, ss_relay, "candidate", 1, SS_TO_USER },
+};
+
+static void
 ss_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 {
-	static const char *const relays[] = { "REQUEST_SHARING",
-	    "STOP_SHARING", "ALLOW_SHARING", "RCP_OFFER", "RCP_ANSWER",
-	    "ICE_CANDIDATE" };
+	const struct ss_type	*t = NULL;
 	struct json_object	*msg;
 	const char		*type;
 	size_t			 i;
@@ -392,21 +404,14 @@ ss_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 		return;
 	}
 	type = json_get_string(msg, "type");
-	if (type != NULL && strcmp(type, "CREATE_ROOM") == 0)
-		ss_create(conn, msg);
-	else if (type != NULL && strcmp(type, "JOIN_ROOM") == 0)
-		ss_join(conn, msg);
-	else if (conn->room == NULL)
+	for (i = 0; type != NULL && i < sizeof(ss_types) / sizeof(ss_types[0]);
+	    i++)
+		if (strcmp(type, ss_types[i].type) == 0)
+			t = &ss_types[i];
+	if ((t == NULL || t->in_room) && conn->room == NULL)
 		ss_reply(conn, "ERROR", "You must join a room first");
-	else if (type != NULL && strcmp(type, "LEAVE_ROOM") == 0)
-		ss_leave(conn, 1);
-	else if (type != NULL) {
-		/* Unknown types inside a room are ignored, as the original
-		 * server does. */
-		for (i = 0; i < sizeof(relays) / sizeof(relays[0]); i++)
-			if (strcmp(type, relays[i]) == 0)
-				ss_relay(conn, type, msg);
-	}
+	else if (t != NULL)
+		t->fn(conn, t, msg);
 	json_object_put(msg);
 }
 
@@ -425,7 +430,6 @@ const struct dialect dialect_screenshare = {
 	.ws_open = ss_ws_open,
 	.ws_message = ss_ws_message,
 	.ws_close = ss_ws_close,
-	.room_notify = room_relay_notify,
-	.tick = ss_tick,
+	.member_lost = ss_member_lost,
 	.relay = 1,
 };

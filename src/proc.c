@@ -20,6 +20,7 @@
 #include "roomd.h"
 
 static struct event	*inbox_ev;
+static int		 mesh_open;	/* the inboxes exist */
 
 int
 proc_mesh_open(void)
@@ -39,6 +40,7 @@ proc_mesh_open(void)
 		setsockopt(env->inbox[s][1], SOL_SOCKET, SO_SNDBUF, &size,
 		    sizeof(size));
 	}
+	mesh_open = 1;
 	return 0;
 }
 
@@ -62,7 +64,7 @@ proc_dispatch_worker(evutil_socket_t fd, short events, void *arg)
 			    __func__, n);
 			continue;
 		}
-		room_doorbell(&db);
+		fanout_doorbell(&db);
 	}
 }
 
@@ -81,10 +83,14 @@ proc_mesh_worker(struct event_base *base)
 		fatalx("%s: cannot watch the inbox", __func__);
 }
 
-/* Ring a worker's doorbell.  Returns 0, or -1 if its inbox is full. */
+/* Ring a worker's doorbell.  Returns 0, or -1 if its inbox is full or
+ * there are no inboxes yet (a master repairing the arena it reattached:
+ * no worker has started to hear it). */
 int
 proc_ring(int slot, const struct doorbell *db)
 {
+	if (!mesh_open)
+		return -1;
 	if (send(env->inbox[slot][1], db, sizeof(*db), MSG_DONTWAIT) == -1) {
 		if (errno != EAGAIN && errno != ENOBUFS)
 			log_warn("%s: slot %d", __func__, slot);

@@ -31,8 +31,10 @@
 #include <unistd.h>
 
 #include "roomd.h"
+#include "shm.h"
 
 struct roomd		*env;
+static struct arena	 arena;		/* env->arena */
 
 static volatile sig_atomic_t	 sig_stop, sig_reload, sig_child, sig_usr1;
 static int			 arena_fd = -1;	/* arena_claim() */
@@ -301,7 +303,7 @@ main(int argc, char *argv[])
 			sig_usr1 = 0;
 			log_info("SIGUSR1: no log files to reopen");
 		}
-		shm_room_reap(&env->arena, util_now());
+		room_reap();
 	}
 	master_stop();
 	return 0;
@@ -374,24 +376,25 @@ master_arena(void)
 	char			 err[1024], why[512], aside[PATH_MAX];
 	int			 reattached, i, fd;
 
+	env->arena = &arena;
 	if (path != NULL && (arena_fd = arena_claim(path, ROOMD_STOP_TIMEOUT +
 	    5, err, sizeof(err))) == -1) {
 		log_warnx("arena: %s", err);
 		return -1;
 	}
-	if (arena_open(&env->arena, path, c->arena_size, &reattached, err,
+	if (arena_open(env->arena, path, c->arena_size, &reattached, err,
 	    sizeof(err)) != 0) {
 		log_warnx("arena: %s", err);
 		return -1;
 	}
 	if (!reattached) {
 		log_info("arena %s: new, epoch %llu", path ? path : "(anonymous)",
-		    (unsigned long long)arena_epoch(&env->arena));
+		    (unsigned long long)arena_epoch(env->arena));
 		return 0;
 	}
-	if (arena_check_alone(&env->arena, why, sizeof(why)) == -1) {
+	if (arena_check_alone(env->arena, why, sizeof(why)) == -1) {
 		log_warnx("arena %s is not trusted: %s", path, why);
-		if (arena_replace(&env->arena, path, aside, sizeof(aside), err,
+		if (arena_replace(env->arena, path, aside, sizeof(aside), err,
 		    sizeof(err)) != 0 || (fd = arena_claim(path, 0, err,
 		    sizeof(err))) == -1) {
 			log_warnx("arena: %s", err);
@@ -402,17 +405,16 @@ master_arena(void)
 		log_warnx("arena %s: %s%s; a fresh arena starts with epoch "
 		    "%llu and no rooms", path, aside[0] ? "moved aside to " :
 		    "removed", aside, (unsigned long long)arena_epoch(
-		    &env->arena));
+		    env->arena));
 		return 0;
 	}
 	log_info("reattached to arena %s: %llu rooms kept, epoch %llu", path,
-	    (unsigned long long)env->arena.hdr->nrooms,
-	    (unsigned long long)arena_epoch(&env->arena));
+	    (unsigned long long)env->arena->hdr->nrooms,
+	    (unsigned long long)arena_epoch(env->arena));
 	/* Nobody is connected any more: every room gets room_ttl for its
 	 * members to come back. */
 	for (i = 0; i < ARENA_MAX_SLOTS; i++)
-		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-		    room_idle_expiry, NULL);
+		room_slot_dead(i);
 	return 0;
 }
 
@@ -625,11 +627,10 @@ master_reap(int stopping)
 			/* An old generation's worker is done. */
 			workers[i].state = WORKER_FREE;
 			log_info("worker %d (pid %d) drained", i, (int)pid);
-			shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-			    room_idle_expiry, NULL);
+			room_slot_dead(i);
 			continue;
 		}
-		STATS_ADD(&env->arena, ST_WORKER_RESTARTS, 1);
+		stats_add(STAT_WORKER_RESTARTS, 1);
 		workers[i].restarts++;
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %d) killed by signal %d",
@@ -639,9 +640,8 @@ master_reap(int stopping)
 			    i, (int)pid, WEXITSTATUS(status));
 		/* Its connections are gone: forget them, and take every
 		 * lock once so one it died holding is repaired now. */
-		shm_room_slot_dead_fn(&env->arena, (unsigned)i,
-		    room_idle_expiry, NULL);
-		if (env->verbose && arena_check_live(&env->arena, err,
+		room_slot_dead(i);
+		if (env->verbose && arena_check_live(env->arena, err,
 		    sizeof(err)) == -1)
 			log_warnx("arena check after worker %d died: %s", i,
 			    err);
@@ -678,7 +678,7 @@ master_stop(void)
 	if (!env->foreground)
 		unlink(env->conf.pidfile);
 	control_close();
-	arena_close(&env->arena);
+	arena_close(env->arena);
 	log_info("stopped");
 }
 

@@ -3,21 +3,33 @@
  * that owns them.  Read this first: it is the map of the program.
  *
  *   roomd.c           master: options, sockets, arena, fork, supervision
+ *   control.c         the master's admin socket (roomctl) and /metrics
  *   config.c          the configuration file and its defaults
  *   log.c             logging to stderr or syslog
  *   proc.c            the doorbell mesh between workers
  *   server.c          a worker: its event loop, accept, connection life
+ *   server_io.c       a connection's transport: events, buffers, writev
  *   server_http.c     HTTP/1.1 requests and responses
  *   server_ws.c       WebSocket upgrade and RFC 6455 framing (wslay)
  *   server_file.c     static files from the document root
- *   room.c            the room engine: the only code that touches rooms
- *                     in the arena, and the fan-out of their changes
+ *   room.c            the room engine: rooms, members and their presence,
+ *                     op logs; the only code above shm/ that touches them
+ *   fanout.c          a worker's side of rooms: its view of the rooms its
+ *                     connections joined, doorbells, delivery of records
+ *   stats.c           the daemon's counters (in the arena, for /metrics)
  *   dialect.c         the table of dialects and their mounts
  *   dialect_*.c       one protocol each, on top of the room engine
  *   jwt.c             JSON Web Tokens (HMAC, RSA, ECDSA)
  *   oauth.c           chat sign-in through OAuth 2.0 / OpenID providers
  *   fetch.c           HTTPS requests roomd makes to those providers
  *   util.c            JSON, tokens, digests, query strings
+ *
+ * The layers: the wire (server*.c) and the dialects reach rooms only
+ * through the engine (room.c) and the fan-out (fanout.c); shm.h, the
+ * arena's layout, is included by room.c, stats.c and roomd.c (the
+ * master) alone, so nothing above the engine can tell where a room is
+ * kept (tests/integration/test_layers.py checks it).  roomctl.c is a separate program that speaks to
+ * control.c over the admin socket.
  */
 #ifndef ROOMD_H
 #define ROOMD_H
@@ -29,10 +41,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "shm.h"
-
-#define ROOMD_MAX_WORKERS	ARENA_MAX_SLOTS
+#define ROOMD_MAX_WORKERS	64	/* worker slots (the arena tracks 64) */
 #define ROOMD_MAX_LISTEN	16
+/* Rooms and members (room.c) */
+#define ROOM_ID_MAX		64	/* bytes of a room id */
+#define MEMBER_NAME_MAX		127	/* bytes; dialects set their own limits */
+#define MEMBER_TOKEN_LEN	32	/* hex characters */
+#define MEMBER_UID_LEN		36	/* a UUID string */
+#define MEMBER_ROLE_HOST	0x1	/* the role bit most dialects share */
 #define ROOMD_MAX_MOUNTS	16
 #define ROOMD_DEFAULT_LISTEN	"127.0.0.1:8080"
 #define ROOMD_CONF		ROOMD_SYSCONFDIR "/roomd.conf"
@@ -40,7 +56,9 @@
 #define ROOMD_CONTROL		"/var/run/roomd.sock"
 #define ROOMD_STOP_TIMEOUT	5	/* seconds a worker drains on stop */
 #define ROOMD_LISTEN_BACKLOG	4096	/* capped by the kernel (somaxconn) */
+#define ROOMD_ARENA_MIN		(4UL << 20)	/* smallest arena_size */
 
+struct arena;
 struct bufferevent;
 struct evbuffer;
 struct event;
@@ -48,6 +66,7 @@ struct event_base;
 struct json_object;
 struct conn;
 struct dialect;
+struct doorbell;
 struct http_req;
 struct lroom;
 struct ssl_ctx_st;
@@ -150,7 +169,7 @@ int	 config_generation_differs(const struct roomd_config *,
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
 	struct roomd_config	 conf;
-	struct arena		 arena;
+	struct arena		*arena;		/* for room.c, fanout.c, stats.c */
 	int			 nworkers;
 	int			 slot;		/* -1 in the master */
 	int			 listen_fd[ROOMD_MAX_WORKERS][ROOMD_MAX_LISTEN];
@@ -189,21 +208,7 @@ void	 control_accept(int fd, const struct worker_info *, time_t started,
 void	 metrics_accept(int fd);
 void	 control_close(void);
 
-/* proc.c: the doorbell mesh */
-enum doorbell_type {
-	DOORBELL_APPEND = 1,	/* a room's log grew to seq */
-	DOORBELL_CLOSE_ROOM,	/* a room was deleted: close its members */
-	DOORBELL_KICK,		/* close member seq's connections in room */
-};
-
-struct doorbell {
-	uint32_t	 type;
-	uint32_t	 from;		/* sending slot */
-	uint64_t	 rid;
-	uint64_t	 off;
-	uint64_t	 seq;
-};
-
+/* proc.c: the doorbell mesh (struct doorbell: fanout.c) */
 int	 proc_mesh_open(void);
 void	 proc_mesh_worker(struct event_base *);
 int	 proc_ring(int slot, const struct doorbell *);
@@ -273,9 +278,11 @@ int	 server_output_full(struct conn *);
 int	 server_tls_load(const struct roomd_config *, char *, size_t);
 void	 server_tls_reload(const struct roomd_config *);
 void	 server_tls_free(void);
-/* The limits on one client address (shm_ip_*), and on a connection. */
+/* The limits on one client address (room_addr_*), and on a connection.
+ * server_limit_addr is conn's address when the per-address limits apply
+ * to it (limits_on_loopback), else NULL. */
 void	 server_addr_key(const struct sockaddr *, uint64_t key[2]);
-const uint64_t *server_client_addr(void);
+const uint64_t *server_limit_addr(struct conn *);
 int	 server_message_allowed(struct conn *);
 
 /* server_io.c: a connection's transport */
@@ -357,25 +364,52 @@ void	 server_ws_frame_seal(struct evbuffer *, int binary);
 void	 server_ws_frame_send(struct conn *, struct evbuffer *);
 
 /* room.c: the room engine */
-struct room;			/* a locked room */
+
+/* Errors of the engine: 0 is success, these are negative. */
+enum room_error {
+	ROOM_OK = 0,
+	ROOM_ENOSPC = -1,	/* no memory left for rooms */
+	ROOM_EEXIST = -2,	/* a room or member of that name exists */
+	ROOM_ENOENT = -3,	/* no such room or member */
+	ROOM_ELIMIT = -4,	/* a configured limit was reached */
+	ROOM_EINVAL = -5,	/* bad argument */
+	ROOM_ESTATE = -6	/* the room's state could not be repaired */
+};
+
+struct room;			/* a room held locked */
+/* A room found earlier: lock it with room_lock, which fails once the room
+ * is deleted, even if another room took its place. */
+struct room_ref {
+	uint64_t	 off;
+	uint64_t	 rid;		/* unique per room, never reused */
+};
+/* A record of a room's op log, as read. */
+struct room_rec {
+	uint64_t	 seq;		/* 1, 2, 3... per room */
+	uint64_t	 target;	/* the audience's argument */
+	const void	*data;
+	size_t		 len;
+	int		 type;		/* enum room_audience, or the dialect's */
+};
+/* A record to append. */
+struct room_rec_in {
+	const void	*data;
+	uint32_t	 len;
+	uint16_t	 type;
+	uint64_t	 target;
+};
+typedef int (*room_read_fn)(const struct room_rec *, void *);
+
+/* A copy of a member, taken under the room lock. */
 struct room_member {
-	uint64_t	 mid;
-	uint64_t	 role;
-	uint64_t	 authorities;
-	uint64_t	 cursor;
-	uint64_t	 locator;	/* 0 while not connected */
-	uint64_t	 joined;
+	uint64_t	 mid;		/* 1.., unique within the room */
+	uint64_t	 role;		/* the dialect's bits */
+	uint64_t	 authorities;	/* the dialect's bits */
+	uint64_t	 joined;	/* unix time */
+	int		 connected;	/* has a connection on some worker */
 	char		 name[MEMBER_NAME_MAX + 1];
 	char		 token[MEMBER_TOKEN_LEN + 1];
 	char		 uid[MEMBER_UID_LEN + 1];
-};
-/* A worker's view of a room some of its connections have joined. */
-struct lroom {
-	LIST_ENTRY(lroom)	 entry;
-	struct shm_room_ref	 ref;
-	const struct dialect	*dialect;
-	LIST_HEAD(, conn)	 conns;
-	uint64_t		 seen;		/* relay: log read up to here */
 };
 
 /*
@@ -392,27 +426,80 @@ enum room_audience {
 	AUD_TAG,		/* members the dialect's relay_match picks */
 };
 
-int	 room_create(const struct dialect *, const char *id, struct room **);
+/* A text for a ROOM_E* code. */
+const char *room_strerror(int);
+/* The epoch of the rooms' store: it changes only when roomd had to start
+ * from empty, so a client that sees another one knows its room is new. */
+uint64_t room_epoch(void);
+/*
+ * Create a room of dialect d with the given id; it comes back locked, so
+ * its creator can set it up before anyone can find it.  addr is the
+ * creating client's address when max_rooms_per_ip applies to it, else
+ * NULL.  Returns 0, ROOM_EEXIST, ROOM_ELIMIT (that address made too many),
+ * ROOM_EINVAL (a bad id) or ROOM_ENOSPC.
+ */
+int	 room_create(const struct dialect *d, const char *id,
+	    const uint64_t *addr, struct room **);
+/* The same with a random id of len characters of alphabet, written to id
+ * (len + 1 bytes); retries while an id is taken. */
 int	 room_create_unique(const struct dialect *, const char *alphabet,
-	    size_t len, char *id, struct room **);
-int	 room_find(const struct dialect *, const char *id,
-	    struct shm_room_ref *);
-size_t	 room_list(const struct dialect *, struct shm_room_ref *, size_t);
-int	 room_lock(const struct shm_room_ref *, struct room **);
+	    size_t len, const uint64_t *addr, char *id, struct room **);
+/* Find a room by dialect and id: 0 or ROOM_ENOENT. */
+int	 room_find(const struct dialect *, const char *id, struct room_ref *);
+/* Up to max references to rooms of d (NULL: of every dialect). */
+size_t	 room_list(const struct dialect *d, struct room_ref *, size_t max);
+/* Lock a room found earlier: 0, or ROOM_ENOENT once it is deleted. */
+int	 room_lock(const struct room_ref *, struct room **);
+/* Commit the changes and release the lock; appends reach the members. */
 void	 room_unlock(struct room *);
+/*
+ * Delete a locked room (the lock goes with it): its log and members go,
+ * and every connection to it, on any worker, is closed with the reason.
+ */
 void	 room_delete(struct room *, const char *reason);
+/* Close member mid's connections on every worker (roomctl kick). */
+void	 room_kick(struct room *, uint64_t mid);
+struct room_ref room_ref(struct room *);
 const char *room_id(struct room *);
+const struct dialect *room_dialect(struct room *);
+/* The sequence of the last record appended (0: none yet). */
 uint64_t room_committed(struct room *);
 uint64_t room_log_bytes(struct room *);
+/* Open connections to the room, on every worker. */
+uint64_t room_conns(struct room *);
+/* Eight words of room state that belong to the dialect. */
+uint64_t room_dget(struct room *, int);
+void	 room_dset(struct room *, int, uint64_t);
+/* A room set closing lets nobody in any more. */
+void	 room_set_closing(struct room *);
+int	 room_closing(struct room *);
+/* When a room without connections is deleted (unix time; 0: never). */
+void	 room_set_expires(struct room *, uint64_t);
+/* When a room of dialect d left without connections now expires. */
+uint64_t room_idle_expiry(const struct dialect *d);
+
+/* A room password: only a salted SHA-256 of it is kept. */
 int	 room_has_password(struct room *);
 int	 room_set_password(struct room *, const char *);
-int	 room_check_password(struct room *, const char *);
-int	 room_password_blocked(struct room *);
-void	 room_password_failed(struct room *);
+/* 1 if pw opens the room (any pw opens a room without one), else 0. */
+int	 room_check_password(struct room *, const char *pw);
+/* join_failures_per_minute: has addr (NULL: exempt) given this room's
+ * password wrongly that often within the minute?  The count is kept
+ * across workers. */
+int	 room_password_blocked(struct room *, const uint64_t *addr);
+void	 room_password_failed(struct room *, const uint64_t *addr);
+
+/*
+ * Members.  A member has a fresh secret token and uuid unless given; the
+ * name is at most MEMBER_NAME_MAX bytes (the dialect checks its own
+ * limit).  Adding returns 0, ROOM_ELIMIT (room_max_members), ROOM_EINVAL
+ * or ROOM_ENOSPC; the lookups 0 or ROOM_ENOENT.
+ */
 int	 room_member_add(struct room *, const char *name, uint64_t role,
 	    struct room_member *);
 int	 room_member_add_id(struct room *, const char *name, uint64_t role,
 	    const char *uid, const char *token, struct room_member *);
+/* The member with this uuid, if token is its token (constant time). */
 int	 room_member_check(struct room *, const char *uid, const char *token,
 	    struct room_member *);
 int	 room_member_by_name(struct room *, const char *, struct room_member *);
@@ -421,32 +508,137 @@ int	 room_member_by_token(struct room *, const char *,
 int	 room_member_by_mid(struct room *, uint64_t, struct room_member *);
 int	 room_member_by_uid(struct room *, const char *, struct room_member *);
 int	 room_member_remove(struct room *, uint64_t mid);
+/* Set a member's role and authorities, seen by every worker at once. */
 int	 room_member_set(struct room *, uint64_t mid, uint64_t role,
 	    uint64_t authorities);
 size_t	 room_member_count(struct room *);
+/* Call fn for each member, in the order they joined. */
+void	 room_members(struct room *, void (*fn)(const struct room_member *,
+	    void *), void *);
+/*
+ * Presence: whether this worker holds a connection of member mid (here
+ * 1 or 0; a worker answers for its own connections only).  Returns 1 if
+ * the member is connected on some worker afterwards, 0 if not, or
+ * ROOM_ENOENT.  A member whose last connection died with its worker is
+ * passed once to its dialect's member_lost.
+ */
+int	 room_member_here(struct room *, uint64_t mid, int here);
+
+/* Append n records atomically; *last is the sequence of the last.  0,
+ * ROOM_ELIMIT (room_log_max_bytes) or ROOM_ENOSPC; nothing on failure. */
+int	 room_append(struct room *, const struct room_rec_in *, size_t n,
+	    uint64_t *last);
+/*
+ * Publish a message to an audience of a relay room.  Each worker delivers
+ * it to its own members in log order; the log is trimmed behind the
+ * slowest worker that has members here.  0 or as room_append.
+ */
 int	 room_publish(struct room *, enum room_audience, uint64_t mid,
 	    const char *, size_t);
+/* The same with a JSON object, which it frees. */
 int	 room_publish_json(struct room *, enum room_audience, uint64_t mid,
 	    struct json_object *);
-void	 room_set_closing(struct room *);
-uint64_t room_dget(struct room *, int);
-void	 room_dset(struct room *, int, uint64_t);
-void	 room_set_expires(struct room *, uint64_t);
-void	 room_keep_from(struct room *, uint64_t);
+/* Records from seq on stay in a relay room's log (a saved state). */
+void	 room_keep_from(struct room *, uint64_t seq);
+/* Call fn for every record after seq "after", in order, until it returns
+ * nonzero.  The data is valid during the call only. */
+void	 room_read(struct room *, uint64_t after, room_read_fn, void *);
+/* A copy of record seq (the caller frees it), or ROOM_ENOENT. */
 int	 room_read_one(struct room *, uint64_t seq, char **, size_t *);
-void	 room_tick(void);
-uint64_t room_idle_expiry(unsigned dialect, void *);
-int	 room_closing(struct room *);
-void	 room_relay_notify(struct lroom *);
-void	 room_members(struct room *, void (*)(const struct room_member *,
-	    void *), void *);
-int	 room_append(struct room *, const struct shm_rec_in *, size_t,
-	    uint64_t *last);
-void	 room_read(struct room *, uint64_t after, shm_log_fn, void *);
-int	 room_attach(struct room *, struct conn *, uint64_t mid);
-int	 room_detach(struct conn *, int delete_if_empty);
-void	 room_doorbell(const struct doorbell *);
-void	 room_flush(void);
+/* This worker has read the relay room's log up to seq: trim behind it. */
+void	 room_seen(struct room *, uint64_t seq);
+/* This worker's count of connections to the room changes by delta (1 or
+ * -1); returns the connections the room has left on every worker. */
+int	 room_conn_count(struct room *, int delta);
+/* A worker slot died (master): forget its connections everywhere and
+ * report the members it took with it to their dialects, once. */
+void	 room_slot_dead(int slot);
+/* Delete the rooms whose expiry passed (master, once a second). */
+void	 room_reap(void);
+/* The per-address table: connections of addr on this worker slot, unless
+ * max (0: none) are open already: 0 (counted), 1 (the table is full:
+ * let through uncounted) or ROOM_ELIMIT. */
+int	 room_addr_conn_add(const uint64_t addr[2], uint64_t max);
+void	 room_addr_conn_del(const uint64_t addr[2]);
+/* What the store holds, for status and metrics; and a walk of it all. */
+void	 room_usage(uint64_t *rooms, uint64_t *used, uint64_t *size,
+	    uint64_t *recoveries);
+int	 room_check(char *err, size_t errlen);
+
+/* fanout.c: a worker's side of rooms */
+/* A worker's view of a room some of its connections have joined. */
+struct lroom {
+	LIST_ENTRY(lroom)	 entry;
+	struct room_ref		 ref;
+	const struct dialect	*dialect;
+	LIST_HEAD(, conn)	 conns;
+	uint64_t		 seen;		/* relay: log read up to here */
+};
+/* Doorbells between workers (proc.c carries them). */
+enum doorbell_type {
+	DOORBELL_APPEND = 1,	/* a room's log grew to seq */
+	DOORBELL_CLOSE_ROOM,	/* a room was deleted: close its members */
+	DOORBELL_KICK,		/* close member seq's connections in room */
+};
+struct doorbell {
+	uint32_t	 type;
+	uint32_t	 from;		/* sending slot */
+	uint64_t	 rid;
+	uint64_t	 off;
+	uint64_t	 seq;
+};
+/*
+ * A connection of this worker joins a locked room as member mid: it is
+ * counted there, the member is present here, and records appended from
+ * now on reach it.  0 or ROOM_ENOSPC.
+ */
+int	 fanout_attach(struct room *, struct conn *, uint64_t mid);
+/*
+ * A connection leaves its room (unlocked).  Returns the connections the
+ * room has left, or -1 if it is gone; *present (if not NULL) says whether
+ * its member is still connected somewhere.  With delete_if_empty a room
+ * left without connections is deleted.
+ */
+int	 fanout_detach(struct conn *, int delete_if_empty, int *present);
+/* History rooms: send conn the records after its cursor (an empty
+ * message too if empty_ok), unless its output is full. */
+void	 fanout_catch_up(struct conn *, int empty_ok);
+/* The engine's side: a change for the slots given (and this worker if
+ * local) at the end of the iteration; in the master, now. */
+void	 fanout_pend(const struct doorbell *, uint64_t slots, int local);
+/* Close this worker's connections to a deleted room. */
+void	 fanout_room_gone(uint64_t rid, const char *reason);
+/* A doorbell from another worker or the master. */
+void	 fanout_doorbell(const struct doorbell *);
+/* The output of conn drained: a member behind catches up. */
+void	 fanout_drained(struct conn *);
+/* End of the loop iteration: deliver and ring what changed. */
+void	 fanout_flush(void);
+/* Once a second: the dialects' timers of the rooms this worker serves. */
+void	 fanout_tick(void);
+
+/* stats.c: the daemon's counters, summed over every process */
+enum stats_counter {
+	STAT_CONNECTIONS,	/* accepted */
+	STAT_CONNECTIONS_OPEN,	/* gauge */
+	STAT_HTTP_REQUESTS,
+	STAT_BYTES_IN,
+	STAT_BYTES_OUT,
+	STAT_WORKER_RESTARTS,
+	STAT_DOORBELLS,		/* rung to other workers */
+	STAT_NCOUNTERS
+};
+enum stats_dialect_counter {
+	STAT_D_WEBSOCKETS_OPEN,	/* gauge */
+	STAT_D_MESSAGES_IN,
+	STAT_D_MESSAGES_OUT,	/* frames queued to clients */
+	STAT_D_APPENDS,		/* op log records */
+	STAT_D_NCOUNTERS
+};
+void	 stats_add(enum stats_counter, int64_t);
+void	 stats_dadd(unsigned dialect, enum stats_dialect_counter, int64_t);
+uint64_t stats_get(enum stats_counter);
+uint64_t stats_dget(unsigned dialect, enum stats_dialect_counter);
 
 /* dialect.c */
 struct dialect {
@@ -463,12 +655,25 @@ struct dialect {
 	void		(*ws_message)(struct conn *, int binary,
 			    const char *, size_t);
 	void		(*ws_close)(struct conn *);
-	/* The room's log grew: bring the local members up to date. */
-	void		(*room_notify)(struct lroom *);
-	/* A connection's output drained. */
-	void		(*drained)(struct conn *);
+	/*
+	 * A history dialect (not relay) writes its members' messages: record
+	 * number i of one message into buf, or with rec NULL the end of a
+	 * message of i records.  The fan-out cuts messages at about
+	 * output_buffer_bytes and shares one among members at one cursor.
+	 */
+	void		(*frame_add)(struct evbuffer *buf,
+			    const struct room_rec *rec, int i);
+	/*
+	 * A member whose last connection was lost with its worker (or host),
+	 * its room locked; once per member.  It runs where the loss is
+	 * noticed (the master, for a worker), so it may publish, change and
+	 * remove members but has no connection to touch, and it must not
+	 * delete the room.
+	 */
+	void		(*member_lost)(struct room *,
+			    const struct room_member *);
 	/* Once a second, for each room with members on this worker. */
-	void		(*tick)(struct lroom *);
+	void		(*tick)(const struct room_ref *);
 	/* Seconds a room without connections is kept (NULL: room_ttl). */
 	int		(*idle_ttl)(void);
 	/* Is an AUD_TAG record (tag, log sequence) for this connection? */

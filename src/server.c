@@ -7,7 +7,7 @@
  * exit, server_close(), detaches the connection from its room at once and
  * parks it; the flush event, which libevent runs at a lower priority after
  * this loop iteration's I/O, frees it.  The same event delivers the room
- * changes of the iteration (room_flush), so a burst of messages to one
+ * changes of the iteration (fanout_flush), so a burst of messages to one
  * member becomes one write.
  *
  * That write is the flush's own, too (server_io.c, the transport): what
@@ -52,7 +52,6 @@ static struct event		*flush_ev, *stop_timer, *drain_timer, *resume_ev;
 static uint64_t			 next_conn_id;
 static int			 stopping, draining, flush_scheduled;
 static SSL_CTX			*tls_ctx[ROOMD_MAX_LISTEN];
-static struct conn		*current;	/* whose callback runs */
 
 static void	server_accept(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
@@ -206,15 +205,10 @@ server_addr_limited(const uint64_t key[2])
 	    (key[1] == 6 && key[0] == 0));
 }
 
-/*
- * The address of the client whose request is being handled, if the
- * per-client limits apply to it; NULL otherwise.
- */
 const uint64_t *
-server_client_addr(void)
+server_limit_addr(struct conn *conn)
 {
-	return current != NULL && server_addr_limited(current->addr) ?
-	    current->addr : NULL;
+	return server_addr_limited(conn->addr) ? conn->addr : NULL;
 }
 
 /*
@@ -237,7 +231,7 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	}
 	server_addr_key(sa, key);
 	if (env->conf.max_connections_per_ip > 0 && server_addr_limited(key) &&
-	    (rc = shm_ip_conn_add(&env->arena, key, (unsigned)env->slot,
+	    (rc = room_addr_conn_add(key,
 	    (uint64_t)env->conf.max_connections_per_ip)) < 0) {
 		log_debug("connection refused: max_connections_per_ip (%d) "
 		    "reached", env->conf.max_connections_per_ip);
@@ -247,7 +241,7 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	if ((conn = calloc(1, sizeof(*conn))) == NULL) {
 		log_warn("%s: calloc", __func__);
 		if (rc == 0)
-			shm_ip_conn_del(&env->arena, key, (unsigned)env->slot);
+			room_addr_conn_del(key);
 		close(fd);
 		return;
 	}
@@ -260,13 +254,13 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	    tls_ctx[l] : NULL) == -1) {
 		log_warnx("%s: no memory for a connection", __func__);
 		if (conn->addr_counted)
-			shm_ip_conn_del(&env->arena, key, (unsigned)env->slot);
+			room_addr_conn_del(key);
 		free(conn);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&conns, conn, entry);
-	STATS_ADD(&env->arena, ST_CONNECTIONS, 1);
-	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, 1);
+	stats_add(STAT_CONNECTIONS, 1);
+	stats_add(STAT_CONNECTIONS_OPEN, 1);
 	server_http_start(conn);
 }
 
@@ -294,7 +288,6 @@ server_read(struct conn *conn)
 	struct evbuffer	*in;
 
 	conn->pinged = 0;
-	current = conn;
 	if (conn->state == CONN_HTTP) {
 		server_http_read(conn);
 		/* Frames that came in the same read as the upgrade. */
@@ -305,7 +298,6 @@ server_read(struct conn *conn)
 		server_ws_read(conn);
 	else if ((in = conn_in(conn)) != NULL)
 		evbuffer_drain(in, evbuffer_get_length(in));
-	current = NULL;
 }
 
 /* The output drained (server_io.c). */
@@ -318,8 +310,7 @@ server_write(struct conn *conn)
 			server_close(conn, "closed");
 		return;
 	}
-	if (conn->mount != NULL && conn->mount->dialect->drained != NULL)
-		conn->mount->dialect->drained(conn);
+	fanout_drained(conn);
 }
 
 void
@@ -363,14 +354,14 @@ server_close(struct conn *conn, const char *reason)
 	if (conn->ws != NULL && conn->mount->dialect->ws_close != NULL)
 		conn->mount->dialect->ws_close(conn);
 	if (conn->room != NULL)
-		room_detach(conn, 0);
+		fanout_detach(conn, 0, NULL);
 	if (conn->addr_counted)
-		shm_ip_conn_del(&env->arena, conn->addr, (unsigned)env->slot);
+		room_addr_conn_del(conn->addr);
 	conn->addr_counted = 0;
-	STATS_ADD(&env->arena, ST_CONNECTIONS_OPEN, -1);
+	stats_add(STAT_CONNECTIONS_OPEN, -1);
 	if (conn->ws != NULL)
-		STATS_DADD(&env->arena, conn->mount->dialect->id,
-		    SD_WEBSOCKETS_OPEN, -1);
+		stats_dadd(conn->mount->dialect->id,
+		    STAT_D_WEBSOCKETS_OPEN, -1);
 	conn_io_close(conn);
 	TAILQ_REMOVE(&conns, conn, entry);
 	TAILQ_INSERT_TAIL(&graveyard, conn, entry);
@@ -549,7 +540,7 @@ server_flush(evutil_socket_t fd, short events, void *arg)
 	struct conn	*conn;
 
 	flush_scheduled = 0;
-	room_flush();
+	fanout_flush();
 	conn_io_flush();
 	while ((conn = TAILQ_FIRST(&graveyard)) != NULL) {
 		TAILQ_REMOVE(&graveyard, conn, entry);
@@ -589,7 +580,7 @@ static void
 server_tick(evutil_socket_t fd, short events, void *arg)
 {
 	if (!stopping)
-		room_tick();
+		fanout_tick();
 	/* What the heap kept free through the last second's bursts (see
 	 * M_TRIM_THRESHOLD in server_main) goes back to the kernel. */
 	malloc_trim(0);

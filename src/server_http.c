@@ -322,7 +322,7 @@ server_http_read(struct conn *conn)
 		n = http_parser_execute(p, &http_settings, v.iov_base,
 		    v.iov_len);
 		evbuffer_drain(in, n);
-		STATS_ADD(&env->arena, ST_BYTES_IN, n);
+		stats_add(STAT_BYTES_IN, n);
 		if (HTTP_PARSER_ERRNO(p) == HPE_PAUSED) {
 			http_parser_pause(p, 0);
 			http_dispatch(conn, conn->req);
@@ -423,7 +423,7 @@ http_dispatch(struct conn *conn, struct http_req *req)
 	const char		*sub;
 	int			 status;
 
-	STATS_ADD(&env->arena, ST_HTTP_REQUESTS, 1);
+	stats_add(STAT_HTTP_REQUESTS, 1);
 	m = dialect_route(req->path, &sub);
 	if (req->method == HTTP_OPTIONS && !http_wants_upgrade(req))
 		server_http_respond(conn, 204, NULL, NULL, 0, CORS_PREFLIGHT);
@@ -449,8 +449,8 @@ http_dispatch(struct conn *conn, struct http_req *req)
 			    "WebSocket here");
 		} else if (server_ws_upgrade(conn, req) == 0) {
 			conn->mount = m;
-			STATS_DADD(&env->arena, m->dialect->id,
-			    SD_WEBSOCKETS_OPEN, 1);
+			stats_dadd(m->dialect->id,
+			    STAT_D_WEBSOCKETS_OPEN, 1);
 			m->dialect->ws_open(conn, req, sub);
 			conn->req = NULL;
 			server_http_free(req);
@@ -511,7 +511,7 @@ server_http_respond(struct conn *conn, int status, const char *type,
 	evbuffer_add(out, "\r\n", 2);
 	if (len > 0 && (p == NULL || p->method != HTTP_HEAD))
 		evbuffer_add(out, body, len);
-	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
+	stats_add(STAT_BYTES_OUT, len);
 }
 
 /* 426: a plain request where only a WebSocket upgrade is served. */

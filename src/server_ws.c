@@ -115,7 +115,7 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
-	STATS_ADD(&env->arena, ST_BYTES_IN, n);
+	stats_add(STAT_BYTES_IN, n);
 	return n;
 }
 
@@ -130,7 +130,7 @@ ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
-	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
+	stats_add(STAT_BYTES_OUT, len);
 	return (ssize_t)len;
 }
 
@@ -175,8 +175,8 @@ ws_on_message(wslay_event_context_ptr ctx,
 			server_ws_close(conn, 1008, "message rate exceeded");
 			return;
 		}
-		STATS_DADD(&env->arena, conn->mount->dialect->id,
-		    SD_MESSAGES_IN, 1);
+		stats_dadd(conn->mount->dialect->id,
+		    STAT_D_MESSAGES_IN, 1);
 		/* Pongs wslay queued for pings that came before this message
 		 * (between its fragments, say) go out before anything the
 		 * dialect sends in answer, as the pings came first. */
@@ -421,8 +421,8 @@ server_ws_send(struct conn *conn, int binary, const char *text, size_t len)
 		return;
 	ws_header(out, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, len, 0);
 	evbuffer_add(out, text, len);
-	STATS_ADD(&env->arena, ST_BYTES_OUT, len);
-	STATS_DADD(&env->arena, conn->mount->dialect->id, SD_MESSAGES_OUT, 1);
+	stats_add(STAT_BYTES_OUT, len);
+	stats_dadd(conn->mount->dialect->id, STAT_D_MESSAGES_OUT, 1);
 }
 
 void
@@ -451,8 +451,8 @@ server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
 	if (conn->state != CONN_WS || (out = conn_out(conn)) == NULL)
 		return;
 	evbuffer_add_buffer_reference(out, frame);
-	STATS_ADD(&env->arena, ST_BYTES_OUT, evbuffer_get_length(frame));
-	STATS_DADD(&env->arena, conn->mount->dialect->id, SD_MESSAGES_OUT, 1);
+	stats_add(STAT_BYTES_OUT, evbuffer_get_length(frame));
+	stats_dadd(conn->mount->dialect->id, STAT_D_MESSAGES_OUT, 1);
 }
 
 /* Start the closing handshake; the connection ends when it completes. */

@@ -55,6 +55,8 @@
 
 #include "shm.h"
 
+#define MEMBER_ROLE_HOST	0x1	/* a role bit, as a dialect would set */
+
 #define MiB		(1UL << 20)
 #define ARENA_SIZE	(16 * MiB)	/* most tests */
 #define CRASH_ARENA	(8 * MiB)	/* each of the two arenas of a crash case */
@@ -273,12 +275,12 @@ delete_room(struct arena *a, const struct shm_room_ref *ref)
 
 static void
 member_init(struct shm_member *m, const char *name, unsigned i,
-    uint64_t locator)
+    uint64_t slots)
 {
 	memset(m, 0, sizeof(*m));
 	m->role = i == 0 ? MEMBER_ROLE_HOST : 0;
 	m->authorities = 0x10 + i;
-	m->locator = locator;
+	m->slots = slots;
 	m->joined = 1700000000 + i;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	snprintf(m->token, sizeof(m->token), "%08x%08x%08x%08x", i + 1,
@@ -289,13 +291,13 @@ member_init(struct shm_member *m, const char *name, unsigned i,
 /* One lock hold: add a member; 0 or an SHM_E* code.  Cmocka-free. */
 static int
 add_member(struct arena *a, const struct shm_room_ref *ref, const char *name,
-    unsigned i, uint64_t max, uint64_t locator, uint64_t *mid)
+    unsigned i, uint64_t max, uint64_t slots, uint64_t *mid)
 {
 	struct shm_member	 in, *out = NULL;
 	struct shm_room		*r;
 	int			 rc;
 
-	member_init(&in, name, i, locator);
+	member_init(&in, name, i, slots);
 	if ((rc = shm_room_lock(a, ref, &r)) != 0)
 		return rc;
 	rc = shm_member_add_locked(a, r, &in, max, &out);
@@ -664,10 +666,10 @@ snapshot(struct arena *a)
 			if (m->mid == 0)
 				continue;
 			sb_printf(&sb, "  member [%zu] mid %llu role %llu auth "
-			    "%llx cursor %llu locator %llx joined %llu name %s "
+			    "%llx cursor %llu slots %llx joined %llu name %s "
 			    "token %s uid %s\n", j, (ull)m->mid, (ull)m->role,
 			    (ull)m->authorities, (ull)m->cursor,
-			    (ull)m->locator, (ull)m->joined, m->name, m->token,
+			    (ull)m->slots, (ull)m->joined, m->name, m->token,
 			    m->uid);
 		}
 		shm_log_read_locked(a, r, 0, snap_rec, &sb);
@@ -826,7 +828,7 @@ test_room_list_survives_a_damaged_index(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* Allocator */
+/* Alslots */
 
 static void
 test_alloc_size_class_boundaries(void **state)
@@ -1292,12 +1294,12 @@ test_room_invalid_ids(void **state)
 	struct arena		*a = &f->a;
 	struct shm_room_ref	 ref, got;
 	struct shm_room		*r;
-	char			 id[ROOM_ID_MAX + 2];
+	char			 id[SHM_ID_MAX + 2];
 	uint64_t		 u0 = used_bytes(a);
 
 	assert_int_equal(shm_room_create(a, 1, "", 0, &ref), SHM_EINVAL);
-	memset(id, 'a', ROOM_ID_MAX + 1);
-	id[ROOM_ID_MAX + 1] = '\0';
+	memset(id, 'a', SHM_ID_MAX + 1);
+	id[SHM_ID_MAX + 1] = '\0';
 	assert_int_equal(strlen(id), 65);
 	assert_int_equal(shm_room_create(a, 1, id, 0, &ref), SHM_EINVAL);
 	assert_int_equal(a->hdr->nrooms, 0);
@@ -1305,12 +1307,12 @@ test_room_invalid_ids(void **state)
 	assert_arena_ok(a);
 
 	/* 64 characters is the longest id. */
-	id[ROOM_ID_MAX] = '\0';
+	id[SHM_ID_MAX] = '\0';
 	ref = create_room(a, 1, id, 0);
 	assert_int_equal(shm_room_find(a, 1, id, &got), 0);
 	assert_int_equal(got.off, ref.off);
 	r = lock_room(a, &got);
-	assert_int_equal(strlen(r->id), ROOM_ID_MAX);
+	assert_int_equal(strlen(r->id), SHM_ID_MAX);
 	assert_string_equal(r->id, id);
 	shm_room_unlock(a, r);
 	assert_arena_ok(a);
@@ -1455,7 +1457,7 @@ test_member_add_grows_table_and_finds(void **state)
 		prev = r->cap;
 		shm_room_unlock(a, r);
 		assert_int_equal(add_member(a, &ref, name, i, 100,
-		    MEMBER_LOCATOR(i % 3, 1000 + i), &mid), 0);
+		    SHM_SLOT_BIT(i % 3), &mid), 0);
 		assert_int_equal(mid, i + 1);
 		r = lock_room(a, &ref);
 		assert_int_equal(r->nmembers, i + 1);
@@ -1477,7 +1479,7 @@ test_member_add_grows_table_and_finds(void **state)
 	assert_int_equal(r->next_mid, NMEMBERS + 1);
 	for (i = 0; i < NMEMBERS; i++) {
 		snprintf(name, sizeof(name), "member-%02u", i);
-		member_init(&want, name, i, MEMBER_LOCATOR(i % 3, 1000 + i));
+		member_init(&want, name, i, SHM_SLOT_BIT(i % 3));
 		m = shm_member_by_name(a, r, name);
 		assert_non_null(m);
 		assert_int_equal(m->mid, i + 1);
@@ -1487,9 +1489,8 @@ test_member_add_grows_table_and_finds(void **state)
 		assert_int_equal(m->role, want.role);
 		assert_int_equal(m->authorities, want.authorities);
 		assert_int_equal(m->joined, want.joined);
-		assert_int_equal(m->locator, want.locator);
-		assert_int_equal(MEMBER_LOCATOR_SLOT(m->locator), (int)(i % 3));
-		assert_int_equal(MEMBER_LOCATOR_CONN(m->locator), 1000 + i);
+		assert_int_equal(m->slots, want.slots);
+		assert_int_equal(m->slots, SHM_SLOT_BIT(i % 3));
 		assert_ptr_equal(shm_member_by_token(a, r, want.token), m);
 		assert_ptr_equal(shm_member_by_mid(a, r, i + 1), m);
 	}
@@ -1501,7 +1502,7 @@ test_member_add_grows_table_and_finds(void **state)
 	    "00000000000000000000000000000000"));
 	/* A prefix of a real token is no match. */
 	member_init(&want, "x", 3, 0);
-	want.token[MEMBER_TOKEN_LEN - 1] = '\0';
+	want.token[SHM_TOKEN_LEN - 1] = '\0';
 	assert_null(shm_member_by_token(a, r, want.token));
 
 	/* A field set under the lock sticks. */
@@ -1881,12 +1882,12 @@ test_slot_dead_clears_slot_and_sets_expiry(void **state)
 	idle = create_room(a, 2, "idle", 100);
 	other = create_room(a, 2, "slot-1", 100);
 	/* mixed: members on slots 3, 3, 0, 3, none, 1. */
-	loc[0] = MEMBER_LOCATOR(3, 10);
-	loc[1] = MEMBER_LOCATOR(3, 11);
-	loc[2] = MEMBER_LOCATOR(0, 12);
-	loc[3] = MEMBER_LOCATOR(3, 13);
+	loc[0] = SHM_SLOT_BIT(3);
+	loc[1] = SHM_SLOT_BIT(3);
+	loc[2] = SHM_SLOT_BIT(0);
+	loc[3] = SHM_SLOT_BIT(3);
 	loc[4] = 0;
-	loc[5] = MEMBER_LOCATOR(1, 14);
+	loc[5] = SHM_SLOT_BIT(1);
 	for (i = 0; i < 6; i++) {
 		char name[8];
 
@@ -1895,14 +1896,14 @@ test_slot_dead_clears_slot_and_sets_expiry(void **state)
 		    NULL), 0);
 		if (loc[i] != 0)
 			assert_true(conn(a, &mixed,
-			    (unsigned)MEMBER_LOCATOR_SLOT(loc[i]), 1, 0) > 0);
+			    (unsigned)__builtin_ctzll(loc[i]), 1, 0) > 0);
 	}
 	assert_int_equal(add_member(a, &only, "q", 0, 10,
-	    MEMBER_LOCATOR(3, 20), NULL), 0);
+	    SHM_SLOT_BIT(3), NULL), 0);
 	assert_int_equal(conn(a, &only, 3, 1, 0), 1);
 	assert_int_equal(conn(a, &only, 3, 1, 0), 2);
 	assert_int_equal(add_member(a, &other, "s", 0, 10,
-	    MEMBER_LOCATOR(1, 30), NULL), 0);
+	    SHM_SLOT_BIT(1), NULL), 0);
 	assert_int_equal(conn(a, &other, 1, 1, 0), 1);
 	assert_arena_ok(a);
 
@@ -1918,10 +1919,10 @@ test_slot_dead_clears_slot_and_sets_expiry(void **state)
 	for (i = 0; i < 6; i++) {
 		m = shm_member_at(a, r, i);
 		assert_int_equal(m->mid, i + 1);	/* members stay */
-		if (loc[i] != 0 && MEMBER_LOCATOR_SLOT(loc[i]) == 3)
-			assert_int_equal(m->locator, 0);
+		if (loc[i] != 0 && __builtin_ctzll(loc[i]) == 3)
+			assert_int_equal(m->slots, 0);
 		else
-			assert_int_equal(m->locator, loc[i]);
+			assert_int_equal(m->slots, loc[i]);
 	}
 	shm_room_unlock(a, r);
 
@@ -1929,7 +1930,7 @@ test_slot_dead_clears_slot_and_sets_expiry(void **state)
 	assert_int_equal(r->conns, 0);
 	assert_int_equal(r->slot_conns[3], 0);
 	assert_int_equal(r->expires, 5000);
-	assert_int_equal(shm_member_by_name(a, r, "q")->locator, 0);
+	assert_int_equal(shm_member_by_name(a, r, "q")->slots, 0);
 	shm_room_unlock(a, r);
 
 	r = lock_room(a, &idle);		/* untouched */
@@ -1938,8 +1939,8 @@ test_slot_dead_clears_slot_and_sets_expiry(void **state)
 	r = lock_room(a, &other);		/* another slot: untouched */
 	assert_int_equal(r->conns, 1);
 	assert_int_equal(r->expires, 0);
-	assert_int_equal(shm_member_by_name(a, r, "s")->locator,
-	    MEMBER_LOCATOR(1, 30));
+	assert_int_equal(shm_member_by_name(a, r, "s")->slots,
+	    SHM_SLOT_BIT(1));
 	shm_room_unlock(a, r);
 
 	/* Again: nothing left on slot 3, nothing changes. */
@@ -1979,7 +1980,7 @@ test_slot_dead_with_many_members_on_the_slot(void **state)
 	for (i = 0; i < crowd; i++) {
 		snprintf(name, sizeof(name), "c%u", i);
 		assert_int_equal(add_member(a, &ref, name, i, 100,
-		    MEMBER_LOCATOR(2, i + 1), NULL), 0);
+		    SHM_SLOT_BIT(2), NULL), 0);
 		assert_int_equal(conn(a, &ref, 2, 1, 0), (int)i + 1);
 	}
 	assert_arena_ok(a);
@@ -1997,7 +1998,7 @@ test_slot_dead_with_many_members_on_the_slot(void **state)
 	assert_int_equal(r->slot_conns[2], 0);
 	assert_int_equal(r->expires, 777);
 	for (i = 0; i < crowd; i++)
-		assert_int_equal(shm_member_at(a, r, i)->locator, 0);
+		assert_int_equal(shm_member_at(a, r, i)->slots, 0);
 	shm_room_unlock(a, r);
 	assert_arena_ok(a);
 }
@@ -2275,7 +2276,7 @@ crash_world(struct arena *a)
 		else
 			snprintf(name, sizeof(name), "extra%u", i);
 		if ((rc = add_member(a, &alpha, name, i, 100,
-		    MEMBER_LOCATOR(1, i + 1), NULL)) != 0)
+		    SHM_SLOT_BIT(1), NULL)) != 0)
 			return rc;
 		if ((rc = shm_room_lock(a, &alpha, &r)) != 0)
 			return rc;
@@ -2385,7 +2386,7 @@ op_grow_alpha(struct arena *a)
 
 	if ((rc = lock_by_id(a, 1, "alpha", &r)) != 0)
 		return rc;
-	member_init(&in, "frank", 5, MEMBER_LOCATOR(2, 6));
+	member_init(&in, "frank", 5, SHM_SLOT_BIT(2));
 	rc = shm_member_add_locked(a, r, &in, 100, &out);
 	shm_room_unlock(a, r);
 	return rc;
@@ -2759,7 +2760,7 @@ op_replace_bob_then_die(struct arena *a)
 	if ((bob = shm_member_by_name(a, r, "bob")) == NULL)
 		return 2;
 	shm_member_remove_locked(a, r, bob);
-	member_init(&in, "mallory", 66, MEMBER_LOCATOR(4, 4));
+	member_init(&in, "mallory", 66, SHM_SLOT_BIT(4));
 	if (shm_member_add_locked(a, r, &in, 100, &out) != 0)
 		return 3;
 	raise(SIGKILL);
@@ -2798,7 +2799,7 @@ test_recovery_member_removed_and_replaced_in_one_hold(void **state)
 	assert_string_equal(bob_now.name, "bob");
 	assert_string_equal(bob_now.token, bob_was.token);
 	assert_string_equal(bob_now.uid, bob_was.uid);
-	assert_int_equal(bob_now.locator, bob_was.locator);
+	assert_int_equal(bob_now.slots, bob_was.slots);
 	assert_int_equal(bob_now.joined, bob_was.joined);
 	assert_false(mallory);
 	assert_arena_ok(a);
@@ -2898,7 +2899,7 @@ test_reattach_named_arena(void **state)
 	assert_int_equal(f->a.hdr->size, 8 * MiB);
 	ref = create_room(&f->a, 3, "kept", 4321);
 	assert_int_equal(add_member(&f->a, &ref, "keeper", 1, 10,
-	    MEMBER_LOCATOR(0, 1), NULL), 0);
+	    SHM_SLOT_BIT(0), NULL), 0);
 	assert_int_equal(append(&f->a, &ref, 50, NULL, 3000, &last), 0);
 	used = used_bytes(&f->a);
 	arena_close(&f->a);
