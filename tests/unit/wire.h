@@ -48,7 +48,7 @@ struct wire_buf {
 #define WIRE_MAX_MESSAGE	1024
 #define WIRE_ORIGIN		"https://ok.example"
 
-/* Once per test: env with the limits above, the two mounts, stats. */
+/* Once per test: env with the limits above and the two mounts. */
 void	 wire_setup(void);
 void	 wire_teardown(void);
 
