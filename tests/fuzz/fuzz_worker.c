@@ -31,6 +31,7 @@
 #include <uuid/uuid.h>
 
 #include "roomd.h"
+#include "shm.h"
 #include "fuzz.h"
 
 #ifndef FUZZ_HTDOCS
@@ -41,6 +42,7 @@
 
 static struct roomd	 fz_env;
 struct roomd		*env = &fz_env;
+static struct arena	 fz_arena;	/* env->arena */
 int			 fz_verbose;
 
 static uint8_t		*pristine;	/* the arena's header when new */
@@ -87,6 +89,7 @@ fz_init(void (*tune)(struct roomd_config *))
 	signal(SIGPIPE, SIG_IGN);
 	log_init(1, fz_verbose);
 	log_setproc("worker 0");
+	env->arena = &fz_arena;
 	config_defaults(c);
 	c->workers = 1;
 	snprintf(c->htdocs, sizeof(c->htdocs), "%s", FUZZ_HTDOCS);
@@ -118,21 +121,21 @@ fz_begin(void)
 
 	fz_rng = 0x726f6f6d64ULL;
 	if (pristine == NULL) {
-		if (arena_open(&env->arena, NULL, FZ_ARENA_SIZE, &reattached,
+		if (arena_open(env->arena, NULL, FZ_ARENA_SIZE, &reattached,
 		    err, sizeof(err)) != 0)
 			fatalx("fuzz: arena_open: %s", err);
-		h = env->arena.hdr;
+		h = env->arena->hdr;
 		if ((pristine = malloc(h->hdr_size)) == NULL)
 			fatal("fuzz: malloc");
-		memcpy(pristine, env->arena.base, h->hdr_size);
+		memcpy(pristine, env->arena->base, h->hdr_size);
 		return;
 	}
-	h = env->arena.hdr;
-	if (h->top < h->hdr_size || h->top > env->arena.size)
+	h = env->arena->hdr;
+	if (h->top < h->hdr_size || h->top > env->arena->size)
 		fatalx("fuzz: arena top %llu out of bounds",
 		    (unsigned long long)h->top);
-	memset(env->arena.base + h->hdr_size, 0, h->top - h->hdr_size);
-	memcpy(env->arena.base, pristine, ((struct arena_hdr *)pristine)->
+	memset(env->arena->base + h->hdr_size, 0, h->top - h->hdr_size);
+	memcpy(env->arena->base, pristine, ((struct arena_hdr *)pristine)->
 	    hdr_size);
 }
 
@@ -178,7 +181,7 @@ fz_check(const char *when)
 {
 	char	 err[512];
 
-	if (arena_check(&env->arena, err, sizeof(err)) != 0) {
+	if (arena_check(env->arena, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz: arena invariant broken %s: %s\n", when,
 		    err);
 		abort();
@@ -202,29 +205,29 @@ fz_check_idle(void)
 		    "peer\n");
 		abort();
 	}
-	if (env->arena.hdr->stats.c[ST_CONNECTIONS_OPEN] != 0)
+	if (stats_get(STAT_CONNECTIONS_OPEN) != 0)
 		bad = fprintf(stderr, "fuzz: open connection gauge is %lld\n",
-		    (long long)env->arena.hdr->stats.c[ST_CONNECTIONS_OPEN]);
+		    (long long)stats_get(STAT_CONNECTIONS_OPEN));
 	for (i = 0; i < STATS_DIALECTS; i++)
-		if (env->arena.hdr->stats.d[i][SD_WEBSOCKETS_OPEN] != 0)
+		if (stats_dget((unsigned)i, STAT_D_WEBSOCKETS_OPEN) != 0)
 			bad = fprintf(stderr, "fuzz: dialect %zu counts %lld "
-			    "open WebSockets\n", i, (long long)
-			    env->arena.hdr->stats.d[i][SD_WEBSOCKETS_OPEN]);
-	n = shm_room_list(&env->arena, ROOM_ALL_DIALECTS, refs, 256);
+			    "open WebSockets\n", i, (long long)stats_dget(
+			    (unsigned)i, STAT_D_WEBSOCKETS_OPEN));
+	n = shm_room_list(env->arena, ROOM_ALL_DIALECTS, refs, 256);
 	for (i = 0; i < n; i++) {
-		if (shm_room_lock(&env->arena, &refs[i], &r) != 0)
+		if (shm_room_lock(env->arena, &refs[i], &r) != 0)
 			continue;
 		if (r->conns != 0)
 			bad = fprintf(stderr, "fuzz: room %s counts %llu "
 			    "connections after all closed\n", r->id,
 			    (unsigned long long)r->conns);
 		for (k = 0; k < r->nmembers; k++) {
-			m = shm_member_at(&env->arena, r, k);
-			if (m->mid != 0 && m->locator != 0)
+			m = shm_member_at(env->arena, r, k);
+			if (m->mid != 0 && m->slots != 0)
 				bad = fprintf(stderr, "fuzz: room %s member %s "
 				    "still has a connection\n", r->id, m->name);
 		}
-		shm_room_unlock(&env->arena, r);
+		shm_room_unlock(env->arena, r);
 	}
 	if (bad)
 		abort();
