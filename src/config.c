@@ -251,154 +251,152 @@ config_mount(struct roomd_config *c, const char *dialect, const char *path,
 /* The line config_load is reading, for settings that span lines. */
 static int	config_line;
 
-/* A URL a provider may use: https, or http on a loopback host. */
-static int
-config_provider_url(const char *u)
-{
-	struct in_addr	 in;
-	const char	*h;
-	char		 host[16];
-	size_t		 len;
+/*
+ * One keyword of roomd.conf(5) and its setter.  The setters of a type
+ * (config_set_int and the others below it) store argv[1] in the field
+ * at off, len bytes wide, between min and max; the custom setters of the
+ * keywords that are special (listen, mount, chat_provider...) ignore the
+ * rest.  A setter returns 0, or -1 with the reason in err.
+ */
+struct config_keyword {
+	const char	*key;
+	int		(*set)(struct roomd_config *,
+			    const struct config_keyword *, char **argv,
+			    int argc, char *err, size_t errlen);
+	size_t		 off, len;
+	long long	 min, max;
+};
 
-	if (strncmp(u, "https://", 8) == 0)
-		return u[8] != '\0' && u[8] != '/';
-	if (strncmp(u, "http://", 7) != 0)
-		return 0;
-	h = u + 7;
-	if (strncmp(h, "[::1]", 5) == 0)
-		return strchr(":/", h[5]) != NULL;
-	len = strcspn(h, ":/");
-	if (len >= sizeof(host))
-		return 0;
-	memcpy(host, h, len);
-	host[len] = '\0';
-	return strcmp(host, "localhost") == 0 ||
-	    (inet_pton(AF_INET, host, &in) == 1 &&
-	    (ntohl(in.s_addr) >> 24) == 127);
+static int
+config_int(const char *v, long min, long max, long *out)
+{
+	char	*end;
+	long	 n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
 }
 
-/* chat_provider NAME FIELD VALUE */
+/* Has "keyword value" its one value?  If not, err says so. */
 static int
-config_provider(struct roomd_config *c, char **argv, int argc, char *err,
+config_one_value(const struct config_keyword *k, int argc, char *err,
     size_t errlen)
 {
-	static const struct {
-		const char	*field;
-		size_t		 off, len;
-		int		 url;
-	} fields[] = {
-#define PF(f, u) { #f, offsetof(struct chat_provider, f), \
-	sizeof(((struct chat_provider *)0)->f), u }
-		PF(issuer, 0), PF(client_id, 0), PF(client_secret, 0),
-		PF(authorize, 1), PF(token, 1), PF(jwks, 1), PF(userinfo, 1),
-		PF(scope, 0), PF(redirect, 0),
-#undef PF
-	};
-	struct chat_provider	*p = NULL;
-	size_t			 i;
-	int			 k;
-
-	if (argc != 4) {
-		snprintf(err, errlen, "usage: chat_provider name field value");
-		return -1;
-	}
-	if (!util_valid_id(argv[1], sizeof(p->name) - 1)) {
-		snprintf(err, errlen, "chat_provider: bad name \"%s\" (1 to "
-		    "31 of A-Z a-z 0-9 _ -)", argv[1]);
-		return -1;
-	}
-	for (k = 0; k < c->nproviders; k++)
-		if (strcmp(c->providers[k].name, argv[1]) == 0)
-			p = &c->providers[k];
-	if (p == NULL) {
-		if (c->nproviders == ROOMD_MAX_PROVIDERS) {
-			snprintf(err, errlen, "too many chat providers");
-			return -1;
-		}
-		p = &c->providers[c->nproviders++];
-		memset(p, 0, sizeof(*p));
-		snprintf(p->name, sizeof(p->name), "%s", argv[1]);
-		p->line = config_line;
-	}
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		if (strcmp(argv[2], fields[i].field) != 0)
-			continue;
-		if (strlen(argv[3]) >= fields[i].len) {
-			snprintf(err, errlen, "chat_provider %s: %s is too "
-			    "long", p->name, argv[2]);
-			return -1;
-		}
-		if (fields[i].url && !config_provider_url(argv[3])) {
-			snprintf(err, errlen, "chat_provider %s: %s must be "
-			    "an https:// URL (http:// only on loopback)",
-			    p->name, argv[2]);
-			return -1;
-		}
-		snprintf((char *)p + fields[i].off, fields[i].len, "%s",
-		    argv[3]);
+	if (argc == 2)
 		return 0;
-	}
-	snprintf(err, errlen, "chat_provider %s: unknown field \"%s\"",
-	    p->name, argv[2]);
+	snprintf(err, errlen, "%s takes one value", k->key);
 	return -1;
 }
 
-/* chat_admin UUID */
+/* A number from min to max, into an int (a count, or seconds). */
 static int
-config_admin(struct roomd_config *c, char **argv, int argc, char *err,
-    size_t errlen)
+config_set_int(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
 {
-	const char	*u = argc == 2 ? argv[1] : "";
-	size_t		 i;
+	long	 n;
 
-	for (i = 0; u[i] != '\0'; i++)
-		if (i == 8 || i == 13 || i == 18 || i == 23 ? u[i] != '-' :
-		    !isxdigit((unsigned char)u[i]))
-			break;
-	if (argc != 2 || i != 36 || u[i] != '\0') {
-		snprintf(err, errlen, "usage: chat_admin identifier (a UUID)");
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (config_int(argv[1], (long)k->min, (long)k->max, &n) == -1) {
+		snprintf(err, errlen, "%s: bad value \"%s\" (from %lld to "
+		    "%lld)", k->key, argv[1], k->min, k->max);
 		return -1;
 	}
-	if (c->nadmins == ROOMD_MAX_ADMINS) {
-		snprintf(err, errlen, "too many chat admins");
-		return -1;
-	}
-	for (i = 0; i < 36; i++)
-		c->chat_admins[c->nadmins][i] = (char)tolower((unsigned char)
-		    u[i]);
-	c->chat_admins[c->nadmins++][36] = '\0';
+	*(int *)(void *)((char *)c + k->off) = (int)n;
 	return 0;
 }
 
-/* Every provider must say where to send people and how to know them. */
+/* A size with an optional K, M or G (util_parse_size), into a uint64_t. */
 static int
-config_providers_check(struct roomd_config *c, char *err, size_t errlen)
+config_set_size(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
 {
-	struct chat_provider	*p;
-	const char		*missing;
-	int			 k;
+	uint64_t	 u;
 
-	for (k = 0; k < c->nproviders; k++) {
-		p = &c->providers[k];
-		missing = p->issuer[0] == '\0' ? "issuer" :
-		    p->client_id[0] == '\0' ? "client_id" :
-		    p->authorize[0] == '\0' ? "authorize" :
-		    p->token[0] == '\0' ? "token" :
-		    p->jwks[0] == '\0' && p->userinfo[0] == '\0' ?
-		    "jwks or userinfo" : NULL;
-		if (missing != NULL) {
-			snprintf(err, errlen, "%s:%d: chat_provider %s has no "
-			    "%s", c->file, p->line, p->name, missing);
-			return -1;
-		}
-		if (p->scope[0] == '\0')
-			snprintf(p->scope, sizeof(p->scope), "%s",
-			    p->jwks[0] != '\0' ? "openid,profile,email" : "");
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (util_parse_size(argv[1], &u) == -1 || u < (uint64_t)k->min ||
+	    u > (uint64_t)k->max) {
+		snprintf(err, errlen, "%s: bad value \"%s\" (from %lld to "
+		    "%lld)", k->key, argv[1], k->min, k->max);
+		return -1;
 	}
+	*(uint64_t *)(void *)((char *)c + k->off) = u;
 	return 0;
 }
 
-static int	config_int(const char *, long, long, long *);
+/* yes or no, into an int: 1 or 0. */
+static int
+config_set_yesno(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (strcmp(argv[1], "yes") != 0 && strcmp(argv[1], "no") != 0) {
+		snprintf(err, errlen, "%s takes yes or no", k->key);
+		return -1;
+	}
+	*(int *)(void *)((char *)c + k->off) = strcmp(argv[1], "yes") == 0;
+	return 0;
+}
+
+/* A string, into a buffer of len bytes; a longer one is refused. */
+static int
+config_set_string(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (strlen(argv[1]) >= k->len) {
+		snprintf(err, errlen, "%s is too long", k->key);
+		return -1;
+	}
+	snprintf((char *)c + k->off, k->len, "%s", argv[1]);
+	return 0;
+}
+
+/* metrics_listen address:port: checked now, so that roomd -t names the
+ * line; bound by control.c. */
+static int
+config_set_metrics(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	struct roomd_config	*tmp;
+	char			 why[256];
+	int			 rc;
+
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if ((tmp = calloc(1, sizeof(*tmp))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = config_listen(tmp, argv[1], why, sizeof(why));
+	free(tmp);
+	if (rc == -1) {
+		snprintf(err, errlen, "metrics_listen: %s", why);
+		return -1;
+	}
+	return config_set_string(c, k, argv, argc, err, errlen);
+}
+
+/* user name: one that exists now. */
+static int
+config_set_user(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (getpwnam(argv[1]) == NULL) {
+		snprintf(err, errlen, "user %s does not exist", argv[1]);
+		return -1;
+	}
+	return config_set_string(c, k, argv, argc, err, errlen);
+}
 
 /*
  * listen address:port [tls [cert file] [key file]]: the files are read
@@ -406,8 +404,8 @@ static int	config_int(const char *, long, long, long *);
  * unreadable or do not match.
  */
 static int
-config_listen_line(struct roomd_config *c, char **argv, int argc, char *err,
-    size_t errlen)
+config_set_listen(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
 {
 	struct listen_addr	*l;
 	char			*dst;
@@ -455,10 +453,23 @@ config_listen_line(struct roomd_config *c, char **argv, int argc, char *err,
 	return 0;
 }
 
+/* mount dialect path */
+static int
+config_set_mount(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (argc != 3) {
+		snprintf(err, errlen, "usage: mount dialect path");
+		return -1;
+	}
+	return config_mount(c, argv[1], argv[2], err, errlen);
+}
+
 /* message_rate per-second [burst]; 0 turns it off. */
 static int
-config_message_rate(struct roomd_config *c, char **argv, int argc,
-    char *err, size_t errlen)
+config_set_message_rate(struct roomd_config *c,
+    const struct config_keyword *k, char **argv, int argc, char *err,
+    size_t errlen)
 {
 	long	 rate, burst;
 
@@ -476,8 +487,8 @@ config_message_rate(struct roomd_config *c, char **argv, int argc,
 
 /* allowed_origins origin ...: each line adds to the list. */
 static int
-config_origins(struct roomd_config *c, char **argv, int argc, char *err,
-    size_t errlen)
+config_set_origins(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
 {
 	size_t	 have = strlen(c->allowed_origins), n;
 	int	 i;
@@ -503,18 +514,241 @@ config_origins(struct roomd_config *c, char **argv, int argc, char *err,
 	return 0;
 }
 
+/* chat_admin UUID */
 static int
-config_int(const char *v, long min, long max, long *out)
+config_set_admin(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
 {
-	char	*end;
-	long	 n;
+	const char	*u = argc == 2 ? argv[1] : "";
+	size_t		 i;
 
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (*v == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+	for (i = 0; u[i] != '\0'; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? u[i] != '-' :
+		    !isxdigit((unsigned char)u[i]))
+			break;
+	if (argc != 2 || i != 36 || u[i] != '\0') {
+		snprintf(err, errlen, "usage: chat_admin identifier (a UUID)");
 		return -1;
-	*out = n;
+	}
+	if (c->nadmins == ROOMD_MAX_ADMINS) {
+		snprintf(err, errlen, "too many chat admins");
+		return -1;
+	}
+	for (i = 0; i < 36; i++)
+		c->chat_admins[c->nadmins][i] = (char)tolower((unsigned char)
+		    u[i]);
+	c->chat_admins[c->nadmins++][36] = '\0';
 	return 0;
+}
+
+/* A URL a provider may use: https, or http on a loopback host. */
+static int
+config_provider_url(const char *u)
+{
+	struct in_addr	 in;
+	const char	*h;
+	char		 host[16];
+	size_t		 len;
+
+	if (strncmp(u, "https://", 8) == 0)
+		return u[8] != '\0' && u[8] != '/';
+	if (strncmp(u, "http://", 7) != 0)
+		return 0;
+	h = u + 7;
+	if (strncmp(h, "[::1]", 5) == 0)
+		return strchr(":/", h[5]) != NULL;
+	len = strcspn(h, ":/");
+	if (len >= sizeof(host))
+		return 0;
+	memcpy(host, h, len);
+	host[len] = '\0';
+	return strcmp(host, "localhost") == 0 ||
+	    (inet_pton(AF_INET, host, &in) == 1 &&
+	    (ntohl(in.s_addr) >> 24) == 127);
+}
+
+/* The provider called name, made if it is new; NULL if there are too many. */
+static struct chat_provider *
+config_provider_named(struct roomd_config *c, const char *name)
+{
+	struct chat_provider	*p;
+	int			 k;
+
+	for (k = 0; k < c->nproviders; k++)
+		if (strcmp(c->providers[k].name, name) == 0)
+			return &c->providers[k];
+	if (c->nproviders == ROOMD_MAX_PROVIDERS)
+		return NULL;
+	p = &c->providers[c->nproviders++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->line = config_line;
+	return p;
+}
+
+/* chat_provider NAME FIELD VALUE */
+static int
+config_set_provider(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	static const struct {
+		const char	*field;
+		size_t		 off, len;
+		int		 url;
+	} fields[] = {
+#define PF(f, u) { #f, offsetof(struct chat_provider, f), \
+	sizeof(((struct chat_provider *)0)->f), u }
+		PF(issuer, 0), PF(client_id, 0), PF(client_secret, 0),
+		PF(authorize, 1), PF(token, 1), PF(jwks, 1), PF(userinfo, 1),
+		PF(scope, 0), PF(redirect, 0),
+#undef PF
+	};
+	struct chat_provider	*p;
+	size_t			 i;
+
+	if (argc != 4) {
+		snprintf(err, errlen, "usage: chat_provider name field value");
+		return -1;
+	}
+	if (!util_valid_id(argv[1], sizeof(p->name) - 1)) {
+		snprintf(err, errlen, "chat_provider: bad name \"%s\" (1 to "
+		    "31 of A-Z a-z 0-9 _ -)", argv[1]);
+		return -1;
+	}
+	if ((p = config_provider_named(c, argv[1])) == NULL) {
+		snprintf(err, errlen, "too many chat providers");
+		return -1;
+	}
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (strcmp(argv[2], fields[i].field) != 0)
+			continue;
+		if (strlen(argv[3]) >= fields[i].len) {
+			snprintf(err, errlen, "chat_provider %s: %s is too "
+			    "long", p->name, argv[2]);
+			return -1;
+		}
+		if (fields[i].url && !config_provider_url(argv[3])) {
+			snprintf(err, errlen, "chat_provider %s: %s must be "
+			    "an https:// URL (http:// only on loopback)",
+			    p->name, argv[2]);
+			return -1;
+		}
+		snprintf((char *)p + fields[i].off, fields[i].len, "%s",
+		    argv[3]);
+		return 0;
+	}
+	snprintf(err, errlen, "chat_provider %s: unknown field \"%s\"",
+	    p->name, argv[2]);
+	return -1;
+}
+
+/* Every provider must say where to send people and how to know them. */
+static int
+config_providers_check(struct roomd_config *c, char *err, size_t errlen)
+{
+	struct chat_provider	*p;
+	const char		*missing;
+	int			 k;
+
+	for (k = 0; k < c->nproviders; k++) {
+		p = &c->providers[k];
+		missing = p->issuer[0] == '\0' ? "issuer" :
+		    p->client_id[0] == '\0' ? "client_id" :
+		    p->authorize[0] == '\0' ? "authorize" :
+		    p->token[0] == '\0' ? "token" :
+		    p->jwks[0] == '\0' && p->userinfo[0] == '\0' ?
+		    "jwks or userinfo" : NULL;
+		if (missing != NULL) {
+			snprintf(err, errlen, "%s:%d: chat_provider %s has no "
+			    "%s", c->file, p->line, p->name, missing);
+			return -1;
+		}
+		if (p->scope[0] == '\0')
+			snprintf(p->scope, sizeof(p->scope), "%s",
+			    p->jwks[0] != '\0' ? "openid,profile,email" : "");
+	}
+	return 0;
+}
+
+/*
+ * The offset of field f of struct roomd_config, which must be as wide as
+ * type t: an entry that gives a setter a field of another type does not
+ * compile (the array's size would be negative).
+ */
+#define CONFIG_FIELD(f, t)	(offsetof(struct roomd_config, f) +	\
+	0 * sizeof(char[sizeof(((struct roomd_config *)0)->f) ==	\
+	sizeof(t) ? 1 : -1]))
+#define KW_INT(f, lo, hi)	{ #f, config_set_int, CONFIG_FIELD(f, int), \
+	sizeof(int), lo, hi }
+#define KW_SECONDS(f, lo, hi)	KW_INT(f, lo, hi)
+#define KW_SIZE(f, lo, hi)	{ #f, config_set_size,			\
+	CONFIG_FIELD(f, uint64_t), sizeof(uint64_t), lo, hi }
+#define KW_YESNO(f)		{ #f, config_set_yesno, CONFIG_FIELD(f, int), \
+	sizeof(int), 0, 1 }
+#define KW_STRING(f, set)	{ #f, set, offsetof(struct roomd_config, f), \
+	sizeof(((struct roomd_config *)0)->f), 0, 0 }
+#define KW_CUSTOM(key, set)	{ key, set, 0, 0, 0, 0 }
+
+/* Every keyword, in the order of roomd.conf(5). */
+static const struct config_keyword config_keywords[] = {
+	KW_CUSTOM("listen", config_set_listen),
+	KW_INT(workers, 1, ROOMD_MAX_WORKERS),
+	KW_CUSTOM("mount", config_set_mount),
+	KW_SIZE(arena_size, ROOMD_ARENA_MIN, 1LL << 40),
+	KW_STRING(arena_path, config_set_string),
+	KW_STRING(htdocs, config_set_string),
+	KW_STRING(pidfile, config_set_string),
+	KW_STRING(control_socket, config_set_string),
+	KW_STRING(metrics_listen, config_set_metrics),
+	KW_STRING(user, config_set_user),
+	KW_SIZE(max_header_bytes, 256, 1 << 20),
+	KW_SIZE(max_body_bytes, 64, 64 << 20),
+	KW_SIZE(max_message_bytes, 125, 256 << 20),
+	KW_SIZE(output_buffer_bytes, 4096, 1LL << 32),
+	KW_SECONDS(idle_timeout, 1, 86400),
+	KW_SECONDS(ping_interval, 1, 86400),
+	KW_SECONDS(room_ttl, 1, 86400 * 365),
+	KW_SIZE(room_max_members, 1, 1 << 20),
+	KW_SIZE(room_log_max_bytes, 1024, 1LL << 40),
+	KW_INT(max_connections_per_ip, 0, 1000000),
+	KW_INT(max_rooms_per_ip, 0, 1000000),
+	KW_CUSTOM("message_rate", config_set_message_rate),
+	KW_INT(join_failures_per_minute, 0, 1000000),
+	KW_YESNO(limits_on_loopback),
+	KW_CUSTOM("allowed_origins", config_set_origins),
+	KW_CUSTOM("chat_admin", config_set_admin),
+	KW_YESNO(chat_anonymous),
+	KW_STRING(chat_ca_file, config_set_string),
+	KW_CUSTOM("chat_provider", config_set_provider),
+	KW_STRING(chat_session_secret, config_set_string),
+	KW_SECONDS(chat_session_ttl, 60, 86400 * 365),
+	KW_SECONDS(drain_timeout, 0, 86400),
+	KW_INT(chat_history, 0, 10000),
+	KW_STRING(classroom_jwt_secret, config_set_string),
+	KW_STRING(classroom_jwt_subject, config_set_string),
+	KW_YESNO(classroom_open_rooms),
+	KW_SECONDS(lobby_grace, 1, 86400),
+	KW_YESNO(lobby_migration),
+	KW_SECONDS(lobby_ping_interval, 1, 86400),
+	KW_SECONDS(lobby_retention, 1, 86400 * 365),
+	KW_SIZE(lobby_snapshot_max_bytes, 16, 16 << 20),
+};
+
+#undef KW_CUSTOM
+#undef KW_STRING
+#undef KW_YESNO
+#undef KW_SIZE
+#undef KW_SECONDS
+#undef KW_INT
+#undef CONFIG_FIELD
+
+/* The name of keyword i, or NULL past the last (for the tests). */
+const char *
+config_keyword(size_t i)
+{
+	if (i >= sizeof(config_keywords) / sizeof(config_keywords[0]))
+		return NULL;
+	return config_keywords[i].key;
 }
 
 /* One "keyword value..." line. */
@@ -522,208 +756,18 @@ static int
 config_setting(struct roomd_config *c, char **argv, int argc, char *err,
     size_t errlen)
 {
-	static const struct {
-		const char	*key;
-		size_t		 off;
-		uint64_t	 min, max;
-	} sizes[] = {
-		{ "arena_size", offsetof(struct roomd_config, arena_size),
-		    ROOMD_ARENA_MIN, 1ULL << 40 },
-		{ "max_header_bytes", offsetof(struct roomd_config,
-		    max_header_bytes), 256, 1 << 20 },
-		{ "max_body_bytes", offsetof(struct roomd_config,
-		    max_body_bytes), 64, 64 << 20 },
-		{ "max_message_bytes", offsetof(struct roomd_config,
-		    max_message_bytes), 125, 256 << 20 },
-		{ "output_buffer_bytes", offsetof(struct roomd_config,
-		    output_buffer_bytes), 4096, 1ULL << 32 },
-		{ "room_log_max_bytes", offsetof(struct roomd_config,
-		    room_log_max_bytes), 1024, 1ULL << 40 },
-		{ "room_max_members", offsetof(struct roomd_config,
-		    room_max_members), 1, 1 << 20 },
-		{ "lobby_snapshot_max_bytes", offsetof(struct roomd_config,
-		    lobby_snapshot_max_bytes), 16, 16 << 20 },
-	};
-	static const struct {
-		const char	*key;
-		size_t		 off;
-		long		 min, max;
-	} ints[] = {
-		{ "workers", offsetof(struct roomd_config, workers), 1,
-		    ROOMD_MAX_WORKERS },
-		{ "idle_timeout", offsetof(struct roomd_config, idle_timeout),
-		    1, 86400 },
-		{ "ping_interval", offsetof(struct roomd_config,
-		    ping_interval), 1, 86400 },
-		{ "room_ttl", offsetof(struct roomd_config, room_ttl), 1,
-		    86400 * 365 },
-		{ "lobby_ping_interval", offsetof(struct roomd_config,
-		    lobby_ping_interval), 1, 86400 },
-		{ "lobby_grace", offsetof(struct roomd_config, lobby_grace), 1,
-		    86400 },
-		{ "lobby_retention", offsetof(struct roomd_config,
-		    lobby_retention), 1, 86400 * 365 },
-		{ "chat_history", offsetof(struct roomd_config, chat_history),
-		    0, 10000 },
-		{ "max_connections_per_ip", offsetof(struct roomd_config,
-		    max_connections_per_ip), 0, 1000000 },
-		{ "max_rooms_per_ip", offsetof(struct roomd_config,
-		    max_rooms_per_ip), 0, 1000000 },
-		{ "join_failures_per_minute", offsetof(struct roomd_config,
-		    join_failures_per_minute), 0, 1000000 },
-		{ "chat_session_ttl", offsetof(struct roomd_config,
-		    chat_session_ttl), 60, 86400 * 365 },
-		{ "drain_timeout", offsetof(struct roomd_config,
-		    drain_timeout), 0, 86400 },
-	};
-	static const struct {
-		const char	*key;
-		size_t		 off;
-	} bools[] = {
-		{ "classroom_open_rooms", offsetof(struct roomd_config,
-		    classroom_open_rooms) },
-		{ "lobby_migration", offsetof(struct roomd_config,
-		    lobby_migration) },
-		{ "chat_anonymous", offsetof(struct roomd_config,
-		    chat_anonymous) },
-		{ "limits_on_loopback", offsetof(struct roomd_config,
-		    limits_on_loopback) },
-	};
-	const char	*key = argv[0];
-	uint64_t	 u;
-	long		 n;
-	size_t		 i;
-	int		 known;
+	const struct config_keyword	*k;
+	size_t				 i;
 
-	static const struct {
-		const char	*key;
-		size_t		 off, len;
-	} strings[] = {
-		{ "arena_path", offsetof(struct roomd_config, arena_path),
-		    sizeof(c->arena_path) },
-		{ "pidfile", offsetof(struct roomd_config, pidfile),
-		    sizeof(c->pidfile) },
-		{ "classroom_jwt_secret", offsetof(struct roomd_config,
-		    classroom_jwt_secret), sizeof(c->classroom_jwt_secret) },
-		{ "classroom_jwt_subject", offsetof(struct roomd_config,
-		    classroom_jwt_subject), sizeof(c->classroom_jwt_subject) },
-		{ "control_socket", offsetof(struct roomd_config,
-		    control_socket), sizeof(c->control_socket) },
-		{ "htdocs", offsetof(struct roomd_config, htdocs),
-		    sizeof(c->htdocs) },
-		{ "metrics_listen", offsetof(struct roomd_config,
-		    metrics_listen), sizeof(c->metrics_listen) },
-		{ "user", offsetof(struct roomd_config, user), sizeof(c->user) },
-		{ "chat_ca_file", offsetof(struct roomd_config, chat_ca_file),
-		    sizeof(c->chat_ca_file) },
-		{ "chat_session_secret", offsetof(struct roomd_config,
-		    chat_session_secret), sizeof(c->chat_session_secret) },
-	};
-
-	if (strcmp(key, "chat_provider") == 0)
-		return config_provider(c, argv, argc, err, errlen);
-	if (strcmp(key, "chat_admin") == 0)
-		return config_admin(c, argv, argc, err, errlen);
-	if (strcmp(key, "listen") == 0)
-		return config_listen_line(c, argv, argc, err, errlen);
-	if (strcmp(key, "message_rate") == 0)
-		return config_message_rate(c, argv, argc, err, errlen);
-	if (strcmp(key, "allowed_origins") == 0)
-		return config_origins(c, argv, argc, err, errlen);
-	known = strcmp(key, "mount") == 0;
-	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
-		known |= strcmp(key, strings[i].key) == 0;
-	for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
-		known |= strcmp(key, bools[i].key) == 0;
-	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-		known |= strcmp(key, sizes[i].key) == 0;
-	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
-		known |= strcmp(key, ints[i].key) == 0;
-	if (!known) {
-		snprintf(err, errlen, "unknown setting \"%s\"", key);
-		return -1;
+	for (i = 0; i < sizeof(config_keywords) / sizeof(config_keywords[0]);
+	    i++) {
+		k = &config_keywords[i];
+		if (strcmp(argv[0], k->key) == 0)
+			return k->set(c, k, argv, argc, err, errlen);
 	}
-	if (strcmp(key, "mount") == 0) {
-		if (argc != 3) {
-			snprintf(err, errlen, "usage: mount dialect path");
-			return -1;
-		}
-		return config_mount(c, argv[1], argv[2], err, errlen);
-	}
-	if (argc != 2) {
-		snprintf(err, errlen, "%s takes one value", key);
-		return -1;
-	}
-	for (i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
-		if (strcmp(key, bools[i].key) == 0) {
-			if (strcmp(argv[1], "yes") != 0 &&
-			    strcmp(argv[1], "no") != 0) {
-				snprintf(err, errlen, "%s takes yes or no", key);
-				return -1;
-			}
-			*(int *)((char *)c + bools[i].off) =
-			    strcmp(argv[1], "yes") == 0;
-			return 0;
-		}
-	if (strcmp(key, "metrics_listen") == 0) {
-		struct roomd_config	*tmp;
-		char			 why[256];
-		int			 rc;
-
-		/* Checked now, so that roomd -t names the line. */
-		if ((tmp = calloc(1, sizeof(*tmp))) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		rc = config_listen(tmp, argv[1], why, sizeof(why));
-		free(tmp);
-		if (rc == -1) {
-			snprintf(err, errlen, "metrics_listen: %s", why);
-			return -1;
-		}
-	}
-	if (strcmp(key, "user") == 0 && getpwnam(argv[1]) == NULL) {
-		snprintf(err, errlen, "user %s does not exist", argv[1]);
-		return -1;
-	}
-	for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
-		if (strcmp(key, strings[i].key) == 0) {
-			if (strlen(argv[1]) >= strings[i].len) {
-				snprintf(err, errlen, "%s is too long", key);
-				return -1;
-			}
-			snprintf((char *)c + strings[i].off, strings[i].len,
-			    "%s", argv[1]);
-			return 0;
-		}
-	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-		if (strcmp(key, sizes[i].key) == 0) {
-			if (util_parse_size(argv[1], &u) == -1 ||
-			    u < sizes[i].min || u > sizes[i].max) {
-				snprintf(err, errlen, "%s: bad value \"%s\" "
-				    "(from %llu to %llu)", key, argv[1],
-				    (unsigned long long)sizes[i].min,
-				    (unsigned long long)sizes[i].max);
-				return -1;
-			}
-			*(uint64_t *)((char *)c + sizes[i].off) = u;
-			return 0;
-		}
-	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
-		if (strcmp(key, ints[i].key) == 0) {
-			if (config_int(argv[1], ints[i].min, ints[i].max, &n)
-			    == -1) {
-				snprintf(err, errlen, "%s: bad value \"%s\" "
-				    "(from %ld to %ld)", key, argv[1],
-				    ints[i].min, ints[i].max);
-				return -1;
-			}
-			*(int *)((char *)c + ints[i].off) = (int)n;
-			return 0;
-		}
-	return -1;	/* not reached: every known key is handled above */
+	snprintf(err, errlen, "unknown setting \"%s\"", argv[0]);
+	return -1;
 }
-
 /*
  * Read a configuration file into c (which holds the defaults).  Returns 0,
  * or -1 with "file:line: reason" in err.

@@ -112,6 +112,128 @@ fetch_done(struct evhttp_request *req, void *arg)
 }
 
 /*
+ * The host of uri, with its port (the scheme's if it names none) and
+ * whether it is https; NULL unless the scheme is http or https and there
+ * is a host.
+ */
+static const char *
+fetch_url(const struct evhttp_uri *uri, int *port, int *tls)
+{
+	const char	*scheme = evhttp_uri_get_scheme(uri);
+	const char	*host = evhttp_uri_get_host(uri);
+
+	if (scheme == NULL || host == NULL || host[0] == '\0')
+		return NULL;
+	*tls = strcmp(scheme, "https") == 0;
+	if (!*tls && strcmp(scheme, "http") != 0)
+		return NULL;
+	if ((*port = evhttp_uri_get_port(uri)) == -1)
+		*port = *tls ? 443 : 80;
+	return host;
+}
+
+/* What the request line asks for: the path ("/" if none) and query. */
+static void
+fetch_target(const struct evhttp_uri *uri, char *target, size_t len)
+{
+	const char	*path = evhttp_uri_get_path(uri);
+	const char	*query = evhttp_uri_get_query(uri);
+
+	snprintf(target, len, "%s%s%s", path && path[0] ? path : "/",
+	    query ? "?" : "", query ? query : "");
+}
+
+/*
+ * A bufferevent that speaks TLS to host, whose certificate must be for
+ * that name (or that address, for a literal one); NULL if none could be
+ * made.
+ */
+static struct bufferevent *
+fetch_tls(const char *host)
+{
+	struct bufferevent	*bev;
+	struct in6_addr		 ip;
+	SSL_CTX			*ctx;
+	SSL			*ssl;
+
+	if ((ctx = fetch_ssl_ctx()) == NULL || (ssl = SSL_new(ctx)) == NULL)
+		return NULL;
+	if (inet_pton(AF_INET, host, &ip) == 1 ||
+	    inet_pton(AF_INET6, host, &ip) == 1)
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+	else {
+		SSL_set_tlsext_host_name(ssl, host);
+		SSL_set1_host(ssl, host);
+	}
+	bev = bufferevent_openssl_socket_new(server_base(), -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+/*
+ * f's connection to host:port, over TLS or in the clear, with the
+ * timeout and the body limit of a fetch.  Returns -1 if it could not be
+ * made.
+ */
+static int
+fetch_connect(struct fetch *f, const char *host, int port, int tls)
+{
+	struct bufferevent	*bev = NULL;
+
+	if (fetch_dns == NULL)
+		fetch_dns = evdns_base_new(server_base(),
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (tls && (bev = fetch_tls(host)) == NULL)
+		return -1;
+	f->evcon = evhttp_connection_base_bufferevent_new(server_base(),
+	    fetch_dns, bev, host, (unsigned short)port);
+	if (f->evcon == NULL) {
+		if (bev != NULL)
+			bufferevent_free(bev);
+		return -1;
+	}
+	evhttp_connection_set_timeout(f->evcon, FETCH_TIMEOUT);
+	evhttp_connection_set_max_body_size(f->evcon, FETCH_MAX_BODY);
+	return 0;
+}
+
+/* The headers of a request to host:port, and the form as its body. */
+static void
+fetch_headers(struct evhttp_request *req, const char *host, int port,
+    int tls, const char *bearer, const char *form)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	char			 buf[8300];
+
+	if (port == (tls ? 443 : 80))
+		evhttp_add_header(h, "Host", host);
+	else {
+		snprintf(buf, sizeof(buf), strchr(host, ':') ? "[%s]:%d" :
+		    "%s:%d", host, port);
+		evhttp_add_header(h, "Host", buf);
+	}
+	evhttp_add_header(h, "Accept", "application/json");
+	evhttp_add_header(h, "User-Agent", "roomd/" PACKAGE_VERSION);
+	evhttp_add_header(h, "Connection", "close");
+	if (bearer != NULL) {
+		snprintf(buf, sizeof(buf), "Bearer %s", bearer);
+		evhttp_add_header(h, "Authorization", buf);
+	}
+	if (form != NULL) {
+		evhttp_add_header(h, "Content-Type",
+		    "application/x-www-form-urlencoded");
+		evbuffer_add(evhttp_request_get_output_buffer(req), form,
+		    strlen(form));
+	}
+}
+
+/*
  * GET url (form NULL) or POST form to it, with "Authorization: Bearer"
  * when bearer is set.  Returns -1 (and never calls cb) if the request
  * could not even start.
@@ -122,67 +244,19 @@ fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
 {
 	struct evhttp_uri	*uri;
 	struct evhttp_request	*req;
-	struct evkeyvalq	*h;
-	struct bufferevent	*bev = NULL;
 	struct fetch		*f = NULL;
-	struct in6_addr		 ip;
-	SSL_CTX			*ctx;
-	SSL			*ssl;
-	const char		*scheme, *host, *path, *query;
-	char			 target[1024], auth[8300];
-	int			 port, tls, literal;
+	const char		*host;
+	char			 target[1024];
+	int			 port, tls;
 
 	if ((uri = evhttp_uri_parse(url)) == NULL)
 		return -1;
-	scheme = evhttp_uri_get_scheme(uri);
-	host = evhttp_uri_get_host(uri);
-	path = evhttp_uri_get_path(uri);
-	query = evhttp_uri_get_query(uri);
-	port = evhttp_uri_get_port(uri);
-	if (scheme == NULL || host == NULL || host[0] == '\0' ||
+	if ((host = fetch_url(uri, &port, &tls)) == NULL ||
 	    (f = calloc(1, sizeof(*f))) == NULL)
 		goto fail;
-	tls = strcmp(scheme, "https") == 0;
-	if (!tls && strcmp(scheme, "http") != 0)
+	fetch_target(uri, target, sizeof(target));
+	if (fetch_connect(f, host, port, tls) == -1)
 		goto fail;
-	if (port == -1)
-		port = tls ? 443 : 80;
-	snprintf(target, sizeof(target), "%s%s%s", path && path[0] ? path :
-	    "/", query ? "?" : "", query ? query : "");
-	if (fetch_dns == NULL)
-		fetch_dns = evdns_base_new(server_base(),
-		    EVDNS_BASE_INITIALIZE_NAMESERVERS);
-	if (tls) {
-		if ((ctx = fetch_ssl_ctx()) == NULL ||
-		    (ssl = SSL_new(ctx)) == NULL)
-			goto fail;
-		literal = inet_pton(AF_INET, host, &ip) == 1 ||
-		    inet_pton(AF_INET6, host, &ip) == 1;
-		if (literal)
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-			    host);
-		else {
-			SSL_set_tlsext_host_name(ssl, host);
-			SSL_set1_host(ssl, host);
-		}
-		bev = bufferevent_openssl_socket_new(server_base(), -1, ssl,
-		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
-		    BEV_OPT_DEFER_CALLBACKS);
-		if (bev == NULL) {
-			SSL_free(ssl);
-			goto fail;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	}
-	f->evcon = evhttp_connection_base_bufferevent_new(server_base(),
-	    fetch_dns, bev, host, (unsigned short)port);
-	if (f->evcon == NULL) {
-		if (bev != NULL)
-			bufferevent_free(bev);
-		goto fail;
-	}
-	evhttp_connection_set_timeout(f->evcon, FETCH_TIMEOUT);
-	evhttp_connection_set_max_body_size(f->evcon, FETCH_MAX_BODY);
 	f->cb = cb;
 	f->arg = arg;
 	snprintf(f->url, sizeof(f->url), "%s", url);
@@ -190,27 +264,7 @@ fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
 		evhttp_connection_free(f->evcon);
 		goto fail;
 	}
-	h = evhttp_request_get_output_headers(req);
-	if (port == (tls ? 443 : 80))
-		evhttp_add_header(h, "Host", host);
-	else {
-		snprintf(auth, sizeof(auth), strchr(host, ':') ? "[%s]:%d" :
-		    "%s:%d", host, port);
-		evhttp_add_header(h, "Host", auth);
-	}
-	evhttp_add_header(h, "Accept", "application/json");
-	evhttp_add_header(h, "User-Agent", "roomd/" PACKAGE_VERSION);
-	evhttp_add_header(h, "Connection", "close");
-	if (bearer != NULL) {
-		snprintf(auth, sizeof(auth), "Bearer %s", bearer);
-		evhttp_add_header(h, "Authorization", auth);
-	}
-	if (form != NULL) {
-		evhttp_add_header(h, "Content-Type",
-		    "application/x-www-form-urlencoded");
-		evbuffer_add(evhttp_request_get_output_buffer(req), form,
-		    strlen(form));
-	}
+	fetch_headers(req, host, port, tls, bearer, form);
 	if (evhttp_make_request(f->evcon, req, form ? EVHTTP_REQ_POST :
 	    EVHTTP_REQ_GET, target) != 0) {
 		evhttp_connection_free(f->evcon);	/* frees req too */

@@ -48,12 +48,19 @@ _Static_assert(sizeof(struct room_rec_in) == sizeof(struct shm_rec_in) &&
     type) && offsetof(struct room_rec_in, target) ==
     offsetof(struct shm_rec_in, target), "records to append");
 
+struct room_kick {
+	struct doorbell		 db;
+	uint64_t		 slots;
+};
+
 struct room {
 	struct shm_room		*r;
 	struct room_ref		 ref;
 	const struct dialect	*dialect;
 	int			 appended;
 	int			 swept;		/* by room_slot_dead: not ours */
+	struct room_kick	*kicks;		/* pended once unlocked */
+	size_t			 nkicks;
 };
 
 static struct arena *
@@ -135,7 +142,7 @@ room_create_unique(const struct dialect *d, const char *alphabet, size_t len,
 	size_t		 i, n = strlen(alphabet);
 	int		 tries, rc = ROOM_EEXIST;
 
-	if (len == 0 || len > ROOM_ID_MAX)
+	if (len == 0 || len > ROOM_ID_MAX || n == 0)
 		return ROOM_EINVAL;
 	for (tries = 0; tries < 64 && rc == ROOM_EEXIST; tries++) {
 		if (RAND_bytes(raw, (int)len) != 1)
@@ -219,6 +226,7 @@ room_unlock(struct room *room)
 {
 	struct doorbell	 db;
 	uint64_t	 slots = 0;
+	size_t		 i;
 
 	if (room->appended) {
 		room_doorbell_init(&db, room, DOORBELL_APPEND,
@@ -229,6 +237,9 @@ room_unlock(struct room *room)
 		shm_room_unlock(A(), room->r);
 	if (room->appended)
 		fanout_pend(&db, slots, 1);
+	for (i = 0; i < room->nkicks; i++)
+		fanout_pend(&room->kicks[i].db, room->kicks[i].slots, 1);
+	free(room->kicks);
 	free(room);
 }
 
@@ -243,16 +254,24 @@ room_delete(struct room *room, const char *reason)
 	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
 	fanout_room_gone(db.rid, reason);
 	fanout_pend(&db, slots, 0);
+	free(room->kicks);	/* its connections are closed anyway */
 	free(room);
 }
 
+/* Pended at room_unlock: pending may flush the fan-out's table, which
+ * locks the rooms it delivers to, this one among them. */
 void
 room_kick(struct room *room, uint64_t mid)
 {
-	struct doorbell	 db;
+	struct room_kick	*k;
 
-	room_doorbell_init(&db, room, DOORBELL_KICK, mid);
-	fanout_pend(&db, room_slots(room->r), 1);
+	k = reallocarray(room->kicks, room->nkicks + 1, sizeof(*k));
+	if (k == NULL)
+		fatal("%s", __func__);
+	room->kicks = k;
+	k = &room->kicks[room->nkicks++];
+	room_doorbell_init(&k->db, room, DOORBELL_KICK, mid);
+	k->slots = room_slots(room->r);
 }
 
 struct room_ref
@@ -297,14 +316,39 @@ room_has_password(struct room *room)
 	return (room->r->flags & ROOM_F_PASSWORD) != 0;
 }
 
+/* Store len bytes at p, inside the locked room r, through the lock's
+ * journal: shm_tx_set stores whole words, and p need not be aligned. */
+static void
+room_tx_bytes(struct shm_room *r, void *p, const void *src, size_t len)
+{
+	uintptr_t	 from = (uintptr_t)p, to = from + len, at;
+	uint8_t		 word[8];
+	uint64_t	 w, old;
+	int		 k;
+
+	for (at = from & ~(uintptr_t)7; at < to; at += 8) {
+		memcpy(word, (void *)at, sizeof(word));
+		memcpy(&old, word, sizeof(old));
+		for (k = 0; k < 8; k++)
+			if (at + k >= from && at + k < to)
+				word[k] = ((const uint8_t *)src)[at + k - from];
+		memcpy(&w, word, sizeof(w));
+		if (w != old)
+			shm_tx_set(A(), &r->lock, (uint64_t *)at, w);
+	}
+}
+
 int
 room_set_password(struct room *room, const char *pw)
 {
 	struct shm_room	*r = room->r;
+	uint8_t		 salt[sizeof(r->salt)], secret[sizeof(r->secret)];
 
-	if (RAND_bytes(r->salt, sizeof(r->salt)) != 1)
+	if (RAND_bytes(salt, sizeof(salt)) != 1)
 		return ROOM_EINVAL;
-	util_sha256(r->salt, sizeof(r->salt), pw, strlen(pw), r->secret);
+	util_sha256(salt, sizeof(salt), pw, strlen(pw), secret);
+	room_tx_bytes(r, r->salt, salt, sizeof(salt));
+	room_tx_bytes(r, r->secret, secret, sizeof(secret));
 	shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_PASSWORD);
 	return 0;
 }
@@ -484,21 +528,52 @@ room_member_count(struct room *room)
 	return n;
 }
 
+struct member_place {
+	uint64_t	 mid;
+	uint64_t	 i;
+};
+
+static int
+member_place_cmp(const void *a, const void *b)
+{
+	const struct member_place	*x = a, *y = b;
+
+	return x->mid < y->mid ? -1 : x->mid > y->mid;
+}
+
+/* In the order of their ids, which is the order they joined: a newcomer
+ * may have taken the place of a member who left. */
 void
 room_members(struct room *room, void (*fn)(const struct room_member *,
     void *), void *arg)
 {
 	struct room_member	 copy;
-	uint64_t		 i;
+	struct member_place	*places;
+	uint64_t		 i, n = 0;
 
+	if ((places = calloc(room->r->nmembers + 1, sizeof(*places))) == NULL)
+		fatal("%s", __func__);
 	for (i = 0; i < room->r->nmembers; i++) {
 		struct shm_member *m = shm_member_at(A(), room->r, i);
 
-		if (m->mid == 0)
+		if (m->mid != 0) {
+			places[n].mid = m->mid;
+			places[n++].i = i;
+		}
+	}
+	qsort(places, n, sizeof(*places), member_place_cmp);
+	for (i = 0; i < n; i++) {
+		struct shm_member *m = shm_member_at(A(), room->r,
+		    places[i].i);
+
+		/* fn may have removed it */
+		if (places[i].i >= room->r->nmembers ||
+		    m->mid != places[i].mid)
 			continue;
 		member_copy(&copy, m);
 		fn(&copy, arg);
 	}
+	free(places);
 }
 
 uint64_t
@@ -675,6 +750,8 @@ room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
 int
 room_conn_count(struct room *room, int delta)
 {
+	if (env->slot < 0)		/* the master has no connections */
+		return (int)room->r->conns;
 	return shm_room_conn_locked(A(), room->r, (unsigned)env->slot, delta,
 	    room_idle_expiry(room->dialect));
 }

@@ -48,6 +48,7 @@ static struct {
 	char		*mounts[ROOMD_MAX_MOUNTS];
 	int		 nmounts;
 	int		 workers;
+	int		 check;		/* -t */
 } cli;
 
 static struct {
@@ -140,27 +141,18 @@ master_config(struct roomd_config *c, char *err, size_t errlen)
 	return 0;
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * The options, into cli and env.  Returns -1, having said why on stderr,
+ * for a bad one; exits with the usage for -h or a malformed command line.
+ */
+static int
+master_options(int argc, char *argv[])
 {
-	static struct roomd	 roomd;
-	struct sigaction	 sa;
-	struct rlimit		 rl;
-	sigset_t		 block, empty;
-	struct timespec		 tick = { 1, 0 };
-	struct pollfd		 pfd[2];
-	time_t			 started = time(NULL);
-	const char		*errstr = NULL;
-	char			 err[1024];
-	int			 ch, check = 0, i;
-	long			 n;
-	char			*end;
+	const char	*errstr = NULL;
+	char		*end;
+	long		 n;
+	int		 ch;
 
-	/* A signal before its handler is installed below would kill the
-	 * master (SIGHUP, SIGUSR1) or be lost: held until then. */
-	master_block_signals(&block);
-	env = &roomd;
-	env->slot = -1;
 	cli.file = ROOMD_CONF;
 	while ((ch = getopt(argc, argv, "c:fhl:M:tvw:")) != -1) {
 		switch (ch) {
@@ -186,7 +178,7 @@ main(int argc, char *argv[])
 				cli.mounts[cli.nmounts++] = optarg;
 			break;
 		case 't':
-			check = 1;
+			cli.check = 1;
 			break;
 		case 'v':
 			env->verbose = 1;
@@ -206,44 +198,72 @@ main(int argc, char *argv[])
 		usage(stderr, 1);
 	if (errstr != NULL) {
 		fprintf(stderr, "roomd: %s\n", errstr);
-		return 1;
+		return -1;
 	}
-	/* TLS keys are often readable by root only: loaded now, before
-	 * privileges are dropped; the workers inherit the contexts. */
+	return 0;
+}
+
+/*
+ * The configuration, and the TLS contexts of its listeners: keys are
+ * often readable by root only, so they are loaded now, before privileges
+ * are dropped; the workers inherit the contexts.  Returns -1, having said
+ * why on stderr, if either is bad.
+ */
+static int
+master_configure(void)
+{
+	char	 err[1024];
+
 	if (master_config(&env->conf, err, sizeof(err)) == -1 ||
 	    server_tls_load(&env->conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "roomd: %s\n", err);
-		return 1;
+		return -1;
 	}
-	if (check) {
-		server_tls_free();
-		fprintf(stderr, "roomd: configuration OK\n");
-		return 0;
-	}
-	if (master_probe(&env->conf) == -1)
-		return 1;
-	env->nworkers = env->conf.workers;
-	log_init(1, env->verbose);
-	log_setproc("master");
+	return 0;
+}
 
-	/* One descriptor per connection: as many as the hard limit allows. */
+/* One descriptor per connection: as many as the hard limit allows. */
+static void
+master_rlimit(void)
+{
+	struct rlimit	 rl;
+
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/*
+ * Everything the workers share, made before they are forked: the
+ * listening sockets, the arena, the chat's key, the doorbell mesh and the
+ * admin socket; then detach (unless -f) and drop privileges.  Returns -1,
+ * having logged why, if something cannot be made.
+ */
+static int
+master_start(void)
+{
+	int	 i;
+
+	if (master_probe(&env->conf) == -1)
+		return -1;
+	env->nworkers = env->conf.workers;
+	log_init(1, env->verbose);
+	log_setproc("master");
+	master_rlimit();
 	memset(env->listen_fd, -1, sizeof(env->listen_fd));
 	for (i = 0; i < env->nworkers; i++)
 		if (master_listen(&env->conf, i, -1) == -1)
-			return 1;
+			return -1;
 	shm_recovery_hook = master_recovered;
 	if (master_arena() == -1)
-		return 1;
+		return -1;
 	/* The chat's session key when roomd.conf sets none: one for all
 	 * workers, new at each start. */
 	if (util_token(env->chat_secret, sizeof(env->chat_secret)) == -1)
 		fatalx("no random numbers for the chat's session key");
 	if (proc_mesh_open() == -1 || control_open() == -1)
-		return 1;
+		return -1;
 	if (!env->foreground) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
@@ -252,6 +272,18 @@ main(int argc, char *argv[])
 	}
 	/* Last: the sockets, the arena and the pid file need root. */
 	master_drop_privileges();
+	return 0;
+}
+
+/*
+ * The handlers of the master's signals.  They stay blocked
+ * (master_block_signals): whatever came during the start is delivered by
+ * the first ppoll() of master_loop.
+ */
+static void
+master_handlers(void)
+{
+	struct sigaction	 sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = master_signal;
@@ -264,9 +296,13 @@ main(int argc, char *argv[])
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);	/* the master's word to workers */
-	/* Still blocked (master_block_signals): whatever came during the
-	 * start is delivered by the first ppoll() below. */
-	sigemptyset(&empty);
+}
+
+/* Fork one worker per slot of the first generation. */
+static void
+master_start_workers(void)
+{
+	int	 i;
 
 	for (i = 0; i < env->nworkers; i++) {
 		workers[i].state = WORKER_ACTIVE;
@@ -275,9 +311,35 @@ main(int argc, char *argv[])
 	log_info("roomd %s started: %d workers on %s%s", PACKAGE_VERSION,
 	    env->nworkers, env->conf.listens[0].text,
 	    env->conf.nlistens > 1 ? " and more" : "");
+}
+
+/* Fork again the active slots whose worker died, once they may. */
+static void
+master_respawn(void)
+{
+	int	 i;
+
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
+		if (workers[i].state == WORKER_ACTIVE && workers[i].pid == 0 &&
+		    time(NULL) >= workers[i].respawn_at)
+			workers[i].pid = master_fork(i);
+}
+
+/*
+ * Until SIGTERM, SIGINT or a stop on the admin socket: act on the flags
+ * the handlers set, serve the admin socket and the metrics endpoint, keep
+ * the workers alive, and expire rooms once a second.
+ */
+static void
+master_loop(time_t started)
+{
+	struct timespec	 tick = { 1, 0 };
+	struct pollfd	 pfd[2];
+	sigset_t	 empty;
 
 	/* Signals are blocked except while ppoll() waits, so a flag set by
 	 * a handler is always seen on the next turn of this loop. */
+	sigemptyset(&empty);
 	control_fds(&pfd[0].fd, &pfd[1].fd);
 	pfd[0].events = pfd[1].events = POLLIN;
 	for (;;) {
@@ -290,11 +352,7 @@ main(int argc, char *argv[])
 			sig_child = 0;
 			master_reap(0);
 		}
-		for (i = 0; i < ROOMD_MAX_WORKERS; i++)
-			if (workers[i].state == WORKER_ACTIVE &&
-			    workers[i].pid == 0 &&
-			    time(NULL) >= workers[i].respawn_at)
-				workers[i].pid = master_fork(i);
+		master_respawn();
 		if (sig_reload) {
 			sig_reload = 0;
 			master_reload();
@@ -305,6 +363,32 @@ main(int argc, char *argv[])
 		}
 		room_reap();
 	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct roomd	 roomd;
+	sigset_t		 block;
+	time_t			 started = time(NULL);
+
+	/* A signal before its handler is installed would kill the master
+	 * (SIGHUP, SIGUSR1) or be lost: held until then. */
+	master_block_signals(&block);
+	env = &roomd;
+	env->slot = -1;
+	if (master_options(argc, argv) == -1 || master_configure() == -1)
+		return 1;
+	if (cli.check) {
+		server_tls_free();
+		fprintf(stderr, "roomd: configuration OK\n");
+		return 0;
+	}
+	if (master_start() == -1)
+		return 1;
+	master_handlers();
+	master_start_workers();
+	master_loop(started);
 	master_stop();
 	return 0;
 }

@@ -165,6 +165,7 @@ int	 config_finish(struct roomd_config *, char *, size_t);
 int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
 int	 config_generation_differs(const struct roomd_config *,
 	    const struct roomd_config *);
+const char *config_keyword(size_t);
 
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
@@ -448,13 +449,21 @@ int	 room_create_unique(const struct dialect *, const char *alphabet,
 int	 room_find(const struct dialect *, const char *id, struct room_ref *);
 /* Up to max references to rooms of d (NULL: of every dialect). */
 size_t	 room_list(const struct dialect *d, struct room_ref *, size_t max);
-/* Lock a room found earlier: 0, or ROOM_ENOENT once it is deleted. */
+/*
+ * Lock a room found earlier: 0, or ROOM_ENOENT once it is deleted.  One
+ * hold of the lock is one transaction of a bounded size: a few members
+ * added or removed and a few records published (the arena's journal
+ * holds 32 stores; more is a bug that aborts the process).  Code that
+ * changes a room much, unlocks and locks it again between changes.
+ */
 int	 room_lock(const struct room_ref *, struct room **);
 /* Commit the changes and release the lock; appends reach the members. */
 void	 room_unlock(struct room *);
 /*
  * Delete a locked room (the lock goes with it): its log and members go,
- * and every connection to it, on any worker, is closed with the reason.
+ * and every connection to it is closed with status 1000: with the reason
+ * on this worker, with "room deleted" on the others (a doorbell carries
+ * no text).
  */
 void	 room_delete(struct room *, const char *reason);
 /* Close member mid's connections on every worker (roomctl kick). */

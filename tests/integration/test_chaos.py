@@ -847,7 +847,10 @@ class Pupil:
         self.admin = False
         self.ids = []               # (t, id, (slot, pid)) of each entry
 
-    async def enter(self):
+    async def open(self):
+        """A new connection and its first message -> (ws, message, the ids
+        seen before it was opened), or None if it closed first."""
+        before = set(self.ch.seen_ids)
         q = f"name={self.name}&room={self.room}"
         ws = await ws_open(f"{self.ch.d.ws_base}/classroom?{q}", timeout=5)
         try:
@@ -855,23 +858,36 @@ class Pupil:
         except CLOSED:
             ws.transport.abort()
             return None
-        # Its own record: the last of its name with an id never seen.  A
-        # lost stay of the same name may still be listed, even one whose
-        # first message never arrived (its worker was killed at once), but
-        # participants are listed in the order they entered.
-        mine = [p for p in m.get("data", {}).get("participants", [])
-                if p.get("name") == self.name and
-                p.get("id") not in self.ch.seen_ids]
-        self.ch.seen_ids.update(p.get("id") for p in m.get("data", {}).get(
-            "participants", []))
-        if m.get("type") != "ParticipantEnter" or not mine:
+        return ws, m, before
+
+    def took(self, ws, m, before):
+        """Check the first message m of a new stay on ws; -> ws, or None
+        (a violation) if m is not this stay's own entrance.
+
+        The first message is the ParticipantEnter of its own entrance, and
+        participants are listed in the order they entered, so its own
+        record is the last one.  Stays of the same name that were lost
+        with a killed worker may still be listed before it, even one
+        whose first message never arrived.  Its id must be new, but new
+        as of the opening of this connection: a pupil that entered just
+        after it (often one that lost the same worker) lists it too, and
+        may well have been read first."""
+        parts = m.get("data", {}).get("participants", [])
+        self.ch.seen_ids.update(p.get("id") for p in parts)
+        own = parts[-1] if parts else {}
+        if m.get("type") != "ParticipantEnter" or \
+                own.get("name") != self.name or own.get("id") in before:
             self.ch.bad(f"classroom {self.name}: first message {m!r:.300}")
             ws.transport.abort()
             return None
-        self.id, self.admin = mine[-1]["id"], mine[-1]["admin"]
+        self.id, self.admin = own["id"], own["admin"]
         self.ids.append((self.ch.now(), self.id, ws_worker(ws)))
         self.ws, self.pid = ws, ws_worker(ws)[1]
         return ws
+
+    async def enter(self):
+        opened = await self.open()
+        return None if opened is None else self.took(*opened)
 
 
 async def classroom_actor(ch, p, stop, rng, timeout=5.0):
@@ -1061,6 +1077,64 @@ async def classroom_members(d, room, want, timeout=6.0):
         if ids == want or time.monotonic() > end:
             return ids, m["data"]["participants"]
         await asyncio.sleep(0.5)
+
+
+def test_chaos_classroom_check_reads_first_messages_out_of_order(daemons):
+    """The chaos run's classroom check (Pupil) in the order that made it
+    flaky (issue 14): p1 and p2 are lost with the worker that served them
+    and enter again, p1 first, but the client reads p2's first message,
+    which lists p1's new stay too, before p1's.  Neither is a violation,
+    and each pupil takes its own, last, record."""
+    d = daemons(MOUNTS, 2)
+    ch = Chaos(d)
+    croom = f"cr-{uuid.uuid4().hex[:8]}"
+    p0, p1, p2 = (Pupil(ch, f"p{i}", croom) for i in range(3))
+
+    async def on_slot(p, slot):
+        for _ in range(60):
+            assert await p.enter() is not None, ch.violations
+            if ws_worker(p.ws)[0] == slot:
+                return
+            await close_ws(p.ws)
+            p.ws = None
+        pytest.fail(f"{p.name} did not land on worker {slot}")
+
+    async def reopen(p):
+        for _ in range(60):
+            try:
+                opened = await p.open()
+            except CLOSED:
+                opened = None
+            if opened is not None:
+                return opened
+            await asyncio.sleep(0.1)
+        pytest.fail(f"{p.name} was not served again")
+
+    async def scenario():
+        try:
+            await on_slot(p0, 0)
+            await on_slot(p1, 1)
+            await on_slot(p2, 1)
+            lost = {p1.id, p2.id}
+            ch.killed.add(p1.pid)
+            os.kill(p1.pid, signal.SIGKILL)
+            for p in (p1, p2):
+                p.ws.transport.abort()
+                p.ws = None
+            o1 = await reopen(p1)       # p1 is in the room again ...
+            o2 = await reopen(p2)       # ... before p2 enters
+            ids1 = [x["id"] for x in o1[1]["data"]["participants"]]
+            ids2 = [x["id"] for x in o2[1]["data"]["participants"]]
+            assert ids1[-1] in ids2[:-1], (o1[1], o2[1])
+            assert p2.took(*o2) is not None, ch.violations
+            assert p1.took(*o1) is not None, ch.violations
+            assert (p1.id, p2.id) == (ids1[-1], ids2[-1])
+            assert not lost & {p1.id, p2.id}
+        finally:
+            await close_all([p.ws for p in (p0, p1, p2) if p.ws is not None])
+
+    run(scenario(), timeout=60)
+    assert not ch.violations, ch.violations
 
 
 def test_chaos_all_dialects_60s(daemons):

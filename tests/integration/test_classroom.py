@@ -10,11 +10,14 @@ again, so the others' queues are first drained up to the room snapshot that
 holds exactly the intended participants."""
 import asyncio
 import json
+import os
 import re
+import signal
 import urllib.parse
 import uuid
 
 import pytest
+import websockets
 
 from conftest import (EXTERNAL_URL, T, RawWS, close_ws, expect_close,
                       expect_quiet, recv_json, recv_until, send_json, session,
@@ -304,6 +307,70 @@ def test_admin_leaving_last_deletes_the_room(roomd):
         check_room_msg(b.enter, "ParticipantEnter", room, [b])
         assert b.admin is True
     session(roomd, body)
+
+
+@pytest.mark.parametrize("slot", [0, 1],
+                         ids=["other-worker", "respawned-worker"])
+def test_entering_again_after_the_worker_was_killed(roomd_factory, slot):
+    """p1's worker is killed (SIGKILL) and p1 enters again at once under
+    the same name, on the other worker or on the one started in the dead
+    one's place.  Every first message, on a stray connection too, is the
+    ParticipantEnter of its own entrance, with the newcomer last and a new
+    id, the lost stay listed before it or already gone; p0 hears the same.
+    Once roomd has noticed the loss the lost stay leaves (ParticipantExit
+    without it) and the new stay does not: a newcomer after that is listed
+    after p0 and p1's new stay, and that stay is still served."""
+    d = roomd_factory()
+
+    async def body(c):
+        p0, p1 = await group(c, ["p0", "p1"], [0, 1])
+        lost = p1.id
+        os.kill(ws_worker(p1.ws)[1], signal.SIGKILL)
+        p1.ws.transport.abort()
+        gone = {lost}          # ids of stays that may still be listed
+        for attempt in range(60):
+            try:
+                ws = await ws_open_headers(open_url(d, "p1", p0.room))
+                first = await recv_json(ws)
+            except (OSError, asyncio.TimeoutError,
+                    websockets.ConnectionClosed,
+                    websockets.InvalidHandshake):
+                await asyncio.sleep(0.1)    # the slot is between workers
+                continue
+            parts = first["data"]["participants"] \
+                if is_snapshot(first) else []
+            ids = [x.get("id") for x in parts]
+            assert first["type"] == "ParticipantEnter" and parts and \
+                parts[-1]["name"] == "p1" and UUID.match(ids[-1]) and \
+                ids[-1] not in gone and ids[0] == p0.id and \
+                set(ids[1:-1]) <= gone, \
+                (f"attempt {attempt}: p1's first message is not its own "
+                 f"entrance (lost stays {gone}): {first!r:.800}")
+            m, _ = await recv_until(p0.ws, lambda m: is_snapshot(m) and
+                                    ids[-1] in snap_ids(m))
+            assert m == first, f"p0 heard {m!r:.600}, p1 got {first!r:.600}"
+            if ws_worker(ws)[0] == slot:
+                break
+            gone.add(ids[-1])
+            await close_ws(ws)
+        else:
+            pytest.fail(f"p1 did not enter again on worker {slot}")
+        c.all.append(ws)
+        p1 = P(ws, "p1", p0.room, ids[-1], slot, False, first)
+        if lost in ids:
+            for p in (p0, p1):
+                await recv_until(p.ws, lambda m: is_snapshot(m) and
+                                 m["type"] == "ParticipantExit" and
+                                 snap_ids(m) == {p0.id, p1.id}, timeout=10)
+        await asyncio.sleep(2.5)    # the lost-member sweep runs each second
+        p2 = await enter(c, "p2", p0.room, None, [p0, p1])
+        assert [x["id"] for x in p2.enter["data"]["participants"]] == \
+            [p0.id, p1.id, p2.id], p2.enter
+        await send_json(p1.ws, {"type": "Petition", "data": {"n": 1}})
+        await expect(p0, {"type": "Petition", "data": {"n": 1},
+                          "from": p1.id})
+        await expect(p1, SENT)
+    session(d, body)
 
 
 # ---------------------------------------------------------------- broadcast

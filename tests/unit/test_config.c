@@ -7,7 +7,11 @@
  * dialects, bad paths, the limit of ROOMD_MAX_MOUNTS); config_load on
  * files written by the test (every keyword, comments and blank lines, each
  * kind of error with its "FILE:LINE: reason", long lines, a missing file);
- * config_finish.
+ * config_finish.  Each kind of setting (numbers, sizes, yes/no, strings,
+ * and the keywords with setters of their own): both ends of its range,
+ * one beyond each, garbage, a missing or an extra value, a setting given
+ * twice.  That config.c's keywords and the items of roomd.conf(5) are the
+ * same.
  *
  * Each test that writes a file does so with mkstemp in /tmp; the teardown
  * removes it, whether the test passed or not.  Tests named *_bug_* show a
@@ -950,6 +954,523 @@ config_finish_one_of_two(void **state)
 	assert_string_equal(f->conf.mounts[0].path, "/c");
 }
 
+/* ------------------------------------------------------------------ */
+/* each kind of setting, through config_load */
+
+/*
+ * Load "key value" alone: 0 or -1, with the reason only (no file and line)
+ * in f->err.
+ */
+static int
+load_one(void **state, const char *key, const char *value)
+{
+	struct fixture	*f = fresh(state);
+	char		 text[4200], *reason;
+	int		 rc;
+
+	snprintf(text, sizeof(text), "%s%s%s\n", key, value ? " " : "",
+	    value ? value : "");
+	rc = load(f, text);
+	if (rc == -1 && (reason = strstr(f->err, ":1: ")) != NULL)
+		memmove(f->err, reason + 4, strlen(reason + 4) + 1);
+	return rc;
+}
+
+/* key value must be refused with exactly reason. */
+#define refuses(state, key, value, reason) do {				\
+	assert_int_equal(load_one((state), (key), (value)), -1);	\
+	assert_string_equal(((struct fixture *)*(state))->err, (reason)); \
+} while (0)
+
+/* The numbers roomd.conf(5) documents, stored in an int. */
+static const struct {
+	const char	*key;
+	size_t		 off;
+	long		 min, max;
+} int_settings[] = {
+#define I(f, lo, hi) { #f, offsetof(struct roomd_config, f), lo, hi }
+	I(workers, 1, 64),
+	I(idle_timeout, 1, 86400),
+	I(ping_interval, 1, 86400),
+	I(room_ttl, 1, 86400 * 365),
+	I(max_connections_per_ip, 0, 1000000),
+	I(max_rooms_per_ip, 0, 1000000),
+	I(join_failures_per_minute, 0, 1000000),
+	I(chat_session_ttl, 60, 86400 * 365),
+	I(drain_timeout, 0, 86400),
+	I(chat_history, 0, 10000),
+	I(lobby_grace, 1, 86400),
+	I(lobby_ping_interval, 1, 86400),
+	I(lobby_retention, 1, 86400 * 365),
+#undef I
+};
+
+static void
+config_load_int_settings(void **state)
+{
+	char		 v[64], reason[256];
+	size_t		 i;
+	int		 j, n32;
+
+	for (i = 0; i < nitems(int_settings); i++) {
+		const char	*key = int_settings[i].key;
+		long		 ends[2] = { int_settings[i].min,
+				    int_settings[i].max };
+
+		for (j = 0; j < 2; j++) {
+			/* the ends of the range are accepted... */
+			snprintf(v, sizeof(v), "%ld", ends[j]);
+			assert_int_equal(load_one(state, key, v), 0);
+			memcpy(&n32, (char *)&((struct fixture *)*state)->conf +
+			    int_settings[i].off, sizeof(n32));
+			assert_int_equal(n32, ends[j]);
+			/* ...and one beyond them refused */
+			snprintf(v, sizeof(v), "%ld", j == 0 ? ends[0] - 1 :
+			    ends[1] + 1);
+			snprintf(reason, sizeof(reason), "%s: bad value \"%s\" "
+			    "(from %ld to %ld)", key, v, ends[0], ends[1]);
+			refuses(state, key, v, reason);
+		}
+		snprintf(reason, sizeof(reason), "%s: bad value \"10x\" (from "
+		    "%ld to %ld)", key, ends[0], ends[1]);
+		refuses(state, key, "10x", reason);
+		snprintf(reason, sizeof(reason), "%s takes one value", key);
+		refuses(state, key, NULL, reason);
+		refuses(state, key, "1 2", reason);
+	}
+}
+
+/* The sizes, stored in a uint64_t, with their K, M and G. */
+static const struct {
+	const char	*key;
+	size_t		 off;
+	uint64_t	 min, max;
+} size_settings[] = {
+#define S(f, lo, hi) { #f, offsetof(struct roomd_config, f), lo, hi }
+	S(arena_size, 4ULL << 20, 1ULL << 40),
+	S(max_header_bytes, 256, 1 << 20),
+	S(max_body_bytes, 64, 64 << 20),
+	S(max_message_bytes, 125, 256 << 20),
+	S(output_buffer_bytes, 4096, 1ULL << 32),
+	S(room_max_members, 1, 1 << 20),
+	S(room_log_max_bytes, 1024, 1ULL << 40),
+	S(lobby_snapshot_max_bytes, 16, 16 << 20),
+#undef S
+};
+
+static void
+config_load_size_settings(void **state)
+{
+	char		 v[64], reason[256];
+	size_t		 i;
+	uint64_t	 u, ends[2];
+	int		 j;
+
+	for (i = 0; i < nitems(size_settings); i++) {
+		const char	*key = size_settings[i].key;
+
+		ends[0] = size_settings[i].min;
+		ends[1] = size_settings[i].max;
+		for (j = 0; j < 2; j++) {
+			snprintf(v, sizeof(v), "%llu",
+			    (unsigned long long)ends[j]);
+			assert_int_equal(load_one(state, key, v), 0);
+			memcpy(&u, (char *)&((struct fixture *)*state)->conf +
+			    size_settings[i].off, sizeof(u));
+			assert_int_equal(u, ends[j]);
+			snprintf(v, sizeof(v), "%llu", (unsigned long long)
+			    (j == 0 ? ends[0] - 1 : ends[1] + 1));
+			snprintf(reason, sizeof(reason), "%s: bad value \"%s\" "
+			    "(from %llu to %llu)", key, v,
+			    (unsigned long long)ends[0],
+			    (unsigned long long)ends[1]);
+			refuses(state, key, v, reason);
+		}
+		snprintf(reason, sizeof(reason), "%s: bad value \"1KB\" (from "
+		    "%llu to %llu)", key, (unsigned long long)ends[0],
+		    (unsigned long long)ends[1]);
+		refuses(state, key, "1KB", reason);
+		snprintf(reason, sizeof(reason), "%s takes one value", key);
+		refuses(state, key, NULL, reason);
+		refuses(state, key, "1K 2K", reason);
+	}
+	/* the suffixes */
+	assert_int_equal(load_one(state, "max_body_bytes", "3k"), 0);
+	assert_int_equal(((struct fixture *)*state)->conf.max_body_bytes,
+	    3 << 10);
+	assert_int_equal(load_one(state, "arena_size", "1G"), 0);
+	assert_int_equal(((struct fixture *)*state)->conf.arena_size,
+	    1ULL << 30);
+}
+
+static void
+config_load_yesno_settings(void **state)
+{
+	static const struct {
+		const char	*key;
+		size_t		 off;
+	} keys[] = {
+		{ "limits_on_loopback", offsetof(struct roomd_config,
+		    limits_on_loopback) },
+		{ "chat_anonymous", offsetof(struct roomd_config,
+		    chat_anonymous) },
+		{ "classroom_open_rooms", offsetof(struct roomd_config,
+		    classroom_open_rooms) },
+		{ "lobby_migration", offsetof(struct roomd_config,
+		    lobby_migration) },
+	};
+	static const char *bad[] = { "YES", "No", "1", "0", "true", "y" };
+	char		 reason[128];
+	size_t		 i, j;
+	int		 v;
+
+	for (i = 0; i < nitems(keys); i++) {
+		assert_int_equal(load_one(state, keys[i].key, "yes"), 0);
+		memcpy(&v, (char *)&((struct fixture *)*state)->conf +
+		    keys[i].off, sizeof(v));
+		assert_int_equal(v, 1);
+		assert_int_equal(load_one(state, keys[i].key, "no"), 0);
+		memcpy(&v, (char *)&((struct fixture *)*state)->conf +
+		    keys[i].off, sizeof(v));
+		assert_int_equal(v, 0);
+		snprintf(reason, sizeof(reason), "%s takes yes or no",
+		    keys[i].key);
+		for (j = 0; j < nitems(bad); j++)
+			refuses(state, keys[i].key, bad[j], reason);
+		snprintf(reason, sizeof(reason), "%s takes one value",
+		    keys[i].key);
+		refuses(state, keys[i].key, NULL, reason);
+		refuses(state, keys[i].key, "yes no", reason);
+	}
+}
+
+static void
+config_load_string_settings(void **state)
+{
+	static const struct {
+		const char	*key;
+		size_t		 off, len;
+	} keys[] = {
+#define S(f) { #f, offsetof(struct roomd_config, f), \
+	sizeof(((struct roomd_config *)0)->f) }
+		S(arena_path), S(htdocs), S(pidfile), S(control_socket),
+		S(chat_ca_file), S(chat_session_secret),
+		S(classroom_jwt_secret), S(classroom_jwt_subject),
+#undef S
+	};
+	char		 v[1100], reason[128];
+	size_t		 i;
+
+	for (i = 0; i < nitems(keys); i++) {
+		/* as long as the buffer holds, and one longer */
+		memset(v, 'a', keys[i].len - 1);
+		v[keys[i].len - 1] = '\0';
+		assert_int_equal(load_one(state, keys[i].key, v), 0);
+		assert_string_equal((char *)&((struct fixture *)*state)->conf +
+		    keys[i].off, v);
+		memset(v, 'a', keys[i].len);
+		v[keys[i].len] = '\0';
+		snprintf(reason, sizeof(reason), "%s is too long", keys[i].key);
+		refuses(state, keys[i].key, v, reason);
+		snprintf(reason, sizeof(reason), "%s takes one value",
+		    keys[i].key);
+		refuses(state, keys[i].key, NULL, reason);
+		refuses(state, keys[i].key, "a b", reason);
+	}
+}
+
+static void
+config_load_user_and_metrics(void **state)
+{
+	assert_int_equal(load_one(state, "user", "root"), 0);
+	assert_string_equal(((struct fixture *)*state)->conf.user, "root");
+	refuses(state, "user", "no-such-user-here", "user no-such-user-here "
+	    "does not exist");
+	refuses(state, "user", NULL, "user takes one value");
+	refuses(state, "user", "root root", "user takes one value");
+
+	assert_int_equal(load_one(state, "metrics_listen", "127.0.0.1:9100"),
+	    0);
+	assert_string_equal(((struct fixture *)*state)->conf.metrics_listen,
+	    "127.0.0.1:9100");
+	refuses(state, "metrics_listen", "localhost:9100", "metrics_listen: "
+	    "bad address in \"localhost:9100\" (use a numeric IPv4 address "
+	    "or [IPv6])");
+	refuses(state, "metrics_listen", "127.0.0.1:0",
+	    "metrics_listen: bad port in \"127.0.0.1:0\"");
+	refuses(state, "metrics_listen", NULL,
+	    "metrics_listen takes one value");
+	/* it does not count as a listen address */
+	assert_int_equal(load_one(state, "metrics_listen", "[::1]:9100"), 0);
+	assert_int_equal(((struct fixture *)*state)->conf.nlistens, 0);
+}
+
+static void
+config_load_message_rate(void **state)
+{
+	static const char *usage = "usage: message_rate per-second [burst], "
+	    "from 0 to 1000000, the burst at least the rate";
+	struct roomd_config	*c;
+
+	assert_int_equal(load_one(state, "message_rate", "0"), 0);
+	c = &((struct fixture *)*state)->conf;
+	assert_int_equal(c->message_rate, 0);
+	assert_int_equal(c->message_burst, 0);
+	assert_int_equal(load_one(state, "message_rate", "1000000"), 0);
+	c = &((struct fixture *)*state)->conf;
+	assert_int_equal(c->message_rate, 1000000);
+	assert_int_equal(c->message_burst, 2000000);
+	assert_int_equal(load_one(state, "message_rate", "10 10"), 0);
+	c = &((struct fixture *)*state)->conf;
+	assert_int_equal(c->message_burst, 10);
+	assert_int_equal(load_one(state, "message_rate", "10 10000000"), 0);
+	c = &((struct fixture *)*state)->conf;
+	assert_int_equal(c->message_burst, 10000000);
+	refuses(state, "message_rate", "-1", usage);
+	refuses(state, "message_rate", "1000001", usage);
+	refuses(state, "message_rate", "10 9", usage);
+	refuses(state, "message_rate", "0 0", usage);
+	refuses(state, "message_rate", "10 10000001", usage);
+	refuses(state, "message_rate", "ten", usage);
+	refuses(state, "message_rate", NULL, usage);
+	refuses(state, "message_rate", "1 2 3", usage);
+}
+
+static void
+config_load_allowed_origins(void **state)
+{
+	struct fixture	*f = *state;
+	char		*text;
+	size_t		 n;
+
+	assert_int_equal(load(f, "allowed_origins https://a.example\n"
+	    "allowed_origins http://b.example:8080 null\n"), 0);
+	assert_string_equal(f->conf.allowed_origins,
+	    "https://a.example http://b.example:8080 null");
+	refuses(state, "allowed_origins", "a.example", "allowed_origins: "
+	    "\"a.example\" is not an origin (scheme://host[:port])");
+	/* no origin: nothing to add */
+	assert_int_equal(load_one(state, "allowed_origins", NULL), 0);
+	assert_string_equal(((struct fixture *)*state)->conf.allowed_origins,
+	    "");
+	/* the list holds 2047 characters */
+	f = fresh(state);
+	n = sizeof(f->conf.allowed_origins);
+	text = malloc(n * 2);
+	assert_non_null(text);
+	snprintf(text, n * 2, "allowed_origins https://%0*d\n"
+	    "allowed_origins https://b\n", (int)(n - 10), 0);
+	load_fails(f, text, 2, "allowed_origins: too long");
+	free(text);
+}
+
+static void
+config_load_chat_admin(void **state)
+{
+	static const char *usage = "usage: chat_admin identifier (a UUID)";
+	struct fixture	*f = *state;
+	char		 text[64 * 17];
+	int		 i;
+
+	assert_int_equal(load_one(state, "chat_admin",
+	    "0A1B2C3D-4E5F-6789-ABCD-EF0123456789"), 0);
+	f = *state;
+	assert_int_equal(f->conf.nadmins, 1);
+	assert_string_equal(f->conf.chat_admins[0],
+	    "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+	refuses(state, "chat_admin", "0a1b2c3d-4e5f-6789-abcd-ef012345678",
+	    usage);
+	refuses(state, "chat_admin", "0a1b2c3d-4e5f-6789-abcd-ef01234567890",
+	    usage);
+	refuses(state, "chat_admin", "0a1b2c3d04e5f-6789-abcd-ef0123456789",
+	    usage);
+	refuses(state, "chat_admin", "0a1b2c3d-4e5f-6789-abcd-ef012345678g",
+	    usage);
+	refuses(state, "chat_admin", NULL, usage);
+	/* each line adds one, up to ROOMD_MAX_ADMINS */
+	f = fresh(state);
+	text[0] = '\0';
+	for (i = 0; i < ROOMD_MAX_ADMINS + 1; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		    "chat_admin 00000000-0000-0000-0000-%012d\n", i);
+	load_fails(f, text, ROOMD_MAX_ADMINS + 1, "too many chat admins");
+	assert_int_equal(f->conf.nadmins, ROOMD_MAX_ADMINS);
+}
+
+static void
+config_load_chat_provider(void **state)
+{
+	struct fixture	*f = *state;
+	char		 text[2048];
+	int		 i;
+
+	assert_int_equal(load(f,
+	    "chat_provider acme issuer https://id.example\n"
+	    "chat_provider acme client_id roomd\n"
+	    "chat_provider acme authorize https://id.example/auth\n"
+	    "chat_provider acme token http://127.0.0.1:9/token\n"
+	    "chat_provider acme jwks http://[::1]:9/keys\n"), 0);
+	assert_int_equal(f->conf.nproviders, 1);
+	assert_string_equal(f->conf.providers[0].name, "acme");
+	assert_int_equal(f->conf.providers[0].line, 1);
+	assert_string_equal(f->conf.providers[0].token,
+	    "http://127.0.0.1:9/token");
+	assert_int_equal(config_finish(&f->conf, f->err, sizeof(f->err)), 0);
+	assert_string_equal(f->conf.providers[0].scope,
+	    "openid,profile,email");
+
+	refuses(state, "chat_provider", "acme issuer",
+	    "usage: chat_provider name field value");
+	refuses(state, "chat_provider", NULL,
+	    "usage: chat_provider name field value");
+	refuses(state, "chat_provider", "a.b issuer x", "chat_provider: bad "
+	    "name \"a.b\" (1 to 31 of A-Z a-z 0-9 _ -)");
+	refuses(state, "chat_provider", "acme colour blue",
+	    "chat_provider acme: unknown field \"colour\"");
+	refuses(state, "chat_provider", "acme token http://id.example/t",
+	    "chat_provider acme: token must be an https:// URL (http:// only "
+	    "on loopback)");
+	f = fresh(state);
+	snprintf(text, sizeof(text), "chat_provider acme scope %0256d\n", 0);
+	load_fails(f, text, 1, "chat_provider acme: scope is too long");
+	/* up to ROOMD_MAX_PROVIDERS names */
+	f = fresh(state);
+	text[0] = '\0';
+	for (i = 0; i < ROOMD_MAX_PROVIDERS + 1; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		    "chat_provider p%d client_id x\n", i);
+	load_fails(f, text, ROOMD_MAX_PROVIDERS + 1, "too many chat "
+	    "providers");
+}
+
+static void
+config_load_listen_tls(void **state)
+{
+	struct fixture	*f = *state;
+
+	assert_int_equal(load(f, "listen 127.0.0.1:1 tls cert /c.pem key "
+	    "/k.pem\nlisten 127.0.0.1:2\n"), 0);
+	assert_int_equal(f->conf.nlistens, 2);
+	assert_int_equal(f->conf.listens[0].tls, 1);
+	assert_string_equal(f->conf.listens[0].cert, "/c.pem");
+	assert_string_equal(f->conf.listens[0].key, "/k.pem");
+	assert_int_equal(f->conf.listens[0].line, 1);
+	assert_int_equal(f->conf.listens[1].tls, 0);
+	assert_int_equal(f->conf.listens[1].line, 2);
+	refuses(state, "listen", NULL, "listen takes one value");
+	refuses(state, "listen", ":1 tls", "listen :1: tls needs cert file "
+	    "and key file");
+	refuses(state, "listen", ":1 cert /c key /k", "listen :1: cert and "
+	    "key need tls");
+	refuses(state, "listen", ":1 tls cert", "listen :1: expected tls, "
+	    "cert file or key file, not \"cert\"");
+	refuses(state, "listen", ":1 tls bogus /x", "listen :1: expected tls, "
+	    "cert file or key file, not \"bogus\"");
+}
+
+/* A setting named twice: the last wins, or each adds to a list. */
+static void
+config_load_twice(void **state)
+{
+	struct fixture	*f = *state;
+
+	assert_int_equal(load(f, "workers 2\nworkers 3\npidfile /a\n"
+	    "pidfile /b\nchat_anonymous no\nchat_anonymous yes\n"
+	    "arena_size 8M\narena_size 16M\nlisten :1\nlisten :1\n"), 0);
+	assert_int_equal(f->conf.workers, 3);
+	assert_string_equal(f->conf.pidfile, "/b");
+	assert_int_equal(f->conf.chat_anonymous, 1);
+	assert_int_equal(f->conf.arena_size, 16ULL << 20);
+	assert_int_equal(f->conf.nlistens, 2);
+}
+
+/*
+ * The manual, man/roomd.conf.5, from the source tree: $ROOMD_SRC (make
+ * check), or found from this file's name, which the compiler was given
+ * relative to the build directory, three levels above this program.
+ */
+static FILE *
+open_manual(char *path, size_t len)
+{
+	const char	*src = getenv("ROOMD_SRC");
+	char		 exe[1024], *slash;
+	ssize_t		 n;
+	int		 i;
+
+	if (src != NULL) {
+		snprintf(path, len, "%s/man/roomd.conf.5", src);
+		return fopen(path, "r");
+	}
+	if (__FILE__[0] == '/')
+		exe[0] = '\0';
+	else {
+		if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1))
+		    == -1)
+			return NULL;
+		exe[n] = '\0';
+		for (i = 0; i < 3 && (slash = strrchr(exe, '/')) != NULL; i++)
+			*slash = '\0';
+		strncat(exe, "/", sizeof(exe) - strlen(exe) - 1);
+	}
+	snprintf(path, len, "%s%.*s/man/roomd.conf.5", exe,
+	    (int)(strlen(__FILE__) - strlen("/tests/unit/test_config.c")),
+	    __FILE__);
+	return fopen(path, "r");
+}
+
+/* Is word a keyword of config.c? */
+static int
+is_keyword(const char *word)
+{
+	const char	*k;
+	size_t		 i;
+
+	for (i = 0; (k = config_keyword(i)) != NULL; i++)
+		if (strcmp(k, word) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Every keyword of config.c has its ".It Ic keyword" in the manual, and
+ * every such item of the manual is a keyword config.c knows.
+ */
+static void
+config_keywords_in_manual(void **state)
+{
+	FILE		*fp;
+	char		 path[2048], line[512], word[128], *seen[128];
+	const char	*k;
+	size_t		 i, j, nseen = 0;
+	int		 nbad = 0;
+
+	if ((fp = open_manual(path, sizeof(path))) == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (sscanf(line, ".It Ic %127[a-z_]", word) == 1 &&
+		    nseen < nitems(seen))
+			assert_non_null(seen[nseen++] = strdup(word));
+	fclose(fp);
+	for (i = 0; (k = config_keyword(i)) != NULL; i++) {
+		for (j = 0; j < nseen && strcmp(seen[j], k) != 0; j++)
+			;
+		if (j == nseen) {
+			print_error("%s: no .It Ic %s\n", path, k);
+			nbad++;
+		}
+	}
+	for (j = 0; j < nseen; j++) {
+		if (!is_keyword(seen[j])) {
+			print_error("%s: .It Ic %s is no keyword of config.c\n",
+			    path, seen[j]);
+			nbad++;
+		}
+		free(seen[j]);
+	}
+	assert_true(nseen > 0);
+	assert_int_equal(nbad, 0);
+}
+
 #define T(name)	cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -988,6 +1509,18 @@ main(void)
 		T(config_finish_defaults),
 		T(config_finish_keeps_settings),
 		T(config_finish_one_of_two),
+		T(config_load_int_settings),
+		T(config_load_size_settings),
+		T(config_load_yesno_settings),
+		T(config_load_string_settings),
+		T(config_load_user_and_metrics),
+		T(config_load_message_rate),
+		T(config_load_allowed_origins),
+		T(config_load_chat_admin),
+		T(config_load_chat_provider),
+		T(config_load_listen_tls),
+		T(config_load_twice),
+		cmocka_unit_test(config_keywords_in_manual),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
