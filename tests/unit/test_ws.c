@@ -45,51 +45,35 @@
 #define PONG		0xa
 #define KEY		0x37fa213dU
 
-/* A test's input and the output it expects, both after the handshake. */
-struct ws_case {
-	struct wire_buf	 in, want;
-};
-
+/* A test's case starts with the handshake and its answer. */
 static int
 setup(void **state)
 {
-	struct ws_case	*c;
+	struct wire_case	*c;
 
-	wire_setup();
-	assert_non_null(c = calloc(1, sizeof(*c)));
+	if (wire_setup(state) != 0)
+		return -1;
+	c = *state;
 	wire_handshake(&c->in, "/wire/r", NULL);
 	wire_switching(&c->want);
-	*state = c;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct ws_case	*c = *state;
-
-	wire_buf_free(&c->in);
-	wire_buf_free(&c->want);
-	free(c);
-	wire_teardown();
 	return 0;
 }
 
 /* A whole masked frame from the client. */
 static void
-send_frame(struct ws_case *c, int first, const void *data, size_t len)
+send_frame(struct wire_case *c, int first, const void *data, size_t len)
 {
 	wire_client_frame(&c->in, first, data, len, KEY);
 }
 
 static void
-send_text(struct ws_case *c, int first, const char *s)
+send_text(struct wire_case *c, int first, const char *s)
 {
 	send_frame(c, first, s, strlen(s));
 }
 
 static void
-send_close(struct ws_case *c, int code, const char *reason)
+send_close(struct wire_case *c, int code, const char *reason)
 {
 	struct wire_buf	 b = { NULL, 0 };
 	uint8_t		 h[2] = { (uint8_t)(code >> 8), (uint8_t)code };
@@ -101,14 +85,14 @@ send_close(struct ws_case *c, int code, const char *reason)
 }
 
 static void
-want_frame(struct ws_case *c, int opcode, const char *s)
+want_frame(struct wire_case *c, int opcode, const char *s)
 {
 	wire_server_frame(&c->want, opcode, s, strlen(s));
 }
 
 /* Run every chunking: the output must be c->want, the events log. */
 static void
-expect(struct ws_case *c, const char *log)
+expect(struct wire_case *c, const char *log)
 {
 	struct wire_result	*r;
 	char			*frames;
@@ -128,7 +112,7 @@ expect(struct ws_case *c, const char *log)
 static void
 ws_text(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, FIN | TEXT, "hello");
 	send_text(c, FIN | TEXT, "");
@@ -144,11 +128,12 @@ static void
 ws_binary(void **state)
 {
 	static const uint8_t	 bin[] = { 0x00, 0xff, 0x80, '\n', 0xc3 };
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 
 	send_frame(c, FIN | BINARY, bin, sizeof(bin));
 	wire_server_frame(&c->want, BINARY, bin, sizeof(bin));
-	expect(c, "open /r\nmessage binary 5\nend: websocket, 0 bytes unread\n");
+	expect(c, "open /r\nmessage binary 5\n"
+	    "end: websocket, 0 bytes unread\n");
 }
 
 /* 125 fits the 7-bit length, 126 and up take 16 bits. */
@@ -157,7 +142,7 @@ ws_lengths(void **state)
 {
 	static const size_t	 lens[] = { 125, 126, 127, 300,
 	    WIRE_MAX_MESSAGE };
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 	struct wire_buf		 log = { NULL, 0 };
 	char			 msg[WIRE_MAX_MESSAGE + 1];
 	size_t			 i;
@@ -181,7 +166,7 @@ ws_fragmented_with_pings(void **state)
 {
 	static const uint8_t	 b1[] = { 1, 2 }, b2[] = { 3 };
 	static const uint8_t	 b12[] = { 1, 2, 3 };
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 
 	send_text(c, TEXT, "Hel");
 	send_text(c, FIN | PING, "p1");
@@ -203,7 +188,7 @@ ws_fragmented_with_pings(void **state)
 static void
 ws_ping(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 	char		 p[126];
 
 	memset(p, 'p', 125);
@@ -221,7 +206,7 @@ ws_ping(void **state)
 static void
 ws_close_with_code(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, FIN | TEXT, "last");
 	send_close(c, 1000, "bye");
@@ -235,7 +220,7 @@ static void
 ws_close_codes_echoed(void **state)
 {
 	static const int	 codes[] = { 1001, 1003, 1011, 3000, 4999 };
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 	size_t			 i;
 
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -253,7 +238,7 @@ ws_close_codes_echoed(void **state)
 static void
 ws_close_without_code(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_frame(c, FIN | CLOSE, "", 0);
 	wire_server_close(&c->want, 0, "");
@@ -264,7 +249,7 @@ ws_close_without_code(void **state)
 static void
 ws_frames_after_close(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_close(c, 1000, "");
 	send_text(c, FIN | TEXT, "too late");
@@ -276,7 +261,7 @@ ws_frames_after_close(void **state)
 static void
 ws_close_one_byte(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_frame(c, FIN | CLOSE, "\x03", 1);
 	wire_server_close(&c->want, 1002, "");
@@ -289,7 +274,7 @@ ws_close_bad_code(void **state)
 {
 	static const int	 codes[] = { 0, 999, 1004, 1005, 1006, 1015,
 	    2999, 5000 };
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 	size_t			 i;
 
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -306,7 +291,7 @@ ws_close_bad_code(void **state)
 static void
 ws_close_reason_not_utf8(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_close(c, 1000, "bad \xc3\x28 reason");
 	wire_server_close(&c->want, 1007, "");
@@ -324,7 +309,7 @@ ws_invalid_utf8(void **state)
 		"\xc3\x28", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80",
 		"abc\xe2\x82",
 	};
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 	size_t			 i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -346,7 +331,7 @@ ws_invalid_utf8(void **state)
 static void
 ws_utf8_across_fragments(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, TEXT, "\xe2\x82");
 	send_text(c, FIN | CONT, "\xac");
@@ -360,7 +345,7 @@ ws_utf8_across_fragments(void **state)
 static void
 ws_unmasked(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, FIN | TEXT, "masked");
 	wire_client_frame(&c->in, FIN | TEXT, "plain", 5, 0);
@@ -373,7 +358,7 @@ ws_unmasked(void **state)
 static void
 ws_oversized(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 	char		 msg[WIRE_MAX_MESSAGE + 2];
 
 	memset(msg, 'o', sizeof(msg) - 1);
@@ -386,7 +371,7 @@ ws_oversized(void **state)
 static void
 ws_oversized_fragments(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 	char		 half[WIRE_MAX_MESSAGE / 2 + 1];
 
 	memset(half, 'f', sizeof(half) - 1);
@@ -411,7 +396,7 @@ ws_64bit_lengths(void **state)
 		{ (uint64_t)1 << 63, 1002 },
 		{ UINT64_MAX, 1002 },
 	};
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 	uint8_t		 h[14 + 8];
 	size_t		 i, k;
 
@@ -436,7 +421,7 @@ ws_64bit_lengths(void **state)
 static void
 ws_upgrade_after_request(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	c->in.len = c->want.len = 0;
 	wire_adds(&c->in, "GET /wire/first HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -454,7 +439,7 @@ ws_upgrade_after_request(void **state)
 static void
 ws_server_close_mid_message(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, FIN | TEXT, "close-me");
 	send_text(c, TEXT, "part");
@@ -487,7 +472,7 @@ ws_protocol_errors(void **state)
 		{ { TEXT, FIN | TEXT }, "a message inside a message" },
 		{ { BINARY, FIN | 0x3 }, "a reserved opcode inside a message" },
 	};
-	struct ws_case		*c = *state;
+	struct wire_case		*c = *state;
 	size_t			 i, k;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -506,7 +491,7 @@ ws_protocol_errors(void **state)
 static void
 ws_control_too_long(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 	char		 p[127];
 
 	memset(p, 'p', 126);
@@ -520,7 +505,7 @@ ws_control_too_long(void **state)
 static void
 ws_server_close(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, FIN | TEXT, "close-me");
 	send_text(c, FIN | TEXT, "ignored");
@@ -534,7 +519,7 @@ ws_server_close(void **state)
 static void
 ws_server_ping(void **state)
 {
-	struct ws_case	*c = *state;
+	struct wire_case	*c = *state;
 
 	send_text(c, FIN | TEXT, "ping-me");
 	send_text(c, FIN | PONG, "");
@@ -545,7 +530,7 @@ ws_server_ping(void **state)
 	    "end: websocket, 0 bytes unread\n");
 }
 
-#define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f)	cmocka_unit_test_setup_teardown(f, setup, wire_teardown)
 
 int
 main(void)

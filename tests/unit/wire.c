@@ -118,8 +118,8 @@ wire_buf_free(struct wire_buf *b)
 /* ------------------------------------------------------------------ */
 /* The environment and the routing */
 
-void
-wire_setup(void)
+int
+wire_setup(void **state)
 {
 	struct roomd_config	*c = &env->conf;
 
@@ -138,12 +138,20 @@ wire_setup(void)
 	snprintf(c->mounts[1].path, sizeof(c->mounts[1].path), "/wsonly");
 	c->mounts[1].dialect = &wsonly_dialect;
 	c->nmounts = 2;
+	*state = calloc(1, sizeof(struct wire_case));
+	return *state != NULL ? 0 : -1;
 }
 
-void
-wire_teardown(void)
+int
+wire_teardown(void **state)
 {
+	struct wire_case	*wc = *state;
+
+	wire_buf_free(&wc->in);
+	wire_buf_free(&wc->want);
+	free(wc);
 	memset(env, 0, sizeof(*env));
+	return 0;
 }
 
 /* The mounts do not nest here: the first whose path is a whole-segment

@@ -35,7 +35,8 @@ struct wire_result {
 };
 
 /*
- * Growing byte strings (NUL-terminated too), for building inputs and expected outputs.
+ * Growing byte strings (NUL-terminated too), for building inputs and
+ * expected outputs.
  */
 struct wire_buf {
 	uint8_t	*p;
@@ -48,9 +49,17 @@ struct wire_buf {
 #define WIRE_MAX_MESSAGE	1024
 #define WIRE_ORIGIN		"https://ok.example"
 
-/* Once per test: env with the limits above and the two mounts. */
-void	 wire_setup(void);
-void	 wire_teardown(void);
+/* A test's input and the output it expects. */
+struct wire_case {
+	struct wire_buf	 in, want;
+};
+
+/*
+ * cmocka's setup and teardown of a test: env with the limits above and
+ * the two mounts, and an empty struct wire_case in *state.
+ */
+int	 wire_setup(void **state);
+int	 wire_teardown(void **state);
 
 /*
  * Feed in[0..len) to a new connection in chunks of the sizes given (the
