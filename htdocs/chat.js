@@ -16,8 +16,8 @@
 
 (function () {
 	const $ = (id) => document.getElementById(id);
-	const NAME_RE = /^[A-Za-z0-9_-]{1,63}$/;
-	const CHANNEL_RE = /^#[A-Za-z0-9_-]{1,63}$/;
+	const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+	const CHANNEL_RE = /^#[A-Za-z0-9_-]{1,64}$/;
 	const BACKOFF_MIN = 500, BACKOFF_MAX = 5000;
 	const RETRIES_NAME_TAKEN = 10;	/* our old connection may hold it */
 	const errorBox = $('error');
@@ -597,7 +597,7 @@
 		const ch = channelName($('channel-name').value);
 		if (!ch) {
 			Roomd.showError(errorBox, 'A channel name is # and 1 to ' +
-			    '63 letters, digits, _ or -.');
+			    '64 letters, digits, _ or -.');
 			return;
 		}
 		Roomd.clearError(errorBox);
@@ -610,7 +610,7 @@
 		const ch = channelName($('channel-name').value);
 		if (!ch) {
 			Roomd.showError(errorBox, 'A channel name is # and 1 to ' +
-			    '63 letters, digits, _ or -.');
+			    '64 letters, digits, _ or -.');
 			return;
 		}
 		join(ch);
@@ -622,7 +622,7 @@
 		if (s.startsWith('@'))
 			s = s.slice(1);
 		if (!NAME_RE.test(s)) {
-			Roomd.showError(errorBox, 'A user name is 1 to 63 ' +
+			Roomd.showError(errorBox, 'A user name is 1 to 64 ' +
 			    'letters, digits, _ or -.');
 			return;
 		}
@@ -698,7 +698,7 @@
 		ev.preventDefault();
 		const name = $('chat-name').value.trim();
 		if (!NAME_RE.test(name)) {
-			Roomd.showError(errorBox, 'A name is 1 to 63 letters, ' +
+			Roomd.showError(errorBox, 'A name is 1 to 64 letters, ' +
 			    'digits, _ or - (no spaces).');
 			return;
 		}

@@ -7,7 +7,8 @@
  * otherwise the caller gets a message saying which did not.  What is inside
  * is trusted only after the checker has walked it (arena_check_alone, run
  * by the master before it forks); an arena that fails is replaced by a
- * fresh one with the next epoch (arena_replace).
+ * fresh one with the next epoch (arena_replace), and so is one whose header
+ * is bad (arena_replace_bad).
  */
 #include "config.h"
 
@@ -41,6 +42,7 @@ shm_strerror(int e)
 	case SHM_EINVAL:	return "invalid argument";
 	case SHM_ESTATE:	return "a shared lock could not be recovered";
 	case SHM_ELAYOUT:	return "the arena has another layout";
+	case SHM_EHEADER:	return "the arena's header is bad";
 	}
 	return "unknown error";
 }
@@ -102,19 +104,19 @@ arena_reattach(struct arena *a, size_t size, char *err, size_t errlen)
 
 	if (h->magic != ARENA_MAGIC) {
 		snprintf(err, errlen, "not a roomd arena (bad magic)");
-		return SHM_ELAYOUT;
+		return SHM_EHEADER;
 	}
 	if (h->layout != ARENA_LAYOUT) {
 		snprintf(err, errlen, "arena layout %llu, this roomd "
 		    "needs layout %d", (unsigned long long)h->layout,
 		    ARENA_LAYOUT);
-		return SHM_ELAYOUT;
+		return SHM_EHEADER;
 	}
 	if (h->size != size) {
-		snprintf(err, errlen, "arena is %llu bytes, the "
-		    "configuration asks for %zu", (unsigned long long)h->size,
-		    size);
-		return SHM_ELAYOUT;
+		snprintf(err, errlen, "arena header says %llu bytes, the "
+		    "file and the configuration %zu",
+		    (unsigned long long)h->size, size);
+		return SHM_EHEADER;
 	}
 	h->generation++;
 	return 0;
@@ -266,20 +268,21 @@ arena_aside(const char *path, char *aside, size_t asidelen)
 	return -1;
 }
 
-int
-arena_replace(struct arena *a, const char *path, char *aside,
-    size_t asidelen, char *err, size_t errlen)
+/* The epoch after old, if old is one an arena could have; else random. */
+static uint64_t
+arena_next_epoch(uint64_t old)
 {
-	struct arena_hdr	*h = a->hdr;
-	uint64_t		 epoch;
-	size_t			 size = a->size;
-	int			 rc, reattached;
+	return old != 0 && old < ARENA_EPOCH_MAX - 1 ? old + 1 :
+	    arena_new_epoch();
+}
 
-	/* The header passed the magic, layout and size tests, but the epoch
-	 * word may be as damaged as the rest: then a random one. */
-	epoch = h->epoch != 0 && h->epoch < ARENA_EPOCH_MAX - 1 ?
-	    h->epoch + 1 : arena_new_epoch();
-	arena_close(a);
+/* Move path aside and make a fresh arena of size there, with epoch. */
+static int
+arena_fresh(struct arena *a, const char *path, size_t size, uint64_t epoch,
+    char *aside, size_t asidelen, char *err, size_t errlen)
+{
+	int	 rc, reattached;
+
 	aside[0] = '\0';
 	if (arena_is_shm(path) ? shm_unlink(path) == -1 :
 	    arena_aside(path, aside, asidelen) == -1) {
@@ -297,6 +300,40 @@ arena_replace(struct arena *a, const char *path, char *aside,
 	}
 	a->hdr->epoch = epoch;
 	return 0;
+}
+
+int
+arena_replace(struct arena *a, const char *path, char *aside,
+    size_t asidelen, char *err, size_t errlen)
+{
+	/* The header passed the magic, layout and size tests, but the epoch
+	 * word may be as damaged as the rest: then a random one. */
+	uint64_t	 epoch = arena_next_epoch(a->hdr->epoch);
+	size_t		 size = a->size;
+
+	arena_close(a);
+	return arena_fresh(a, path, size, epoch, aside, asidelen, err, errlen);
+}
+
+int
+arena_replace_bad(struct arena *a, const char *path, size_t size,
+    char *aside, size_t asidelen, char *err, size_t errlen)
+{
+	struct arena_hdr	 h;
+	int			 fd;
+
+	/* Whatever the header holds is only a hint: read it, never map it. */
+	memset(&h, 0, sizeof(h));
+	fd = arena_is_shm(path) ? shm_open(path, O_RDONLY, 0) :
+	    open(path, O_RDONLY | O_CLOEXEC);
+	if (fd != -1) {
+		if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+			h.epoch = 0;
+		close(fd);
+	}
+	memset(a, 0, sizeof(*a));
+	return arena_fresh(a, path, size, arena_next_epoch(h.epoch), aside,
+	    asidelen, err, errlen);
 }
 
 /*
@@ -442,6 +479,83 @@ check_log(struct check *ck, struct shm_room *r, char *err, size_t errlen)
 }
 
 static int
+check_off_cmp(const void *x, const void *y)
+{
+	shm_off	 a = *(const shm_off *)x, b = *(const shm_off *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * The room's chain of long names: each a block in use holding a
+ * terminated name, named by exactly one live member whose name is long,
+ * and every such member's block on the chain.
+ */
+static int
+check_names(struct check *ck, struct shm_room *r, char *err, size_t errlen)
+{
+	struct arena		*a = ck->a;
+	struct shm_name		*nb;
+	shm_off			 off, *offs = NULL, *hit;
+	uint64_t		 i, n = 0, cap = 0, longs = 0;
+	uint8_t			*used = NULL;
+	int			 rc = -1;
+
+#define NCHECK(cond, ...) do {						\
+	if (!(cond)) {							\
+		snprintf(err, errlen, __VA_ARGS__);			\
+		goto out;						\
+	}								\
+} while (0)
+	for (off = r->names; off != 0; off = nb->next) {
+		if (check_block(ck, off, ~0U, err, errlen) == -1)
+			goto out;
+		nb = SHM_PTR(a, off);
+		NCHECK(memchr(nb->name, '\0', shm_block_size(a, off) -
+		    sizeof(*nb)) != NULL, "room %s: long name not terminated",
+		    r->id);
+		NCHECK(n < a->hdr->size / 64, "room %s: cycle of names", r->id);
+		if (n == cap) {
+			shm_off *p = reallocarray(offs, cap ? 2 * cap : 64,
+			    sizeof(*offs));
+
+			NCHECK(p != NULL, "out of memory");
+			offs = p;
+			cap = cap ? 2 * cap : 64;
+		}
+		offs[n++] = off;
+	}
+	if (n > 0) {
+		qsort(offs, n, sizeof(*offs), check_off_cmp);
+		NCHECK((used = calloc(n, 1)) != NULL, "out of memory");
+	}
+	for (i = 0; i < r->nmembers; i++) {
+		struct shm_member *m = shm_member_at(a, r, i);
+
+		if (m->mid == 0 || m->name[SHM_NAME_INLINE - 1] !=
+		    SHM_NAME_LONG)
+			continue;
+		memcpy(&off, m->name, sizeof(off));
+		hit = n > 0 ? bsearch(&off, offs, n, sizeof(*offs),
+		    check_off_cmp) : NULL;
+		NCHECK(hit != NULL, "room %s: member %llu's name is on no "
+		    "chain", r->id, (unsigned long long)m->mid);
+		NCHECK(!used[hit - offs], "room %s: two members share a "
+		    "name block", r->id);
+		used[hit - offs] = 1;
+		longs++;
+	}
+	NCHECK(longs == n, "room %s: %llu long names, %llu members with one",
+	    r->id, (unsigned long long)n, (unsigned long long)longs);
+	rc = 0;
+#undef NCHECK
+out:
+	free(offs);
+	free(used);
+	return rc;
+}
+
+static int
 check_room(struct check *ck, struct shm_room *r, char *err, size_t errlen)
 {
 	struct arena	*a = ck->a;
@@ -473,9 +587,15 @@ check_room(struct check *ck, struct shm_room *r, char *err, size_t errlen)
 			continue;
 		CHECK(m->mid < r->next_mid, "room %s: member id %llu not yet "
 		    "issued", r->id, (unsigned long long)m->mid);
-		CHECK(memchr(m->name, '\0', sizeof(m->name)) != NULL,
+		CHECK(m->name[SHM_NAME_INLINE - 1] == SHM_NAME_LONG ||
+		    m->name[SHM_NAME_INLINE - 1] == '\0',
 		    "room %s: member name not terminated", r->id);
+		CHECK(m->token[SHM_TOKEN_LEN] == '\0' &&
+		    m->uid[SHM_UID_LEN] == '\0', "room %s: member token or "
+		    "uid not terminated", r->id);
 	}
+	if (check_names(ck, r, err, errlen) == -1)
+		return -1;
 	return check_log(ck, r, err, errlen);
 }
 

@@ -25,7 +25,9 @@
 #include <stdint.h>
 
 #define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
-#define ARENA_LAYOUT		4	/* 4: member slots; 3: the epoch; 2: the address table */
+#define ARENA_LAYOUT		5	/* 5: 128-byte members, long names
+					   apart; 4: member slots; 3: the
+					   epoch; 2: the address table */
 #define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
 #define ARENA_BUCKETS		16384	/* room index hash buckets */
 #define ARENA_NCLASSES		20	/* size classes 64 B .. 32 MiB */
@@ -38,6 +40,7 @@
 
 #define SHM_ID_MAX		64	/* bytes of a room id */
 #define SHM_NAME_MAX		127	/* bytes; dialects set their own limits */
+#define SHM_NAME_INLINE		22	/* a member record's name field */
 #define SHM_TOKEN_LEN		32	/* hex characters */
 #define SHM_UID_LEN		36	/* a UUID string */
 #define SHM_SECRET_LEN		32	/* SHA-256 */
@@ -50,7 +53,9 @@ enum shm_error {
 	SHM_ELIMIT = -4,	/* a configured limit was reached */
 	SHM_EINVAL = -5,	/* bad argument */
 	SHM_ESTATE = -6,	/* the lock could not be made consistent */
-	SHM_ELAYOUT = -7	/* an existing arena has another layout */
+	SHM_ELAYOUT = -7,	/* an existing arena has another size */
+	SHM_EHEADER = -8	/* an existing arena's header is bad: its
+				 * magic, layout or size word */
 };
 
 typedef uint64_t shm_off;	/* offset from the arena base; 0 is null */
@@ -157,17 +162,29 @@ struct shm_block {
 #define SHM_UNLINK		0x2ULL	/* release[]: unlink a room from the index */
 #define SHM_RELEASE_FLAGS	0x7ULL
 
-/* Shared: one member of a room. A slot with mid 0 is free. */
+/*
+ * Shared: one member of a room, 128 bytes.  A slot with mid 0 is free.
+ * A name of up to SHM_NAME_INLINE - 1 bytes is kept in name, terminated;
+ * a longer one in a block of its own (struct shm_name) on the room's
+ * chain of names, and then name holds SHM_NAME_LONG in its last byte and
+ * the block's offset in its first eight (shm_member_name() reads both).
+ */
 struct shm_member {
 	uint64_t	mid;		/* 1.., unique within the room */
 	uint64_t	role;		/* dialect-defined bits */
 	uint64_t	authorities;	/* dialect-defined bitmask */
-	uint64_t	cursor;		/* last op log sequence delivered */
 	uint64_t	slots;		/* worker slots with a connection of it */
-	uint64_t	joined;		/* unix time */
-	char		name[SHM_NAME_MAX + 1];
+	uint32_t	joined;		/* unix time */
 	char		token[SHM_TOKEN_LEN + 1];
 	char		uid[SHM_UID_LEN + 1];
+	char		name[SHM_NAME_INLINE];
+};
+#define SHM_NAME_LONG		((char)0xff)	/* name[SHM_NAME_INLINE - 1] */
+
+/* Shared: a long member name, on its room's chain (first word: next). */
+struct shm_name {
+	shm_off		next;
+	char		name[];		/* terminated */
 };
 /* A member's bit in slots for worker slot s. */
 #define SHM_SLOT_BIT(s)		(1ULL << ((unsigned)(s) % ARENA_MAX_SLOTS))
@@ -211,6 +228,7 @@ struct shm_room {
 	uint64_t	created;
 	uint64_t	expires;	/* unix time; 0 while connected */
 	shm_off		members;	/* struct shm_member[cap] */
+	shm_off		names;		/* chain of struct shm_name */
 	uint64_t	nmembers;	/* slots in use, free ones included */
 	uint64_t	cap;
 	uint64_t	next_mid;
@@ -250,7 +268,9 @@ struct arena {
  * Map an arena: anonymous when path is NULL (shared with children forked
  * later), else a named shm object ("/name") or a file.  An existing object
  * of the same layout and size is reattached; *reattached tells which.
- * Returns 0, or a negative SHM_E* and a message in err.
+ * Returns 0, or a negative SHM_E* and a message in err: SHM_ELAYOUT for
+ * an object of another size than size, SHM_EHEADER for one of that size
+ * whose header is not a good one of this layout (see arena_replace_bad).
  */
 int	 arena_open(struct arena *, const char *path, size_t size,
 	    int *reattached, char *err, size_t errlen);
@@ -285,6 +305,14 @@ int	 arena_claim(const char *path, int wait, char *err, size_t errlen);
  */
 int	 arena_replace(struct arena *a, const char *path, char *aside,
 	    size_t asidelen, char *err, size_t errlen);
+/*
+ * The same for an arena that arena_open refused with SHM_EHEADER, and so
+ * could not map: the epoch is read from the object's header, plus one if
+ * it is one an arena could have, else a random one.  Returns 0 with a
+ * mapping the new arena, or SHM_E* and err.
+ */
+int	 arena_replace_bad(struct arena *a, const char *path, size_t size,
+	    char *aside, size_t asidelen, char *err, size_t errlen);
 const char *shm_strerror(int);
 
 /* shm/shm_lock.c */
@@ -371,8 +399,17 @@ void	 shm_room_reap(struct arena *, uint64_t now);
 int	 shm_room_set_expiry_locked(struct arena *, struct shm_room *,
 	    uint64_t);
 struct shm_member *shm_member_at(struct arena *, struct shm_room *, size_t);
+/*
+ * Add a member: role, authorities, slots, joined, token and uid come
+ * from *in, the name (at most SHM_NAME_MAX bytes) from name; mid is
+ * assigned.  Returns 0 and the record in *out (valid until the room lock
+ * is released), SHM_ELIMIT, SHM_EINVAL or SHM_ENOSPC.
+ */
 int	 shm_member_add_locked(struct arena *, struct shm_room *,
-	    const struct shm_member *, uint64_t max, struct shm_member **);
+	    const struct shm_member *in, const char *name, uint64_t max,
+	    struct shm_member **);
+/* A member's name, terminated, wherever it is kept. */
+const char *shm_member_name(struct arena *, const struct shm_member *);
 struct shm_member *shm_member_by_name(struct arena *, struct shm_room *,
 	    const char *);
 struct shm_member *shm_member_by_token(struct arena *, struct shm_room *,

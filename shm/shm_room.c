@@ -16,7 +16,14 @@
 
 #include "shm.h"
 
-#define MEMBERS_INITIAL	4
+/* The first member table is a 512-byte block: 3 members.  It doubles as
+ * it fills (the allocator's classes are powers of two), so a table is
+ * never more than half empty. */
+#define MEMBERS_INITIAL	3
+
+_Static_assert(sizeof(struct shm_member) == 128, "a member is 128 bytes");
+_Static_assert(SHM_NAME_INLINE >= (int)sizeof(shm_off) + 1,
+    "a long name's offset fits the name field");
 
 static unsigned
 room_hash(unsigned dialect, const char *id)
@@ -221,9 +228,10 @@ shm_room_unlock(struct arena *a, struct shm_room *r)
  * Delete a locked room and release its lock.  Everything is one
  * transaction of the room's lock: it is marked dead (so nobody can lock
  * it any more), and the commit then unlinks it from the index and frees its
- * member table, its log chunks and, last, its slot.  Each of those steps
- * zeroes its journal entry as it completes, so after a crash the next
- * owner either rolls the whole deletion back or finishes it.
+ * member table, its log chunks, its members' long names and, last, its
+ * slot.  Each of those steps zeroes its journal entry as it completes, so
+ * after a crash the next owner either rolls the whole deletion back or
+ * finishes it.
  */
 void
 shm_room_delete_locked(struct arena *a, struct shm_room *r)
@@ -235,6 +243,8 @@ shm_room_delete_locked(struct arena *a, struct shm_room *r)
 	shm_tx_free(a, &r->lock, r->members);
 	if (r->log_head != 0)
 		shm_tx_free(a, &r->lock, r->log_head | SHM_CHAIN);
+	if (r->names != 0)
+		shm_tx_free(a, &r->lock, r->names | SHM_CHAIN);
 	shm_room_slot_free(a, &r->lock, off);
 	/* Its creator's count drops in a transaction of its own: a crash
 	 * between the two leaves the count one low, never one high, so
@@ -443,19 +453,50 @@ members_grow_locked(struct arena *a, struct shm_room *r)
 	return 0;
 }
 
+/* The long name block of a member, 0 if its name is inline. */
+static shm_off
+member_name_block(const struct shm_member *m)
+{
+	shm_off		 off;
+
+	if (m->name[SHM_NAME_INLINE - 1] != SHM_NAME_LONG)
+		return 0;
+	memcpy(&off, m->name, sizeof(off));
+	return off;
+}
+
+const char *
+shm_member_name(struct arena *a, const struct shm_member *m)
+{
+	shm_off		 off = member_name_block(m);
+
+	if (off == 0)
+		return m->name;
+	return ((struct shm_name *)SHM_PTR(a, off))->name;
+}
+
 /*
- * Add a member (copied from *in; mid is assigned) unless max members are
- * present.  Returns 0 and the record in *out, SHM_ELIMIT or SHM_ENOSPC.
- * The record stays valid until the room lock is released.
+ * Add a member unless max members are present; see shm.h.  The slot is
+ * free (mid 0) and nobody reads a free slot, so it is filled directly; a
+ * long name goes into a fresh block, linked at the head of the room's
+ * chain of names.  The journaled stores that publish both are the chain
+ * head and, last, the mid: a crash before either rolls back to a free
+ * slot, and the block, taken in this transaction, goes back.
  */
 int
 shm_member_add_locked(struct arena *a, struct shm_room *r,
-    const struct shm_member *in, uint64_t max, struct shm_member **out)
+    const struct shm_member *in, const char *name, uint64_t max,
+    struct shm_member **out)
 {
 	struct shm_member	*m = NULL;
+	struct shm_name		*nb;
 	uint64_t		 i, live = 0;
+	shm_off			 noff = 0;
+	size_t			 len = strlen(name);
 	int			 rc;
 
+	if (len > SHM_NAME_MAX)
+		return SHM_EINVAL;
 	for (i = 0; i < r->nmembers; i++) {
 		struct shm_member *x = shm_member_at(a, r, i);
 
@@ -468,16 +509,42 @@ shm_member_add_locked(struct arena *a, struct shm_room *r,
 	}
 	if (live >= max)
 		return SHM_ELIMIT;
+	if (len >= SHM_NAME_INLINE) {
+		if ((noff = shm_tx_alloc(a, &r->lock, sizeof(*nb) + len + 1))
+		    == 0)
+			return SHM_ENOSPC;
+		nb = SHM_PTR(a, noff);
+		nb->next = r->names;
+		memcpy(nb->name, name, len + 1);
+	}
 	if (m == NULL) {
 		if (r->nmembers == r->cap &&
-		    (rc = members_grow_locked(a, r)) != 0)
+		    (rc = members_grow_locked(a, r)) != 0) {
+			/* Nothing published: the block goes back at the
+			 * commit (or with the rollback). */
+			shm_tx_free(a, &r->lock, noff);
 			return rc;
+		}
 		m = shm_member_at(a, r, r->nmembers);
 		shm_tx_set(a, &r->lock, &r->nmembers, r->nmembers + 1);
 	}
 	/* A slot with mid 0 is free: fill it, then publish it by its mid. */
-	memcpy((uint8_t *)m + sizeof(m->mid), (const uint8_t *)in +
-	    sizeof(in->mid), sizeof(*m) - sizeof(m->mid));
+	m->role = in->role;
+	m->authorities = in->authorities;
+	m->slots = in->slots;
+	m->joined = in->joined;
+	memcpy(m->token, in->token, sizeof(m->token));
+	m->token[SHM_TOKEN_LEN] = '\0';
+	memcpy(m->uid, in->uid, sizeof(m->uid));
+	m->uid[SHM_UID_LEN] = '\0';
+	memset(m->name, 0, sizeof(m->name));
+	if (noff != 0) {
+		memcpy(m->name, &noff, sizeof(noff));
+		m->name[SHM_NAME_INLINE - 1] = SHM_NAME_LONG;
+		shm_tx_set(a, &r->lock, &r->names, noff);
+		SHM_CRASH("member_name");
+	} else
+		memcpy(m->name, name, len);
 	shm_tx_set(a, &r->lock, &r->next_mid, r->next_mid + 1);
 	SHM_CRASH("member_add");
 	shm_tx_set(a, &r->lock, &m->mid, r->next_mid - 1);
@@ -487,27 +554,28 @@ shm_member_add_locked(struct arena *a, struct shm_room *r,
 
 static struct shm_member *
 member_find(struct arena *a, struct shm_room *r, int (*match)(
-    const struct shm_member *, const void *), const void *arg)
+    struct arena *, const struct shm_member *, const void *),
+    const void *arg)
 {
 	uint64_t	 i;
 
 	for (i = 0; i < r->nmembers; i++) {
 		struct shm_member *m = shm_member_at(a, r, i);
 
-		if (m->mid != 0 && match(m, arg))
+		if (m->mid != 0 && match(a, m, arg))
 			return m;
 	}
 	return NULL;
 }
 
 static int
-match_name(const struct shm_member *m, const void *arg)
+match_name(struct arena *a, const struct shm_member *m, const void *arg)
 {
-	return strcmp(m->name, arg) == 0;
+	return strcmp(shm_member_name(a, m), arg) == 0;
 }
 
 static int
-match_token(const struct shm_member *m, const void *arg)
+match_token(struct arena *a, const struct shm_member *m, const void *arg)
 {
 	const char	*t = arg;
 	unsigned	 diff = 0;
@@ -522,7 +590,7 @@ match_token(const struct shm_member *m, const void *arg)
 }
 
 static int
-match_mid(const struct shm_member *m, const void *arg)
+match_mid(struct arena *a, const struct shm_member *m, const void *arg)
 {
 	return m->mid == *(const uint64_t *)arg;
 }
@@ -540,7 +608,7 @@ shm_member_by_token(struct arena *a, struct shm_room *r, const char *token)
 }
 
 static int
-match_uid(const struct shm_member *m, const void *arg)
+match_uid(struct arena *a, const struct shm_member *m, const void *arg)
 {
 	return strcmp(m->uid, arg) == 0;
 }
@@ -565,10 +633,28 @@ shm_member_set_locked(struct arena *a, struct shm_room *r,
 	shm_tx_set(a, &r->lock, field, value);
 }
 
+/*
+ * Free the slot (mid 0); a long name's block is unlinked from the room's
+ * chain and freed at commit.  The slot's name field is left as it is: a
+ * rollback finds the member whole, and nobody reads a free slot.
+ */
 void
 shm_member_remove_locked(struct arena *a, struct shm_room *r,
     struct shm_member *m)
 {
+	shm_off		 noff = member_name_block(m);
+	uint64_t	*pp;
+
+	if (noff != 0) {
+		for (pp = &r->names; *pp != 0 && *pp != noff;
+		    pp = &((struct shm_name *)SHM_PTR(a, *pp))->next)
+			;
+		if (*pp == noff) {
+			shm_tx_set(a, &r->lock, pp,
+			    ((struct shm_name *)SHM_PTR(a, noff))->next);
+			shm_tx_free(a, &r->lock, noff);
+		}
+	}
 	shm_tx_set(a, &r->lock, &m->mid, 0);
 }
 

@@ -44,6 +44,7 @@ config_defaults(struct roomd_config *c)
 	c->lobby_grace = 30;
 	c->lobby_retention = 600;
 	c->lobby_snapshot_max_bytes = 1 << 20;
+	c->lobby_replies = LOBBY_REPLIES_DOCUMENT | LOBBY_REPLIES_GROOVEJET;
 	c->chat_anonymous = 1;
 	c->chat_history = 50;
 	c->max_connections_per_ip = 256;
@@ -124,6 +125,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->lobby_retention = src->lobby_retention;
 	dst->lobby_migration = src->lobby_migration;
 	dst->lobby_snapshot_max_bytes = src->lobby_snapshot_max_bytes;
+	dst->lobby_replies = src->lobby_replies;
 	dst->chat_anonymous = src->chat_anonymous;
 	dst->chat_history = src->chat_history;
 	memcpy(dst->providers, src->providers, sizeof(dst->providers));
@@ -485,6 +487,31 @@ config_set_message_rate(struct roomd_config *c,
 	return 0;
 }
 
+/*
+ * lobby_replies both | document | groovejet: which names the lobby answers
+ * createRoom and joinRoom with, the document's (roomCreated, roomJoined),
+ * groovejet's later ones (createdRoom, joinedRoom) or both, in that order.
+ */
+static int
+config_set_lobby_replies(struct roomd_config *c,
+    const struct config_keyword *k, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	if (argc == 2 && strcmp(argv[1], "both") == 0)
+		c->lobby_replies = LOBBY_REPLIES_DOCUMENT |
+		    LOBBY_REPLIES_GROOVEJET;
+	else if (argc == 2 && strcmp(argv[1], "document") == 0)
+		c->lobby_replies = LOBBY_REPLIES_DOCUMENT;
+	else if (argc == 2 && strcmp(argv[1], "groovejet") == 0)
+		c->lobby_replies = LOBBY_REPLIES_GROOVEJET;
+	else {
+		snprintf(err, errlen, "usage: lobby_replies both | document | "
+		    "groovejet");
+		return -1;
+	}
+	return 0;
+}
+
 /* allowed_origins origin ...: each line adds to the list. */
 static int
 config_set_origins(struct roomd_config *c, const struct config_keyword *k,
@@ -729,6 +756,7 @@ static const struct config_keyword config_keywords[] = {
 	KW_YESNO(classroom_open_rooms),
 	KW_SECONDS(lobby_grace, 1, 86400),
 	KW_YESNO(lobby_migration),
+	KW_CUSTOM("lobby_replies", config_set_lobby_replies),
 	KW_SECONDS(lobby_ping_interval, 1, 86400),
 	KW_SECONDS(lobby_retention, 1, 86400 * 365),
 	KW_SIZE(lobby_snapshot_max_bytes, 16, 16 << 20),

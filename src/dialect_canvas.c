@@ -83,67 +83,166 @@ canvas_valid_name(const char *s)
 	return 1;
 }
 
+/*
+ * Replies that list a room's members are written as JSON text into one
+ * growing buffer, not built as a json-c object per guest: a join reply
+ * lists every guest, and the many small objects of each one, freed at
+ * once, were left between the members' long-lived allocations.  The
+ * text is what json_text() made of those objects, byte for byte (same
+ * keys in the same order, json_quote()'s escaping, no spaces).
+ */
+struct jbuf {
+	char	*p;
+	size_t	 len, cap;
+	int	 oom;
+};
+
+/* Room for n more bytes at b->p + b->len, or NULL (and oom). */
+static char *
+jb_space(struct jbuf *b, size_t n)
+{
+	size_t	 cap = b->cap != 0 ? b->cap : 512;
+	char	*p;
+
+	if (b->oom)
+		return NULL;
+	if (b->len + n > b->cap) {
+		while (cap < b->len + n)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL) {
+			b->oom = 1;
+			return NULL;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	return b->p + b->len;
+}
+
+static void
+jb_add(struct jbuf *b, const char *s, size_t n)
+{
+	char	*p;
+
+	if ((p = jb_space(b, n)) != NULL) {
+		memcpy(p, s, n);
+		b->len += n;
+	}
+}
+
+#define jb_lit(b, s)	jb_add((b), (s), sizeof(s) - 1)
+
+/* A JSON string, or null for NULL. */
+static void
+jb_str(struct jbuf *b, const char *s)
+{
+	size_t	 n;
+	char	*p;
+
+	if (s == NULL) {
+		jb_lit(b, "null");
+		return;
+	}
+	n = strlen(s);
+	if ((p = jb_space(b, JSON_QUOTE_MAX(n))) != NULL)
+		b->len += json_quote(p, s, n);
+}
+
+/* Send the buffer as a JSON answer and free it. */
+static void
+jb_send(struct conn *conn, int status, struct jbuf *b)
+{
+	if (b->oom)
+		server_http_error(conn, 500, "internal", "out of memory");
+	else
+		server_http_respond(conn, status, "application/json", b->p,
+		    b->len, NULL);
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
 struct room_json {
-	struct json_object	*host;
-	struct json_object	*guests;
+	struct jbuf	*guests;
+	int		 host;
+	char		 host_name[MEMBER_NAME_MAX + 1];
 };
 
 static void
 canvas_member_json(const struct room_member *m, void *arg)
 {
 	struct room_json	*rj = arg;
-	struct json_object	*g;
 
 	if (m->role & MEMBER_ROLE_HOST) {
-		json_object_put(rj->host);
-		rj->host = json_object_new_string(m->name);
+		rj->host = 1;
+		memcpy(rj->host_name, m->name, sizeof(rj->host_name));
 		return;
 	}
-	g = json_object_new_object();
-	json_object_object_add(g, "name", json_object_new_string(m->name));
-	json_object_array_add(rj->guests, g);
+	if (rj->guests->len > 0)
+		jb_lit(rj->guests, ",");
+	jb_lit(rj->guests, "{\"name\":");
+	jb_str(rj->guests, m->name);
+	jb_lit(rj->guests, "}");
 }
 
-/* {"roomId","host","guests":[{"name"}]} of a locked room. */
-static struct json_object *
-canvas_room_json(struct room *room)
+/*
+ * {"roomId","host","guests":[{"name"}] of a locked room, without the
+ * closing brace: the caller adds its own members and closes it.
+ */
+static void
+canvas_room_json(struct room *room, struct jbuf *b)
 {
-	struct room_json	 rj = { NULL, json_object_new_array() };
-	struct json_object	*o = json_object_new_object();
+	struct jbuf		 guests = { NULL, 0, 0, 0 };
+	struct room_json	 rj = { &guests, 0, "" };
 
 	room_members(room, canvas_member_json, &rj);
-	json_object_object_add(o, "roomId",
-	    json_object_new_string(room_id(room)));
-	json_object_object_add(o, "host", rj.host);
-	json_object_object_add(o, "guests", rj.guests);
-	return o;
+	jb_lit(b, "{\"roomId\":");
+	jb_str(b, room_id(room));
+	jb_lit(b, ",\"host\":");
+	jb_str(b, rj.host ? rj.host_name : NULL);
+	jb_lit(b, ",\"guests\":[");
+	jb_add(b, guests.p, guests.len);
+	jb_lit(b, "]");
+	b->oom |= guests.oom;
+	free(guests.p);
+}
+
+static void
+jb_bool(struct jbuf *b, int v)
+{
+	if (v)
+		jb_lit(b, "true");
+	else
+		jb_lit(b, "false");
 }
 
 static void
 canvas_list(struct conn *conn)
 {
 	struct room_ref		*refs;
-	struct json_object	*arr = json_object_new_array(), *o;
+	struct jbuf		 b = { NULL, 0, 0, 0 };
 	struct room		*room;
-	size_t			 i, n;
+	size_t			 i, n, listed = 0;
 
 	if ((refs = calloc(CANVAS_LIST_MAX, sizeof(*refs))) == NULL) {
-		json_object_put(arr);
 		server_http_error(conn, 500, "internal", "out of memory");
 		return;
 	}
 	n = room_list(&dialect_canvas, refs, CANVAS_LIST_MAX);
+	jb_lit(&b, "[");
 	for (i = 0; i < n; i++) {
 		if (room_lock(&refs[i], &room) != 0)
 			continue;	/* deleted meanwhile */
-		o = canvas_room_json(room);
-		json_object_object_add(o, "locked",
-		    json_object_new_boolean(room_has_password(room)));
+		if (listed++ > 0)
+			jb_lit(&b, ",");
+		canvas_room_json(room, &b);
+		jb_lit(&b, ",\"locked\":");
+		jb_bool(&b, room_has_password(room));
+		jb_lit(&b, "}");
 		room_unlock(room);
-		json_object_array_add(arr, o);
 	}
+	jb_lit(&b, "]");
 	free(refs);
-	server_http_json(conn, 200, arr);
+	jb_send(conn, 200, &b);
 }
 
 /* The request body as a JSON object, or NULL after answering 400. */
@@ -212,10 +311,13 @@ canvas_room_error(struct conn *conn, int rc)
  * another epoch knows its canvas and pointer are from before.
  */
 static void
-canvas_epoch(struct json_object *o)
+canvas_epoch(struct jbuf *b)
 {
-	json_object_object_add(o, "epoch",
-	    json_object_new_int64((int64_t)room_epoch()));
+	char	 num[32];
+
+	jb_lit(b, ",\"epoch\":");
+	jb_add(b, num, (size_t)snprintf(num, sizeof(num), "%lld",
+	    (long long)room_epoch()));
 }
 
 /* GET rooms/ID: the room as the list shows it, with the epoch. */
@@ -223,7 +325,7 @@ static void
 canvas_show(struct conn *conn, const char *id)
 {
 	struct room_ref		 ref;
-	struct json_object	*o;
+	struct jbuf		 b = { NULL, 0, 0, 0 };
 	struct room		*room;
 	int			 rc;
 
@@ -232,18 +334,20 @@ canvas_show(struct conn *conn, const char *id)
 		canvas_room_error(conn, rc);
 		return;
 	}
-	o = canvas_room_json(room);
-	json_object_object_add(o, "locked",
-	    json_object_new_boolean(room_has_password(room)));
+	canvas_room_json(room, &b);
+	jb_lit(&b, ",\"locked\":");
+	jb_bool(&b, room_has_password(room));
 	room_unlock(room);
-	canvas_epoch(o);
-	server_http_json(conn, 200, o);
+	canvas_epoch(&b);
+	jb_lit(&b, "}");
+	jb_send(conn, 200, &b);
 }
 
 static void
 canvas_create(struct conn *conn, struct http_req *req)
 {
-	struct json_object	*body, *o;
+	struct json_object	*body;
+	struct jbuf		 b = { NULL, 0, 0, 0 };
 	struct room_member	 host;
 	struct room		*room;
 	const char		*name, *pw, *id;
@@ -285,25 +389,28 @@ canvas_create(struct conn *conn, struct http_req *req)
 		json_object_put(body);
 		return;
 	}
-	o = canvas_room_json(room);
+	canvas_room_json(room, &b);
 	room_unlock(room);
-	json_object_object_add(o, "password", pw != NULL ?
-	    json_object_new_string(pw) : NULL);
-	json_object_object_add(o, "token", json_object_new_string(host.token));
-	canvas_epoch(o);
+	jb_lit(&b, ",\"password\":");
+	jb_str(&b, pw);
+	jb_lit(&b, ",\"token\":");
+	jb_str(&b, host.token);
+	canvas_epoch(&b);
+	jb_lit(&b, "}");
 	json_object_put(body);
-	server_http_json(conn, 201, o);
+	jb_send(conn, 201, &b);
 }
 
 static void
 canvas_join(struct conn *conn, struct http_req *req, const char *id)
 {
-	struct json_object	*body, *o;
+	struct json_object	*body;
+	struct jbuf		 b = { NULL, 0, 0, 0 };
 	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room;
 	const char		*name, *pw;
-	int			 rc;
+	int			 rc, joined = 0;
 
 	if ((body = canvas_body(conn, req)) == NULL)
 		return;
@@ -338,13 +445,16 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 	else if ((rc = room_member_add(room, name, 0, &m)) != 0)
 		canvas_room_error(conn, rc);
 	else {
-		o = canvas_room_json(room);
-		json_object_object_add(o, "token",
-		    json_object_new_string(m.token));
-		canvas_epoch(o);
-		server_http_json(conn, 200, o);
+		canvas_room_json(room, &b);
+		jb_lit(&b, ",\"token\":");
+		jb_str(&b, m.token);
+		canvas_epoch(&b);
+		jb_lit(&b, "}");
+		joined = 1;
 	}
 	room_unlock(room);
+	if (joined)
+		jb_send(conn, 200, &b);
 	json_object_put(body);
 }
 

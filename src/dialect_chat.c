@@ -30,12 +30,15 @@
 
 #define CHAT_SERVER_ROOM	"@"
 #define CHAT_CHANNELS_MAX	64	/* channels one connection joins */
+/* A channel's or a guest's name: 1 to 64 characters.  A channel's room
+ * is named without its "#", so that 64 of them fit a room id. */
+#define CHAT_NAME_MAX		ROOM_ID_MAX
 #define CHAT_CREATOR		0x2	/* member role bit in a channel */
 
 struct chat_channel {
 	uint64_t	 rid;
 	uint64_t	 from;	/* server log seq its history reached */
-	char		 name[ROOM_ID_MAX + 1];
+	char		 name[CHAT_NAME_MAX + 2];	/* with its "#" */
 };
 
 struct chat_conn {
@@ -50,12 +53,12 @@ struct chat_conn {
 /* This worker's open chat connections. */
 static LIST_HEAD(, chat_conn)	 chat_conns = LIST_HEAD_INITIALIZER(chat_conns);
 
-/* "#name" or "@name": the sigil, then 1..63 of [A-Za-z0-9_-]. */
+/* "#name" or "@name": the sigil, then 1..64 of [A-Za-z0-9_-]. */
 static int
 chat_valid_target(const char *t, char sigil)
 {
 	return t != NULL && t[0] == sigil && util_valid_id(t + 1,
-	    ROOM_ID_MAX - 1);
+	    CHAT_NAME_MAX);
 }
 
 static void
@@ -113,6 +116,21 @@ chat_joined(struct chat_conn *cc, const char *name, uint64_t rid)
 	return NULL;
 }
 
+/*
+ * Channel "#name" is the room "name" (the server room is "@").  An arena
+ * kept from a roomd that named channel rooms with their "#" (and so only
+ * up to 63 characters) may still hold such a room: it is found too.
+ * 0 or ROOM_ENOENT.
+ */
+static int
+chat_find(const char *name, struct room_ref *ref)
+{
+	if (room_find(&dialect_chat, name + 1, ref) == 0)
+		return 0;
+	return strlen(name) <= ROOM_ID_MAX ? room_find(&dialect_chat, name,
+	    ref) : ROOM_ENOENT;
+}
+
 /* Drop the entries of channels that no longer exist. */
 static void
 chat_prune(struct chat_conn *cc)
@@ -121,7 +139,7 @@ chat_prune(struct chat_conn *cc)
 	int			 i;
 
 	for (i = 0; i < cc->nch; i++)
-		if (room_find(&dialect_chat, cc->ch[i].name, &ref) != 0 ||
+		if (chat_find(cc->ch[i].name, &ref) != 0 ||
 		    ref.rid != cc->ch[i].rid)
 			cc->ch[i--] = cc->ch[--cc->nch];
 }
@@ -211,7 +229,7 @@ chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 		snprintf(cc->uid, sizeof(cc->uid), "%s", u.uid);
 	} else if (util_query_get(req->query, "name", cc->name,
 	    sizeof(cc->name)) != 1 || !util_valid_id(cc->name,
-	    ROOM_ID_MAX - 1)) {
+	    CHAT_NAME_MAX)) {
 		free(cc);
 		return 400;
 	} else
@@ -343,7 +361,7 @@ static int
 chat_lock_channel(const char *name, struct room_ref *ref,
     struct room **room)
 {
-	return room_find(&dialect_chat, name, ref) == 0 &&
+	return chat_find(name, ref) == 0 &&
 	    room_lock(ref, room) == 0 ? 0 : -1;
 }
 
@@ -418,6 +436,12 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	/* A user in the channel already, through another connection, is
 	 * not announced again: only this connection hears its join. */
 	ev = chat_event("participant", cc->uid, "join", cc->name, name);
+	/* The arena's epoch, which changes only when roomd started afresh:
+	 * a client that kept another one knows that the channel, its
+	 * history and its seq numbers are not those it knew (an addition
+	 * of roomd, which clients of the original ignore). */
+	json_object_object_add(ev, "epoch",
+	    json_object_new_int64((int64_t)room_epoch()));
 	if (before == 0)
 		chat_publish_channel(conn, room, ev, ref.rid);
 	else
@@ -434,11 +458,15 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct room_member	 m;
 	struct room		*room;
 
-	if (chat_lock_channel(name, &ref, &room) == -1)
+	if (chat_lock_channel(name, &ref, &room) == -1) {
 		chat_joined(cc, name, 0);	/* drops a stale entry */
-	else if ((ch = chat_joined(cc, name, ref.rid)) == NULL)
+		if (msg != NULL)
+			chat_error(conn, "no_such_channel", "no such channel",
+			    msg);
+		return;
+	}
+	if ((ch = chat_joined(cc, name, ref.rid)) == NULL) {
 		room_unlock(room);
-	if (ch == NULL) {
 		if (msg != NULL)
 			chat_error(conn, "not_a_participant", "not in that "
 			    "channel", msg);
@@ -457,11 +485,17 @@ static void
 chat_create(struct conn *conn, struct chat_conn *cc, const char *name,
     struct json_object *msg)
 {
+	struct room_ref		 ref;
 	struct room_member	 m;
 	struct room		*room, *server;
 	int			 rc;
 
-	if ((rc = room_create(&dialect_chat, name, server_limit_addr(conn), &room)) != 0) {
+	if (chat_find(name, &ref) == 0)
+		rc = ROOM_EEXIST;	/* kept from an earlier roomd */
+	else
+		rc = room_create(&dialect_chat, name + 1,
+		    server_limit_addr(conn), &room);
+	if (rc != 0) {
 		chat_error(conn, rc == ROOM_EEXIST ? "channel_exists" :
 		    "forbidden", rc == ROOM_EEXIST ? "the channel exists" :
 		    "no room for another channel", msg);
@@ -644,7 +678,7 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	    NULL) {
 		if (!chat_valid_target(target, '#'))
 			chat_error(conn, "bad_target", "channels are # and 1 "
-			    "to 63 of A-Z a-z 0-9 _ -", msg);
+			    "to 64 of A-Z a-z 0-9 _ -", msg);
 		else
 			cmd->fn(conn, cc, target, msg);
 	} else if (strcmp(type, "message") == 0 && text != NULL) {
@@ -671,6 +705,7 @@ chat_member_lost(struct room *room, const struct room_member *m)
 {
 	struct room_ref	 sref;
 	struct room	*server;
+	char		 channel[CHAT_NAME_MAX + 2];
 
 	if (strcmp(room_id(room), CHAT_SERVER_ROOM) == 0) {
 		room_member_remove(room, m->mid);
@@ -678,11 +713,13 @@ chat_member_lost(struct room *room, const struct room_member *m)
 	}
 	if (!(m->role & CHAT_CREATOR))
 		room_member_remove(room, m->mid);
+	snprintf(channel, sizeof(channel), "%s%s", room_id(room)[0] == '#' ?
+	    "" : "#", room_id(room));
 	if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &sref) == 0 &&
 	    room_lock(&sref, &server) == 0) {
 		room_publish_json(server, AUD_TAG, room_ref(room).rid,
 		    chat_event("participant", m->uid, "left", m->name,
-		    room_id(room)));
+		    channel));
 		room_unlock(server);
 	}
 }

@@ -20,9 +20,17 @@
 
 #include "roomd.h"
 
-/* Authorities: the message types a participant may send besides admins. */
+/*
+ * Authorities: the message types a participant may send besides admins.
+ * The first five are checked; Control grants any other message type name
+ * too, as the original server does (its authorities are its message
+ * types), and RolesApplied lists it.  The bits are kept in the arena:
+ * new names go at the end.
+ */
 static const char *const cls_authorities[] = {
-	"Broadcast", "Direct", "Control", "Kick", "Close"
+	"Broadcast", "Direct", "Control", "Kick", "Close",
+	"Petition", "Disconnect", "ParticipantEnter", "ParticipantExit",
+	"RolesApplied", "ServerResponse"
 };
 #define CLS_BROADCAST	0x01
 #define CLS_DIRECT	0x02
@@ -200,6 +208,11 @@ cls_room_msg(struct room *room, const char *type)
 	data = json_object_new_object();
 	json_object_object_add(data, "id", json_object_new_string(cj.room));
 	json_object_object_add(data, "participants", cj.list);
+	/* The arena's epoch, an addition of roomd: it changes only when
+	 * roomd started afresh, so a client that kept another one knows the
+	 * room is not the one it knew. */
+	json_object_object_add(data, "epoch",
+	    json_object_new_int64((int64_t)room_epoch()));
 	json_object_object_add(o, "type", json_object_new_string(type));
 	json_object_object_add(o, "data", data);
 	return o;
@@ -481,7 +494,8 @@ cls_handle(struct room *room, struct room_member *me, const char *type,
 	if (h->needs != 0 && !(me->role & MEMBER_ROLE_HOST) &&
 	    !(me->authorities & h->needs))
 		return "forbidden";
-	if (h->ids && ids == NULL)
+	/* An empty list is as missing, for the original server too. */
+	if (h->ids && (ids == NULL || json_object_array_length(ids) == 0))
 		return "participants are missing";
 	if (h->ids)
 		m.n = cls_targets(room, ids, m.to, sizeof(m.to) /

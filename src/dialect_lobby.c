@@ -40,6 +40,7 @@
 struct lobby_conn {
 	char	 uid[MEMBER_UID_LEN + 1];
 	char	 token[MEMBER_TOKEN_LEN + 1];
+	int	 proven;	/* the identity was restored from a pair */
 };
 
 static struct json_object *
@@ -69,6 +70,7 @@ lobby_fresh(struct lobby_conn *lc)
 {
 	util_uuid(lc->uid);
 	util_token(lc->token, sizeof(lc->token));
+	lc->proven = 0;
 }
 
 static struct json_object *
@@ -81,6 +83,26 @@ lobby_error_msg(const char *type, const char *message)
 	json_object_object_add(o, "errorMessage",
 	    json_object_new_string(message));
 	return o;
+}
+
+/*
+ * The answer to createRoom or joinRoom: under the document's name, then
+ * under the name groovejet's later code gave it (createdRoom, joinedRoom,
+ * which pearl-multiplayer-socket waits for), as lobby_replies says.
+ * Clients ignore types they do not know.
+ */
+static void
+lobby_reply(struct conn *conn, const char *doc_type, struct json_object *doc,
+    const char *gj_type, struct json_object *gj)
+{
+	if (env->conf.lobby_replies & LOBBY_REPLIES_DOCUMENT)
+		server_ws_send_json(conn, lobby_msg(doc_type, doc));
+	else
+		json_object_put(doc);
+	if (env->conf.lobby_replies & LOBBY_REPLIES_GROOVEJET)
+		server_ws_send_json(conn, lobby_msg(gj_type, gj));
+	else
+		json_object_put(gj);
 }
 
 /* A named error, then the connection is closed. */
@@ -192,6 +214,13 @@ lobby_compact(struct room *room)
  * Seat conn in a locked room as host or guest.  restored is the member
  * whose identity it proved, or NULL for a newcomer.  Returns 1 if seated
  * as host, 0 as guest, -1 after refusing.
+ *
+ * A host that comes back with its identity finds its seat kept for the
+ * grace period.  A newcomer that asks for the seat takes it at once from
+ * a host that is not connected, as in the original server, which frees
+ * the seat when the host's socket closes (else an original client whose
+ * host dropped could never host that room again); the old host, if it
+ * returns, comes back as a guest.
  */
 static int
 lobby_seat(struct conn *conn, struct room *room, const char *code,
@@ -217,7 +246,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 		}
 		as_host = !host_here;
 		m = *restored;
-	} else if (want_host && s.host.mid != 0) {
+	} else if (want_host && host_here) {
 		lobby_refuse(conn, "hostAlreadyExists", "You're trying to "
 		    "connect as a host, but the room %s already has a host",
 		    code);
@@ -269,6 +298,38 @@ lobby_restore(struct conn *conn, struct room *room, const char *cid,
 	return -1;
 }
 
+/*
+ * A connection without a room code, which waits for createRoom or
+ * joinRoom.  A clientId/token pair in its query string restores that
+ * identity, whatever room it belongs to, so that a following joinRoom
+ * seats the client as itself; a wrong pair is refused as in a room.
+ */
+static void
+lobby_bare_open(struct conn *conn, struct http_req *req)
+{
+	struct lobby_conn	*lc = conn->data;
+	struct room_ref		 ref;
+	struct room_member	 m;
+	char			 cid[MEMBER_UID_LEN + 2];
+	char			 token[MEMBER_TOKEN_LEN + 2];
+
+	if (util_query_get(req->query, "clientId", cid, sizeof(cid)) != 1 ||
+	    util_query_get(req->query, "token", token, sizeof(token)) != 1) {
+		lobby_identity(conn);
+		return;
+	}
+	if (room_member_find(&dialect_lobby, cid, token, &ref, &m) != 0) {
+		lobby_identity(conn);
+		lobby_refuse(conn, "invalidToken", "Unknown client id or wrong "
+		    "token%s", "");
+		return;
+	}
+	snprintf(lc->uid, sizeof(lc->uid), "%s", m.uid);
+	snprintf(lc->token, sizeof(lc->token), "%s", m.token);
+	lc->proven = 1;
+	lobby_identity(conn);
+}
+
 static void
 lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 {
@@ -290,7 +351,7 @@ lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	ncode = util_query_get(req->query, "code", code, sizeof(code));
 	host = util_query_get(req->query, "host", NULL, 0) > 0;
 	if (ncode == 0 && !host) {
-		lobby_identity(conn);	/* the future usage: wait */
+		lobby_bare_open(conn, req);	/* the future usage: wait */
 		return;
 	}
 	if (ncode != 1 || code[0] == '\0') {
@@ -327,7 +388,7 @@ static void
 lobby_create(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
-	struct json_object	*data, *mig, *d;
+	struct json_object	*data, *mig, *d, *g;
 	struct room_member	 m;
 	struct room		*room;
 	char			 code[LOBBY_CODE_LEN + 1];
@@ -353,14 +414,16 @@ lobby_create(struct conn *conn, struct json_object *msg)
 	room_unlock(room);
 	d = json_object_new_object();
 	json_object_object_add(d, "roomCode", json_object_new_string(code));
-	server_ws_send_json(conn, lobby_msg("roomCreated", d));
+	g = json_object_new_object();
+	json_object_object_add(g, "roomCode", json_object_new_string(code));
+	lobby_reply(conn, "roomCreated", d, "createdRoom", g);
 }
 
 static void
 lobby_join(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
-	struct json_object	*data = NULL, *v, *d;
+	struct json_object	*data = NULL, *v, *d, *g;
 	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
@@ -395,7 +458,9 @@ lobby_join(struct conn *conn, struct json_object *msg)
 			return;
 		}
 		restored = &m;
-	}
+	} else if (lc->proven && room_member_by_uid(room, lc->uid, &m) ==
+	    0)
+		restored = &m;	/* proven when the connection opened */
 	rc = lobby_seat(conn, room, code, 0, can_host, restored);
 	room_unlock(room);
 	if (rc == -1)
@@ -404,7 +469,9 @@ lobby_join(struct conn *conn, struct json_object *msg)
 	json_object_object_add(d, "clientIsHost", json_object_new_boolean(rc));
 	json_object_object_add(d, "reconnected",
 	    json_object_new_boolean(restored != NULL));
-	server_ws_send_json(conn, lobby_msg("roomJoined", d));
+	g = json_object_new_object();
+	json_object_object_add(g, "isHost", json_object_new_boolean(rc));
+	lobby_reply(conn, "roomJoined", d, "joinedRoom", g);
 }
 
 /* {"type":T,"data":{key:value, ...}} with value taken from src. */

@@ -49,10 +49,58 @@ ss_printable(uint32_t cp)
 	    cp != 0xfeff && cp != 0x1680;
 }
 
-/* 0 if the username of msg is acceptable, else -1 after answering. */
+/* One UTF-8 character of valid text at p: its code point and length. */
 static int
-ss_check_username(struct conn *conn, struct json_object *msg,
-    const char **out)
+ss_decode(const unsigned char *p, uint32_t *cp)
+{
+	int	 n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+
+	*cp = n == 1 ? *p : *p & (0x7f >> n);
+	for (int i = 1; i < n; i++)
+		*cp = (*cp << 6) | (p[i] & 0x3f);
+	return n;
+}
+
+/* Whitespace as Python's str.strip() sees it. */
+static int
+ss_space(uint32_t cp)
+{
+	return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) ||
+	    cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 &&
+	    cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+	    cp == 0x205f || cp == 0x3000;
+}
+
+/* name without the whitespace around it, into out (outlen bytes); -1 if
+ * it does not fit. */
+static int
+ss_strip(const char *name, char *out, size_t outlen)
+{
+	const unsigned char	*p = (const unsigned char *)name, *end;
+	uint32_t		 cp;
+	int			 n;
+
+	while (*p != '\0' && ss_space((n = ss_decode(p, &cp), cp)))
+		p += n;
+	end = p;
+	for (const unsigned char *q = p; *q != '\0'; q += n)
+		if (!ss_space((n = ss_decode(q, &cp), cp)))
+			end = q + n;
+	if ((size_t)(end - p) >= outlen)
+		return -1;
+	memcpy(out, p, (size_t)(end - p));
+	out[end - p] = '\0';
+	return 0;
+}
+
+/*
+ * The username of msg, stripped of surrounding whitespace as the original
+ * server does before it checks and keeps it, into out: 0, or -1 after
+ * answering.
+ */
+static int
+ss_check_username(struct conn *conn, struct json_object *msg, char *out,
+    size_t outlen)
 {
 	const unsigned char	*p;
 	const char		*name = json_get_string(msg, "username");
@@ -65,25 +113,21 @@ ss_check_username(struct conn *conn, struct json_object *msg,
 		ss_reply(conn, "INVALID_USERNAME", "Username missing");
 		return -1;
 	}
-	if (name == NULL) {	/* a string holding a NUL */
+	/* NULL: a string holding a NUL. */
+	if (name == NULL || ss_strip(name, out, outlen) == -1) {
 		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
 		return -1;
 	}
 	/* The text is valid UTF-8 (json_parse checked): decode it. */
-	for (p = (const unsigned char *)name; *p != '\0'; p += n, chars++) {
-		n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
-		cp = n == 1 ? *p : *p & (0x7f >> n);
-		for (int i = 1; i < n; i++)
-			cp = (cp << 6) | (p[i] & 0x3f);
+	for (p = (const unsigned char *)out; *p != '\0'; p += n, chars++) {
+		n = ss_decode(p, &cp);
 		if (!ss_printable(cp))
 			break;
 	}
-	if (chars == 0 || *p != '\0' || chars > SS_NAME_MAX ||
-	    strlen(name) > MEMBER_NAME_MAX) {
+	if (chars == 0 || *p != '\0' || chars > SS_NAME_MAX) {
 		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
 		return -1;
 	}
-	*out = name;
 	return 0;
 }
 
@@ -110,6 +154,39 @@ ss_host(struct room *room)
 	return f.host;
 }
 
+/* A user (not the host) of a locked room by name. */
+struct ss_find_user {
+	const char		*name;
+	struct room_member	*m;
+	int			 found;
+};
+
+static void
+ss_find_user(const struct room_member *m, void *arg)
+{
+	struct ss_find_user	*f = arg;
+
+	if (!f->found && !(m->role & MEMBER_ROLE_HOST) &&
+	    strcmp(m->name, f->name) == 0) {
+		*f->m = *m;
+		f->found = 1;
+	}
+}
+
+/*
+ * The original server never keeps the host's name (its front end names
+ * every host "hostname"): only users' names are taken, and only users
+ * are found by name.  0 or -1.
+ */
+static int
+ss_user_by_name(struct room *room, const char *name, struct room_member *m)
+{
+	struct ss_find_user	 f = { name, m, 0 };
+
+	room_members(room, ss_find_user, &f);
+	return f.found ? 0 : -1;
+}
+
 /* {"type":T} plus "username" and one more key, in that order. */
 static struct json_object *
 ss_msg(const char *type, const char *username, const char *key,
@@ -124,6 +201,19 @@ ss_msg(const char *type, const char *username, const char *key,
 	if (key != NULL)
 		json_object_object_add(o, key, json_object_get(value));
 	return o;
+}
+
+/*
+ * The arena's epoch, in ROOM_CREATED and ROOM_JOINED (an addition of
+ * roomd, which the original front end ignores): it changes only when
+ * roomd started afresh, so a client that kept another one knows the room
+ * of that id is not the one it knew.
+ */
+static void
+ss_epoch(struct json_object *o)
+{
+	json_object_object_add(o, "epoch",
+	    json_object_new_int64((int64_t)room_epoch()));
 }
 
 /* The host is told a user left, or the users that the host left. */
@@ -177,13 +267,13 @@ ss_create(struct conn *conn, struct json_object *msg)
 {
 	struct room_member	 m;
 	struct room		*room;
-	const char		*name;
+	char			 name[MEMBER_NAME_MAX + 1];
 	char			 id[SS_ID_LEN + 1];
 	struct json_object	*o;
 
-	ss_leave(conn, 0);
-	if (ss_check_username(conn, msg, &name) == -1)
+	if (ss_check_username(conn, msg, name, sizeof(name)) == -1)
 		return;
+	ss_leave(conn, 0);	/* once the username is accepted */
 	if (room_create_unique(&dialect_screenshare, SS_ID_CHARS, SS_ID_LEN,
 	    server_limit_addr(conn), id, &room) != 0) {
 		ss_reply(conn, "ERROR", "Could not create a room");
@@ -200,6 +290,7 @@ ss_create(struct conn *conn, struct json_object *msg)
 	json_object_object_add(o, "type", json_object_new_string(
 	    "ROOM_CREATED"));
 	json_object_object_add(o, "roomid", json_object_new_string(id));
+	ss_epoch(o);
 	server_ws_send_json(conn, o);
 }
 
@@ -222,37 +313,62 @@ ss_normalize(const char *in, char *out, size_t outlen)
 	return util_valid_id(out, ROOM_ID_MAX) ? 0 : -1;
 }
 
-static void
-ss_join(struct conn *conn, struct json_object *msg)
+/*
+ * Lock the room a JOIN_ROOM names whose user name is free, or answer why
+ * not: 0 or -1.
+ */
+static int
+ss_join_room(struct conn *conn, const char *given, const char *name,
+    struct room **room)
 {
 	struct room_ref		 ref;
 	struct room_member	 m;
+	char			 id[ROOM_ID_MAX + 1];
+
+	if (ss_normalize(given, id, sizeof(id)) == -1 ||
+	    room_find(&dialect_screenshare, id, &ref) != 0 ||
+	    room_lock(&ref, room) != 0) {
+		ss_reply(conn, "INVALID_ROOM_ID", "Room with given ID not "
+		    "found");
+		return -1;
+	}
+	if (ss_user_by_name(*room, name, &m) == 0) {
+		room_unlock(*room);
+		ss_reply(conn, "INVALID_USERNAME", "Username already exists in "
+		    "this room");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * As the original: the room id is checked first, then the username, and
+ * a connection in a room leaves it only once the join is sure to succeed
+ * (it is checked again after leaving, which needs the old room's lock).
+ */
+static void
+ss_join(struct conn *conn, struct json_object *msg)
+{
+	struct room_member	 m;
 	struct room		*room;
 	struct json_object	*o;
-	const char		*name, *given;
-	char			 id[ROOM_ID_MAX + 1];
+	const char		*given;
+	char			 name[MEMBER_NAME_MAX + 1];
 	uint64_t		 host;
 
-	ss_leave(conn, 0);
-	if (ss_check_username(conn, msg, &name) == -1)
-		return;
 	if ((given = json_get_string(msg, "roomid")) == NULL ||
 	    given[0] == '\0') {
 		ss_reply(conn, "INVALID_ROOM_ID", "Room ID is required");
 		return;
 	}
-	if (ss_normalize(given, id, sizeof(id)) == -1 ||
-	    room_find(&dialect_screenshare, id, &ref) != 0 ||
-	    room_lock(&ref, &room) != 0) {
-		ss_reply(conn, "INVALID_ROOM_ID", "Room with given ID not "
-		    "found");
+	if (ss_check_username(conn, msg, name, sizeof(name)) == -1 ||
+	    ss_join_room(conn, given, name, &room) == -1)
 		return;
-	}
-	if (room_member_by_name(room, name, &m) == 0) {
+	if (conn->room != NULL) {
 		room_unlock(room);
-		ss_reply(conn, "INVALID_USERNAME", "Username already exists in "
-		    "this room");
-		return;
+		ss_leave(conn, 0);
+		if (ss_join_room(conn, given, name, &room) == -1)
+			return;
 	}
 	if (room_member_add(room, name, 0, &m) != 0 ||
 	    fanout_attach(room, conn, m.mid) != 0) {
@@ -271,6 +387,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 	json_object_object_add(o, "type", json_object_new_string(
 	    "ROOM_JOINED"));
 	json_object_object_add(o, "roomid", json_object_new_string(given));
+	ss_epoch(o);
 	server_ws_send_json(conn, o);
 }
 
@@ -323,8 +440,7 @@ ss_relay(struct conn *conn, const struct ss_type *t, struct json_object *msg)
 		room_publish_json(room, AUD_ALL_BUT, me.mid,
 		    ss_msg(t->type, NULL, NULL, NULL));
 	} else if (t->from_host != SS_DROP) {
-		if (target == NULL || room_member_by_name(room, target, &to) !=
-		    0 || (to.role & MEMBER_ROLE_HOST))
+		if (target == NULL || ss_user_by_name(room, target, &to) != 0)
 			not_found = 1;
 		else {
 			dest = to.mid;

@@ -128,7 +128,7 @@ oauth_name(struct json_object *claims, const char *uid, char *out,
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && n == 0; i++) {
 		if ((v = json_get_string(claims, keys[i])) == NULL)
 			continue;
-		for (; *v != '\0' && n < outlen - 1 && n < ROOM_ID_MAX - 1;
+		for (; *v != '\0' && n < outlen - 1 && n < ROOM_ID_MAX;
 		    v++) {
 			if (*v == '@' && i == 4)
 				break;
@@ -373,7 +373,7 @@ oauth_identify(struct http_req *req, struct chat_user *u)
 		    (!json_object_object_get_ex(claims, "aud", NULL) ||
 		    oauth_claim_is(claims, "aud", "roomd-chat")) &&
 		    sub != NULL && strlen(sub) == MEMBER_UID_LEN &&
-		    name != NULL && util_valid_id(name, ROOM_ID_MAX - 1)) {
+		    name != NULL && util_valid_id(name, ROOM_ID_MAX)) {
 			snprintf(u->uid, sizeof(u->uid), "%s", sub);
 			snprintf(u->name, sizeof(u->name), "%s", name);
 			rc = 0;

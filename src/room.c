@@ -374,12 +374,16 @@ room_check_password(struct room *room, const char *pw)
 static void
 member_copy(struct room_member *out, const struct shm_member *m)
 {
+	const char	*name = shm_member_name(A(), m);
+	size_t		 len = strnlen(name, MEMBER_NAME_MAX);
+
 	out->mid = m->mid;
 	out->role = m->role;
 	out->authorities = m->authorities;
 	out->joined = m->joined;
 	out->connected = m->slots != 0;
-	memcpy(out->name, m->name, sizeof(out->name));
+	memcpy(out->name, name, len);
+	out->name[len] = '\0';
 	memcpy(out->token, m->token, sizeof(out->token));
 	memcpy(out->uid, m->uid, sizeof(out->uid));
 }
@@ -413,9 +417,8 @@ room_member_add_id(struct room *room, const char *name, uint64_t role,
 	    MEMBER_TOKEN_LEN))
 		return ROOM_EINVAL;
 	memset(&in, 0, sizeof(in));
-	snprintf(in.name, sizeof(in.name), "%s", name);
 	in.role = role;
-	in.joined = util_now();
+	in.joined = (uint32_t)util_now();
 	if (token != NULL)
 		memcpy(in.token, token, MEMBER_TOKEN_LEN);
 	else if (util_token(in.token, sizeof(in.token)) == -1)
@@ -424,7 +427,7 @@ room_member_add_id(struct room *room, const char *name, uint64_t role,
 		memcpy(in.uid, uid, MEMBER_UID_LEN);
 	else
 		util_uuid(in.uid);
-	rc = shm_member_add_locked(A(), room->r, &in,
+	rc = shm_member_add_locked(A(), room->r, &in, name,
 	    env->conf.room_max_members, &m);
 	if (rc == 0)
 		member_copy(out, m);
@@ -818,4 +821,45 @@ int
 room_check(char *err, size_t errlen)
 {
 	return arena_check_live(A(), err, errlen);
+}
+
+/*
+ * Lookups across rooms.  Kept apart from the rest: they lock every room
+ * of a dialect in turn, which the per-room functions above never do.
+ */
+
+int
+room_member_find(const struct dialect *d, const char *uid, const char *token,
+    struct room_ref *ref, struct room_member *out)
+{
+	struct room_ref		*refs = NULL, *p;
+	struct room_member	 m;
+	struct room		*room;
+	size_t			 max = 256, n, i;
+	int			 rc = ROOM_ENOENT;
+
+	/* A list that came back full may have left rooms out: grow it. */
+	for (;;) {
+		if ((p = reallocarray(refs, max, sizeof(*refs))) == NULL) {
+			free(refs);
+			return ROOM_ENOSPC;
+		}
+		refs = p;
+		if ((n = room_list(d, refs, max)) < max)
+			break;
+		max *= 2;
+	}
+	for (i = 0; i < n && rc == ROOM_ENOENT; i++) {
+		if (room_lock(&refs[i], &room) != 0)
+			continue;	/* deleted meanwhile */
+		if (room_member_check(room, uid, token, &m) == 0) {
+			*ref = refs[i];
+			if (out != NULL)
+				*out = m;
+			rc = 0;
+		}
+		room_unlock(room);
+	}
+	free(refs);
+	return rc;
 }

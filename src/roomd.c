@@ -446,11 +446,38 @@ master_probe(const struct roomd_config *c)
 }
 
 /*
- * Map the arena.  One that was reattached is trusted only if the checker,
- * which takes every lock once and so repairs those whose owners died,
- * finds it sound; if not, it is moved aside (a file) or removed (a shm
- * object) and a fresh one with the next epoch takes its place, so clients
- * that come back can tell that what they knew is gone.
+ * An untrusted arena at path was replaced (rc from arena_replace or
+ * arena_replace_bad): claim the fresh one and say what became of the old.
+ * 0 or -1.
+ */
+static int
+master_arena_fresh(const char *path, int rc, const char *aside,
+    const char *err)
+{
+	char	 cerr[1024];
+	int	 fd;
+
+	if (rc != 0 || (fd = arena_claim(path, 0, cerr, sizeof(cerr))) ==
+	    -1) {
+		log_warnx("arena: %s", rc != 0 ? err : cerr);
+		return -1;
+	}
+	close(arena_fd);
+	arena_fd = fd;
+	log_warnx("arena %s: %s%s; a fresh arena starts with epoch %llu and "
+	    "no rooms", path, aside[0] ? "moved aside to " : "removed", aside,
+	    (unsigned long long)arena_epoch(env->arena));
+	return 0;
+}
+
+/*
+ * Map the arena.  One that was reattached is trusted only if its header
+ * is good (magic, layout and size) and the checker, which takes every
+ * lock once and so repairs those whose owners died, finds it sound; if
+ * not, it is moved aside (a file) or removed (a shm object) and a fresh
+ * one with the next epoch takes its place, so clients that come back can
+ * tell that what they knew is gone.  An object of another size than
+ * arena_size is refused: that is the configuration's to settle.
  */
 static int
 master_arena(void)
@@ -458,7 +485,7 @@ master_arena(void)
 	struct roomd_config	*c = &env->conf;
 	const char		*path = c->arena_path[0] ? c->arena_path : NULL;
 	char			 err[1024], why[512], aside[PATH_MAX];
-	int			 reattached, i, fd;
+	int			 reattached, i, rc;
 
 	env->arena = &arena;
 	if (path != NULL && (arena_fd = arena_claim(path, ROOMD_STOP_TIMEOUT +
@@ -466,9 +493,16 @@ master_arena(void)
 		log_warnx("arena: %s", err);
 		return -1;
 	}
-	if (arena_open(env->arena, path, c->arena_size, &reattached, err,
-	    sizeof(err)) != 0) {
-		log_warnx("arena: %s", err);
+	if ((rc = arena_open(env->arena, path, c->arena_size, &reattached,
+	    why, sizeof(why))) == SHM_EHEADER && path != NULL) {
+		/* A header that is bad is as untrusted as a failed walk. */
+		log_warnx("arena %s is not trusted: %s", path, why);
+		rc = arena_replace_bad(env->arena, path, c->arena_size, aside,
+		    sizeof(aside), err, sizeof(err));
+		return master_arena_fresh(path, rc, aside, err);
+	}
+	if (rc != 0) {
+		log_warnx("arena: %s", why);
 		return -1;
 	}
 	if (!reattached) {
@@ -478,19 +512,9 @@ master_arena(void)
 	}
 	if (arena_check_alone(env->arena, why, sizeof(why)) == -1) {
 		log_warnx("arena %s is not trusted: %s", path, why);
-		if (arena_replace(env->arena, path, aside, sizeof(aside), err,
-		    sizeof(err)) != 0 || (fd = arena_claim(path, 0, err,
-		    sizeof(err))) == -1) {
-			log_warnx("arena: %s", err);
-			return -1;
-		}
-		close(arena_fd);
-		arena_fd = fd;
-		log_warnx("arena %s: %s%s; a fresh arena starts with epoch "
-		    "%llu and no rooms", path, aside[0] ? "moved aside to " :
-		    "removed", aside, (unsigned long long)arena_epoch(
-		    env->arena));
-		return 0;
+		rc = arena_replace(env->arena, path, aside, sizeof(aside), err,
+		    sizeof(err));
+		return master_arena_fresh(path, rc, aside, err);
 	}
 	log_info("reattached to arena %s: %llu rooms kept, epoch %llu", path,
 	    (unsigned long long)env->arena->hdr->nrooms,

@@ -132,6 +132,7 @@ struct roomd_config {
 	int			 lobby_retention;
 	int			 lobby_migration;
 	uint64_t		 lobby_snapshot_max_bytes;
+	int			 lobby_replies;	/* LOBBY_REPLIES_* */
 	int			 chat_anonymous;
 	int			 chat_history;
 	struct chat_provider	 providers[ROOMD_MAX_PROVIDERS];
@@ -154,6 +155,10 @@ struct roomd_config {
 	char			 metrics_listen[128];
 	char			 user[64];
 };
+
+/* lobby_replies: the names of the answers to createRoom and joinRoom. */
+#define LOBBY_REPLIES_DOCUMENT	0x1	/* roomCreated, roomJoined */
+#define LOBBY_REPLIES_GROOVEJET	0x2	/* createdRoom, joinedRoom */
 
 void	 config_defaults(struct roomd_config *);
 int	 config_load(struct roomd_config *, const char *file, char *err,
@@ -569,6 +574,15 @@ void	 room_reap(void);
  * let through uncounted) or ROOM_ELIMIT. */
 int	 room_addr_conn_add(const uint64_t addr[2], uint64_t max);
 void	 room_addr_conn_del(const uint64_t addr[2]);
+/*
+ * Lookups across rooms (each room locked in turn; the caller holds none).
+ * room_member_find: the room of dialect d with a member of this uid whose
+ * token is token (the lobby's identities outlive their rooms' codes): its
+ * reference in *ref and a copy of the member in *m (if not NULL).
+ * 0, ROOM_ENOENT (no such member, or not its token) or ROOM_ENOSPC.
+ */
+int	 room_member_find(const struct dialect *d, const char *uid,
+	    const char *token, struct room_ref *ref, struct room_member *m);
 /* What the store holds, for status and metrics; and a walk of it all. */
 void	 room_usage(uint64_t *rooms, uint64_t *used, uint64_t *size,
 	    uint64_t *recoveries);
@@ -721,7 +735,7 @@ int	 fetch(const char *url, const char *form, const char *bearer,
 /* oauth.c: signing in to the chat */
 struct chat_user {
 	char	 uid[MEMBER_UID_LEN + 1];
-	char	 name[ROOM_ID_MAX];
+	char	 name[ROOM_ID_MAX + 1];	/* 1 to 64 characters */
 };
 void	 oauth_http(struct conn *, struct http_req *, const char *sub);
 int	 oauth_identify(struct http_req *, struct chat_user *);
@@ -729,6 +743,8 @@ int	 oauth_identify(struct http_req *, struct chat_user *);
 /* util.c */
 int	 json_parse(const char *, size_t, struct json_object **);
 const char *json_text(struct json_object *, size_t *);
+#define JSON_QUOTE_MAX(len)	(6 * (len) + 2)
+size_t	 json_quote(char *, const char *, size_t);
 const char *json_get_string(struct json_object *, const char *key);
 int	 util_token(char *, size_t);
 int	 util_uuid(char *);

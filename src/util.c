@@ -199,6 +199,48 @@ json_text(struct json_object *obj, size_t *len)
 }
 
 /*
+ * s (len bytes, up to a NUL) as a JSON string, quotes included, written
+ * to out, which has room for JSON_QUOTE_MAX(len) bytes; returns the bytes
+ * written.  The escaping is json_text()'s, byte for byte: \b \f \n \r
+ * \t \" and \\ by name, other bytes below 0x20 as \u00xx (lower case),
+ * everything else (the slash, DEL, UTF-8) as it is.
+ */
+size_t
+json_quote(char *out, const char *s, size_t len)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			*o = out;
+	unsigned char		 c;
+	size_t			 i;
+
+	*o++ = '"';
+	for (i = 0; i < len && s[i] != '\0'; i++) {
+		c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':	*o++ = '"'; break;
+		case '\\':	*o++ = '\\'; break;
+		case '\b':	*o++ = 'b'; break;
+		case '\f':	*o++ = 'f'; break;
+		case '\n':	*o++ = 'n'; break;
+		case '\r':	*o++ = 'r'; break;
+		case '\t':	*o++ = 't'; break;
+		default:
+			memcpy(o, "u00", 3);
+			o[3] = hex[c >> 4];
+			o[4] = hex[c & 0xf];
+			o += 5;
+		}
+	}
+	*o++ = '"';
+	return (size_t)(o - out);
+}
+
+/*
  * The string value of key, or NULL if absent, not a string, or holding a
  * NUL character (which C strings would silently cut short).
  */

@@ -814,9 +814,12 @@ def session(d, body, timeout=60.0, conns=Conns, **kw):
     return run(main(), timeout)
 
 
-def check(m, expected, what=""):
+def check(m, expected, what="", norm=None):
     """m is expected, with its keys (and those of its "data", if that is an
-    object) in the same order."""
+    object) in the same order; norm(m) first, if given, takes off what is
+    not compared."""
+    if norm is not None:
+        m = norm(m)
     assert m == expected, f"{what}: expected {expected!r}, got {m!r:.600}"
     assert list(m) == list(expected), \
         f"{what}: key order {list(m)} instead of {list(expected)}"
@@ -826,7 +829,7 @@ def check(m, expected, what=""):
             f"{list(expected['data'])}"
 
 
-async def expect(ws, expected, what="", timeout=T):
+async def expect(ws, expected, what="", timeout=T, norm=None):
     """Read one JSON message from ws and check() it against expected."""
     try:
         m = await recv_json(ws, timeout)
@@ -836,7 +839,7 @@ async def expect(ws, expected, what="", timeout=T):
     except websockets.ConnectionClosed as e:
         raise AssertionError(f"{what}: expected {expected!r}, but the "
                              f"connection closed ({e})") from None
-    check(m, expected, what)
+    check(m, expected, what, norm)
     return m
 
 

@@ -761,6 +761,14 @@ class LobbyClient:
             await ws.send(json.dumps({"type": "joinRoom", "data": data} if
                                      code else {"type": "createRoom"}))
             m = await recv_json(ws, 5)
+            # the same answer under groovejet's later name follows
+            later = {"roomCreated": "createdRoom",
+                     "roomJoined": "joinedRoom"}.get(m.get("type"))
+            if later is not None:
+                m2 = await recv_json(ws, 5)
+                if m2.get("type") != later:
+                    self.ch.bad(f"lobby {self.name}: {later} expected, "
+                                f"got {m2!r:.300}")
         except CLOSED:
             ws.transport.abort()
             return None
@@ -828,7 +836,8 @@ async def lobby_guest(ch, g, code, stop, rng):
                         g.answers += 1
                         ch.bump("lobby answers")
                     elif m.get("type") not in ("hostDisconnected",
-                                               "hostRejoined"):
+                                               "hostRejoined",
+                                               "joinedRoom"):
                         ch.bad(f"lobby {g.name}: {m!r:.300}")
             except asyncio.TimeoutError:
                 pass

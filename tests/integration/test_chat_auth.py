@@ -53,7 +53,7 @@ SECRET_A = "session-secret-A-" + os.urandom(8).hex()
 SECRET_B = "session-secret-B-" + os.urandom(8).hex()
 TTL_B = 120
 COOKIE = "roomd_oauth"
-NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SLOTS = pytest.mark.parametrize("slot", [0, 1], ids=["worker0", "worker1"])
 JWKS_WAIT = 5.0         # the contract's bound on a worker's first JWKS fetch
 
@@ -769,7 +769,7 @@ NAMES = {
     "name": ({"name": "Grace B. Hopper", "email": "g@example.org"},
              "GraceBHopper"),
     "email-local-part": ({"email": "a.b-c+d_e@example.org"}, "ab-cd_e"),
-    "cut-to-63": ({"preferred_username": "p" * 70 + "q"}, "p" * 63),
+    "cut-to-64": ({"preferred_username": "p" * 70 + "q"}, "p" * 64),
     "nothing-left": ({"name": "\u00c6\u00d8 \u00f8!"}, None),
     "no-name-claim": ({}, None),
 }

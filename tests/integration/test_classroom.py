@@ -98,6 +98,10 @@ def norm(data):
     if not isinstance(data, dict):
         return data
     out = dict(data)
+    # the arena's epoch, last (an addition of roomd)
+    if list(out)[-1:] == ["epoch"] and isinstance(out["epoch"], int) and \
+            0 < out["epoch"] < 2 ** 53:
+        del out["epoch"]
     if isinstance(out.get("participants"), list):
         out["participants"] = [
             dict(x, authorities=sorted(x["authorities"]))
@@ -247,6 +251,24 @@ def test_open_room_enter_events_and_first_participant_is_admin(roomd):
         assert len({a.id, b.id, cc.id}) == 3
         await quiet(a, b, cc)
     session(roomd, body)
+
+
+def test_names_and_rooms_of_64_bytes_enter_and_65_are_refused(roomd):
+    """The length bounds at both ends: 1 to 64 bytes (a non-ASCII
+    character counts its bytes)."""
+    room = ("r" + uuid.uuid4().hex + "x" * 64)[:64]
+    name = "\u00e9" * 32           # 64 bytes
+
+    async def body(c):
+        a = await enter(c, name, room)
+        check_room_msg(a.enter, "ParticipantEnter", room, [a])
+        b = await enter(c, "b", "Z")
+        check_room_msg(b.enter, "ParticipantEnter", "Z", [b])
+    session(roomd, body)
+    q = urllib.parse.quote
+    for n, r in (("n" * 65, "room65"), ("\u00e9" * 32 + "x", "r"),
+                 ("ann", "r" * 65), ("", "r"), ("ann", "")):
+        assert_401(roomd, f"/classroom?name={q(n)}&room={q(r)}")
 
 
 def test_query_parameters_are_percent_decoded(roomd):
@@ -555,10 +577,12 @@ def test_control_holder_may_grant(roomd):
     ({"authorities": ["Broadcast"]}, BAD_CONTROL),
     ({"allow": True, "authorities": "Broadcast"}, BAD_CONTROL),
     ({"allow": True, "authorities": ["Fly"]}, PARSING),
+    ({"allow": True, "authorities": ["petition"]}, PARSING),
     ({"allow": True, "authorities": ["broadcast"]}, PARSING),
     ({"allow": False, "authorities": ["Broadcast", "Nope"]}, PARSING),
 ], ids=["no-data", "empty-data", "no-authorities", "no-allow",
-        "authorities-not-array", "unknown-authority", "lowercase-authority",
+        "authorities-not-array", "unknown-authority", "lowercase-type-name",
+        "lowercase-authority",
         "one-unknown-of-two"])
 def test_control_with_bad_data_fails_and_changes_nothing(roomd, data, expected):
     async def body(c):
@@ -676,6 +700,40 @@ def test_kick_of_several_and_unknown_ids(roomd):
             if p is a and SENT not in seen:
                 await expect(a, SENT)
         await quiet(a, dv)
+    session(roomd, body)
+
+
+@pytest.mark.parametrize("msg", [
+    {"type": "Direct", "participants": [], "data": "x"},
+    {"type": "Control", "participants": [],
+     "data": {"allow": True, "authorities": ["Broadcast"]}},
+    {"type": "Kick", "participants": []},
+], ids=["direct", "control", "kick"])
+def test_empty_participants_is_participants_are_missing(roomd, msg):
+    """The original refuses an empty list as it does a missing one."""
+    async def body(c):
+        a, b = await group(c, ["alice", "bob"], [0, 1])
+        await send_json(a.ws, msg)
+        await expect(a, NO_PARTICIPANTS, f"{msg}")
+        await quiet(a, b)
+    session(roomd, body)
+
+
+def test_control_grants_any_message_type_name(roomd):
+    """The original's authorities are its message types: Control accepts
+    every type name and RolesApplied lists it; it allows nothing more."""
+    async def body(c):
+        ps = await group(c, ["alice", "bob"], [0, 1])
+        a, b = ps
+        await control(a, ps, [b], True, ["Petition", "Disconnect",
+                                         "ParticipantEnter",
+                                         "ParticipantExit", "RolesApplied",
+                                         "ServerResponse"])
+        await send_json(b.ws, {"type": "Broadcast", "data": 1})
+        await expect(b, FORBIDDEN)
+        await control(a, ps, [b], True, ["Broadcast"])
+        await control(a, ps, [b], False, ["Petition", "RolesApplied"])
+        await quiet(a, b)
     session(roomd, body)
 
 

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import signal
 import socket
 import tempfile
@@ -33,10 +34,10 @@ import uuid
 import pytest
 import websockets
 
-from conftest import (T, Conns, RawWS, check, close_ws, expect, expect_close,
-                      http_req, parse_worker, quiet, recv_json, recv_until,
-                      roomd_bin, send_json, session, watched_daemon, ws_open,
-                      ws_worker)
+from conftest import (EXTERNAL_URL, T, Conns, RawWS, check, close_ws, expect,
+                      expect_close, http_req, parse_worker, quiet, recv_json,
+                      recv_until, roomd_bin, send_json, session,
+                      watched_daemon, ws_open, ws_worker)
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}"
                    r"-[0-9a-f]{12}$")
@@ -287,12 +288,28 @@ async def create_room(c, slot=None, migration=None):
         list(m["data"]) == ["roomCode"], f"roomCreated: {m!r}"
     assert isinstance(m["data"]["roomCode"], str) and \
         CODE.match(m["data"]["roomCode"]), f"roomCreated: {m!r}"
+    # then the same under groovejet's later name (lobby_replies both)
+    await expect(h.ws, created(m["data"]["roomCode"]), "createdRoom")
     return m["data"]["roomCode"], h
+
+
+def created(code):
+    return {"type": "createdRoom", "data": {"roomCode": code}}
 
 
 def joined(is_host, reconnected):
     return {"type": "roomJoined",
             "data": {"clientIsHost": is_host, "reconnected": reconnected}}
+
+
+def joined_gj(is_host):
+    return {"type": "joinedRoom", "data": {"isHost": is_host}}
+
+
+async def expect_joined(ws, is_host, reconnected, what=""):
+    """roomJoined, then joinedRoom (lobby_replies both)."""
+    await expect(ws, joined(is_host, reconnected), what)
+    await expect(ws, joined_gj(is_host), what + " (joinedRoom)")
 
 
 async def join_room(c, code, slot=None, **data):
@@ -306,7 +323,7 @@ async def join_room(c, code, slot=None, **data):
 
 async def join_guest(c, code, slot=None):
     g = await join_room(c, code, slot)
-    await expect(g.ws, joined(False, False), "joinRoom as a guest")
+    await expect_joined(g.ws, False, False, "joinRoom as a guest")
     return g
 
 
@@ -327,6 +344,7 @@ async def rejoin(c, code, who, is_host, slot=None):
             s["data"].get("token") == who.token, \
             f"identity on reconnection is not the restored one: {s!r}"
     check(m, joined(is_host, True), "joinRoom with a known clientId/token")
+    await expect(x.ws, joined_gj(is_host), "joinedRoom on reconnection")
     x.id, x.token = who.id, who.token
     return x
 
@@ -512,20 +530,28 @@ def test_second_host_is_host_already_exists(lobby):
     session(lobby, body)
 
 
-def test_host_within_grace_period_is_host_already_exists(lobby):
+def test_host_without_identity_takes_a_disconnected_hosts_seat_at_once(lobby):
+    """The original frees the host's seat when its socket closes: a new
+    ?code=C&host connection is the host at once (the guests hear
+    hostRejoined), and the old host, coming back, is a guest."""
     async def body(c):
         code, h, (g,) = await current_room(c)
         await close_ws(h.ws)
         await expect(g.ws, {"type": "hostDisconnected"}, "guest")
+        h2 = await c.client(f"code={code}&host=true")
+        await expect(g.ws, {"type": "hostRejoined"}, "guest")
+        await quiet(h2.ws, g.ws)
+        await relay(h2, g, "new host")
+        # a third host is refused: the new one is connected
         x = await c.client(f"code={code}&host=true")
         await expect_error(
             x.ws, "hostAlreadyExists",
             f"You're trying to connect as a host, but the room {code} "
-            f"already has a host", "new host while the old one is in grace")
-        # the seat is still the old host's
-        h2 = await reconnect_current(c, code, h)
-        await expect(g.ws, {"type": "hostRejoined"}, "guest")
-        await relay(h2, g)
+            f"already has a host", "host while the new one is connected")
+        # the old host comes back with its identity: as a guest
+        old = await reconnect_current(c, code, h)
+        await quiet(old.ws, g.ws, h2.ws)
+        await relay(h2, old, "old host as a guest", others=[g])
     session(lobby, body)
 
 
@@ -885,10 +911,10 @@ def test_join_room_can_host_takes_a_room_without_host(lobby):
     async def body(c):
         code = post_room(lobby)
         h = await join_room(c, code, slot=0, canHost=True)
-        await expect(h.ws, joined(True, False), "joinRoom canHost, no host")
+        await expect_joined(h.ws, True, False, "joinRoom canHost, no host")
         # a second one that could host finds a host and is a guest
         g1 = await join_room(c, code, slot=1, canHost=True)
-        await expect(g1.ws, joined(False, False), "joinRoom canHost, host")
+        await expect_joined(g1.ws, False, False, "joinRoom canHost, host")
         g2 = await c.client(f"code={code}", slot=1)
         await quiet(h.ws)
         await relay(h, g1, "one", others=[g2])
@@ -896,6 +922,65 @@ def test_join_room_can_host_takes_a_room_without_host(lobby):
         # a current-usage host is refused now
         x = await c.client(f"code={code}&host")
         await expect_error(x.ws, "hostAlreadyExists", None, "second host")
+    session(lobby, body)
+
+
+async def bare_with_pair(c, who, slot=None):
+    """A bare connection with who's clientId and token in its query
+    string: its identity must be who's."""
+    ws = await c.open(who.pair(), slot)
+    ident = await read_identity(ws, "bare connection with a pair")
+    assert (ident["clientId"], ident["token"]) == (who.id, who.token), \
+        f"identity {ident!r}, expected {who.id}/{who.token}"
+    return Client(ws, ident)
+
+
+def test_bare_connection_with_a_pair_restores_the_host(lobby):
+    """A valid pair in the query string of a connection without a room
+    code restores the identity: joinRoom then seats the host as itself,
+    reconnected, and the guests hear hostRejoined."""
+    async def body(c):
+        code, h, (g,) = await future_room(c, 0, (1,))
+        await close_ws(h.ws)
+        await expect(g.ws, {"type": "hostDisconnected"}, "guest")
+        h2 = await bare_with_pair(c, h, slot=0)
+        await quiet(h2.ws, g.ws)
+        await send_json(h2.ws, {"type": "joinRoom",
+                                "data": {"roomCode": code}})
+        await expect_joined(h2.ws, True, True, "host back by its pair")
+        await expect(g.ws, {"type": "hostRejoined"}, "guest")
+        await relay(h2, g, "back")
+    session(lobby, body)
+
+
+def test_bare_connection_with_a_pair_restores_a_guest(lobby):
+    async def body(c):
+        code, h, (g, o) = await future_room(c, 0, (1, 1))
+        await close_ws(g.ws)
+        g2 = await bare_with_pair(c, g, slot=1)
+        await send_json(g2.ws, {"type": "joinRoom",
+                                "data": {"roomCode": code}})
+        await expect_joined(g2.ws, False, True, "guest back by its pair")
+        await quiet(h.ws, o.ws)
+        await relay(h, g2, "again", others=[o])
+    session(lobby, body)
+
+
+def test_bare_connection_with_a_wrong_pair_is_invalid_token(lobby):
+    async def one(c, case, _):
+        code, h, (g,) = await future_room(c, 0, (1,))
+        cid, tok = {"unknown-id": random_pair(),
+                    "wrong-token": (g.id, os.urandom(16).hex()),
+                    "short-token": (g.id, g.token[:-1]),
+                    "other-clients-token": (g.id, h.token)}[case]
+        x = await c.open(f"clientId={cid}&token={tok}")
+        await expect_invalid_token(x, {cid, g.id, h.id}, case)
+        await quiet(h.ws, g.ws)
+
+    async def body(c):
+        await every_case(c, dict.fromkeys(["unknown-id", "wrong-token",
+                                           "short-token",
+                                           "other-clients-token"]), one)
     session(lobby, body)
 
 
@@ -1450,3 +1535,101 @@ def test_mounted_at_root_the_original_client_works_unchanged(
         await expect(g.ws, {"type": "hostDisconnected"}, "guest 1")
         await expect(g2.ws, {"type": "hostDisconnected"}, "guest 2")
     session(d, body, prefix="/")
+
+
+# ---------------------------------------------------------------- groovejet's later replies
+
+async def wait_for_type(ws, mtype, what=""):
+    """Wait, as groovejet's later client does, for a message of one type,
+    ignoring every other type but error. -> its data"""
+    try:
+        m, _ = await recv_until(ws, lambda m: m.get("type") in (mtype,
+                                                                 "error"))
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{what}: no {mtype} within {T} s") from None
+    assert m.get("type") == mtype, f"{what}: {m!r:.400}"
+    return m["data"]
+
+
+def test_a_client_of_groovejets_later_code_creates_joins_and_signals(lobby):
+    """The sequence of pearl-multiplayer-socket (the client groovejet was
+    written for): a bare connection waits for identity; the host sends
+    createRoom and waits for createdRoom; a guest sends joinRoom, waits
+    for joinedRoom and sends its offer at once; the host answers."""
+    async def body(c):
+        hws = await c.open(slot=0)
+        host_id = (await wait_for_type(hws, "identity", "host"))["clientId"]
+        await send_json(hws, {"type": "createRoom"})
+        code = (await wait_for_type(hws, "createdRoom", "host"))["roomCode"]
+        assert CODE.match(code), code
+        gws = await c.open(slot=1)
+        guest_id = (await wait_for_type(gws, "identity", "guest"))["clientId"]
+        assert guest_id != host_id
+        await send_json(gws, {"type": "joinRoom", "data": {"roomCode": code}})
+        data = await wait_for_type(gws, "joinedRoom", "guest")
+        assert data == {"isHost": False}, data
+        offer = {"type": "offer", "sdp": "v=0\r\n"}
+        await send_json(gws, {"type": "guestOfferSignal",
+                              "data": {"offerSignal": offer}})
+        data = await wait_for_type(hws, "guestOfferSignal", "host")
+        assert data == {"offerSignal": offer, "clientId": guest_id}, data
+        answer = {"type": "answer", "sdp": "v=0\r\n"}
+        await send_json(hws, {"type": "hostAnswerSignal",
+                              "data": {"answerSignal": answer,
+                                       "clientId": guest_id}})
+        data = await wait_for_type(gws, "hostAnswerSignal", "guest")
+        assert data == {"answerSignal": answer}, data
+    session(lobby, body)
+
+
+def test_join_room_answers_roomjoined_then_joinedroom(lobby):
+    async def body(c):
+        code, h = await create_room(c, 0)
+        g = await join_room(c, code, slot=1)
+        await expect_joined(g.ws, False, False, "guest")
+        x = await join_room(c, code, slot=1, canHost=True)
+        await expect_joined(x.ws, False, False, "guest that could host")
+        await quiet(h.ws, g.ws, x.ws)
+    session(lobby, body)
+
+
+@pytest.mark.parametrize("setting,created_types,joined_types", [
+    ("document", ["roomCreated"], ["roomJoined"]),
+    ("groovejet", ["createdRoom"], ["joinedRoom"]),
+    ("both", ["roomCreated", "createdRoom"], ["roomJoined", "joinedRoom"]),
+])
+def test_lobby_replies_setting_chooses_the_names(roomd_factory, setting,
+                                                 created_types, joined_types):
+    d = roomd_factory(PATIENT + f"lobby_replies {setting}\n")
+
+    async def body(c):
+        h = await c.client()
+        await send_json(h.ws, {"type": "createRoom"})
+        got = [await recv_json(h.ws) for _ in created_types]
+        assert [m["type"] for m in got] == created_types, got
+        code = got[0]["data"]["roomCode"]
+        assert all(m["data"] == {"roomCode": code} for m in got), got
+        g = await c.client()
+        await send_json(g.ws, {"type": "joinRoom",
+                               "data": {"roomCode": code}})
+        got = [await recv_json(g.ws) for _ in joined_types]
+        assert [m["type"] for m in got] == joined_types, got
+        want = {"roomJoined": {"clientIsHost": False, "reconnected": False},
+                "joinedRoom": {"isHost": False}}
+        assert all(m["data"] == want[m["type"]] for m in got), got
+        await quiet(h.ws, g.ws)
+    session(d, body)
+
+
+@pytest.mark.parametrize("value", ["", "readme", "both document", "BOTH"])
+def test_lobby_replies_refuses_other_values(value):
+    if EXTERNAL_URL:
+        pytest.skip("starts roomd itself")
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = os.path.join(tmp, "roomd.conf")
+        with open(conf, "w") as f:
+            f.write(f"lobby_replies {value}\n")
+        p = subprocess.run([roomd_bin(), "-t", "-c", conf],
+                           capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0, (p.stdout, p.stderr)
+    assert "lobby_replies" in p.stderr, p.stderr

@@ -120,6 +120,8 @@ async def lobby_state(d):
         m = await recv_json(ws)
         assert m.get("type") == "roomCreated", m
         code = m["data"]["roomCode"]
+        m = await recv_json(ws)
+        assert m == {"type": "createdRoom", "data": {"roomCode": code}}, m
         await ws.send(json.dumps({"type": "getRoomState"}))
         m = await recv_json(ws)
         assert m.get("type") == "roomState", m
@@ -468,8 +470,156 @@ def test_get_room_state_outside_a_room_is_ignored(roomd_factory):
             await ws.send(json.dumps({"type": "createRoom"}))
             reply = json.loads(await asyncio.wait_for(ws.recv(), T))
             assert reply["type"] == "roomCreated", reply
+            again = json.loads(await asyncio.wait_for(ws.recv(), T))
+            assert again["type"] == "createdRoom", again
             await ws.send(json.dumps({"type": "getRoomState"}))
             state = json.loads(await asyncio.wait_for(ws.recv(), T))
             assert state["type"] == "roomState", state
             assert state["data"]["roomCode"] == reply["data"]["roomCode"]
     asyncio.run(asyncio.wait_for(body(), 30))
+
+
+# ---------------------------------------------------------------- the epoch everywhere
+
+async def chat_epoch(d):
+    """The epoch of a chat join event (a channel made for it)."""
+    ch = f"#e{uuid.uuid4().hex[:10]}"
+    ws = await ws_open(f"{d.ws_base}/chat?name=e{uuid.uuid4().hex[:8]}")
+    try:
+        await ws.send(json.dumps({"type": "command", "action": "create",
+                                  "target": ch}))
+        await ws.send(json.dumps({"type": "command", "action": "join",
+                                  "target": ch}))
+        while True:
+            m = await recv_json(ws)
+            if m.get("type") == "event" and m.get("event") == "join":
+                return m["epoch"]
+    finally:
+        await close_all([ws])
+
+
+async def classroom_epoch(d):
+    """The epoch of the room description of a classroom's
+    ParticipantEnter."""
+    ws = await ws_open(f"{d.ws_base}/classroom?name=ann&room="
+                       f"e{uuid.uuid4().hex[:10]}")
+    try:
+        m = await recv_json(ws)
+        assert m.get("type") == "ParticipantEnter", m
+        assert list(m["data"]) == ["id", "participants", "epoch"], m
+        return m["data"]["epoch"]
+    finally:
+        await close_all([ws])
+
+
+async def screenshare_epochs(d):
+    """The epochs of ROOM_CREATED and ROOM_JOINED."""
+    h = await ws_open(f"{d.ws_base}/ws")
+    u = await ws_open(f"{d.ws_base}/ws")
+    try:
+        await h.send(json.dumps({"type": "CREATE_ROOM", "username": "h"}))
+        m = await recv_json(h)
+        assert list(m) == ["type", "roomid", "epoch"], m
+        await u.send(json.dumps({"type": "JOIN_ROOM", "roomid": m["roomid"],
+                                 "username": "u"}))
+        j = await recv_json(u)
+        assert list(j) == ["type", "roomid", "epoch"], j
+        return m["epoch"], j["epoch"]
+    finally:
+        await close_all([h, u])
+
+
+def epochs_of_the_other_dialects(d):
+    async def all_of_them():
+        return (await chat_epoch(d), await classroom_epoch(d),
+                *(await screenshare_epochs(d)))
+    return run(all_of_them())
+
+
+def test_chat_classroom_and_screenshare_show_the_epoch(arena_dir, daemons):
+    """The epoch that canvas and the lobby show is in the chat's join
+    event, the classroom's room description and the screenshare's
+    ROOM_CREATED and ROOM_JOINED, and it moves on with a replaced arena."""
+    path, conf = conf_for(arena_dir)
+    d1 = daemons(conf)
+    rid = f"doomed-{uuid.uuid4().hex[:10]}"
+    host = create_room(d1, host="ann", room_id=rid)
+    epoch = canvas_epoch(d1, rid)
+    assert epochs_of_the_other_dialects(d1) == (epoch,) * 4
+
+    async def before():
+        ws = await draw(d1, rid, host["token"])
+        try:
+            await asyncio.to_thread(kill_whole, d1)
+        finally:
+            ws.transport.abort()
+    run(before())
+    corrupt_room(path, rid)
+    d2 = daemons(conf)
+    assert ctl_json(d2, "status")["epoch"] == epoch + 1, d2.log_tail()
+    assert epochs_of_the_other_dialects(d2) == (epoch + 1,) * 4
+
+
+# ---------------------------------------------------------------- a damaged header
+
+def damage_header(path, word, value):
+    """Overwrite one 64-bit word of the arena header: 0 magic, 1 layout,
+    2 size."""
+    with open(path, "r+b") as f:
+        f.seek(8 * word)
+        f.write(value.to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize("word,value,says", [
+    (0, 0x4141414141414141, "bad magic"),
+    (1, 0x7fff, "layout"),
+    (2, 1 << 40, "header says"),
+], ids=["magic", "layout", "size"])
+def test_arena_with_a_bad_header_is_moved_aside_with_next_epoch(
+        arena_dir, daemons, word, value, says):
+    """A header that is bad is as untrusted as a failed walk: the file is
+    moved aside and a fresh arena starts with the next epoch, instead of
+    roomd refusing to start."""
+    path, conf = conf_for(arena_dir)
+    d1 = daemons(conf)
+    rid = f"doomed-{uuid.uuid4().hex[:10]}"
+    create_room(d1, host="ann", room_id=rid)
+    epoch = canvas_epoch(d1, rid)
+    d1.stop()
+    damage_header(path, word, value)
+
+    d2 = daemons(conf)
+    assert log_lines(d2, rf"arena {re.escape(path)} is not trusted: .*"
+                     + re.escape(says)), d2.log_tail()
+    moved = log_lines(d2, r"moved aside to ")
+    aside = glob.glob(path + ".untrusted.*")
+    assert len(aside) == 1 and moved and aside[0] in moved[0], \
+        (aside, moved, d2.log_tail())
+    os.unlink(aside[0])
+    assert ctl_json(d2, "status")["epoch"] == epoch + 1
+    assert ctl_json(d2, "status")["rooms"] == 0
+    r = http_req(d2, "GET", f"/canvas/rooms/{rid}")
+    assert r.status == 404, (r.status, r.body)
+    assert create_room(d2, host="ann", room_id=rid)["epoch"] == epoch + 1
+
+
+def test_arena_of_another_size_than_configured_is_still_refused(arena_dir,
+                                                                daemons):
+    """A file of another size than arena_size is the configuration's to
+    settle: roomd says so and exits, and the file is left as it was."""
+    path, conf = conf_for(arena_dir)
+    d1 = daemons(conf)
+    d1.stop()
+    size = os.path.getsize(path)
+    conf2 = conf.replace("arena_size 16M", "arena_size 32M")
+    with tempfile.TemporaryDirectory() as tmp:
+        cf = os.path.join(tmp, "roomd.conf")
+        with open(cf, "w") as f:
+            f.write(conf2 + f"pidfile {tmp}/pid\ncontrol_socket {tmp}/sock\n")
+        p = subprocess.run([roomd_bin(), "-f", "-c", cf, "-l",
+                            f"127.0.0.1:{free_port()}"],
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0, (p.stdout, p.stderr)
+    assert "bytes" in p.stderr, p.stderr
+    assert os.path.getsize(path) == size
+    assert not glob.glob(path + ".untrusted*")

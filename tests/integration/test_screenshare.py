@@ -53,9 +53,26 @@ class ShareConns(Conns):
 session = functools.partial(session, conns=ShareConns)
 
 
+def without_epoch(m):
+    """ROOM_CREATED and ROOM_JOINED carry the arena's epoch last (an
+    addition of roomd): check it and take it off."""
+    if isinstance(m, dict) and m.get("type") in ("ROOM_CREATED",
+                                                  "ROOM_JOINED"):
+        assert list(m)[-1] == "epoch", f"no epoch: {m!r}"
+        e = m.pop("epoch")
+        assert isinstance(e, int) and not isinstance(e, bool) and \
+            0 < e < 2 ** 53, f"epoch {e!r}"
+    return m
+
+
+# Messages are compared without their epoch (without_epoch checks it).
+check = functools.partial(check, norm=without_epoch)
+expect = functools.partial(expect, norm=without_epoch)
+
+
 async def create(ws, username="host"):
     await send_json(ws, {"type": "CREATE_ROOM", "username": username})
-    m = await recv_json(ws)
+    m = without_epoch(await recv_json(ws))
     assert m.get("type") == "ROOM_CREATED", m
     assert list(m) == ["type", "roomid"], m
     assert isinstance(m["roomid"], str) and ROOM_ID.match(m["roomid"]), m
@@ -112,7 +129,7 @@ def test_create_room_replies_room_created_with_4_char_id(roomd, path):
     async def body(c):
         ws = await c.open(path=path)
         await send_json(ws, {"type": "CREATE_ROOM", "username": "alice"})
-        m = await recv_json(ws)
+        m = without_epoch(await recv_json(ws))
         assert list(m) == ["type", "roomid"], m
         assert m["type"] == "ROOM_CREATED", m
         assert isinstance(m["roomid"], str) and ROOM_ID.match(m["roomid"]), m
@@ -189,7 +206,7 @@ MISSING = {"absent": "__absent__", "null": None, "number": 123,
            "array": ["ann"], "object": {"n": "ann"}, "bool": True}
 INVALID = {"empty": "", "31-chars": "x" * 31, "31-non-ascii": "\u00e9" * 31,
            "31-astral": "\U0001F600" * 31, "nul": "a\u0000b",
-           "ctrl-01": "a\u0001b", "tab": "a\tb", "newline": "ann\n",
+           "ctrl-01": "a\u0001b", "tab": "a\tb", "newline": "ann\nlee",
            "del": "a\u007fb", "c1-control": "a\u0085b", "esc": "\u001b[31m"}
 VALID = {"30-chars": "y" * 30, "30-non-ascii": "\u00e9" * 30,
          "30-astral": "\U0001F600" * 30, "space-inside": "Ann Lee",
@@ -262,15 +279,22 @@ def test_username_case_is_kept_ann_and_ann_are_different_users(roomd, hs, us):
     session(roomd, body)
 
 
-def test_username_is_checked_before_the_room(roomd):
+def test_roomid_presence_then_username_then_the_room_are_checked(roomd):
+    """The original checks that roomid is given first, then the username,
+    then looks the room up."""
     async def body(c):
         ws = await c.open()
         # unknown room and no username: the username error wins
         await send_json(ws, {"type": "JOIN_ROOM", "roomid": "no-such-room"})
         await expect(ws, NAME_MISSING, "unknown room, no username")
-        # no roomid and an invalid username: the username error wins
+        # no roomid and an invalid or missing username: Room ID is required
         await send_json(ws, {"type": "JOIN_ROOM", "username": ""})
-        await expect(ws, NAME_INVALID, "no roomid, empty username")
+        await expect(ws, ROOM_REQUIRED, "no roomid, empty username")
+        await send_json(ws, {"type": "JOIN_ROOM"})
+        await expect(ws, ROOM_REQUIRED, "no roomid, no username")
+        await send_json(ws, {"type": "JOIN_ROOM", "roomid": "",
+                             "username": "  "})
+        await expect(ws, ROOM_REQUIRED, "empty roomid, blank username")
         await send_json(ws, {"type": "JOIN_ROOM", "username": "x" * 31,
                              "roomid": "no-such-room"})
         await expect(ws, NAME_INVALID, "unknown room, long username")
@@ -301,7 +325,7 @@ def test_join_unknown_room_is_not_found(roomd):
 
 
 @PLACES
-@pytest.mark.parametrize("taken", ["host", "bob"])
+@pytest.mark.parametrize("taken", ["bob", " bob "])
 def test_join_with_a_name_used_in_the_room_is_refused(roomd, hs, us, taken):
     async def body(c):
         h, rid, (u,) = await make_room(c, hs, [("bob", 1 - us)])
@@ -724,6 +748,7 @@ def test_create_room_from_a_user_leaves_the_old_room_first(roomd, hs, us):
         m = await recv_json(u)
         if m == LEFT_ROOM:
             m = await recv_json(u)
+        m = without_epoch(m)
         assert m.get("type") == "ROOM_CREATED" and list(m) == ["type", "roomid"], m
         assert ROOM_ID.match(m["roomid"]) and m["roomid"] != rid, m
         await expect(h, {"type": "USER_LEFT", "username": "bob"}, "old host")
@@ -751,15 +776,107 @@ def test_join_room_from_a_user_leaves_the_old_room_first(roomd, hs, us):
     session(roomd, body)
 
 
-def test_rejoining_the_same_room_under_the_same_name_leaves_then_joins(roomd):
+def test_rejoining_the_same_room_under_the_same_name_is_name_taken(roomd):
+    """The original leaves only once a join succeeds: bob is still in the
+    room when his name is checked."""
     async def body(c):
         h, rid, (u,) = await make_room(c, 0, [("bob", 1)])
         await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
                             "username": "bob"})
+        await expect(u, NAME_TAKEN, "rejoiner")
+        await quiet(h, u)
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "bob"})
+    session(roomd, body)
+
+
+def test_rejoining_the_same_room_under_another_name_leaves_then_joins(roomd):
+    async def body(c):
+        h, rid, (u,) = await make_room(c, 0, [("bob", 1)])
+        await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": "rob"})
         await expect_after_optional_left(
             u, {"type": "ROOM_JOINED", "roomid": rid}, "rejoiner")
         await expect(h, {"type": "USER_LEFT", "username": "bob"}, "host 1st")
-        await expect(h, {"type": "USER_JOINED", "username": "bob"}, "host 2nd")
+        await expect(h, {"type": "USER_JOINED", "username": "rob"}, "host 2nd")
+    session(roomd, body)
+
+
+@PLACES
+@pytest.mark.parametrize("msg,expected", [
+    ({"type": "JOIN_ROOM", "username": "bob"}, ROOM_REQUIRED),
+    ({"type": "JOIN_ROOM", "roomid": "zzzzzz", "username": "bob"},
+     ROOM_NOT_FOUND),
+    ({"type": "JOIN_ROOM", "roomid": "ROOM", "username": ""}, NAME_INVALID),
+    ({"type": "JOIN_ROOM", "roomid": "ROOM", "username": "ann"}, NAME_TAKEN),
+    ({"type": "CREATE_ROOM", "username": " "}, NAME_INVALID),
+], ids=["no-roomid", "unknown-room", "bad-name", "name-taken",
+        "create-bad-name"])
+def test_a_failed_join_or_create_keeps_the_member_in_its_room(roomd, hs, us,
+                                                              msg, expected):
+    """The original leaves the current room only when the request
+    succeeds: a refused one tells the host nothing and changes nothing."""
+    async def body(c):
+        h, rid, (u, a) = await make_room(c, hs, [("bob", us), ("ann", us)])
+        m = dict(msg)
+        if m.get("roomid") == "ROOM":
+            m["roomid"] = rid
+        await send_json(u, m)
+        await expect(u, expected, f"{m}")
+        await quiet(h, u, a)
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "bob"})
+    session(roomd, body)
+
+
+@PLACES
+def test_username_is_stripped_before_it_is_checked_and_kept(roomd, hs, us):
+    """As the original: " bob " joins as, and is announced as, "bob"."""
+    async def body(c):
+        h = await c.open(hs)
+        rid = await create(h, "  host\t")
+        u = await c.open(us)
+        await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": " bob "})
+        await expect(u, {"type": "ROOM_JOINED", "roomid": rid}, "joiner")
+        await expect(h, {"type": "USER_JOINED", "username": "bob"}, "host")
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "bob"})
+        await send_json(h, {"type": "ALLOW_SHARING", "username": "bob"})
+        await expect(u, {"type": "ALLOW_SHARING"})
+        x = await c.open(us)
+        await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": "bob\u3000"})
+        await expect(x, NAME_TAKEN, "bob with an ideographic space")
+        for blank in (" ", "   ", "\t\n", "\u00a0\u2003"):
+            await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                                "username": blank})
+            await expect(x, NAME_INVALID, f"username {blank!r}")
+        await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": " " + "y" * 30 + " "})
+        await expect(x, {"type": "ROOM_JOINED", "roomid": rid}, "30 + spaces")
+        await expect(h, {"type": "USER_JOINED", "username": "y" * 30})
+    session(roomd, body)
+
+
+@PLACES
+def test_a_user_may_take_the_hosts_username(roomd, hs, us):
+    """The original never keeps the host's name (its front end names
+    every host "hostname"), so a user may be called the same."""
+    async def body(c):
+        h = await c.open(hs)
+        rid = await create(h, "hostname")
+        u = await c.open(us)
+        await join(u, rid, "hostname", host=h)
+        await send_json(u, {"type": "REQUEST_SHARING"})
+        await expect(h, {"type": "REQUEST_SHARING", "username": "hostname"})
+        await send_json(h, {"type": "ALLOW_SHARING", "username": "hostname"})
+        await expect(u, {"type": "ALLOW_SHARING"})
+        x = await c.open(us)
+        await send_json(x, {"type": "JOIN_ROOM", "roomid": rid,
+                            "username": "hostname"})
+        await expect(x, NAME_TAKEN, "a second user named hostname")
+        await quiet(h, u)
     session(roomd, body)
 
 
@@ -810,7 +927,7 @@ def test_original_client_session_works_unchanged(roomd_factory):
             host = await ws_open_headers(url)
             user = await ws_open_headers(url)
             await send_json(host, {"type": "CREATE_ROOM", "username": "Teacher"})
-            m = await recv_json(host)
+            m = without_epoch(await recv_json(host))
             assert list(m) == ["type", "roomid"] and m["type"] == "ROOM_CREATED", m
             rid = m["roomid"]
             assert ROOM_ID.match(rid), m

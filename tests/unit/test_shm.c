@@ -274,15 +274,13 @@ delete_room(struct arena *a, const struct shm_room_ref *ref)
 }
 
 static void
-member_init(struct shm_member *m, const char *name, unsigned i,
-    uint64_t slots)
+member_init(struct shm_member *m, unsigned i, uint64_t slots)
 {
 	memset(m, 0, sizeof(*m));
 	m->role = i == 0 ? MEMBER_ROLE_HOST : 0;
 	m->authorities = 0x10 + i;
 	m->slots = slots;
 	m->joined = 1700000000 + i;
-	snprintf(m->name, sizeof(m->name), "%s", name);
 	snprintf(m->token, sizeof(m->token), "%08x%08x%08x%08x", i + 1,
 	    (i + 1) * 2654435761u, ~i, 0xc0ffee00u ^ i);
 	snprintf(m->uid, sizeof(m->uid), "%08x-0000-4000-8000-%012x", i, i);
@@ -297,10 +295,10 @@ add_member(struct arena *a, const struct shm_room_ref *ref, const char *name,
 	struct shm_room		*r;
 	int			 rc;
 
-	member_init(&in, name, i, slots);
+	member_init(&in, i, slots);
 	if ((rc = shm_room_lock(a, ref, &r)) != 0)
 		return rc;
-	rc = shm_member_add_locked(a, r, &in, max, &out);
+	rc = shm_member_add_locked(a, r, &in, name, max, &out);
 	if (rc == 0 && mid != NULL)
 		*mid = out->mid;
 	shm_room_unlock(a, r);
@@ -666,10 +664,11 @@ snapshot(struct arena *a)
 			if (m->mid == 0)
 				continue;
 			sb_printf(&sb, "  member [%zu] mid %llu role %llu auth "
-			    "%llx cursor %llu slots %llx joined %llu name %s "
+			    "%llx slots %llx joined %llu name %s "
 			    "token %s uid %s\n", j, (ull)m->mid, (ull)m->role,
-			    (ull)m->authorities, (ull)m->cursor,
-			    (ull)m->slots, (ull)m->joined, m->name, m->token,
+			    (ull)m->authorities,
+			    (ull)m->slots, (ull)m->joined,
+			    shm_member_name(a, m), m->token,
 			    m->uid);
 		}
 		shm_log_read_locked(a, r, 0, snap_rec, &sb);
@@ -794,6 +793,32 @@ test_arena_check_detects_faults(void **state)
 	r->conns = 0;
 	shm_room_unlock(a, r);
 	assert_non_null(strstr(err, "connections"));
+	assert_arena_ok(a);
+
+	/* A long name off its room's chain, and one on it twice. */
+	assert_int_equal(add_member(a, &ref, "a name too long for the record",
+	    0, 10, 0, NULL), 0);
+	assert_int_equal(add_member(a, &ref, "another name too long for it",
+	    1, 10, 0, NULL), 0);
+	assert_arena_ok(a);
+	r = lock_room(a, &ref);
+	off = r->names;
+	r->names = ((struct shm_name *)SHM_PTR(a, off))->next;
+	shm_room_unlock(a, r);
+	err[0] = '\0';
+	assert_int_equal(arena_check(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "on no chain"));
+	r = lock_room(a, &ref);
+	r->names = off;
+	memcpy(shm_member_at(a, r, 1)->name, shm_member_at(a, r, 0)->name,
+	    sizeof(off));
+	shm_room_unlock(a, r);
+	err[0] = '\0';
+	assert_int_equal(arena_check(a, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "share a name block"));
+	r = lock_room(a, &ref);
+	memcpy(shm_member_at(a, r, 1)->name, &off, sizeof(off));
+	shm_room_unlock(a, r);
 	assert_arena_ok(a);
 }
 
@@ -1369,8 +1394,8 @@ test_room_create_locked(void **state)
 	}
 	assert_true(pid > 0);
 	usleep(100 * 1000);
-	member_init(&in, "host", 0, 0);
-	assert_int_equal(shm_member_add_locked(a, r, &in, 10, &m), 0);
+	member_init(&in, 0, 0);
+	assert_int_equal(shm_member_add_locked(a, r, &in, "host", 10, &m), 0);
 	shm_room_unlock(a, r);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_child_ok(status, "finding a room while its creator holds it");
@@ -1446,7 +1471,7 @@ test_member_add_grows_table_and_finds(void **state)
 	r = lock_room(a, &ref);
 	cap0 = r->cap;
 	table0 = r->members;
-	assert_true(cap0 >= 4);
+	assert_true(cap0 >= 3);
 	assert_true(cap0 < NMEMBERS);
 	assert_int_equal(r->nmembers, 0);
 	shm_room_unlock(a, r);
@@ -1479,7 +1504,7 @@ test_member_add_grows_table_and_finds(void **state)
 	assert_int_equal(r->next_mid, NMEMBERS + 1);
 	for (i = 0; i < NMEMBERS; i++) {
 		snprintf(name, sizeof(name), "member-%02u", i);
-		member_init(&want, name, i, SHM_SLOT_BIT(i % 3));
+		member_init(&want, i, SHM_SLOT_BIT(i % 3));
 		m = shm_member_by_name(a, r, name);
 		assert_non_null(m);
 		assert_int_equal(m->mid, i + 1);
@@ -1501,16 +1526,16 @@ test_member_add_grows_table_and_finds(void **state)
 	assert_null(shm_member_by_token(a, r,
 	    "00000000000000000000000000000000"));
 	/* A prefix of a real token is no match. */
-	member_init(&want, "x", 3, 0);
+	member_init(&want, 3, 0);
 	want.token[SHM_TOKEN_LEN - 1] = '\0';
 	assert_null(shm_member_by_token(a, r, want.token));
 
 	/* A field set under the lock sticks. */
 	m = shm_member_by_mid(a, r, 5);
-	shm_member_set_locked(a, r, m, &m->cursor, 77);
+	shm_member_set_locked(a, r, m, &m->authorities, 77);
 	shm_room_unlock(a, r);
 	r = lock_room(a, &ref);
-	assert_int_equal(shm_member_by_mid(a, r, 5)->cursor, 77);
+	assert_int_equal(shm_member_by_mid(a, r, 5)->authorities, 77);
 	shm_room_unlock(a, r);
 	assert_arena_ok(a);
 }
@@ -1591,6 +1616,303 @@ test_member_limit_and_slot_reuse(void **state)
 	assert_int_equal(r->next_mid, NMEMBERS + 4);
 	shm_room_unlock(a, r);
 	assert_int_equal(used_bytes(a), used);
+	assert_arena_ok(a);
+}
+
+/* The bytes of the block holding a long name of len bytes. */
+static uint64_t
+name_block_bytes(size_t len)
+{
+	int	 c = shm_size_class(sizeof(struct shm_name) + len + 1);
+
+	assert_true(c >= 0);
+	return (uint64_t)64 << c;
+}
+
+/* The bytes of a locked room's member table block. */
+static uint64_t
+table_bytes(struct arena *a, struct shm_room *r)
+{
+	return shm_block_size(a, r->members) + sizeof(struct shm_block);
+}
+
+/* Name i of length len: a letter of its own, then quotes, backslashes,
+ * slashes and two-byte UTF-8, so no name is a prefix of another. */
+static void
+name_make(char *buf, unsigned i, size_t len)
+{
+	static const char	 fill[] = "q\"\\/\xc3\xa9 ";
+	size_t			 j;
+
+	for (j = 0; j < len; j++)
+		buf[j] = j == 0 ? (char)('A' + i) : fill[j % (sizeof(fill) - 1)];
+	buf[len] = '\0';
+}
+
+/*
+ * Names up to SHM_NAME_INLINE - 1 bytes stay in the member record; longer
+ * ones (to SHM_NAME_MAX) get a block of their own on the room's chain.
+ * Either way a member is found by its whole name and nothing else, and
+ * removing it or deleting the room gives every byte back.
+ */
+static void
+test_member_long_and_short_names(void **state)
+{
+	static const size_t	 lens[] = { 0, 1, SHM_NAME_INLINE - 1,
+				    SHM_NAME_INLINE, 40, 47, 48, 111, 112,
+				    SHM_NAME_MAX };
+#define NLENS	(sizeof(lens) / sizeof(lens[0]))
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 ref;
+	struct shm_member	*m;
+	struct shm_room		*r;
+	char			 names[NLENS][SHM_NAME_MAX + 2];
+	char			 other[SHM_NAME_MAX + 2];
+	uint64_t		 u0, base, blocks = 0, mid, mids[NLENS];
+	size_t			 i;
+
+	u0 = used_bytes(a);
+	ref = create_room(a, 1, "names", 0);
+	r = lock_room(a, &ref);
+	base = used_bytes(a) - table_bytes(a, r);
+	shm_room_unlock(a, r);
+	for (i = 0; i < NLENS; i++) {
+		name_make(names[i], (unsigned)i, lens[i]);
+		assert_int_equal(add_member(a, &ref, names[i], (unsigned)i,
+		    100, SHM_SLOT_BIT(1), &mids[i]), 0);
+		if (lens[i] >= SHM_NAME_INLINE)
+			blocks += name_block_bytes(lens[i]);
+		r = lock_room(a, &ref);
+		assert_int_equal(used_bytes(a), base + table_bytes(a, r) +
+		    blocks);
+		shm_room_unlock(a, r);
+		assert_arena_ok(a);
+	}
+	/* One byte too many is refused and takes nothing. */
+	name_make(other, 30, SHM_NAME_MAX + 1);
+	assert_int_equal(add_member(a, &ref, other, 30, 100, 0, &mid),
+	    SHM_EINVAL);
+
+	r = lock_room(a, &ref);
+	assert_true(r->cap > 3);	/* the table grew under long names */
+	assert_int_equal(used_bytes(a), base + table_bytes(a, r) + blocks);
+	for (i = 0; i < NLENS; i++) {
+		assert_non_null(m = shm_member_by_name(a, r, names[i]));
+		assert_int_equal(m->mid, mids[i]);
+		assert_string_equal(shm_member_name(a, m), names[i]);
+		assert_int_equal(m->name[SHM_NAME_INLINE - 1] == SHM_NAME_LONG,
+		    lens[i] >= SHM_NAME_INLINE);
+		assert_ptr_equal(shm_member_by_mid(a, r, mids[i]), m);
+		assert_ptr_equal(shm_member_by_token(a, r, m->token), m);
+		/* A name one byte shorter or longer is another name. */
+		if (lens[i] > 1) {
+			snprintf(other, sizeof(other), "%.*s",
+			    (int)lens[i] - 1, names[i]);
+			assert_null(shm_member_by_name(a, r, other));
+		}
+		if (lens[i] < SHM_NAME_MAX) {
+			memcpy(other, names[i], lens[i]);
+			memcpy(other + lens[i], "x", 2);
+			assert_null(shm_member_by_name(a, r, other));
+		}
+	}
+	shm_room_unlock(a, r);
+
+	/* Removing the shortest long name and the longest: their blocks go
+	 * back at commit, the other names stay where they were. */
+	r = lock_room(a, &ref);
+	shm_member_remove_locked(a, r, shm_member_by_mid(a, r, mids[3]));
+	shm_member_remove_locked(a, r, shm_member_by_mid(a, r,
+	    mids[NLENS - 1]));
+	shm_room_unlock(a, r);
+	blocks -= name_block_bytes(lens[3]) + name_block_bytes(lens[NLENS - 1]);
+	assert_arena_ok(a);
+	r = lock_room(a, &ref);
+	assert_int_equal(used_bytes(a), base + table_bytes(a, r) + blocks);
+	assert_null(shm_member_by_name(a, r, names[3]));
+	assert_null(shm_member_by_name(a, r, names[NLENS - 1]));
+	for (i = 0; i < NLENS; i++)
+		if (i != 3 && i != NLENS - 1)
+			assert_string_equal(shm_member_name(a,
+			    shm_member_by_mid(a, r, mids[i])), names[i]);
+	shm_room_unlock(a, r);
+
+	/* A long name in a freed slot, a short one in the other. */
+	name_make(other, 20, 100);
+	assert_int_equal(add_member(a, &ref, other, 20, 100, 0, &mid), 0);
+	assert_int_equal(add_member(a, &ref, "short", 21, 100, 0, NULL), 0);
+	blocks += name_block_bytes(100);
+	r = lock_room(a, &ref);
+	assert_ptr_equal(shm_member_by_name(a, r, other), shm_member_at(a, r,
+	    3));
+	assert_ptr_equal(shm_member_by_name(a, r, "short"),
+	    shm_member_at(a, r, NLENS - 1));
+	assert_int_equal(used_bytes(a), base + table_bytes(a, r) + blocks);
+	shm_room_unlock(a, r);
+	assert_arena_ok(a);
+
+	delete_room(a, &ref);
+	assert_int_equal(used_bytes(a), u0);
+	assert_arena_ok(a);
+#undef NLENS
+}
+
+/* One block of n bytes taken for nobody (a filler), or 0. */
+static shm_off
+filler_take(struct arena *a, size_t n)
+{
+	struct shm_lock	*il = &a->hdr->index_lock;
+	shm_off		 off;
+
+	assert_int_equal(shm_lock(a, il), 0);
+	shm_tx_begin(a, il);
+	off = shm_tx_alloc(a, il, n);
+	shm_tx_commit(a, il);
+	shm_unlock(a, il);
+	return off;
+}
+
+static void
+filler_give(struct arena *a, shm_off off)
+{
+	struct shm_lock	*il = &a->hdr->index_lock;
+
+	assert_int_equal(shm_lock(a, il), 0);
+	shm_tx_begin(a, il);
+	shm_tx_free(a, il, off);
+	shm_tx_commit(a, il);
+	shm_unlock(a, il);
+}
+
+/*
+ * A full arena: a long name's block is taken but the full member table
+ * cannot grow.  The add fails with SHM_ENOSPC and leaves nothing behind:
+ * the block goes back at the commit.
+ */
+static void
+test_member_long_name_arena_full(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 ref = create_room(a, 1, "full", 0);
+	struct shm_room		*r;
+	shm_off			*fill, small;
+	uint64_t		 used, cap, nmembers, next_mid;
+	size_t			 n = 0, most = ARENA_MIN_SIZE / 64, table;
+	char			 name[40];
+	unsigned		 i;
+
+	assert_non_null(fill = f->buf = calloc(most, sizeof(*fill)));
+	r = lock_room(a, &ref);
+	cap = r->cap;
+	table = 2 * cap * sizeof(struct shm_member);
+	shm_room_unlock(a, r);
+	for (i = 0; i < cap; i++) {
+		name_make(name, i, 5);
+		assert_int_equal(add_member(a, &ref, name, i, 100, 0, NULL), 0);
+	}
+	/* No block of the grown table's size is left, nor a small one but
+	 * the last, given back. */
+	while (n < most && (fill[n] = filler_take(a, table)) != 0)
+		n++;
+	while (n < most && (fill[n] = filler_take(a, 40)) != 0)
+		n++;
+	assert_true(n > 0 && n < most);
+	small = fill[--n];
+	filler_give(a, small);
+
+	used = used_bytes(a);
+	r = lock_room(a, &ref);
+	nmembers = r->nmembers;
+	next_mid = r->next_mid;
+	shm_room_unlock(a, r);
+	name_make(name, 30, 39);	/* a 64-byte block */
+	assert_int_equal(add_member(a, &ref, name, 30, 100, 0, NULL),
+	    SHM_ENOSPC);
+	assert_int_equal(used_bytes(a), used);
+	r = lock_room(a, &ref);
+	assert_int_equal(r->nmembers, nmembers);
+	assert_int_equal(r->next_mid, next_mid);
+	assert_int_equal(r->cap, cap);
+	assert_int_equal(r->names, 0);
+	assert_null(shm_member_by_name(a, r, name));
+	shm_room_unlock(a, r);
+	/* The name block is free again: a filler takes it. */
+	assert_int_equal(filler_take(a, 40), small);
+	filler_give(a, small);
+
+	while (n > 0)
+		filler_give(a, fill[--n]);
+	assert_arena_ok(a);
+	/* With room again, the same member joins. */
+	assert_int_equal(add_member(a, &ref, name, 30, 100, 0, NULL), 0);
+	assert_arena_ok(a);
+}
+
+/* Long names added, removed and rolled back within one lock hold. */
+static void
+test_member_long_names_in_one_hold(void **state)
+{
+	struct fx		*f = *state;
+	struct arena		*a = &f->a;
+	struct shm_room_ref	 ref;
+	struct shm_member	 in, *m;
+	struct shm_room		*r;
+	char			 na[64], nb[64], nc[64], nd[80];
+	uint64_t		 u0, u1;
+
+	name_make(na, 0, 30);
+	name_make(nb, 1, 50);
+	name_make(nc, 2, 60);
+	name_make(nd, 3, 70);
+	u0 = used_bytes(a);
+	ref = create_room(a, 1, "hold", 0);
+	u1 = used_bytes(a);
+
+	/* A added, B added, A removed: A's block, taken and freed in the
+	 * same transaction, goes back once. */
+	r = lock_room(a, &ref);
+	member_init(&in, 0, 0);
+	assert_int_equal(shm_member_add_locked(a, r, &in, na, 10, &m), 0);
+	member_init(&in, 1, 0);
+	assert_int_equal(shm_member_add_locked(a, r, &in, nb, 10, &m), 0);
+	shm_member_remove_locked(a, r, shm_member_by_name(a, r, na));
+	shm_room_unlock(a, r);
+	assert_arena_ok(a);
+	assert_int_equal(used_bytes(a), u1 + name_block_bytes(50));
+	r = lock_room(a, &ref);
+	assert_null(shm_member_by_name(a, r, na));
+	assert_non_null(shm_member_by_name(a, r, nb));
+
+	/* C added, then the transaction aborted: nothing of C is left. */
+	member_init(&in, 2, 0);
+	assert_int_equal(shm_member_add_locked(a, r, &in, nc, 10, &m), 0);
+	shm_tx_abort(a, &r->lock);
+	shm_room_unlock(a, r);
+	assert_arena_ok(a);
+	assert_int_equal(used_bytes(a), u1 + name_block_bytes(50));
+	r = lock_room(a, &ref);
+	assert_null(shm_member_by_name(a, r, nc));
+
+	/* B removed and D added in one hold: D does not take B's slot. */
+	shm_member_remove_locked(a, r, shm_member_by_name(a, r, nb));
+	member_init(&in, 3, 0);
+	assert_int_equal(shm_member_add_locked(a, r, &in, nd, 10, &m), 0);
+	assert_ptr_not_equal(m, shm_member_at(a, r, 1));
+	shm_room_unlock(a, r);
+	assert_arena_ok(a);
+	assert_int_equal(used_bytes(a), u1 + name_block_bytes(70));
+	r = lock_room(a, &ref);
+	assert_null(shm_member_by_name(a, r, nb));
+	assert_string_equal(shm_member_name(a, shm_member_by_name(a, r, nd)),
+	    nd);
+
+	/* A long name added in the hold that deletes the room. */
+	member_init(&in, 4, 0);
+	assert_int_equal(shm_member_add_locked(a, r, &in, na, 10, &m), 0);
+	shm_room_delete_locked(a, r);
+	assert_int_equal(used_bytes(a), u0);
 	assert_arena_ok(a);
 }
 
@@ -2250,12 +2572,15 @@ test_ip_killed_holder_rolls_back(void **state)
  *            and more if it holds more), 1 connection on slot 1, 3 small
  *            records in a chunk with plenty of room;
  *   1:beta   2 members, 90 records of 2000 bytes over two chunks;
- *   2:alpha  1 member, 1 record.
+ *   2:alpha  2 members, the second with a long name (kept apart from
+ *            its record), 1 record.
  */
 static const char *const alpha_names[] = {
 	"alice", "bob", "carol", "dave", "erin"
 };
 static const uint64_t world_addr[2] = { 0xc0000201, 4 };	/* 192.0.2.1 */
+#define LONG_NAME_ZACH	"Zachariah \"Zach\" Long-Name \\ of the second alpha"
+#define LONG_NAME_ZED	"Zedekiah, a guest whose name does not fit the record"
 
 static int
 crash_world(struct arena *a)
@@ -2293,7 +2618,8 @@ crash_world(struct arena *a)
 		if ((rc = append(a, &beta, 30, NULL, 2000, NULL)) != 0)
 			return rc;
 	if ((rc = add_member(a, &alpha2, "zoe", 20, 100, 0, NULL)) != 0 ||
-	    (rc = append(a, &alpha2, 1, NULL, 8, NULL)) != 0)
+	    (rc = add_member(a, &alpha2, LONG_NAME_ZACH, 21, 100, 0,
+	    NULL)) != 0 || (rc = append(a, &alpha2, 1, NULL, 8, NULL)) != 0)
 		return rc;
 	if ((rc = shm_ip_conn_add(a, world_addr, 1, 0)) != 0 ||
 	    (rc = shm_ip_room_add(a, world_addr, 0)) != 0)
@@ -2386,8 +2712,8 @@ op_grow_alpha(struct arena *a)
 
 	if ((rc = lock_by_id(a, 1, "alpha", &r)) != 0)
 		return rc;
-	member_init(&in, "frank", 5, SHM_SLOT_BIT(2));
-	rc = shm_member_add_locked(a, r, &in, 100, &out);
+	member_init(&in, 5, SHM_SLOT_BIT(2));
+	rc = shm_member_add_locked(a, r, &in, "frank", 100, &out);
 	shm_room_unlock(a, r);
 	return rc;
 }
@@ -2401,10 +2727,56 @@ op_add_beta(struct arena *a)
 
 	if ((rc = lock_by_id(a, 1, "beta", &r)) != 0)
 		return rc;
-	member_init(&in, "zed", 12, 0);
-	rc = shm_member_add_locked(a, r, &in, 100, &out);
+	member_init(&in, 12, 0);
+	rc = shm_member_add_locked(a, r, &in, "zed", 100, &out);
 	shm_room_unlock(a, r);
 	return rc;
+}
+
+/* Beta gets a member whose name is kept in a block of its own. */
+static int
+op_add_beta_long(struct arena *a)
+{
+	struct shm_member	 in, *out;
+	struct shm_room		*r;
+	int			 rc;
+
+	if ((rc = lock_by_id(a, 1, "beta", &r)) != 0)
+		return rc;
+	member_init(&in, 12, 0);
+	rc = shm_member_add_locked(a, r, &in, LONG_NAME_ZED, 100, &out);
+	shm_room_unlock(a, r);
+	return rc;
+}
+
+/* The long-named member of 2:alpha leaves: its name block goes too. */
+static int
+op_remove_long(struct arena *a)
+{
+	struct shm_member	*m;
+	struct shm_room		*r;
+	int			 rc;
+
+	if ((rc = lock_by_id(a, 2, "alpha", &r)) != 0)
+		return rc;
+	if ((m = shm_member_by_name(a, r, LONG_NAME_ZACH)) == NULL)
+		rc = SHM_ENOENT;
+	else
+		shm_member_remove_locked(a, r, m);
+	shm_room_unlock(a, r);
+	return rc;
+}
+
+static int
+op_delete_alpha2(struct arena *a)
+{
+	struct shm_room	*r;
+	int		 rc;
+
+	if ((rc = lock_by_id(a, 2, "alpha", &r)) != 0)
+		return rc;
+	shm_room_delete_locked(a, r);
+	return 0;
 }
 
 /* Several changes to alpha in one hold, none of which allocates. */
@@ -2419,7 +2791,7 @@ op_edit_alpha(struct arena *a)
 	if ((rc = lock_by_id(a, 1, "alpha", &r)) != 0)
 		return rc;
 	if ((m = shm_member_by_name(a, r, "carol")) != NULL)
-		shm_member_set_locked(a, r, m, &m->cursor, 3);
+		shm_member_set_locked(a, r, m, &m->authorities, 3);
 	shm_room_conn_locked(a, r, 2, 1, 0);
 	shm_tx_set(a, &r->lock, &r->flags, r->flags | ROOM_F_PASSWORD);
 	rc = append_locked(a, r, 2, NULL, 16, UINT64_MAX, &last);
@@ -2483,9 +2855,22 @@ static struct crash_case crash_cases[] = {
 	    op_grow_alpha, ROLLED_BACK },
 	{ "crash_at_log_append", "log_append", op_append_alpha, ROLLED_BACK },
 	{ "crash_at_ip_insert", "ip_insert", op_ip_insert, ROLLED_BACK },
+	{ "crash_at_alloc_of_long_name", "alloc", op_add_beta_long,
+	    ROLLED_BACK },
+	{ "crash_at_member_name", "member_name", op_add_beta_long,
+	    ROLLED_BACK },
+	{ "crash_at_member_add_with_long_name", "member_add",
+	    op_add_beta_long, ROLLED_BACK },
+	{ "crash_at_tx_commit_of_long_name_removal", "tx_commit",
+	    op_remove_long, ROLLED_BACK },
+	{ "crash_at_tx_freeing_of_long_name_removal", "tx_freeing",
+	    op_remove_long, DONE },
+	{ "crash_at_free_of_long_name", "free", op_remove_long, DONE },
+	{ "crash_at_tx_freeing_in_delete_with_long_names", "tx_freeing",
+	    op_delete_alpha2, DONE },
 };
 #define NCRASH	(sizeof(crash_cases) / sizeof(crash_cases[0]))
-_Static_assert(NCRASH == 13, "main() lists crash cases 0..12: keep it so");
+_Static_assert(NCRASH == 20, "main() lists crash cases 0..19: keep it so");
 
 /* Build the world in both arenas; snap[0] is before, snap[1] after op. */
 static void
@@ -2671,10 +3056,10 @@ op_change_alpha_then_die(struct arena *a)
 	shm_tx_set(a, &r->lock, &r->flags, r->flags | ROOM_F_PASSWORD);
 	if (append_locked(a, r, 2, len, 0, UINT64_MAX, &last) != 0)
 		return 2;
-	member_init(&in, "frank", 5, 0);
-	if (shm_member_add_locked(a, r, &in, 100, &out) != 0)
+	member_init(&in, 5, 0);
+	if (shm_member_add_locked(a, r, &in, "frank", 100, &out) != 0)
 		return 3;
-	shm_member_set_locked(a, r, out, &out->cursor, last);
+	shm_member_set_locked(a, r, out, &out->authorities, last);
 	shm_room_conn_locked(a, r, 9, 1, 0);
 	shm_member_remove_locked(a, r, shm_member_by_name(a, r, "alice"));
 	raise(SIGKILL);
@@ -2760,8 +3145,8 @@ op_replace_bob_then_die(struct arena *a)
 	if ((bob = shm_member_by_name(a, r, "bob")) == NULL)
 		return 2;
 	shm_member_remove_locked(a, r, bob);
-	member_init(&in, "mallory", 66, SHM_SLOT_BIT(4));
-	if (shm_member_add_locked(a, r, &in, 100, &out) != 0)
+	member_init(&in, 66, SHM_SLOT_BIT(4));
+	if (shm_member_add_locked(a, r, &in, "mallory", 100, &out) != 0)
 		return 3;
 	raise(SIGKILL);
 	return 4;
@@ -2981,7 +3366,7 @@ test_reattach_header_mismatch(void **state)
 	arena_close(&f->a);
 	err[0] = '\0';
 	assert_int_equal(arena_open(&f->a, f->name, 4 * MiB, &re, err,
-	    sizeof(err)), SHM_ELAYOUT);
+	    sizeof(err)), SHM_EHEADER);
 	assert_null(f->a.base);
 	assert_non_null(strstr(err, "layout"));
 
@@ -3003,7 +3388,7 @@ test_reattach_header_mismatch(void **state)
 	}
 	err[0] = '\0';
 	assert_int_equal(arena_open(&f->a, f->name, 4 * MiB, &re, err,
-	    sizeof(err)), SHM_ELAYOUT);
+	    sizeof(err)), SHM_EHEADER);
 	assert_null(f->a.base);
 	assert_true(strlen(err) > 0);
 }
@@ -3027,7 +3412,7 @@ test_reattach_garbage_file(void **state)
 	assert_int_equal(n, ARENA_MIN_SIZE);
 
 	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
-	    sizeof(err)), SHM_ELAYOUT);
+	    sizeof(err)), SHM_EHEADER);
 	assert_int_equal(re, 0);
 	assert_null(f->a.base);
 	assert_non_null(strstr(err, "magic"));
@@ -3072,6 +3457,8 @@ test_arena_open_below_minimum(void **state)
 	arena_close(&a);
 	assert_string_equal(shm_strerror(SHM_ELAYOUT),
 	    "the arena has another layout");
+	assert_string_equal(shm_strerror(SHM_EHEADER),
+	    "the arena's header is bad");
 	assert_string_equal(shm_strerror(12345), "unknown error");
 }
 
@@ -3294,6 +3681,52 @@ test_arena_epoch_fresh_kept_and_replaced(void **state)
 	assert_int_equal(arena_epoch(&f->a), e + 1);
 }
 
+/* An arena whose header is bad: refused by arena_open, replaced by
+ * arena_replace_bad with the next epoch (or a random one if the epoch word
+ * is no epoch). */
+static void
+test_arena_replace_bad_header(void **state)
+{
+	struct fx	*f = *state;
+	char		 err[256] = "", aside[256];
+	uint64_t	 e;
+	int		 re = -1, fd;
+
+	snprintf(f->file, sizeof(f->file), "/tmp/roomd-test-XXXXXX");
+	assert_true((fd = mkstemp(f->file)) >= 0);
+	close(fd);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	e = arena_epoch(&f->a);
+	(void)create_room(&f->a, 1, "lost", 0);
+	f->a.hdr->magic ^= 1;
+	arena_close(&f->a);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), SHM_EHEADER);
+	assert_null(f->a.base);
+	assert_int_equal(arena_replace_bad(&f->a, f->file, ARENA_MIN_SIZE,
+	    aside, sizeof(aside), err, sizeof(err)), 0);
+	assert_int_equal(access(aside, F_OK), 0);
+	assert_int_equal(arena_epoch(&f->a), e + 1);
+	assert_int_equal(f->a.hdr->nrooms, 0);
+	assert_arena_ok(&f->a);
+
+	/* Again, with an epoch word that is no epoch: a random one. */
+	f->a.hdr->layout = ARENA_LAYOUT + 1;
+	f->a.hdr->epoch = ARENA_EPOCH_MAX + 5;
+	arena_close(&f->a);
+	assert_int_equal(unlink(aside), 0);
+	assert_int_equal(arena_replace_bad(&f->a, f->file, ARENA_MIN_SIZE,
+	    aside, sizeof(aside), err, sizeof(err)), 0);
+	assert_int_equal(unlink(aside), 0);
+	assert_true(arena_epoch(&f->a) >= 1 &&
+	    arena_epoch(&f->a) < ARENA_EPOCH_MAX);
+	arena_close(&f->a);
+	assert_int_equal(arena_open(&f->a, f->file, ARENA_MIN_SIZE, &re, err,
+	    sizeof(err)), 0);
+	assert_int_equal(re, 1);
+}
+
 /* A named (shm) arena replaced is unlinked, not moved. */
 static void
 test_arena_replace_named(void **state)
@@ -3367,6 +3800,9 @@ main(void)
 
 		T(test_member_add_grows_table_and_finds),
 		T(test_member_limit_and_slot_reuse),
+		T(test_member_long_and_short_names),
+		T(test_member_long_names_in_one_hold),
+		T_SMALL(test_member_long_name_arena_full),
 
 		T(test_log_sequences_and_read_from_every_cursor),
 		T(test_log_batch_larger_than_a_chunk),
@@ -3392,7 +3828,8 @@ main(void)
 		cmocka_unit_test(test_crash_table_covers_every_site),
 		CRASH(0), CRASH(1), CRASH(2), CRASH(3), CRASH(4), CRASH(5),
 		CRASH(6), CRASH(7), CRASH(8), CRASH(9), CRASH(10), CRASH(11),
-		CRASH(12),
+		CRASH(12), CRASH(13), CRASH(14), CRASH(15), CRASH(16),
+		CRASH(17), CRASH(18), CRASH(19),
 
 		T_NAMED(test_reattach_named_arena),
 		T_NAMED(test_reattach_size_mismatch),
@@ -3408,6 +3845,7 @@ main(void)
 		T(test_arena_check_bad_header_numbers),
 		T_NAMED(test_arena_epoch_fresh_kept_and_replaced),
 		T_NAMED(test_arena_replace_named),
+		T_NAMED(test_arena_replace_bad_header),
 		T_NAMED(test_arena_claim_is_exclusive),
 	};
 

@@ -1076,6 +1076,57 @@ json_parse_not_nul_terminated(void **state)
 	assert_null(o);
 }
 
+/* json_quote(s) must be what json_text() makes of the string s. */
+static void
+quote_like_json_c(const char *s, size_t len)
+{
+	struct json_object	*o = json_object_new_string_len(s, (int)len);
+	char			 out[JSON_QUOTE_MAX(300)];
+	const char		*want;
+	size_t			 n, wlen;
+
+	assert_true(len <= 300);
+	want = json_text(o, &wlen);
+	n = json_quote(out, s, len);
+	assert_true(n <= JSON_QUOTE_MAX(len));
+	if (n != wlen || memcmp(out, want, n) != 0)
+		fail_msg("json_quote gave %.*s, json-c %s", (int)n, out, want);
+	json_object_put(o);
+}
+
+static void
+json_quote_matches_json_c(void **state)
+{
+	static const char *const cases[] = {
+		"", "bob", "a \"quoted\" name", "back\\slash\\", "\\\"",
+		"a/b</script>", "tab\there\nnew\r\f\b", "\x01\x1f\x7f",
+		"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\xa8",
+		"\xff\xfe not UTF-8", "\"\\/\b\f\n\r\t\x0b\x1b\xc3\xa9\"",
+	};
+	char	 all[256], one[2] = { 0, 0 };
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		quote_like_json_c(cases[i], strlen(cases[i]));
+	/* Every byte but NUL, alone and all together. */
+	for (i = 1; i < 256; i++) {
+		one[0] = (char)i;
+		quote_like_json_c(one, 1);
+		all[i - 1] = (char)i;
+	}
+	quote_like_json_c(all, 255);
+	/* The worst case fits JSON_QUOTE_MAX, and a NUL ends the string. */
+	memset(all, 1, 50);
+	quote_like_json_c(all, 50);
+	{
+		char	 out[JSON_QUOTE_MAX(4)];
+
+		assert_int_equal(json_quote(out, "ab\0cd", 5), 4);
+		assert_memory_equal(out, "\"ab\"", 4);
+	}
+}
+
 static void
 json_text_basic(void **state)
 {
@@ -1275,6 +1326,7 @@ main(void)
 		cmocka_unit_test(json_parse_bug_raw_control_chars),
 		cmocka_unit_test(json_parse_not_nul_terminated),
 		cmocka_unit_test(json_text_basic),
+		cmocka_unit_test(json_quote_matches_json_c),
 		cmocka_unit_test(json_get_string_basic),
 		cmocka_unit_test(util_token_basic),
 		cmocka_unit_test(util_uuid_basic),
