@@ -112,6 +112,8 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->message_burst = src->message_burst;
 	dst->join_failures_per_minute = src->join_failures_per_minute;
 	dst->limits_on_loopback = src->limits_on_loopback;
+	/* New connections negotiate with it; open ones keep what they have. */
+	dst->websocket_compression = src->websocket_compression;
 	memcpy(dst->allowed_origins, src->allowed_origins,
 	    sizeof(dst->allowed_origins));
 	memcpy(dst->htdocs, src->htdocs, sizeof(dst->htdocs));
@@ -731,6 +733,8 @@ static const struct config_keyword config_keywords[] = {
 	KW_SIZE(max_header_bytes, 256, 1 << 20),
 	KW_SIZE(max_body_bytes, 64, 64 << 20),
 	KW_SIZE(max_message_bytes, 125, 256 << 20),
+	/* permessage-deflate (server_deflate.c) */
+	KW_YESNO(websocket_compression),
 	KW_SIZE(output_buffer_bytes, 4096, 1LL << 32),
 	KW_SECONDS(idle_timeout, 1, 86400),
 	KW_SECONDS(ping_interval, 1, 86400),

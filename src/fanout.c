@@ -228,7 +228,7 @@ history_rec(const struct room_rec *rec, void *arg)
 	return evbuffer_get_length(b->buf) >= env->conf.output_buffer_bytes;
 }
 
-static struct evbuffer *
+static struct ws_frame *
 history_frame(struct lroom *lr, uint64_t after, int empty_ok, uint64_t *upto,
     int *more)
 {
@@ -249,15 +249,13 @@ history_frame(struct lroom *lr, uint64_t after, int empty_ok, uint64_t *upto,
 		}
 	}
 	room_unlock(room);
-	if (b.buf != NULL)
-		server_ws_frame_seal(b.buf, 0);
-	return b.buf;
+	return b.buf != NULL ? server_ws_frame_seal(b.buf, 0) : NULL;
 }
 
 void
 fanout_catch_up(struct conn *conn, int empty_ok)
 {
-	struct evbuffer	*frame;
+	struct ws_frame	*frame;
 	uint64_t	 upto;
 	int		 more;
 
@@ -273,7 +271,7 @@ fanout_catch_up(struct conn *conn, int empty_ok)
 	if (frame == NULL)
 		return;
 	server_ws_frame_send(conn, frame);
-	evbuffer_free(frame);
+	server_ws_frame_free(frame);
 	conn->cursor = upto;
 }
 
@@ -290,7 +288,7 @@ history_notify(struct lroom *lr)
 {
 	struct {
 		uint64_t	 after, upto;
-		struct evbuffer	*frame;
+		struct ws_frame	*frame;
 		int		 more;
 	} cache[FRAME_CACHE];
 	struct conn	*conn;
@@ -322,8 +320,7 @@ history_notify(struct lroom *lr)
 		}
 	}
 	for (i = 0; i < n; i++)
-		if (cache[i].frame != NULL)
-			evbuffer_free(cache[i].frame);
+		server_ws_frame_free(cache[i].frame);
 }
 
 /* Relay rooms: records copied out of the log, delivered after unlocking. */
@@ -332,7 +329,7 @@ struct relay_batch {
 		uint64_t	 seq;
 		uint64_t	 target;
 		int		 aud;
-		struct evbuffer	*frame;
+		struct ws_frame	*frame;
 	}		*recs;
 	size_t		 n, cap;
 };
@@ -342,6 +339,7 @@ relay_collect(const struct room_rec *rec, void *arg)
 {
 	struct relay_batch	*b = arg;
 	struct relay_rec	*x;
+	struct evbuffer		*buf;
 
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? 2 * b->cap : 16;
@@ -357,10 +355,9 @@ relay_collect(const struct room_rec *rec, void *arg)
 	x->aud = rec->type;
 	x->target = rec->target;
 	x->frame = NULL;
-	if (rec->len > 0) {
-		x->frame = evbuffer_new();
-		evbuffer_add(x->frame, rec->data, rec->len);
-		server_ws_frame_seal(x->frame, 0);
+	if (rec->len > 0 && (buf = evbuffer_new()) != NULL) {
+		evbuffer_add(buf, rec->data, rec->len);
+		x->frame = server_ws_frame_seal(buf, 0);
 	}
 	return 0;
 }
@@ -426,8 +423,7 @@ relay_notify(struct lroom *lr)
 	room_unlock(room);
 	for (i = 0; i < b.n; i++) {
 		relay_deliver(lr, &b.recs[i]);
-		if (b.recs[i].frame != NULL)
-			evbuffer_free(b.recs[i].frame);
+		server_ws_frame_free(b.recs[i].frame);
 	}
 	LIST_FOREACH(conn, &lr->conns, room_entry)
 		if (conn->cursor < upto)

@@ -11,6 +11,7 @@
  *   server_io.c       a connection's transport: events, buffers, writev
  *   server_http.c     HTTP/1.1 requests and responses
  *   server_ws.c       WebSocket upgrade and RFC 6455 framing (wslay)
+ *   server_deflate.c  permessage-deflate: negotiation and the codec
  *   server_file.c     static files from the document root
  *   room.c            the room engine: rooms, members and their presence,
  *                     op logs; the only code above shm/ that touches them
@@ -149,6 +150,7 @@ struct roomd_config {
 	int			 message_burst;
 	int			 join_failures_per_minute;
 	int			 limits_on_loopback;	/* else exempt */
+	int			 websocket_compression;	/* permessage-deflate */
 	char			 allowed_origins[2048];	/* "" : any */
 	char			 htdocs[1024];
 	char			 control_socket[108];
@@ -323,6 +325,7 @@ struct http_req {
 	char		*connection;
 	char		*ws_key;
 	char		*ws_version;
+	char		*ws_extensions;	/* every such line, joined */
 	char		*authorization;
 	char		*cookie;
 	char		*host;
@@ -363,11 +366,46 @@ void	 server_ws_ping(struct conn *);
 void	 server_ws_set_ping(struct conn *, int seconds);
 /*
  * A frame built once and shared, without copying, by every connection it
- * goes to: fill an evbuffer with the payload, seal it (which puts the
- * frame header in front), send it to each, then free it.
+ * goes to: fill an evbuffer with the payload, seal it (which takes the
+ * buffer and puts the frame header in front; NULL without memory), send
+ * it to each, then free it.  Connections that negotiated compression get
+ * a compressed variant, made the first time one of them needs it.
  */
-void	 server_ws_frame_seal(struct evbuffer *, int binary);
-void	 server_ws_frame_send(struct conn *, struct evbuffer *);
+struct ws_frame;
+struct ws_frame *server_ws_frame_seal(struct evbuffer *, int binary);
+void	 server_ws_frame_send(struct conn *, struct ws_frame *);
+void	 server_ws_frame_free(struct ws_frame *);
+
+/* server_deflate.c: permessage-deflate (RFC 7692) */
+enum deflate_error {
+	DEFLATE_ETOOBIG = -1,	/* inflates past the limit given */
+	DEFLATE_EDATA = -2,	/* not valid DEFLATE data */
+	DEFLATE_ENOMEM = -3
+};
+struct server_deflate_in;
+/*
+ * Choose among the offers of a Sec-WebSocket-Extensions value (NULL: none)
+ * the first valid permessage-deflate: 1, with the window bits roomd may
+ * use to compress in *server_bits and the response's header line (CRLF
+ * ended) in resp; 0 if none is acceptable.
+ */
+int	 server_deflate_negotiate(const char *offers, int *server_bits,
+	    char *resp, size_t len);
+/* Compress the octets of in after the first skip as one message, with
+ * no context taken over and a window of 2^bits, appending the payload of
+ * its frame to out.  0, or -1 without memory. */
+int	 server_deflate_message(int bits, struct evbuffer *in, size_t skip,
+	    struct evbuffer *out);
+/* Inflate one message: start, feed its payloads as they come with the
+ * largest output allowed, finish (which gives the message, valid until
+ * the free).  Feed and finish return 0 or a DEFLATE_E* error. */
+struct server_deflate_in *server_deflate_in_new(void);
+int	 server_deflate_in_feed(struct server_deflate_in *, const uint8_t *,
+	    size_t, size_t max);
+int	 server_deflate_in_finish(struct server_deflate_in *, size_t max,
+	    const uint8_t **msg, size_t *len);
+void	 server_deflate_in_free(struct server_deflate_in *);
+const char *server_deflate_strerror(int);
 
 /* room.c: the room engine */
 

@@ -67,6 +67,7 @@ http_reset(struct http_req *req)
 	free(req->connection);
 	free(req->ws_key);
 	free(req->ws_version);
+	free(req->ws_extensions);
 	free(req->authorization);
 	free(req->cookie);
 	free(req->host);
@@ -169,6 +170,14 @@ http_header_done(struct http_req *req)
 
 	if (req->hfield == NULL)
 		return;
+	/* Extensions may be offered over several lines: one list. */
+	if (strcasecmp(req->hfield, "sec-websocket-extensions") == 0 &&
+	    req->hvalue != NULL) {
+		if (req->ws_extensions != NULL)
+			http_append(req, &req->ws_extensions, NULL, ", ", 2);
+		http_append(req, &req->ws_extensions, NULL, req->hvalue,
+		    strlen(req->hvalue));
+	}
 	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
 		if (strcasecmp(req->hfield, keep[i].name) == 0) {
 			slot = (char **)((char *)req + keep[i].off);

@@ -10,6 +10,13 @@
  * the output buffer directly.  That is safe because wslay's send callback
  * below always takes everything, so wslay never holds half a frame when
  * roomd adds one of its own.
+ *
+ * With websocket_compression, a connection may negotiate permessage-deflate
+ * (server_deflate.c has the codec): its state is then a larger struct
+ * ws_pmd, its wslay context lets RSV1 through and passes the payloads of
+ * a compressed message to be inflated as they come, and the frames roomd
+ * sends it are compressed when that makes them smaller.  A connection
+ * that did not negotiate it is served exactly as before.
  */
 #include "config.h"
 
@@ -32,9 +39,26 @@
 struct ws {
 	wslay_event_context_ptr	 ctx;	/* NULL between messages */
 	uint64_t		 left;	/* octets of it not passed to wslay */
-	int			 fragmented; /* a message's frames to come */
+	unsigned		 fragmented:1; /* a message's frames to come */
+	unsigned		 pmd_bits:4;	/* permessage-deflate: window */
+	unsigned		 pmd_feed:1;	/* this frame goes to inflate */
 };
 #define WS(conn)	((struct ws *)(conn)->ws)
+/* The state of a connection that negotiated permessage-deflate. */
+struct ws_pmd {
+	struct ws			 ws;
+	struct server_deflate_in	*in;	/* while a message is read */
+};
+#define WS_PMD(conn)	((struct ws_pmd *)(conn)->ws)
+
+/* A shared frame (roomd.h) and its compressed variants. */
+struct ws_frame {
+	struct evbuffer	*plain;		/* header and payload */
+	struct evbuffer	*packed[8];	/* by window bits - 8; NULL: plain */
+	uint8_t		 tried;		/* bit i: packed[i] was made */
+	uint8_t		 hlen;		/* of plain's header */
+	uint8_t		 opcode;
+};
 
 static void	ws_flush(struct conn *, int);
 static wslay_event_context_ptr ws_ctx(struct conn *);
@@ -157,12 +181,90 @@ ws_close_raw(struct conn *conn, int code)
 	conn->state = CONN_CLOSING;
 }
 
+static void	ws_on_message(wslay_event_context_ptr,
+		    const struct wslay_event_on_msg_recv_arg *, void *);
+
+/* A data frame of a connection with permessage-deflate begins: the first
+ * of a message with RSV1, and its continuations, go to inflate. */
+static void
+ws_pmd_start(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg *f, void *arg)
+{
+	struct conn	*conn = arg;
+	struct ws_pmd	*pmd = WS_PMD(conn);
+
+	if (f->opcode == WSLAY_TEXT_FRAME || f->opcode == WSLAY_BINARY_FRAME) {
+		server_deflate_in_free(pmd->in);
+		pmd->in = NULL;
+		if (wslay_get_rsv1(f->rsv) && conn->state == CONN_WS &&
+		    (pmd->in = server_deflate_in_new()) == NULL)
+			server_ws_close(conn, 1011, "out of memory");
+		pmd->ws.pmd_feed = pmd->in != NULL;
+	} else
+		pmd->ws.pmd_feed = f->opcode == WSLAY_CONTINUATION_FRAME &&
+		    pmd->in != NULL;
+}
+
+/* Inflate as the octets come, so that a message that inflates past
+ * max_message_bytes is refused then, not once it is all in memory. */
+static void
+ws_pmd_chunk(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_chunk_arg *c, void *arg)
+{
+	struct conn	*conn = arg;
+	struct ws_pmd	*pmd = WS_PMD(conn);
+	int		 rc;
+
+	if (!pmd->ws.pmd_feed || pmd->in == NULL || c->data_length == 0)
+		return;
+	rc = server_deflate_in_feed(pmd->in, c->data, c->data_length,
+	    env->conf.max_message_bytes);
+	if (rc != 0) {
+		server_deflate_in_free(pmd->in);
+		pmd->in = NULL;
+		pmd->ws.pmd_feed = 0;
+		server_ws_close(conn, rc == DEFLATE_ETOOBIG ? 1009 :
+		    rc == DEFLATE_EDATA ? 1007 : 1011,
+		    server_deflate_strerror(rc));
+	}
+}
+
+/* A compressed message is all in: hand the inflated one on. */
+static void
+ws_pmd_message(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_msg_recv_arg *m, void *arg)
+{
+	struct conn			*conn = arg;
+	struct ws_pmd			*pmd = WS_PMD(conn);
+	struct wslay_event_on_msg_recv_arg copy = *m;
+	int				 rc;
+
+	if (pmd->in == NULL || conn->state != CONN_WS)
+		return;		/* refused while it inflated */
+	rc = server_deflate_in_finish(pmd->in, env->conf.max_message_bytes,
+	    &copy.msg, &copy.msg_length);
+	if (rc != 0)
+		server_ws_close(conn, rc == DEFLATE_ETOOBIG ? 1009 :
+		    rc == DEFLATE_EDATA ? 1007 : 1011,
+		    server_deflate_strerror(rc));
+	else {
+		copy.rsv = 0;
+		ws_on_message(ctx, &copy, arg);
+	}
+	server_deflate_in_free(pmd->in);
+	pmd->in = NULL;
+}
+
 static void
 ws_on_message(wslay_event_context_ptr ctx,
     const struct wslay_event_on_msg_recv_arg *m, void *arg)
 {
 	struct conn	*conn = arg;
 
+	if (wslay_get_rsv1(m->rsv) && WS(conn)->pmd_bits != 0) {
+		ws_pmd_message(ctx, m, arg);
+		return;
+	}
 	switch (m->opcode) {
 	case WSLAY_TEXT_FRAME:
 		if (!util_valid_utf8(m->msg, m->msg_length)) {
@@ -205,6 +307,13 @@ static const struct wslay_event_callbacks ws_callbacks = {
 	.send_callback = ws_send,
 	.on_msg_recv_callback = ws_on_message,
 };
+static const struct wslay_event_callbacks ws_callbacks_pmd = {
+	.recv_callback = ws_recv,
+	.send_callback = ws_send,
+	.on_frame_recv_start_callback = ws_pmd_start,
+	.on_frame_recv_chunk_callback = ws_pmd_chunk,
+	.on_msg_recv_callback = ws_on_message,
+};
 
 /*
  * A Sec-WebSocket-Key must be the base64 of 16 bytes: 22 digits and two
@@ -231,9 +340,10 @@ ws_key_valid(const char *key)
 int
 server_ws_upgrade(struct conn *conn, struct http_req *req)
 {
-	char		 buf[128], accept[64];
+	char		 buf[128], accept[64], ext[160] = "";
 	struct ws	*ws;
 	struct evbuffer	*out;
+	int		 bits = 0;
 
 	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0) {
 		static const char body[] = "{\"error\":\"bad_version\","
@@ -249,8 +359,13 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 		return -1;
 	}
 	snprintf(buf, sizeof(buf), "%s%s", req->ws_key, WS_GUID);
+	if (env->conf.websocket_compression &&
+	    !server_deflate_negotiate(req->ws_extensions, &bits, ext,
+	    sizeof(ext)))
+		bits = 0;
 	if (util_sha1_base64(buf, strlen(buf), accept, sizeof(accept)) == -1 ||
-	    (ws = calloc(1, sizeof(*ws))) == NULL) {
+	    (ws = calloc(1, bits ? sizeof(struct ws_pmd) :
+	    sizeof(*ws))) == NULL) {
 		server_http_error(conn, 500, "internal", "cannot upgrade");
 		return -1;
 	}
@@ -262,8 +377,10 @@ server_ws_upgrade(struct conn *conn, struct http_req *req)
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: %s\r\n"
-	    "X-Roomd-Worker: %d/%d\r\n\r\n", accept, env->slot, (int)getpid());
+	    "Sec-WebSocket-Accept: %s\r\n%s"
+	    "X-Roomd-Worker: %d/%d\r\n\r\n", accept, bits ? ext : "",
+	    env->slot, (int)getpid());
+	ws->pmd_bits = bits;
 	conn->ws = ws;
 	conn->state = CONN_WS;
 	server_ws_set_ping(conn, env->conf.ping_interval);
@@ -276,6 +393,8 @@ server_ws_free(struct conn *conn)
 	if (conn->ws != NULL) {
 		if (WS(conn)->ctx != NULL)
 			wslay_event_context_free(WS(conn)->ctx);
+		if (WS(conn)->pmd_bits != 0)
+			server_deflate_in_free(WS_PMD(conn)->in);
 		free(conn->ws);
 	}
 	conn->ws = NULL;
@@ -289,11 +408,14 @@ ws_ctx(struct conn *conn)
 	struct ws	*ws = WS(conn);
 
 	if (ws->ctx == NULL) {
-		if (wslay_event_context_server_init(&ws->ctx, &ws_callbacks,
-		    conn) != 0) {
+		if (wslay_event_context_server_init(&ws->ctx, ws->pmd_bits ?
+		    &ws_callbacks_pmd : &ws_callbacks, conn) != 0) {
 			ws->ctx = NULL;
 			return NULL;
 		}
+		if (ws->pmd_bits)
+			wslay_event_config_set_allowed_rsv_bits(ws->ctx,
+			    WSLAY_RSV1_BIT);
 		wslay_event_config_set_max_recv_msg_length(ws->ctx,
 		    env->conf.max_message_bytes);
 	}
@@ -415,10 +537,20 @@ server_ws_send_text(struct conn *conn, const char *text, size_t len)
 void
 server_ws_send(struct conn *conn, int binary, const char *text, size_t len)
 {
-	struct evbuffer	*out;
+	struct evbuffer	*out, *buf;
+	struct ws_frame	*frame;
 
 	if (conn->state != CONN_WS || (out = conn_out(conn)) == NULL)
 		return;
+	if (WS(conn)->pmd_bits != 0 && (buf = evbuffer_new()) != NULL) {
+		/* Compressed (or not) as a frame for one. */
+		evbuffer_add(buf, text, len);
+		if ((frame = server_ws_frame_seal(buf, binary)) != NULL) {
+			server_ws_frame_send(conn, frame);
+			server_ws_frame_free(frame);
+			return;
+		}
+	}
 	ws_header(out, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, len, 0);
 	evbuffer_add(out, text, len);
 	stats_add(STAT_BYTES_OUT, len);
@@ -436,23 +568,76 @@ server_ws_send_json(struct conn *conn, struct json_object *obj)
 	json_object_put(obj);
 }
 
-void
-server_ws_frame_seal(struct evbuffer *frame, int binary)
+struct ws_frame *
+server_ws_frame_seal(struct evbuffer *payload, int binary)
 {
-	ws_header(frame, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-	    evbuffer_get_length(frame), 1);
+	struct ws_frame	*frame;
+	size_t		 len = evbuffer_get_length(payload);
+
+	if ((frame = calloc(1, sizeof(*frame))) == NULL) {
+		evbuffer_free(payload);
+		return NULL;
+	}
+	frame->opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
+	ws_header(payload, frame->opcode, len, 1);
+	frame->hlen = (uint8_t)(evbuffer_get_length(payload) - len);
+	frame->plain = payload;
+	return frame;
+}
+
+/*
+ * The frame for a connection that negotiated a window of 2^bits: its
+ * compressed variant, made on first need, unless compression does not
+ * make it smaller (or there is no memory for it).
+ */
+static struct evbuffer *
+ws_frame_packed(struct ws_frame *frame, int bits)
+{
+	struct evbuffer	*z;
+	size_t		 len;
+	int		 i = bits - 8;
+
+	if (frame->tried & (1 << i))
+		return frame->packed[i] ? frame->packed[i] : frame->plain;
+	frame->tried |= 1 << i;
+	if ((z = evbuffer_new()) == NULL)
+		return frame->plain;
+	if (server_deflate_message(bits, frame->plain, frame->hlen, z) == -1 ||
+	    (len = evbuffer_get_length(z)) >=
+	    evbuffer_get_length(frame->plain) - frame->hlen) {
+		evbuffer_free(z);
+		return frame->plain;
+	}
+	ws_header(z, frame->opcode | 0x40, len, 1);	/* RSV1 */
+	return frame->packed[i] = z;
 }
 
 void
-server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
+server_ws_frame_send(struct conn *conn, struct ws_frame *frame)
 {
-	struct evbuffer	*out;
+	struct evbuffer	*out, *f = frame->plain;
 
 	if (conn->state != CONN_WS || (out = conn_out(conn)) == NULL)
 		return;
-	evbuffer_add_buffer_reference(out, frame);
-	stats_add(STAT_BYTES_OUT, evbuffer_get_length(frame));
+	if (WS(conn)->pmd_bits != 0)
+		f = ws_frame_packed(frame, WS(conn)->pmd_bits);
+	evbuffer_add_buffer_reference(out, f);
+	stats_add(STAT_BYTES_OUT, evbuffer_get_length(f));
 	stats_dadd(conn->mount->dialect->id, STAT_D_MESSAGES_OUT, 1);
+}
+
+void
+server_ws_frame_free(struct ws_frame *frame)
+{
+	size_t	 i;
+
+	if (frame == NULL)
+		return;
+	for (i = 0; i < sizeof(frame->packed) / sizeof(frame->packed[0]); i++)
+		if (frame->packed[i] != NULL)
+			evbuffer_free(frame->packed[i]);
+	evbuffer_free(frame->plain);
+	free(frame);
 }
 
 /* Start the closing handshake; the connection ends when it completes. */

@@ -22,6 +22,12 @@
  * Modes (-M): fanout (W1, W2, W3, W6, W9), catchup (W4), idle (W5), storm
  * (W7) and raw (the cost of one small write() to a loopback TCP socket,
  * the floor of any server's cost per delivery).  See usage() below.
+ *
+ * With -z every member offers permessage-deflate (RFC 7692) and inflates
+ * the compressed messages it gets; "wire_bytes" in the result counts the
+ * octets of the frames members read while measuring (headers and
+ * payloads, compressed or not; no handshakes), against "bytes", the
+ * octets of the messages they got.
  */
 #define _GNU_SOURCE
 #include <sys/epoll.h>
@@ -56,6 +62,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <zlib.h>
 
 #define LG_MAXTHREADS	8
 #define LG_MAXPIDS	64
@@ -88,6 +95,8 @@ struct conn {
 	char		*msg;		/* a fragmented message being joined */
 	size_t		 mlen, mcap;
 	int		 mtext;
+	int		 pmd;		/* permessage-deflate negotiated */
+	int		 mz;		/* the message being read is compressed */
 	_Atomic uint64_t pointer;	/* last canvas pointer received */
 	_Atomic uint64_t got;		/* actions received */
 	char		 tok[72];	/* canvas token, kept for reconnects */
@@ -103,6 +112,11 @@ struct thr {
 	struct hist	 lat;		/* delivery latency */
 	struct hist	 rec;		/* storm: reconnect to first message */
 	_Atomic uint64_t deliveries, frames, bytes, gaps, dups, errors;
+	_Atomic uint64_t wire;		/* octets read while measuring */
+	z_stream	 z;		/* -z: raw inflate, reset per message */
+	int		 zinit;
+	unsigned char	*zbuf;
+	size_t		 zcap;
 };
 
 static struct {
@@ -112,7 +126,7 @@ static struct {
 	int		 port;
 	char		 prefix[128];
 	int		 n, rooms, batch, size, threads, addrs, window;
-	int		 storm, noread, joinall, place_worker;
+	int		 storm, noread, joinall, place_worker, deflate;
 	double		 rate, duration, warmup;
 	uint64_t	 log_len;
 	pid_t		 pids[LG_MAXPIDS];
@@ -141,7 +155,7 @@ usage(void)
 "usage: loadgen [-J] [-M mode] [-P proto] [-a addrs] [-b actions] [-c pids]\n"
 "    [-d secs] [-L log] [-m bytes] [-n members] [-p host:port] [-r rooms]\n"
 "    [-R rate] [-s storm] [-T threads] [-u prefix] [-W window] [-w secs]\n"
-"    [-x] [-X same|cross -k workerpids]\n"
+"    [-x] [-z] [-X same|cross -k workerpids]\n"
 "  -M fanout|catchup|idle|storm|raw  (default fanout)\n"
 "  -P canvas|nchan    protocol (the Node peer speaks canvas)\n"
 "  -n members, -r rooms, -b actions per publish, -m bytes per action\n"
@@ -150,6 +164,7 @@ usage(void)
 "  -c pid,...  server processes whose CPU (and children's) is counted\n"
 "  -L log length for catchup; -s members that drop and reconnect (storm)\n"
 "  -x one member never reads; -J join every member as a guest (canvas)\n"
+"  -z offer permessage-deflate and inflate what comes compressed\n"
 "  -X same|cross -k wpid,...  keep members on the publisher's worker or\n"
 "     on another one (found from /proc/net/tcp and the workers' fds)\n");
 	exit(2);
@@ -602,6 +617,9 @@ conn_handshake(struct conn *c)
 		;
 	if (strncmp(a, c->accept, strlen(c->accept)) != 0)
 		return -1;
+	*end = '\0';
+	c->pmd = opt.deflate && strcasestr(c->rbuf,
+	    "\r\nSec-WebSocket-Extensions: permessage-deflate") != NULL;
 	end += 4;
 	c->rlen -= (size_t)(end - c->rbuf);
 	memmove(c->rbuf, end, c->rlen);
@@ -610,6 +628,55 @@ conn_handshake(struct conn *c)
 	if (c->noread)
 		epoll_ctl(thr[c->th].ep, EPOLL_CTL_DEL, c->fd, NULL);
 	return 1;
+}
+
+/* A whole message: inflated first if it came compressed (each on its own:
+ * roomd takes no context over between messages). */
+static void
+on_payload(struct thr *t, struct conn *c, const char *d, size_t len)
+{
+	static const unsigned char tail[4] = { 0, 0, 0xff, 0xff };
+	size_t	 out = 0;
+	int	 rc, pass;
+
+	if (!c->mz) {
+		on_message(t, c, d, len);
+		return;
+	}
+	if (!t->zinit) {
+		if (inflateInit2(&t->z, -15) != Z_OK)
+			errx(1, "inflateInit2");
+		t->zinit = 1;
+	} else
+		inflateReset(&t->z);
+	t->z.next_in = (unsigned char *)(uintptr_t)d;
+	t->z.avail_in = (unsigned)len;
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1) {	/* the 00 00 ff ff the sender dropped */
+			t->z.next_in = (unsigned char *)(uintptr_t)tail;
+			t->z.avail_in = 4;
+		}
+		do {
+			if (t->zcap - out < 65536) {
+				t->zcap = t->zcap ? 2 * t->zcap : 1 << 20;
+				if ((t->zbuf = realloc(t->zbuf, t->zcap)) ==
+				    NULL)
+					err(1, "realloc");
+			}
+			t->z.next_out = t->zbuf + out;
+			t->z.avail_out = (unsigned)(t->zcap - out);
+			rc = inflate(&t->z, Z_SYNC_FLUSH);
+			out = t->zcap - t->z.avail_out;
+			if (rc == Z_STREAM_END)
+				pass = 2;
+			else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+				atomic_fetch_add(&t->errors, 1);
+				return;
+			}
+		} while (rc != Z_STREAM_END && (t->z.avail_in > 0 ||
+		    t->z.avail_out == 0));
+	}
+	on_message(t, c, (const char *)t->zbuf, out);
 }
 
 /* Take whole frames out of rbuf. */
@@ -646,10 +713,12 @@ conn_frames(struct thr *t, struct conn *c)
 		if (op == 0x9)
 			ws_send(c, 0xa, (char *)b + h, (size_t)plen);
 		else if (op == 0x1 || op == 0x2 || op == 0x0) {
-			if (op != 0)
+			if (op != 0) {
 				c->mtext = op == 1;
+				c->mz = c->pmd && (b[0] & 0x40);
+			}
 			if (fin && c->mlen == 0)
-				on_message(t, c, (char *)b + h, (size_t)plen);
+				on_payload(t, c, (char *)b + h, (size_t)plen);
 			else {
 				if (c->mlen + plen > c->mcap) {
 					c->mcap = (c->mlen + plen) * 2;
@@ -660,13 +729,15 @@ conn_frames(struct thr *t, struct conn *c)
 				memcpy(c->msg + c->mlen, b + h, plen);
 				c->mlen += plen;
 				if (fin) {
-					on_message(t, c, c->msg, c->mlen);
+					on_payload(t, c, c->msg, c->mlen);
 					c->mlen = 0;
 				}
 			}
 		}
 		off += h + plen;
 	}
+	if (atomic_load(&measuring))
+		atomic_fetch_add(&t->wire, off);
 	c->rlen -= off;
 	if (c->rlen > 0 && off > 0)
 		memmove(c->rbuf, c->rbuf + off, c->rlen);
@@ -789,8 +860,10 @@ conn_open(int i, uint64_t pointer)
 		c->opened = 1;
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-	    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-	    path, opt.host, opt.port, key);
+	    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+	    path, opt.host, opt.port, key, opt.deflate ?
+	    "Sec-WebSocket-Extensions: permessage-deflate; "
+	    "client_max_window_bits\r\n" : "");
 	c->rlen = 0;
 	c->mlen = 0;
 	c->state = C_HANDSHAKE;
@@ -1049,7 +1122,7 @@ static void
 report(const char *mode, double secs, double cpu, const char *extra)
 {
 	struct hist	 lat, rec;
-	uint64_t	 d = 0, f = 0, b = 0, g = 0, u = 0, e = 0;
+	uint64_t	 d = 0, f = 0, b = 0, g = 0, u = 0, e = 0, w = 0;
 	int		 i;
 
 	memset(&lat, 0, sizeof(lat));
@@ -1063,12 +1136,14 @@ report(const char *mode, double secs, double cpu, const char *extra)
 		g += thr[i].gaps;
 		u += thr[i].dups;
 		e += thr[i].errors;
+		w += thr[i].wire;
 	}
 	printf("RESULT {\"mode\":\"%s\",\"proto\":\"%s\",\"members\":%d,"
 	    "\"open\":%d,\"failed\":%d,\"rooms\":%d,\"batch\":%d,"
 	    "\"nofile\":%llu,\"secs\":%.3f,\"publishes\":%" PRIu64 ","
 	    "\"deliveries\":%" PRIu64 ",\"deliveries_per_s\":%.0f,"
 	    "\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ","
+	    "\"wire_bytes\":%" PRIu64 ",\"deflate\":%d,"
 	    "\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,"
 	    "\"server_cpu_s\":%.2f,\"cpu_us_per_delivery\":%.3f,"
 	    "\"reconnect_p50_us\":%.1f,\"reconnect_p99_us\":%.1f,"
@@ -1078,7 +1153,7 @@ report(const char *mode, double secs, double cpu, const char *extra)
 	    atomic_load(&n_open), atomic_load(&n_failed), opt.rooms,
 	    opt.batch, (unsigned long long)nofile, secs, pubseq, d,
 	    secs > 0 ? (double)d / secs : 0,
-	    f, b, hist_pct(&lat, 50) / 1e3, hist_pct(&lat, 99) / 1e3,
+	    f, b, w, opt.deflate, hist_pct(&lat, 50) / 1e3, hist_pct(&lat, 99) / 1e3,
 	    lat.max / 1e3, cpu, d > 0 ? cpu * 1e6 / (double)d : 0,
 	    hist_pct(&rec, 50) / 1e3, hist_pct(&rec, 99) / 1e3,
 	    rec.max / 1e3, rec.n, g, u, e, extra);
@@ -1414,7 +1489,7 @@ main(int argc, char *argv[])
 	opt.warmup = 1;
 	opt.log_len = 1000;
 	opt.storm = 0;
-	while ((ch = getopt(argc, argv, "JM:P:a:b:c:d:k:L:m:n:p:r:R:s:T:u:W:"
+	while ((ch = getopt(argc, argv, "JM:P:a:b:c:d:k:L:m:n:p:r:R:s:T:u:W:z"
 	    "w:xX:")) != -1) {
 		switch (ch) {
 		case 'J':
@@ -1496,6 +1571,9 @@ main(int argc, char *argv[])
 			break;
 		case 'x':
 			opt.noread = 1;
+			break;
+		case 'z':
+			opt.deflate = 1;
 			break;
 		case 'X':
 			opt.place = strcmp(optarg, "same") == 0 ? 1 :

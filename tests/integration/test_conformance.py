@@ -173,7 +173,7 @@ def shorts(evs):
 class Client:
     """A WebSocket client that sends exactly the octets a case names."""
 
-    def __init__(self, d, path="/echo"):
+    def __init__(self, d, path="/echo", headers=""):
         self.sock = socket.create_connection((d.host, d.port), timeout=T)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
@@ -184,7 +184,8 @@ class Client:
                            f"Host: {d.host}:{d.port}\r\n"
                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                           "Sec-WebSocket-Version: 13\r\n"
+                           f"{headers}\r\n").encode())
         deadline = time.monotonic() + T
         while b"\r\n\r\n" not in self.buf:
             self._fill(deadline)
@@ -197,6 +198,9 @@ class Client:
         want = base64.b64encode(hashlib.sha1(
             (key + GUID).encode()).digest()).decode()
         assert fields.get("sec-websocket-accept") == want, head
+        self.fields = fields
+        self.allowed_rsv = 0    # RSV bits an extension lets the server set
+        self.rsv = 0            # those of the last frame read
 
     def close(self):
         try:
@@ -274,7 +278,9 @@ class Client:
             self._need(10, deadline)
             n, off = int.from_bytes(self.buf[2:10], "big"), 10
         assert not b1 & 0x80, "the server sent a masked frame"
-        assert not b0 & 0x70, f"the server set RSV bits: {b0:#04x}"
+        assert not b0 & 0x70 & ~self.allowed_rsv, \
+            f"the server set RSV bits: {b0:#04x}"
+        self.rsv = b0 & 0x70
         op, fin = b0 & 0x0F, bool(b0 & 0x80)
         assert op in (TEXT, BINARY, CLOSE, PING, PONG, CONT), \
             f"the server sent opcode {op}"

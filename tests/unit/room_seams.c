@@ -216,17 +216,27 @@ server_output_full(struct conn *conn)
 	return ((struct fake_conn *)conn)->full || conn->closed;
 }
 
-/* Nothing in front: the fake keeps the payload as it was built. */
-void
-server_ws_frame_seal(struct evbuffer *frame, int binary)
+/* Nothing in front: the fake frame keeps the payload as it was built. */
+struct ws_frame {
+	struct evbuffer	*payload;
+};
+
+struct ws_frame *
+server_ws_frame_seal(struct evbuffer *payload, int binary)
 {
+	struct ws_frame	*frame;
+
+	if ((frame = malloc(sizeof(*frame))) == NULL)
+		abort();
+	frame->payload = payload;
+	return frame;
 }
 
 void
-server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
+server_ws_frame_send(struct conn *conn, struct ws_frame *frame)
 {
 	struct fake_conn	*f = (struct fake_conn *)conn;
-	size_t			 len = evbuffer_get_length(frame);
+	size_t			 len = evbuffer_get_length(frame->payload);
 	char			*copy;
 
 	if (conn->state != CONN_WS)
@@ -234,11 +244,20 @@ server_ws_frame_send(struct conn *conn, struct evbuffer *frame)
 	if (f->nframes < SEAM_FRAMES) {
 		if ((copy = malloc(len + 1)) == NULL)
 			abort();
-		evbuffer_copyout(frame, copy, len);
+		evbuffer_copyout(frame->payload, copy, len);
 		copy[len] = '\0';
 		f->frames[f->nframes] = copy;
 	}
 	f->nframes++;
+}
+
+void
+server_ws_frame_free(struct ws_frame *frame)
+{
+	if (frame == NULL)
+		return;
+	evbuffer_free(frame->payload);
+	free(frame);
 }
 
 /* As the real one: the first call starts the closing handshake. */
