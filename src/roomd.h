@@ -265,6 +265,12 @@ struct conn {
 TAILQ_HEAD(connlist, conn);
 
 void	 server_main(int slot) __attribute__((noreturn));
+/* A worker without server_main's listeners, signals and mesh, for the
+ * fuzz harnesses: its loop, a socket taken as if listener l accepted it,
+ * and its open connections in turn (NULL: the first). */
+void	 server_init(void);
+void	 server_accept_fd(int fd, struct sockaddr *, int salen, int l);
+struct conn *server_conn_next(struct conn *);
 /* What the transport tells server.c, besides input and a drained output. */
 enum conn_io_event { CONN_IO_IDLE, CONN_IO_STALLED, CONN_IO_EOF, CONN_IO_ERROR };
 void	 server_read(struct conn *);

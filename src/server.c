@@ -75,6 +75,22 @@ server_stopping(void)
 	return stopping;
 }
 
+/*
+ * The worker's loop: its event base, and the flush event at the lower of
+ * its two priorities.  server_main adds the listeners, signals and the
+ * doorbell mesh; the fuzz harnesses (tests/fuzz) run it without them.
+ */
+void
+server_init(void)
+{
+	if ((base = event_base_new()) == NULL ||
+	    event_base_priority_init(base, 2) == -1)
+		fatalx("%s: event_base_new", __func__);
+	if ((flush_ev = event_new(base, -1, 0, server_flush, NULL)) == NULL)
+		fatalx("%s: event_new", __func__);
+	event_priority_set(flush_ev, 1);
+}
+
 void
 server_main(int slot)
 {
@@ -98,9 +114,7 @@ server_main(int slot)
 			if (env->listen_fd[s][l] != -1)
 				close(env->listen_fd[s][l]);
 
-	if ((base = event_base_new()) == NULL ||
-	    event_base_priority_init(base, 2) == -1)
-		fatalx("%s: event_base_new", __func__);
+	server_init();
 	proc_mesh_worker(base);
 	/* The master's sockets listen already, with their backlog: a
 	 * backlog of -1 here would call listen() again with libevent's
@@ -114,8 +128,6 @@ server_main(int slot)
 		evconnlistener_set_error_cb(listeners[l], server_accept_error);
 	}
 	resume_ev = evtimer_new(base, server_accept_resume, NULL);
-	flush_ev = event_new(base, -1, 0, server_flush, NULL);
-	event_priority_set(flush_ev, 1);
 	sigterm = evsignal_new(base, SIGTERM, server_stop, NULL);
 	sigint = evsignal_new(base, SIGINT, server_stop, NULL);
 	sighup = evsignal_new(base, SIGHUP, server_reload, NULL);
@@ -250,6 +262,23 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	stats_add(STAT_CONNECTIONS, 1);
 	stats_add(STAT_CONNECTIONS_OPEN, 1);
 	server_http_start(conn);
+}
+
+/*
+ * Take fd as a connection accepted from sa on listener l, as the
+ * listener's callback does (the fuzz harnesses hand it socketpairs).
+ */
+void
+server_accept_fd(int fd, struct sockaddr *sa, int salen, int l)
+{
+	server_accept(NULL, fd, sa, salen, (void *)(intptr_t)l);
+}
+
+/* The open connection after conn, or the first if conn is NULL. */
+struct conn *
+server_conn_next(struct conn *conn)
+{
+	return conn == NULL ? TAILQ_FIRST(&conns) : TAILQ_NEXT(conn, entry);
 }
 
 /* Input arrived (server_io.c). */

@@ -197,12 +197,12 @@ http_on_field(http_parser *p, const char *at, size_t n)
 {
 	struct http_req	*req = req_of(p);
 
-	if (req->hstate == 1) {
+	if (req->hstate == 1)
 		http_header_done(req);
-		if (++req->nheaders > HTTP_MAX_HEADERS) {
-			req->error = 431;
-			return -1;
-		}
+	/* A header begins (its name may come in pieces): count it. */
+	if (req->hfield == NULL && ++req->nheaders > HTTP_MAX_HEADERS) {
+		req->error = 431;
+		return -1;
 	}
 	return http_append(req, &req->hfield, NULL, at, n);
 }

@@ -315,13 +315,20 @@ static const struct wslay_event_callbacks ws_callbacks_pmd = {
 	.on_msg_recv_callback = ws_on_message,
 };
 
-/* A Sec-WebSocket-Key must be the base64 of 16 bytes. */
+/*
+ * A Sec-WebSocket-Key must be the base64 of 16 bytes: 22 digits and two
+ * pads.  (EVP_DecodeBlock says 18 octets for any 24 characters it takes,
+ * pads or not, so the digits are counted here.)
+ */
 static int
 ws_key_valid(const char *key)
 {
-	unsigned char	 raw[32];
+	static const char	 digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned char		 raw[32];
 
-	if (key == NULL || strlen(key) != 24 || strcmp(key + 22, "==") != 0)
+	if (key == NULL || strlen(key) != 24 || strspn(key, digits) != 22 ||
+	    strcmp(key + 22, "==") != 0)
 		return 0;
 	return EVP_DecodeBlock(raw, (const unsigned char *)key, 24) == 18;
 }

@@ -18,7 +18,7 @@
  *   aTOKEN		a new member opens /classroom with Authorization:
  *			Bearer TOKEN (the secret is "fuzz-secret")
  *   hMETHOD TARGET BODY	an HTTP request on a connection of its own
- *   t		the once-a-second timers of every room (room_tick)
+ *   t		the once-a-second timers of every room (fanout_tick)
  * Tokens, codes and ids come from a fixed pseudo-random sequence, so an
  * input may name them (FUZZ_VERBOSE=1 shows what the server sent).  After
  * every operation the loop settles, the arena is checked and every frame
@@ -307,7 +307,7 @@ op_run(const char *p, size_t len)
 		op_http(p + 1, len - 1);
 		break;
 	case 't':
-		room_tick();
+		fanout_tick();
 		fz_settle();
 		break;
 	}

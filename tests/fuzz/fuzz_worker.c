@@ -1,27 +1,37 @@
 /*
  * fuzz_worker.c: this process as one roomd worker, for the harnesses.
  *
- * src/server.c is compiled into this file rather than linked, so the
- * harness can reach its static state (the event base, the flush event,
- * the connection lists) and its accept path without any change to it.
- * fz_init() does what server_main() does before its loop, minus the
- * listening sockets, signals and the doorbell mesh (there is one worker);
- * a client is one end of a socketpair whose other end goes through
- * server_accept(), so every byte takes the path a TCP client's would.
+ * It links the daemon's objects as they are.  fz_init() does what
+ * server_main() does before its loop (server_init), minus the listening
+ * sockets, signals and the doorbell mesh (there is one worker); a client
+ * is one end of a socketpair whose other end goes through the listener's
+ * accept path (server_accept_fd), so every byte takes the path a TCP
+ * client's would.
  *
  * Randomness is made deterministic (RAND_bytes and uuid_generate_random
  * are replaced here and reset for every input), so an input always
  * produces the same tokens, room codes and ids and a crash replays.
  */
-#include "../../src/server.c"
+#include "config.h"
 
-#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 
+#include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/rand.h>
 #include <uuid/uuid.h>
 
+#include "roomd.h"
+#include "shm.h"
 #include "fuzz.h"
 
 #ifndef FUZZ_HTDOCS
@@ -32,6 +42,7 @@
 
 static struct roomd	 fz_env;
 struct roomd		*env = &fz_env;
+static struct arena	 fz_arena;	/* env->arena */
 int			 fz_verbose;
 
 static uint8_t		*pristine;	/* the arena's header when new */
@@ -78,6 +89,7 @@ fz_init(void (*tune)(struct roomd_config *))
 	signal(SIGPIPE, SIG_IGN);
 	log_init(1, fz_verbose);
 	log_setproc("worker 0");
+	env->arena = &fz_arena;
 	config_defaults(c);
 	c->workers = 1;
 	snprintf(c->htdocs, sizeof(c->htdocs), "%s", FUZZ_HTDOCS);
@@ -90,11 +102,7 @@ fz_init(void (*tune)(struct roomd_config *))
 	env->slot = 0;
 	env->foreground = 1;
 	/* As server_main() sets up its loop. */
-	if ((base = event_base_new()) == NULL ||
-	    event_base_priority_init(base, 2) == -1)
-		fatalx("fuzz: event_base_new");
-	flush_ev = event_new(base, -1, 0, server_flush, NULL);
-	event_priority_set(flush_ev, 1);
+	server_init();
 }
 
 /*
@@ -113,21 +121,21 @@ fz_begin(void)
 
 	fz_rng = 0x726f6f6d64ULL;
 	if (pristine == NULL) {
-		if (arena_open(&env->arena, NULL, FZ_ARENA_SIZE, &reattached,
+		if (arena_open(env->arena, NULL, FZ_ARENA_SIZE, &reattached,
 		    err, sizeof(err)) != 0)
 			fatalx("fuzz: arena_open: %s", err);
-		h = env->arena.hdr;
+		h = env->arena->hdr;
 		if ((pristine = malloc(h->hdr_size)) == NULL)
 			fatal("fuzz: malloc");
-		memcpy(pristine, env->arena.base, h->hdr_size);
+		memcpy(pristine, env->arena->base, h->hdr_size);
 		return;
 	}
-	h = env->arena.hdr;
-	if (h->top < h->hdr_size || h->top > env->arena.size)
+	h = env->arena->hdr;
+	if (h->top < h->hdr_size || h->top > env->arena->size)
 		fatalx("fuzz: arena top %llu out of bounds",
 		    (unsigned long long)h->top);
-	memset(env->arena.base + h->hdr_size, 0, h->top - h->hdr_size);
-	memcpy(env->arena.base, pristine, ((struct arena_hdr *)pristine)->
+	memset(env->arena->base + h->hdr_size, 0, h->top - h->hdr_size);
+	memcpy(env->arena->base, pristine, ((struct arena_hdr *)pristine)->
 	    hdr_size);
 }
 
@@ -173,7 +181,7 @@ fz_check(const char *when)
 {
 	char	 err[512];
 
-	if (arena_check(&env->arena, err, sizeof(err)) != 0) {
+	if (arena_check(env->arena, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz: arena invariant broken %s: %s\n", when,
 		    err);
 		abort();
@@ -190,34 +198,36 @@ fz_check_idle(void)
 	size_t			 i, n, k;
 	int			 bad = 0;
 
-	if (!TAILQ_EMPTY(&conns) || !TAILQ_EMPTY(&graveyard)) {
+	/* A closed connection waits for the flush, which fz_quiet() saw
+	 * was not due: only open ones can be left. */
+	if (server_conn_next(NULL) != NULL) {
 		fprintf(stderr, "fuzz: a connection outlived its closed "
 		    "peer\n");
 		abort();
 	}
-	if (env->arena.hdr->stats.c[ST_CONNECTIONS_OPEN] != 0)
+	if (stats_get(STAT_CONNECTIONS_OPEN) != 0)
 		bad = fprintf(stderr, "fuzz: open connection gauge is %lld\n",
-		    (long long)env->arena.hdr->stats.c[ST_CONNECTIONS_OPEN]);
+		    (long long)stats_get(STAT_CONNECTIONS_OPEN));
 	for (i = 0; i < STATS_DIALECTS; i++)
-		if (env->arena.hdr->stats.d[i][SD_WEBSOCKETS_OPEN] != 0)
+		if (stats_dget((unsigned)i, STAT_D_WEBSOCKETS_OPEN) != 0)
 			bad = fprintf(stderr, "fuzz: dialect %zu counts %lld "
-			    "open WebSockets\n", i, (long long)
-			    env->arena.hdr->stats.d[i][SD_WEBSOCKETS_OPEN]);
-	n = shm_room_list(&env->arena, ROOM_ALL_DIALECTS, refs, 256);
+			    "open WebSockets\n", i, (long long)stats_dget(
+			    (unsigned)i, STAT_D_WEBSOCKETS_OPEN));
+	n = shm_room_list(env->arena, ROOM_ALL_DIALECTS, refs, 256);
 	for (i = 0; i < n; i++) {
-		if (shm_room_lock(&env->arena, &refs[i], &r) != 0)
+		if (shm_room_lock(env->arena, &refs[i], &r) != 0)
 			continue;
 		if (r->conns != 0)
 			bad = fprintf(stderr, "fuzz: room %s counts %llu "
 			    "connections after all closed\n", r->id,
 			    (unsigned long long)r->conns);
 		for (k = 0; k < r->nmembers; k++) {
-			m = shm_member_at(&env->arena, r, k);
-			if (m->mid != 0 && m->locator != 0)
+			m = shm_member_at(env->arena, r, k);
+			if (m->mid != 0 && m->slots != 0)
 				bad = fprintf(stderr, "fuzz: room %s member %s "
 				    "still has a connection\n", r->id, m->name);
 		}
-		shm_room_unlock(&env->arena, r);
+		shm_room_unlock(env->arena, r);
 	}
 	if (bad)
 		abort();
@@ -282,8 +292,7 @@ fz_connect(void)
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons(40000 + (uint16_t)i);
-	server_accept(NULL, sv[1], (struct sockaddr *)&sin, sizeof(sin),
-	    (void *)0);
+	server_accept_fd(sv[1], (struct sockaddr *)&sin, sizeof(sin), 0);
 	return (int)i;
 }
 
@@ -341,10 +350,12 @@ fz_quiet(void)
 	struct conn	*conn;
 	struct pollfd	 pfd;
 
-	if (flush_scheduled ||
-	    event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) > 0)
+	/* A flush that is due is an active event (server_flush_later). */
+	if (event_base_get_num_events(server_base(),
+	    EVENT_BASE_COUNT_ACTIVE) > 0)
 		return 0;
-	TAILQ_FOREACH(conn, &conns, entry) {
+	for (conn = server_conn_next(NULL); conn != NULL;
+	    conn = server_conn_next(conn)) {
 		pfd.fd = conn_fd(conn);
 		pfd.events = POLLIN;
 		if (conn_out_len(conn) > 0)
@@ -361,7 +372,7 @@ fz_settle(void)
 	int	 i;
 
 	for (i = 0; i < FZ_SETTLE_MAX; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
+		event_base_loop(server_base(), EVLOOP_NONBLOCK);
 		if (!fz_drain() && fz_quiet())
 			return;
 	}

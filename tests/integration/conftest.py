@@ -67,6 +67,20 @@ def _pid_gone(pid):
         return True
 
 
+def log_text(d):
+    """The whole log of a daemon of the tests' own ("" if unreadable)."""
+    try:
+        with open(d.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def roomctl_path():
+    """roomctl, built next to the roomd under test."""
+    return os.path.join(os.path.dirname(roomd_bin()), "roomctl")
+
+
 class Roomd:
     """A running daemon: .port .base .ws_base .proc .master_pid .log_path."""
 
@@ -196,35 +210,52 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
     return d
 
 
+def roomd_t(conf_text):
+    """roomd -t on conf_text, written to a file in a temporary directory:
+    (exit status, what it wrote to stdout and stderr, the file's path)."""
+    with tempfile.TemporaryDirectory(prefix="roomd-t-") as tmp:
+        conf = os.path.join(tmp, "roomd.conf")
+        with open(conf, "w") as f:
+            f.write(conf_text)
+        r = subprocess.run([roomd_bin(), "-t", "-c", conf],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        return r.returncode, r.stdout.decode("utf-8", "replace"), conf
+
+
 def _external():
     u = urllib.parse.urlsplit(EXTERNAL_URL)
     return Roomd(u.hostname or "127.0.0.1", u.port or 80)
 
 
-@pytest.fixture(scope="session")
-def roomd():
-    """One daemon shared by the whole session (or the ROOMD_URL one)."""
+def watched_daemon(conf_text="", workers=2, what="the shared roomd"):
+    """For a fixture: yield a daemon of its own (or the ROOMD_URL one), and
+    at the end fail if it died or if a worker was replaced (crashed): every
+    slot must still be served by the process that served it at the start."""
     if EXTERNAL_URL:
         yield _external()
         return
-    d = start_roomd()
+    d = start_roomd(conf_text, workers)
     try:
         before = _worker_map(d)
         yield d
         alive = d.proc.poll() is None
         tail = d.log_tail()
-        assert alive, ("the shared roomd died during the session (status "
-                       f"{d.proc.returncode})\n--- log ---\n{tail}")
-        # No test may have crashed a worker of the shared daemon: every slot
-        # is still served by the process that served it at the start.
+        assert alive, (f"{what} died (status {d.proc.returncode})\n"
+                       f"--- log ---\n{tail}")
         after = _worker_map(d)
         if before is not None:
             assert after == before, (
-                f"workers of the shared roomd were replaced during the session "
-                f"(a worker crashed): slot->pid {before} became {after}\n"
-                f"--- log ---\n{tail}")
+                f"a worker of {what} was replaced (crashed): slot->pid "
+                f"{before} became {after}\n--- log ---\n{tail}")
     finally:
         d.stop()
+
+
+@pytest.fixture(scope="session")
+def roomd():
+    """One daemon shared by the whole session (or the ROOMD_URL one)."""
+    yield from watched_daemon(what="the shared roomd")
 
 
 def _worker_map(d, slots=2, tries=100):
@@ -242,22 +273,29 @@ def _worker_map(d, slots=2, tries=100):
     return seen
 
 
-@pytest.fixture
-def roomd_factory():
-    """roomd_factory(conf_text="", workers=2) -> a daemon of the test's own."""
-    if EXTERNAL_URL:
-        pytest.skip("needs a daemon of its own (config or signals); "
-                    "ROOMD_URL names an external one")
+def own_daemons(start=start_roomd):
+    """For a fixture: yield make(...), which starts a daemon with start(...)
+    (start_roomd(conf_text="", workers=2) unless told); every one started
+    is stopped at teardown, whatever happened."""
     started = []
 
-    def make(conf_text="", workers=2):
-        d = start_roomd(conf_text, workers)
+    def make(*a, **kw):
+        d = start(*a, **kw)
         started.append(d)
         return d
 
     yield make
     for d in started:
         d.stop()
+
+
+@pytest.fixture
+def roomd_factory():
+    """roomd_factory(conf_text="", workers=2) -> a daemon of the test's own."""
+    if EXTERNAL_URL:
+        pytest.skip("needs a daemon of its own (config or signals); "
+                    "ROOMD_URL names an external one")
+    yield from own_daemons()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -538,6 +576,35 @@ def new_key():
     return base64.b64encode(os.urandom(16)).decode()
 
 
+def mask(payload, key):
+    """payload XOR the repeated 4-byte key, fast for megabytes too."""
+    n = len(payload)
+    if n == 0:
+        return b""
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^
+            int.from_bytes(k, "little")).to_bytes(n, "little")
+
+
+def frame(opcode, payload=b"", fin=True, rsv=0, masked=True):
+    """One frame's octets, masked with a fresh key as a client must."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
+    mbit = 0x80 if masked else 0
+    if n < 126:
+        head = bytes([b0, mbit | n])
+    elif n < 65536:
+        head = bytes([b0, mbit | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, mbit | 127]) + n.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + mask(payload, key)
+
+
 class RawWS:
     """A hand-driven WebSocket client for RFC 6455 details."""
 
@@ -617,20 +684,7 @@ class RawWS:
 
     @staticmethod
     def frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
-        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-        n = len(payload)
-        mbit = 0x80 if mask else 0
-        if n < 126:
-            hdr = bytes([b0, mbit | n])
-        elif n < 65536:
-            hdr = bytes([b0, mbit | 126]) + n.to_bytes(2, "big")
-        else:
-            hdr = bytes([b0, mbit | 127]) + n.to_bytes(8, "big")
-        if not mask:
-            return hdr + payload
-        key = os.urandom(4)
-        masked = bytes(c ^ key[i % 4] for i, c in enumerate(payload))
-        return hdr + key + masked
+        return frame(opcode, payload, fin, rsv, masked=mask)
 
     def send_frame(self, opcode, payload=b"", **kw):
         self.sock.sendall(self.frame(opcode, payload, **kw))
@@ -733,6 +787,65 @@ async def expect_quiet(ws, quiet=0.3):
     except asyncio.TimeoutError:
         return
     raise AssertionError(f"unexpected message: {m!r:.400}")
+
+
+# ---------------------------------------------------------------- one test's connections
+
+class Conns:
+    """The connections of one test, all closed at its end (session())."""
+
+    def __init__(self, d):
+        self.d = d
+        self.all = []
+
+    async def close(self):
+        await close_all(self.all)
+
+
+def session(d, body, timeout=60.0, conns=Conns, **kw):
+    """run(body(c)) with c = conns(d, **kw), whose connections are all
+    closed afterwards, whatever happened."""
+    async def main():
+        c = conns(d, **kw)
+        try:
+            return await body(c)
+        finally:
+            await c.close()
+    return run(main(), timeout)
+
+
+def check(m, expected, what="", norm=None):
+    """m is expected, with its keys (and those of its "data", if that is an
+    object) in the same order; norm(m) first, if given, takes off what is
+    not compared."""
+    if norm is not None:
+        m = norm(m)
+    assert m == expected, f"{what}: expected {expected!r}, got {m!r:.600}"
+    assert list(m) == list(expected), \
+        f"{what}: key order {list(m)} instead of {list(expected)}"
+    if isinstance(expected.get("data"), dict):
+        assert list(m["data"]) == list(expected["data"]), \
+            f"{what}: data key order {list(m['data'])} instead of " \
+            f"{list(expected['data'])}"
+
+
+async def expect(ws, expected, what="", timeout=T, norm=None):
+    """Read one JSON message from ws and check() it against expected."""
+    try:
+        m = await recv_json(ws, timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{what}: expected {expected!r}, got nothing "
+                             f"within {timeout} s") from None
+    except websockets.ConnectionClosed as e:
+        raise AssertionError(f"{what}: expected {expected!r}, but the "
+                             f"connection closed ({e})") from None
+    check(m, expected, what, norm)
+    return m
+
+
+async def quiet(*wss, t=0.3):
+    """Fail if a message arrives on any of wss within t seconds."""
+    await asyncio.gather(*(expect_quiet(w, t) for w in wss))
 
 
 async def recv_until(ws, pred, timeout=T):

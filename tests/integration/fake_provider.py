@@ -37,6 +37,8 @@ import threading
 import time
 import urllib.parse
 
+from jwt_helper import b64url, b64url_decode
+
 CLIENT_OIDC = "roomd-test"
 CLIENT_OAUTH = "gh-client"
 CODE_LIFETIME = 60
@@ -47,17 +49,6 @@ KNOBS = ("forge", "wrong_aud", "wrong_iss", "expired", "wrong_nonce",
          "no_exp",          # no exp claim at all
          "kid_mismatch",    # RS256, signed with rsa1, but kid "ec1"
          "hs256")           # HS256 keyed with rsa1's public key (PEM)
-
-
-def b64url(data):
-    """base64url without padding (RFC 7515, section 2)."""
-    if isinstance(data, str):
-        data = data.encode()
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def s256(verifier):

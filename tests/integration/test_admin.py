@@ -25,9 +25,9 @@ import websockets
 
 from conftest import (_pid_gone, assert_strictly_increasing, close_all,
                       close_ws, collect_actions, connect, create_room,
-                      expect_close, free_port, http_req, join_room,
+                      expect_close, free_port, http_req, join_room, log_text,
                       parse_worker, pointers, poll, recv_json, room_listed,
-                      roomd_bin, run, strip_pointers)
+                      roomctl_path, roomd_bin, run, strip_pointers)
 
 
 def uid(prefix="adm"):
@@ -35,10 +35,6 @@ def uid(prefix="adm"):
 
 
 # ---------------------------------------------------------------- roomctl
-
-def roomctl_path():
-    return os.path.join(os.path.dirname(roomd_bin()), "roomctl")
-
 
 @pytest.fixture
 def roomctl():
@@ -92,12 +88,7 @@ def wait_log(d, pattern, count=1, timeout=5.0):
     rx = re.compile(pattern)
 
     def lines():
-        try:
-            with open(d.log_path, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return []
-        return [ln for ln in text.splitlines() if rx.search(ln)]
+        return [ln for ln in log_text(d).splitlines() if rx.search(ln)]
     poll(lambda: len(lines()) >= count, timeout, 0.05)
     return lines()
 

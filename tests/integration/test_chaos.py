@@ -43,8 +43,9 @@ import websockets
 
 from conftest import (EXTERNAL_URL, REPO, _pid_gone,
                       close_all, close_ws, connect, create_room,
-                      http_req, join_room, parse_worker, pointers, poll,
-                      recv_json, roomd_bin, run, start_roomd, ws_open, ws_open_headers,
+                      http_req, join_room, log_text, own_daemons, parse_worker,
+                      pointers, poll, recv_json, roomctl_path, roomd_bin, run,
+                      start_roomd, ws_open, ws_open_headers,
                       ws_url, ws_worker)
 
 MOUNTS = ("mount canvas /canvas\nmount chat /chat\nmount lobby /lobby\n"
@@ -123,15 +124,7 @@ def start_daemon(conf="", workers=2, env=None, timeout=10.0):
 def daemons():
     if EXTERNAL_URL:
         pytest.skip("needs daemons of its own; ROOMD_URL names an external one")
-    started = []
-
-    def make(*a, **kw):
-        d = start_daemon(*a, **kw)
-        started.append(d)
-        return d
-    yield make
-    for d in started:
-        d.stop()
+    yield from own_daemons(start_daemon)
 
 
 @pytest.fixture
@@ -142,7 +135,7 @@ def crash_points():
 
 
 def roomctl(d, *args):
-    p = subprocess.run([os.path.join(os.path.dirname(roomd_bin()), "roomctl"),
+    p = subprocess.run([roomctl_path(),
                         "-j", "-s", d.control_socket, *args],
                        stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=10)
@@ -156,14 +149,6 @@ def status(d):
 
 def slot_pids(d):
     return {w["slot"]: w["pid"] for w in status(d)["workers"]}
-
-
-def log_text(d):
-    try:
-        with open(d.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def log_faults(text):

@@ -16,6 +16,7 @@ The module's tests share one daemon (2 workers, default settings) and use
 channel and user names unique to each test; the tests that need settings
 of their own (chat_history, chat_anonymous, max_message_bytes) start one."""
 import asyncio
+import functools
 import json
 import os
 import re
@@ -27,10 +28,9 @@ import uuid
 import pytest
 import websockets
 
-from conftest import (EXTERNAL_URL, T, RawWS, _external, _worker_map,
-                      close_all, close_ws, expect_close, expect_quiet,
-                      recv_json, roomd_bin, run, send_json, start_roomd,
-                      ws_open_headers, ws_worker)
+from conftest import (EXTERNAL_URL, T, Conns, RawWS, close_ws, expect_close,
+                      expect_quiet, recv_json, roomd_bin, send_json, session,
+                      start_roomd, watched_daemon, ws_open_headers, ws_worker)
 from jwt_helper import mint
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -48,24 +48,7 @@ PLACES = pytest.mark.parametrize("s1,s2", [(0, 0), (0, 1)],
 def chat():
     """A daemon shared by the module's tests that need no settings of their
     own (2 workers), or the ROOMD_URL one."""
-    if EXTERNAL_URL:
-        yield _external()
-        return
-    d = start_roomd("", 2)
-    try:
-        before = _worker_map(d)
-        yield d
-        alive = d.proc.poll() is None
-        tail = d.log_tail()
-        assert alive, ("the chat tests' roomd died (status "
-                       f"{d.proc.returncode})\n--- log ---\n{tail}")
-        after = _worker_map(d)
-        if before is not None:
-            assert after == before, (
-                f"a worker of the chat tests' roomd was replaced (crashed): "
-                f"slot->pid {before} became {after}\n--- log ---\n{tail}")
-    finally:
-        d.stop()
+    yield from watched_daemon("", 2, "the chat tests' roomd")
 
 
 # ---------------------------------------------------------------- helpers
@@ -142,13 +125,12 @@ class Client:
                                  f"earlier {self.uid!r}")
 
 
-class Chat:
+class Chat(Conns):
     """The connections of one test, all closed at its end, and names unique
     to the test."""
 
     def __init__(self, d):
-        self.d = d
-        self.all = []
+        super().__init__(d)
         self.tag = uuid.uuid4().hex[:8]
         self.n = 0
 
@@ -179,19 +161,9 @@ class Chat:
         pytest.fail(f"no chat connection landed on worker slot {slot} in "
                     f"{attempts} tries")
 
-    async def close(self):
-        await close_all(self.all)
 
-
-def session(d, body, timeout=45.0):
-    """run(body(chat)) with every connection closed afterwards."""
-    async def main():
-        c = Chat(d)
-        try:
-            return await body(c)
-        finally:
-            await c.close()
-    return run(main(), timeout)
+# Every test's session: its Chat, 45 s.
+session = functools.partial(session, timeout=45.0, conns=Chat)
 
 
 def ev_channel(ch, event):

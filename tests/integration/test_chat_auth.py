@@ -28,8 +28,6 @@ import os
 import re
 import socket
 import ssl
-import subprocess
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -38,10 +36,11 @@ import pytest
 import websockets
 
 from conftest import (EXTERNAL_URL, RawWS, _worker_map, close_ws,
-                      expect_close, parse_worker, poll, roomd_bin,
+                      expect_close, parse_worker, poll, roomd_t,
                       start_roomd, ws_open_headers, ws_worker)
-from fake_provider import (CLIENT_OAUTH, CLIENT_OIDC, FakeProvider,
-                           b64url, b64url_decode, jwt_parts, s256)
+from fake_provider import (CLIENT_OAUTH, CLIENT_OIDC, FakeProvider, jwt_parts,
+                           s256)
+from jwt_helper import b64url, b64url_decode
 from test_chat import (Client, alive, create, ev_channel, expect_all,
                        expect_error, join, priv_msg, quiet, say, session)
 
@@ -1247,17 +1246,6 @@ chat_session_ttl 3600
 chat_admin 0b5d3c4e-8f3a-5e6b-9a1c-2d3e4f5a6b7c
 chat_anonymous no
 """
-
-
-def roomd_t(text):
-    with tempfile.TemporaryDirectory(prefix="roomd-t-") as tmp:
-        conf = os.path.join(tmp, "roomd.conf")
-        with open(conf, "w") as f:
-            f.write(text)
-        r = subprocess.run([roomd_bin(), "-t", "-c", conf],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=10)
-        return r.returncode, r.stdout.decode("utf-8", "replace"), conf
 
 
 def test_roomd_t_accepts_good_providers():

@@ -19,9 +19,9 @@ import uuid
 import pytest
 import websockets
 
-from conftest import (EXTERNAL_URL, T, RawWS, close_all, close_ws,
-                      expect_close, expect_quiet, recv_json, recv_until, run,
-                      send_json, start_roomd, ws_open_headers, ws_worker)
+from conftest import (EXTERNAL_URL, T, RawWS, close_ws, expect_close,
+                      expect_quiet, recv_json, recv_until, send_json, session,
+                      start_roomd, ws_open_headers, ws_worker)
 from jwt_helper import (claims_for, in_seconds, mint, mint_none,
                         tamper_payload)
 
@@ -76,25 +76,6 @@ class P:
 
     def __repr__(self):
         return f"<P {self.name} {self.id} slot {self.slot}>"
-
-
-class Conns:
-    def __init__(self, d):
-        self.d = d
-        self.all = []
-
-    async def close(self):
-        await close_all(self.all)
-
-
-def session(d, body, timeout=60.0):
-    async def main():
-        c = Conns(d)
-        try:
-            return await body(c)
-        finally:
-            await c.close()
-    return run(main(), timeout)
 
 
 def is_snapshot(m):

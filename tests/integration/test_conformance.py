@@ -44,7 +44,7 @@ import time
 
 import pytest
 
-from conftest import EXTERNAL_URL, start_roomd
+from conftest import EXTERNAL_URL, frame, log_text, start_roomd
 
 MAX = 1 << 20                   # max_message_bytes of the daemon under test
 CONF = ("mount echo /echo\n"
@@ -101,14 +101,6 @@ SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|"
                           r"UndefinedBehaviorSanitizer|runtime error:")
 
 
-def _log(d):
-    try:
-        with open(d.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 @pytest.fixture(scope="module")
 def echo_d(request):
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -123,7 +115,7 @@ def echo_d(request):
             d.proc.wait(timeout=15)
         except Exception:
             pass
-        text = _log(d)
+        text = log_text(d)
         m = SANITIZER_RE.search(text)
         assert m is None, ("sanitizer report in the daemon's log:\n" +
                            text[max(0, m.start() - 2000):m.start() + 6000])
@@ -145,35 +137,6 @@ def echo_d(request):
 
 class Timeout(Exception):
     pass
-
-
-def mask(payload, key):
-    """payload XOR the repeated 4-byte key, fast for megabytes too."""
-    n = len(payload)
-    if n == 0:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^
-            int.from_bytes(k, "little")).to_bytes(n, "little")
-
-
-def frame(opcode, payload=b"", fin=True, rsv=0, masked=True):
-    """One frame's octets, masked with a fresh key as a client must."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
-    mbit = 0x80 if masked else 0
-    if n < 126:
-        head = bytes([b0, mbit | n])
-    elif n < 65536:
-        head = bytes([b0, mbit | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([b0, mbit | 127]) + n.to_bytes(8, "big")
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + mask(payload, key)
 
 
 def close_body(code, reason=b""):
@@ -1261,7 +1224,7 @@ def test_daemon_intact_after_all_cases(echo_d):
     assert echo_d.proc.poll() is None, "roomd exited"
     assert _workers(echo_d) == echo_d.initial_workers, \
         "a worker was replaced (crashed) during the cases"
-    text = _log(echo_d)
+    text = log_text(echo_d)
     m = SANITIZER_RE.search(text)
     assert m is None, text[max(0, m.start() - 2000):m.start() + 6000]
     # And the echo still works on a fresh connection.

@@ -29,9 +29,9 @@ import zlib
 
 import pytest
 
-from conftest import EXTERNAL_URL, start_roomd
+from conftest import EXTERNAL_URL, log_text, start_roomd
 from test_conformance import (BINARY, CLOSE, CONT, PING, PONG, TEXT,
-                              SANITIZER_RE, Client, Timeout, _log, _workers,
+                              SANITIZER_RE, Client, Timeout, _workers,
                               clean_close, close_body, expect_fail, frame,
                               grade, msg, shorts)
 
@@ -60,7 +60,7 @@ def pmd_d():
             d.proc.wait(timeout=15)
         except Exception:
             pass
-        text = _log(d)
+        text = log_text(d)
         m = SANITIZER_RE.search(text)
         assert m is None, ("sanitizer report in the daemon's log:\n" +
                            text[max(0, m.start() - 2000):m.start() + 6000])
@@ -466,7 +466,7 @@ def test_daemon_intact_after_all_cases(pmd_d):
     assert pmd_d.proc.poll() is None, "roomd exited"
     assert _workers(pmd_d) == pmd_d.initial_workers, \
         "a worker was replaced (crashed) during the cases"
-    text = _log(pmd_d)
+    text = log_text(pmd_d)
     m = SANITIZER_RE.search(text)
     assert m is None, text[max(0, m.start() - 2000):m.start() + 6000]
 

@@ -26,7 +26,7 @@ import uuid
 import pytest
 
 from conftest import (RawWS, close_all, close_ws, collect_actions, connect,
-                      create_room, http_req, join_room, new_key,
+                      create_room, http_req, join_room, log_text, new_key,
                       open_on_slot, parse_worker, pointers, poll, run,
                       server_side_states)
 
@@ -82,14 +82,6 @@ def rss_anon_kib(pid):
 
 def daemon_rss_anon_kib(d):
     return sum(rss_anon_kib(p) for p in [d.master_pid] + children(d.master_pid))
-
-
-def log_text(d):
-    try:
-        with open(d.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 async def echo_roundtrips(d, n=3, slot=None):

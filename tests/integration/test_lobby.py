@@ -19,6 +19,7 @@ period), so its guests are placed on the OTHER worker instead.
 Messages are compared whole (dict equality) and, at the top level and in
 "data", in the key order the original Node server sends."""
 import asyncio
+import functools
 import json
 import os
 import re
@@ -33,11 +34,10 @@ import uuid
 import pytest
 import websockets
 
-from conftest import (EXTERNAL_URL, T, RawWS, _external, _worker_map,
-                      close_all, close_ws, expect_close, expect_quiet,
-                      http_req, parse_worker, recv_json, recv_until,
-                      roomd_bin, run, send_json, start_roomd, ws_open,
-                      ws_worker)
+from conftest import (EXTERNAL_URL, T, Conns, RawWS, check, close_ws, expect,
+                      expect_close, http_req, parse_worker, quiet, recv_json,
+                      recv_until, roomd_bin, send_json, session,
+                      watched_daemon, ws_open, ws_worker)
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}"
                    r"-[0-9a-f]{12}$")
@@ -84,24 +84,7 @@ STATES = {"object": {"level": 3, "players": [{"id": "a", "hp": 10},
 def lobby():
     """A daemon shared by the module's tests that need no settings of their
     own (2 workers, PATIENT timers), or the ROOMD_URL one."""
-    if EXTERNAL_URL:
-        yield _external()
-        return
-    d = start_roomd(PATIENT, 2)
-    try:
-        before = _worker_map(d)
-        yield d
-        alive = d.proc.poll() is None
-        tail = d.log_tail()
-        assert alive, ("the lobby tests' roomd died (status "
-                       f"{d.proc.returncode})\n--- log ---\n{tail}")
-        after = _worker_map(d)
-        if before is not None:
-            assert after == before, (
-                f"a worker of the lobby tests' roomd was replaced (crashed): "
-                f"slot->pid {before} became {after}\n--- log ---\n{tail}")
-    finally:
-        d.stop()
+    yield from watched_daemon(PATIENT, 2, "the lobby tests' roomd")
 
 
 # ---------------------------------------------------------------- helpers
@@ -119,13 +102,12 @@ class Client:
         return f"clientId={self.id}&token={self.token}"
 
 
-class Conns:
-    """The connections of one test, all closed at its end."""
+class LobbyConns(Conns):
+    """The connections of one test, all closed at its end, under prefix."""
 
     def __init__(self, d, prefix="/lobby"):
-        self.d = d
+        super().__init__(d)
         self.prefix = prefix
-        self.all = []
 
     def url(self, query="", path=None):
         path = (self.prefix or "/") if path is None else path
@@ -152,49 +134,14 @@ class Conns:
         ident = await read_identity(ws, f"connection {query!r}")
         return Client(ws, ident)
 
-    async def close(self):
-        await close_all(self.all)
 
-
-def session(d, body, timeout=60.0, prefix="/lobby"):
-    """run(body(conns)) with every connection closed afterwards."""
-    async def main():
-        c = Conns(d, prefix)
-        try:
-            return await body(c)
-        finally:
-            await c.close()
-    return run(main(), timeout)
-
-
-def check(m, expected, what=""):
-    assert m == expected, f"{what}: expected {expected!r}, got {m!r:.600}"
-    assert list(m) == list(expected), \
-        f"{what}: key order {list(m)} instead of {list(expected)}"
-    if isinstance(expected.get("data"), dict):
-        assert list(m["data"]) == list(expected["data"]), \
-            f"{what}: data key order {list(m['data'])} instead of " \
-            f"{list(expected['data'])}"
-
-
-async def expect(ws, expected, what="", timeout=T):
-    try:
-        m = await recv_json(ws, timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"{what}: expected {expected!r}, got nothing "
-                             f"within {timeout} s") from None
-    except websockets.ConnectionClosed as e:
-        raise AssertionError(f"{what}: expected {expected!r}, but the "
-                             f"connection closed ({e})") from None
-    check(m, expected, what)
-    return m
+# Every test's session opens its connections with LobbyConns (a prefix
+# may be given: session(d, body, prefix="/")).
+session = functools.partial(session, conns=LobbyConns)
 
 
 QUIET = 0.2     # how long "nothing arrives" is listened for
-
-
-async def quiet(*wss, t=QUIET):
-    await asyncio.gather(*(expect_quiet(w, t) for w in wss))
+quiet = functools.partial(quiet, t=QUIET)
 
 
 async def read_identity(ws, what=""):

@@ -29,13 +29,9 @@ import pytest
 import websockets
 
 from conftest import (_pid_gone, close_all, collect_actions, connect,
-                      create_room, free_port, http_req, join_room, poll,
-                      roomd_bin, run, start_roomd, strip_pointers, ws_open,
-                      recv_json, T)
-
-
-def roomctl_path():
-    return os.path.join(os.path.dirname(roomd_bin()), "roomctl")
+                      create_room, free_port, http_req, join_room, own_daemons,
+                      poll, roomctl_path, roomd_bin, run, strip_pointers,
+                      ws_open, recv_json, T)
 
 
 @pytest.fixture
@@ -52,16 +48,7 @@ def arena_dir():
 @pytest.fixture
 def daemons():
     """start(conf) -> a daemon stopped at teardown, whatever happened."""
-    started = []
-
-    def start(conf, workers=2):
-        d = start_roomd(conf, workers)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
+    yield from own_daemons()
 
 
 def ctl(d, *args, timeout=20):

@@ -18,7 +18,7 @@ import uuid
 from conftest import (close_all, collect_actions, connect, create_room,
                       expect_close, http_req, join_room, parse_worker, poll,
                       run)
-from test_admin import ctl, roomctl_path, wait_log
+from test_admin import ctl, wait_log
 from test_static import raw_get
 
 RELOADS = 40

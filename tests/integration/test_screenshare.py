@@ -7,13 +7,14 @@ different workers (placement by X-Roomd-Worker on the 101 response).
 Messages are compared whole (dict equality) and, at the top level, in the
 key order the original sends."""
 import asyncio
+import functools
 import json
 import re
 
 import pytest
 
-from conftest import (T, RawWS, close_all, close_ws, expect_close,
-                      expect_quiet, open_on_slot, recv_json, run, send_json,
+from conftest import (Conns, RawWS, check, close_all, close_ws, expect,
+                      open_on_slot, quiet, recv_json, run, send_json, session,
                       ws_open_headers, ws_worker)
 
 ROOM_ID = re.compile(r"^[a-z0-9]{4}$")
@@ -39,31 +40,17 @@ PLACES3 = pytest.mark.parametrize("hs,us", [(0, 0), (0, 1), (1, 0)],
 
 # ---------------------------------------------------------------- helpers
 
-class Conns:
-    """The connections of one test, all closed at its end."""
-
-    def __init__(self, d):
-        self.d = d
-        self.all = []
+class ShareConns(Conns):
+    """The connections of one test, opened on a worker slot if asked."""
 
     async def open(self, slot=None, path="/ws"):
         ws, _ = await open_on_slot(self.d.ws_base + path, slot)
         self.all.append(ws)
         return ws
 
-    async def close(self):
-        await close_all(self.all)
 
-
-def session(d, body, timeout=60.0):
-    """run(body(conns)) with every connection closed afterwards."""
-    async def main():
-        c = Conns(d)
-        try:
-            return await body(c)
-        finally:
-            await c.close()
-    return run(main(), timeout)
+# Every test's session opens its connections with ShareConns.
+session = functools.partial(session, conns=ShareConns)
 
 
 def without_epoch(m):
@@ -78,25 +65,9 @@ def without_epoch(m):
     return m
 
 
-def check(m, expected, what=""):
-    m = without_epoch(m)
-    assert m == expected, f"{what}: expected {expected!r}, got {m!r:.500}"
-    assert list(m) == list(expected), \
-        f"{what}: key order {list(m)} instead of {list(expected)}"
-
-
-async def expect(ws, expected, what="", timeout=T):
-    try:
-        m = await recv_json(ws, timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"{what}: expected {expected!r}, got nothing "
-                             f"within {timeout} s") from None
-    check(m, expected, what)
-    return m
-
-
-async def quiet(*wss, t=0.3):
-    await asyncio.gather(*(expect_quiet(w, t) for w in wss))
+# Messages are compared without their epoch (without_epoch checks it).
+check = functools.partial(check, norm=without_epoch)
+expect = functools.partial(expect, norm=without_epoch)
 
 
 async def create(ws, username="host"):

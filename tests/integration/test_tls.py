@@ -26,7 +26,7 @@ import pytest
 import websockets
 
 from conftest import (assert_error, free_port, parse_worker, poll, roomd_bin,
-                      run)
+                      roomd_t, run)
 
 T = 10.0
 
@@ -442,16 +442,6 @@ def test_stalled_wss_member_does_not_hold_up_the_room_and_catches_up(
 
 # ---------------------------------------------------------------- checks
 
-def _check(conf_text):
-    with tempfile.TemporaryDirectory(prefix="roomd-tls-t-") as tmp:
-        conf = os.path.join(tmp, "roomd.conf")
-        with open(conf, "w") as f:
-            f.write(conf_text)
-        p = subprocess.run([roomd_bin(), "-t", "-c", conf],
-                           capture_output=True, timeout=30)
-        return p.returncode, p.stderr.decode(), conf
-
-
 @pytest.mark.parametrize("case", ["missing_key", "missing_cert",
                                   "mismatched", "junk_cert", "no_key_word",
                                   "cert_without_tls"])
@@ -465,7 +455,7 @@ def test_check_rejects_bad_certificates_with_file_and_line(certs, case):
         "no_key_word": f"listen 127.0.0.1:8443 tls cert {c}",
         "cert_without_tls": f"listen 127.0.0.1:8443 cert {c} key {k}",
     }[case]
-    rc, err, conf = _check(f"# a comment\nworkers 1\n{line}\n")
+    rc, err, conf = roomd_t(f"# a comment\nworkers 1\n{line}\n")
     assert rc == 1, err
     assert f"{conf}:3:" in err, err
     want = {"missing_key": "/nonexistent/k.pem", "missing_cert":
@@ -476,7 +466,7 @@ def test_check_rejects_bad_certificates_with_file_and_line(certs, case):
 
 
 def test_check_accepts_a_good_tls_listener(certs):
-    rc, err, _ = _check(f"listen 127.0.0.1:8443 tls cert {certs['cert']} "
+    rc, err, _ = roomd_t(f"listen 127.0.0.1:8443 tls cert {certs['cert']} "
                         f"key {certs['key']}\n")
     assert rc == 0 and "configuration OK" in err, err
 
