@@ -124,7 +124,7 @@ jb_add(struct jbuf *b, const char *s, size_t n)
 {
 	char	*p;
 
-	if ((p = jb_space(b, n)) != NULL) {
+	if (n > 0 && (p = jb_space(b, n)) != NULL) {
 		memcpy(p, s, n);
 		b->len += n;
 	}
