@@ -7,6 +7,7 @@ provider and comes back signed in under the name the provider vouches
 for; they then talk in a channel; signing out forgets the session."""
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -15,7 +16,11 @@ from conftest import REPO, start_roomd
 
 
 def _fake_provider():
-    path = os.path.join(REPO, "tests", "integration", "fake_provider.py")
+    # fake_provider.py imports its neighbour jwt_helper.py.
+    here = os.path.join(REPO, "tests", "integration")
+    if here not in sys.path:
+        sys.path.append(here)
+    path = os.path.join(here, "fake_provider.py")
     spec = importlib.util.spec_from_file_location("fake_provider", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
