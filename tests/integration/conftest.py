@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,6 +76,26 @@ def log_text(d):
     except OSError:
         return ""
 
+
+
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|"
+                          r"UndefinedBehaviorSanitizer|runtime error:")
+
+
+def stop_clean(d):
+    """Stop d with SIGTERM and require a clean exit: status 0 and no
+    sanitizer report in its log (read before the log is removed)."""
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        d.proc.wait(timeout=15)
+    except Exception:
+        pass
+    text = log_text(d)
+    m = SANITIZER_RE.search(text)
+    assert m is None, ("sanitizer report in the daemon's log:\n" +
+                       text[max(0, m.start() - 2000):m.start() + 6000])
+    assert d.proc.returncode == 0, \
+        f"roomd exited with {d.proc.returncode}\n{text[-3000:]}"
 
 def roomctl_path():
     """roomctl, built next to the roomd under test."""

@@ -44,7 +44,8 @@ import time
 
 import pytest
 
-from conftest import EXTERNAL_URL, frame, log_text, start_roomd
+from conftest import (EXTERNAL_URL, SANITIZER_RE, frame, log_text,
+                      start_roomd, stop_clean)
 
 MAX = 1 << 20                   # max_message_bytes of the daemon under test
 CONF = ("mount echo /echo\n"
@@ -97,8 +98,6 @@ def _workers(d, want=2, timeout=10.0):
         time.sleep(0.05)
 
 
-SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|"
-                          r"UndefinedBehaviorSanitizer|runtime error:")
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +109,7 @@ def echo_d(request):
         yield d
         # Stop it here, so that what the workers and the master report as
         # they exit (LeakSanitizer) is read before the log is removed.
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(timeout=15)
-        except Exception:
-            pass
-        text = log_text(d)
-        m = SANITIZER_RE.search(text)
-        assert m is None, ("sanitizer report in the daemon's log:\n" +
-                           text[max(0, m.start() - 2000):m.start() + 6000])
-        assert d.proc.returncode == 0, \
-            f"roomd exited with {d.proc.returncode}\n{text[-3000:]}"
+        stop_clean(d)
     finally:
         d.stop()
         strict = sorted(k for k, v in OUTCOMES.items() if v == "NON-STRICT")

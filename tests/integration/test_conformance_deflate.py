@@ -29,7 +29,7 @@ import zlib
 
 import pytest
 
-from conftest import EXTERNAL_URL, log_text, start_roomd
+from conftest import EXTERNAL_URL, log_text, start_roomd, stop_clean
 from test_conformance import (BINARY, CLOSE, CONT, PING, PONG, TEXT,
                               SANITIZER_RE, Client, Timeout, _workers,
                               clean_close, close_body, expect_fail, frame,
@@ -55,17 +55,7 @@ def pmd_d():
     try:
         d.initial_workers = _workers(d)
         yield d
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(timeout=15)
-        except Exception:
-            pass
-        text = log_text(d)
-        m = SANITIZER_RE.search(text)
-        assert m is None, ("sanitizer report in the daemon's log:\n" +
-                           text[max(0, m.start() - 2000):m.start() + 6000])
-        assert d.proc.returncode == 0, \
-            f"roomd exited with {d.proc.returncode}\n{text[-3000:]}"
+        stop_clean(d)
     finally:
         d.stop()
 
