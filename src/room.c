@@ -78,8 +78,10 @@ room_strerror(int rc)
 }
 
 uint64_t
-room_epoch(void)
+room_epoch(struct room *room)
 {
+	if (room != NULL && room->r->cepoch != 0)
+		return room->r->cepoch;		/* Redis's, in cluster mode */
 	return arena_epoch(A());
 }
 

@@ -130,7 +130,9 @@ room_keys(const char *base, const char **names, char keys[][200], int n)
 	int	 i;
 
 	for (i = 0; i < n; i++) {
-		if (names[i][0] == '@')	/* a shard key */
+		if (names[i] == NULL)	/* the caller's */
+			keys[i][0] = '\0';
+		else if (names[i][0] == '@')	/* a shard key */
 			snprintf(keys[i], 200, P "%s", names[i] + 1);
 		else
 			snprintf(keys[i], 200, "%s:%s", base, names[i]);
@@ -1026,7 +1028,7 @@ commit_call(struct room *room, struct commit *c, int release)
 	room_keys(base, names, keys, 10);
 	snprintf(keys[7], 200, P "sess:%s", tx->session);
 	snprintf(keys[9], 200, P "rooms:%s", room->dialect->name);
-	cap = 24 + 2 * (c->n[0] * 2 + c->n[1] + c->n[2] * 2 + c->n[3]);
+	cap = 32 + c->n[0] * 2 + c->n[1] + c->n[2] * 2 + c->n[3];
 	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
 	    (lens = calloc(cap, sizeof(*lens))) == NULL)
 		fatal("%s", __func__);
