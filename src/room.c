@@ -796,10 +796,19 @@ room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
 int
 room_conn_count(struct room *room, int delta)
 {
+	int		 n;
+	uint64_t	 i;
+
 	if (env->slot < 0)		/* the master has no connections */
-		return (int)room->r->conns;
-	return shm_room_conn_locked(A(), room->r, (unsigned)env->slot, delta,
-	    room_idle_expiry(room->dialect));
+		n = (int)room->r->conns;
+	else
+		n = shm_room_conn_locked(A(), room->r, (unsigned)env->slot,
+		    delta, room_idle_expiry(room->dialect));
+	/* Cluster mode: a member connected to another host counts. */
+	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++)
+		n += (shm_member_at(A(), room->r, i)->slots &
+		    ROOM_SLOT_ELSEWHERE) != 0;
+	return n;
 }
 
 static uint64_t

@@ -609,7 +609,8 @@ int	 room_read_one(struct room *, uint64_t seq, char **, size_t *);
 /* This worker has read the relay room's log up to seq: trim behind it. */
 void	 room_seen(struct room *, uint64_t seq);
 /* This worker's count of connections to the room changes by delta (1 or
- * -1); returns the connections the room has left on every worker. */
+ * -1); returns the connections the room has left on every worker (in
+ * cluster mode, and one for each member connected to another host). */
 int	 room_conn_count(struct room *, int delta);
 /* A worker slot died (master): forget its connections everywhere and
  * report the members it took with it to their dialects, once. */
