@@ -1257,22 +1257,22 @@ mirror_lock(const struct dialect *d, const char *id)
 }
 
 static redisReply *
-log_read_call(struct room *room, int touch)
+log_read_call(struct room *room)
 {
 	char	 base[160];
 
 	room_key_set(room, base, sizeof(base));
 	return cluster_cmd("FCALL roomd_log_read 5 %s:meta %s:log %s:members "
-	    "%s:pres %s:lost %llu %d %d", base, base, base, base, base,
-	    (unsigned long long)room->r->cver, CATCH_UP_MAX, touch);
+	    "%s:pres %s:lost %llu %d", base, base, base, base, base,
+	    (unsigned long long)room->r->cver, CATCH_UP_MAX);
 }
 
 /* Fill a locked mirror from the log.  The room is unlocked (or gone). */
 static void
-mirror_catch_up(struct room *room, int touch)
+mirror_catch_up(struct room *room)
 {
 	static const int arrays[] = { 3, -1 };
-	redisReply	*r = log_read_call(room, touch);
+	redisReply	*r = log_read_call(room);
 	int		 rc = 0;
 
 	if (r != NULL && is_error(r, "NOROOM")) {
@@ -1307,7 +1307,7 @@ room_mirror_message(const char *name, const char *msg, size_t len)
 		return;		/* not a room this host serves */
 	rc = mirror_apply(room, msg, len);
 	if (rc == -1)
-		mirror_catch_up(room, 0);
+		mirror_catch_up(room);
 	else if (rc == -2)
 		mirror_drop(room);
 	else if (rc == 0)
@@ -1332,7 +1332,7 @@ room_mirror_check_all(void)
 		    &refs[i], &sr) != 0)
 			continue;
 		room = room_new(sr, &refs[i]);
-		mirror_catch_up(room, sr->conns > 0);
+		mirror_catch_up(room);
 	}
 	free(refs);
 }
