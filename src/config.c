@@ -100,6 +100,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->pidfile, src->pidfile) != 0 ||
 	    strcmp(dst->cluster, src->cluster) != 0 ||
 	    strcmp(dst->cluster_host, src->cluster_host) != 0 ||
+	    strcmp(dst->cluster_prefix, src->cluster_prefix) != 0 ||
 	    dst->cluster_lease != src->cluster_lease ||
 	    dst->cluster_wait != src->cluster_wait;
 	dst->max_header_bytes = src->max_header_bytes;
@@ -405,7 +406,8 @@ config_set_cluster(struct roomd_config *c, const struct config_keyword *k,
 	return config_set_string(c, k, argv, argc, err, errlen);
 }
 
-/* cluster_host NAME: what Redis's functions take as a word. */
+/* cluster_host and cluster_prefix: what Redis's functions take as a
+ * word. */
 static int
 config_set_cluster_host(struct roomd_config *c,
     const struct config_keyword *k, char **argv, int argc, char *err,
@@ -415,8 +417,8 @@ config_set_cluster_host(struct roomd_config *c,
 		return -1;
 	if (strlen(argv[1]) > 64 || strspn(argv[1], "abcdefghijklmnopqrstuvwxyz"
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(argv[1])) {
-		snprintf(err, errlen, "cluster_host: 1 to 64 letters, digits, "
-		    "'-', '_' or '.'");
+		snprintf(err, errlen, "%s: 1 to 64 letters, digits, '-', '_' "
+		    "or '.'", k->key);
 		return -1;
 	}
 	return config_set_string(c, k, argv, argc, err, errlen);
@@ -800,6 +802,7 @@ static const struct config_keyword config_keywords[] = {
 	KW_SIZE(lobby_snapshot_max_bytes, 16, 16 << 20),
 	KW_STRING(cluster, config_set_cluster),
 	KW_STRING(cluster_host, config_set_cluster_host),
+	KW_STRING(cluster_prefix, config_set_cluster_host),
 	KW_SECONDS(cluster_lease, 2, 3600),
 	KW_INT(cluster_wait, 0, 16),
 };

@@ -36,7 +36,7 @@
 #include "roomd.h"
 #include "room_engine.h"
 
-#define P		"roomd:"
+#define P		cluster_prefix()
 #define LOCK_PX		3000	/* the room lock's lease in Redis */
 #define LOCK_WAIT_MS	2000	/* how long a busy lock is waited for */
 #define RELAY_KEEP	1000	/* log entries a relay room keeps */
@@ -120,7 +120,7 @@ push64(uint64_t **v, size_t *n, uint64_t x)
 static void
 room_base(char *buf, size_t len, const struct dialect *d, const char *id)
 {
-	snprintf(buf, len, P "{%s:%s}", d->name, id);
+	snprintf(buf, len, "%s{%s:%s}", P, d->name, id);
 }
 
 /* The keys of a room, in the order given by the suffixes. */
@@ -133,7 +133,7 @@ room_keys(const char *base, const char **names, char keys[][200], int n)
 		if (names[i] == NULL)	/* the caller's */
 			keys[i][0] = '\0';
 		else if (names[i][0] == '@')	/* a shard key */
-			snprintf(keys[i], 200, P "%s", names[i] + 1);
+			snprintf(keys[i], 200, "%s%s", P, names[i] + 1);
 		else
 			snprintf(keys[i], 200, "%s:%s", base, names[i]);
 	}
@@ -615,7 +615,7 @@ room_open_call(const struct dialect *d, const char *id, int create)
 		return NULL;
 	room_base(base, sizeof(base), d, id);
 	room_keys(base, names, keys, 7);
-	snprintf(keys[5], 200, P "rooms:%s", d->name);
+	snprintf(keys[5], 200, "%srooms:%s", P, d->name);
 	snprintf(idle, sizeof(idle), "%llu", (unsigned long long)(d->idle_ttl
 	    != NULL ? d->idle_ttl() : env->conf.room_ttl) * 1000ULL);
 	argv[0] = "FCALL";
@@ -720,7 +720,7 @@ rcl_list(const struct dialect *d, struct room_ref *refs, size_t max)
 
 	for (k = 0; (x = d != NULL ? (k == 0 ? d : NULL) : dialect_at(k)) !=
 	    NULL && n < max; k++) {
-		if ((r = cluster_cmd("SMEMBERS " P "rooms:%s", x->name)) ==
+		if ((r = cluster_cmd("SMEMBERS %srooms:%s", P, x->name)) ==
 		    NULL)
 			break;
 		for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements &&
@@ -1026,8 +1026,8 @@ commit_call(struct room *room, struct commit *c, int release)
 
 	room_key_set(room, base, sizeof(base));
 	room_keys(base, names, keys, 10);
-	snprintf(keys[7], 200, P "sess:%s", tx->session);
-	snprintf(keys[9], 200, P "rooms:%s", room->dialect->name);
+	snprintf(keys[7], 200, "%ssess:%s", P, tx->session);
+	snprintf(keys[9], 200, "%srooms:%s", P, room->dialect->name);
 	cap = 32 + c->n[0] * 2 + c->n[1] + c->n[2] * 2 + c->n[3];
 	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
 	    (lens = calloc(cap, sizeof(*lens))) == NULL)
@@ -1229,8 +1229,8 @@ room_name_parse(const char *s, char *id, size_t idlen)
 	const char	*colon;
 	size_t		 n;
 
-	if (strncmp(s, P "{", sizeof(P)) == 0)
-		s += sizeof(P);
+	if (strncmp(s, P, strlen(P)) == 0 && s[strlen(P)] == '{')
+		s += strlen(P) + 1;
 	if ((colon = strchr(s, ':')) == NULL || (size_t)(colon - s) >=
 	    sizeof(name))
 		return NULL;
@@ -1343,8 +1343,8 @@ room_mirror_reap(const char *base, const char *s)
 	redisReply	*r;
 
 	r = cluster_cmd("FCALL roomd_reap_presence 8 %s:meta %s:log %s:pres "
-	    "%s:lock %s:lost " P "leases " P "sess:%s " P "lost %s 0", base,
-	    base, base, base, base, s, s);
+	    "%s:lock %s:lost %sleases %ssess:%s %slost %s 0", base, base,
+	    base, base, base, P, P, s, P, s);
 	if (r == NULL)
 		return;
 	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
@@ -1391,7 +1391,7 @@ room_mirror_lost_all(void)
 	char			 id[ROOM_ID_MAX + 2];
 	size_t			 i;
 
-	if ((r = cluster_cmd("SMEMBERS " P "lost")) == NULL)
+	if ((r = cluster_cmd("SMEMBERS %slost", P)) == NULL)
 		return;
 	for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING &&

@@ -158,6 +158,7 @@ struct roomd_config {
 	char			 user[64];
 	char			 cluster[512];	/* "" : one host, no Redis */
 	char			 cluster_host[65];
+	char			 cluster_prefix[65];
 	int			 cluster_lease;	/* seconds */
 	int			 cluster_wait;	/* replicas */
 };
@@ -702,11 +703,13 @@ struct cluster_status {
 	char		 session[96];
 	char		 primary[128];
 	int64_t		 lease_left_ms;
+	int64_t		 lag_ms;	/* the last lease renewal's round trip */
 	uint64_t	 reconnects, errors, commits, applied, gaps, reaped;
 	uint64_t	 fenced;
 };
 struct redisReply;
 int	 cluster_enabled(void);
+const char *cluster_prefix(void);	/* of every key: "roomd:" */
 /* cluster_url.c: check a cluster URL (roomd -t): 0, or -1 with a message
  * in err; "HOST:PORT" (up to a ',' or '/') into its parts: 0 or -1. */
 int	 cluster_parse(const char *url, char *err, size_t errlen);
@@ -742,7 +745,7 @@ void	 cluster_leave(void);
  * mirror of the rooms it serves; these keep it in step with Redis.  The
  * master calls them.
  */
-/* A transaction published on the room channel "dialect:id". */
+/* A transaction published on a room's channel (its key base). */
 void	 room_mirror_message(const char *room, const char *msg, size_t len);
 /* Catch every mirror up with the log (after a resubscribe, and now and
  * then in case a message was lost). */
