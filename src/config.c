@@ -401,6 +401,11 @@ config_set_cluster(struct roomd_config *c, const struct config_keyword *k,
 {
 	if (config_one_value(k, argc, err, errlen) == -1)
 		return -1;
+	if (c->cluster[0] != '\0') {
+		snprintf(err, errlen, "cluster: given twice (cluster_shard "
+		    "is not supported yet)");
+		return -1;
+	}
 	if (cluster_parse(argv[1], err, errlen) == -1)
 		return -1;
 	return config_set_string(c, k, argv, argc, err, errlen);

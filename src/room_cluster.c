@@ -562,7 +562,7 @@ static int
 mirror_load(struct room *room, const redisReply *r)
 {
 	struct shm_room	*sr = room->r;
-	const redisReply *mem = r->element[7], *pres = r->element[8];
+	const redisReply *mem = r->element[6], *pres = r->element[7];
 	char		 line[300];
 	size_t		 i;
 	int		 rc = 0;
@@ -570,10 +570,8 @@ mirror_load(struct room *room, const redisReply *r)
 	shm_tx_set(room_arena(), &sr->lock, &sr->cepoch, int_at(r, 0));
 	shm_tx_set(room_arena(), &sr->lock, &sr->cver, int_at(r, 1));
 	if (r->element[4]->type == REDIS_REPLY_STRING &&
-	    r->element[5]->type == REDIS_REPLY_STRING &&
-	    strchr(r->element[5]->str, ' ') != NULL) {
-		snprintf(line, sizeof(line), "W %s %s", r->element[4]->str,
-		    r->element[5]->str);
+	    r->element[4]->len > 0) {
+		snprintf(line, sizeof(line), "W %s", r->element[4]->str);
 		rc = mirror_words(room, line);
 	}
 	for (i = 0; rc == 0 && i + 1 < mem->elements; i += 2)
@@ -588,11 +586,11 @@ mirror_load(struct room *room, const redisReply *r)
 		mirror_presence(room, strtoull(pres->element[i]->str, NULL,
 		    10), n);
 	}
-	if (rc == 0 && int_at(r, 6) + 1 > sr->next_mid)
+	if (rc == 0 && int_at(r, 5) > sr->next_mid)
 		shm_tx_set(room_arena(), &sr->lock, &sr->next_mid,
-		    int_at(r, 6) + 1);
+		    int_at(r, 5));
 	if (rc == 0)
-		rc = mirror_load_records(room, r->element[9]);
+		rc = mirror_load_records(room, r->element[8]);
 	if (rc == 0 && sr->log_head == 0)
 		shm_tx_set(room_arena(), &sr->lock, &sr->committed,
 		    int_at(r, 2));
@@ -619,7 +617,7 @@ room_open_call(const struct dialect *d, const char *id, int create)
 	snprintf(idle, sizeof(idle), "%llu", (unsigned long long)(d->idle_ttl
 	    != NULL ? d->idle_ttl() : env->conf.room_ttl) * 1000ULL);
 	argv[0] = "FCALL";
-	argv[1] = "roomd_room_open";
+	argv[1] = create ? "roomd_room_open" : "roomd_room_find";
 	argv[2] = "7";
 	for (i = 0; i < 7; i++)
 		argv[3 + i] = keys[i];
@@ -637,13 +635,13 @@ static int
 mirror_make(const struct dialect *d, const char *id, redisReply *r,
     struct room **out)
 {
-	static const int arrays[] = { 7, 8, 9, -1 };
+	static const int arrays[] = { 6, 7, 8, -1 };
 	struct shm_room_ref	 ref;
 	struct shm_room		*sr;
 	struct room		*room;
 	int			 rc;
 
-	if (!shaped(r, 10, arrays))
+	if (!shaped(r, 9, arrays))
 		return reply_failed(r, "room_open");
 	rc = shm_room_create_locked(room_arena(), d->id, id,
 	    room_idle_expiry(d), &ref, &sr);
