@@ -128,6 +128,7 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 		shm_tx_set(A(), &r->lock, &r->creator[0], addr[0]);
 		shm_tx_set(A(), &r->lock, &r->creator[1], addr[1]);
 	}
+	webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
 	if (d->relay)
 		shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_RELAY);
 	*out = room_new(r, (const struct room_ref *)&ref);
@@ -250,6 +251,7 @@ room_delete(struct room *room, const char *reason)
 	uint64_t	 slots = room_slots(room->r);
 
 	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, 0);
+	webhook_room(room->dialect, WEBHOOK_ROOM_DELETED, room->r->id, reason);
 	shm_room_delete_locked(A(), room->r);
 	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
 	fanout_room_gone(db.rid, reason);
@@ -790,10 +792,18 @@ room_slot_dead(int slot)
 	shm_room_slot_dead_fn(A(), (unsigned)slot, &sd);
 }
 
+/* A room expires (under its lock, in the master): webhooks hear of it. */
+static void
+reap_gone(struct shm_room *r, void *arg)
+{
+	webhook_room(dialect_find_id((unsigned)r->dialect),
+	    WEBHOOK_ROOM_DELETED, r->id, "expired");
+}
+
 void
 room_reap(void)
 {
-	shm_room_reap(A(), util_now());
+	shm_room_reap_fn(A(), util_now(), reap_gone, NULL);
 }
 
 int
