@@ -149,6 +149,25 @@ ah_parse(int status, const char *body, size_t len, struct json_object **o,
 	return 0;
 }
 
+/*
+ * An allowing answer's new name, which the dialect found valid or not: a
+ * name it cannot take makes the answer a failure, which
+ * auth_hook_on_failure decides (the name is then dropped).
+ */
+void
+authhook_check_name(struct authhook_answer *a, int valid)
+{
+	if (valid || a->failed || !a->allow || a->name == NULL)
+		return;
+	a->failed = 1;
+	a->name = NULL;
+	a->allow = env->conf.auth_hook_allow_on_failure;
+	a->reason = AUTHHOOK_UNCHECKED;
+	stats_add(STAT_AUTH_FAILED, 1);
+	log_limited(&ah_log, "the answer's name is not valid here: %s",
+	    a->allow ? "allowed (auth_hook_on_failure allow)" : "refused");
+}
+
 /* Let the held connection go on: read again, and what it sent meanwhile. */
 static void
 ah_resume(struct conn *conn, struct ah_check *c)

@@ -859,8 +859,11 @@ struct authhook_answer {
 	const char		*name;		/* a new name; NULL: keep it */
 	struct json_object	*answer;	/* the answer; NULL if failed */
 };
-typedef void (*authhook_cb)(struct conn *, const struct authhook_answer *,
+typedef void (*authhook_cb)(struct conn *, struct authhook_answer *,
 	    void *arg);
+/* In the callback: the dialect says whether the answer's name (if any)
+ * is valid for it; one that is not makes the answer a failure. */
+void	 authhook_check_name(struct authhook_answer *, int valid);
 /* Has dialect d an auth_hook? */
 int	 authhook_enabled(const struct dialect *d);
 /*
