@@ -150,21 +150,21 @@ ah_parse(int status, const char *body, size_t len, struct json_object **o,
 }
 
 /*
- * An allowing answer's new name, which the dialect found valid or not: a
- * name it cannot take makes the answer a failure, which
- * auth_hook_on_failure decides (the name is then dropped).
+ * Whether the dialect can take what an allowing answer asks for (a name,
+ * authorities): an answer it cannot take is a failure, which
+ * auth_hook_on_failure decides (its changes are then dropped).
  */
 void
-authhook_check_name(struct authhook_answer *a, int valid)
+authhook_validate(struct authhook_answer *a, int valid)
 {
-	if (valid || a->failed || !a->allow || a->name == NULL)
+	if (valid || a->failed || !a->allow)
 		return;
 	a->failed = 1;
 	a->name = NULL;
 	a->allow = env->conf.auth_hook_allow_on_failure;
 	a->reason = AUTHHOOK_UNCHECKED;
 	stats_add(STAT_AUTH_FAILED, 1);
-	log_limited(&ah_log, "the answer's name is not valid here: %s",
+	log_limited(&ah_log, "the answer asks for what roomd cannot do: %s",
 	    a->allow ? "allowed (auth_hook_on_failure allow)" : "refused");
 }
 

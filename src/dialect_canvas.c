@@ -475,7 +475,7 @@ canvas_join_as(struct conn *conn, struct http_req *req, const char *id,
 static void
 canvas_checked(struct conn *conn, struct authhook_answer *a, void *id)
 {
-	authhook_check_name(a, a->name == NULL || canvas_valid_name(a->name));
+	authhook_validate(a, a->name == NULL || canvas_valid_name(a->name));
 	if (!a->allow)
 		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
 		    "unavailable" : "forbidden", a->reason);

@@ -217,7 +217,7 @@ chat_checked(struct conn *conn, struct authhook_answer *a, void *arg)
 	struct chat_conn	*cc = conn->data;
 
 	(void)arg;
-	authhook_check_name(a, a->name == NULL ||
+	authhook_validate(a, a->name == NULL ||
 	    util_valid_id(a->name, CHAT_NAME_MAX));
 	if (a->allow && a->name != NULL)
 		snprintf(cc->name, sizeof(cc->name), "%s", a->name);

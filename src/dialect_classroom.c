@@ -114,31 +114,34 @@ cls_granted(struct cls_conn *cc, struct json_object *answer)
 {
 	struct json_object	*v, *e;
 	const char		*name;
+	uint64_t		 bits = 0;
 	size_t			 i, k;
+	int			 admin = cc->admin;
 
 	if (json_object_object_get_ex(answer, "admin", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_boolean))
 			return -1;
-		cc->admin = json_object_get_boolean(v);
+		admin = json_object_get_boolean(v);
 	}
-	if (!json_object_object_get_ex(answer, "authorities", &v) || v == NULL)
-		return 0;
-	if (!json_object_is_type(v, json_type_array))
-		return -1;
-	cc->granted = 1;
-	cc->authorities = 0;
-	for (i = 0; i < json_object_array_length(v); i++) {
-		e = json_object_array_get_idx(v, i);
-		if ((name = json_object_get_string(e)) == NULL ||
-		    !json_object_is_type(e, json_type_string))
+	if (json_object_object_get_ex(answer, "authorities", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_array))
 			return -1;
-		for (k = 0; k < CLS_NAUTH; k++)
-			if (strcmp(name, cls_authorities[k]) == 0)
-				break;
-		if (k == CLS_NAUTH)
-			return -1;
-		cc->authorities |= 1ULL << k;
+		for (i = 0; i < json_object_array_length(v); i++) {
+			e = json_object_array_get_idx(v, i);
+			if (!json_object_is_type(e, json_type_string))
+				return -1;
+			name = json_object_get_string(e);
+			for (k = 0; k < CLS_NAUTH; k++)
+				if (strcmp(name, cls_authorities[k]) == 0)
+					break;
+			if (k == CLS_NAUTH)
+				return -1;
+			bits |= 1ULL << k;
+		}
+		cc->granted = 1;
+		cc->authorities = bits;
 	}
+	cc->admin = admin;
 	return 0;
 }
 
@@ -151,7 +154,7 @@ cls_checked(struct conn *conn, struct authhook_answer *a, void *arg)
 	struct cls_conn	*cc = conn->data;
 
 	(void)arg;
-	authhook_check_name(a, (a->name == NULL || cls_valid(a->name)) &&
+	authhook_validate(a, (a->name == NULL || cls_valid(a->name)) &&
 	    (a->answer == NULL || cls_granted(cc, a->answer) == 0));
 	if (a->allow && a->name != NULL)
 		snprintf(cc->name, sizeof(cc->name), "%s", a->name);

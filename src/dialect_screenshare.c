@@ -421,7 +421,7 @@ ss_join_checked(struct conn *conn, struct authhook_answer *a, void *msg)
 {
 	char	 name[MEMBER_NAME_MAX + 1];
 
-	authhook_check_name(a, a->name == NULL ||
+	authhook_validate(a, a->name == NULL ||
 	    ss_valid_username(a->name, name, sizeof(name)) == 0);
 	if (!a->allow) {
 		ss_reply(conn, "ERROR", a->reason);

@@ -861,9 +861,9 @@ struct authhook_answer {
 };
 typedef void (*authhook_cb)(struct conn *, struct authhook_answer *,
 	    void *arg);
-/* In the callback: the dialect says whether the answer's name (if any)
- * is valid for it; one that is not makes the answer a failure. */
-void	 authhook_check_name(struct authhook_answer *, int valid);
+/* In the callback: the dialect says whether it can take what the answer
+ * asks for (a name, authorities); if not, the answer is a failure. */
+void	 authhook_validate(struct authhook_answer *, int valid);
 /* Has dialect d an auth_hook? */
 int	 authhook_enabled(const struct dialect *d);
 /*

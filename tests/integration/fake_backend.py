@@ -56,7 +56,7 @@ def verify(secret, headers, body, now=None, tolerance=300):
 class FakeBackend:
     def __init__(self):
         self.webhooks = []          # dicts: headers, body, json, at
-        self.checks = []            # dicts: headers, json, at
+        self.checks = []            # dicts: headers, json, raw, at
         self.hook_policy = "ok"
         self.auth_policy = "ok"
         self._hook_failures = 0
@@ -157,7 +157,7 @@ class FakeBackend:
             q = None
         with self._lock:
             self.checks.append({"headers": headers, "json": q,
-                                "at": time.time()})
+                                "raw": body, "at": time.time()})
             policy = self.auth_policy
         if callable(policy):
             policy = policy(q)
