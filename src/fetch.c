@@ -351,7 +351,7 @@ fetch_start(const char *url, const struct fetch_out *o, int timeout,
 	evhttp_uri_free(uri);
 	return 0;
 fail:
-	if (f != NULL)
+	if (f != NULL && f->deadline != NULL)
 		event_free(f->deadline);
 	free(f);
 	evhttp_uri_free(uri);
