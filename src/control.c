@@ -189,6 +189,19 @@ control_metrics(struct metric *m, size_t max)
 		    0, -1, 0 },
 		{ "doorbells_total", "Doorbells rung between workers.", 0, -1,
 		    0 },
+		/* Webhooks and join checks (webhook.c, authhook.c) */
+		{ "webhooks_sent_total", "Webhook events delivered (2xx).", 0,
+		    -1, 0 },
+		{ "webhooks_retried_total", "Webhook attempts failed and "
+		    "retried later.", 0, -1, 0 },
+		{ "webhooks_dropped_total", "Webhook events given up: queue "
+		    "full, retries spent, or the worker stopped.", 0, -1, 0 },
+		{ "auth_checks_total", "Join checks asked of auth_hook.", 0,
+		    -1, 0 },
+		{ "auth_checks_refused_total", "Joins the backend refused.", 0,
+		    -1, 0 },
+		{ "auth_checks_failed_total", "Join checks without a valid "
+		    "answer, decided by auth_hook_on_failure.", 0, -1, 0 },
 	};
 	static const struct metric per[] = {
 		{ "websockets_open", "WebSockets open now.", 1,
