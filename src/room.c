@@ -278,19 +278,19 @@ room_delete(struct room *room, const char *reason)
 		log_warnx("room %s: deleted here only: %s", room->r->id,
 		    room_strerror(ROOM_EUNAVAIL));
 	webhook_room(room->dialect, WEBHOOK_ROOM_DELETED, room->r->id, reason);
-	room_delete_local(room, reason);
+	room_delete_local(room, reason, 0);
 }
 
 void
-room_delete_local(struct room *room, const char *reason)
+room_delete_local(struct room *room, const char *reason, int reload)
 {
 	struct doorbell	 db;
 	uint64_t	 slots = room_slots(room->r);
 
-	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, 0);
+	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, reload != 0);
 	shm_room_delete_locked(A(), room->r);
 	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
-	fanout_room_gone(db.rid, reason);
+	fanout_room_gone(db.rid, reload ? 1012 : 1000, reason);
 	fanout_pend(&db, slots, 0);
 	free(room->kicks);	/* its connections are closed anyway */
 	rcl_unlock(room);	/* frees the transaction */

@@ -484,7 +484,7 @@ mirror_apply(struct room *room, const char *msg, size_t len)
 		if (line[0] == 'C') {
 			snprintf(reason, sizeof(reason), "%.*s", (int)dlen,
 			    data);
-			room_delete_local(room, reason);
+			room_delete_local(room, reason, 0);
 			return 1;
 		}
 	}
@@ -529,7 +529,7 @@ mirror_drop(struct room *room)
 	log_info("cluster: room %s:%s starts over from Redis",
 	    room->dialect != NULL ? room->dialect->name : "?", room->r->id);
 	cluster_count(CLUSTER_GAPS, 1);
-	room_delete_local(room, "the room must be loaded again");
+	room_delete_local(room, "room reloaded", 1);
 }
 
 /* Records of an entry only (its state is in the snapshot). */
@@ -654,7 +654,7 @@ mirror_make(const struct dialect *d, const char *id, redisReply *r,
 	if (mirror_load(room, r) == -1) {
 		log_warnx("cluster: room %s:%s: its state in Redis cannot be "
 		    "read", d->name, id);
-		room_delete_local(room, "unreadable");
+		room_delete_local(room, "room reloaded", 1);
 		return ROOM_EUNAVAIL;
 	}
 	*out = room;
@@ -697,12 +697,12 @@ rcl_create(const struct dialect *d, const char *id, struct room **out)
 	if (shm_room_find(room_arena(), d->id, id,
 	    (struct shm_room_ref *)&ref) == 0 && shm_room_lock(room_arena(),
 	    (const struct shm_room_ref *)&ref, &sr) == 0)
-		room_delete_local(room_new(sr, &ref), "room deleted");
+		room_delete_local(room_new(sr, &ref), "room deleted", 0);
 	rc = mirror_make(d, id, r, out);
 	freeReplyObject(r);
 	if (rc == 0 && (rc = rcl_lock(*out)) != 0) {
 		if (rc == ROOM_EUNAVAIL)
-			room_delete_local(*out, "cluster unavailable");
+			room_delete_local(*out, "cluster unavailable", 1);
 		*out = NULL;
 		rc = ROOM_EUNAVAIL;
 	}
@@ -842,7 +842,7 @@ rcl_lock(struct room *room)
 		if (r != NULL)
 			freeReplyObject(r);
 		if (rc == ROOM_ENOENT)
-			room_delete_local(room, "room deleted");
+			room_delete_local(room, "room deleted", 0);
 		return rc == ROOM_ENOENT ? rc : ROOM_EUNAVAIL;
 	}
 	tx->locked = 1;
@@ -1275,7 +1275,7 @@ mirror_catch_up(struct room *room)
 
 	if (r != NULL && is_error(r, "NOROOM")) {
 		freeReplyObject(r);
-		room_delete_local(room, "room deleted");
+		room_delete_local(room, "room deleted", 0);
 		return;
 	}
 	if (shaped(r, 4, arrays)) {

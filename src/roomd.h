@@ -729,8 +729,9 @@ void	 fanout_catch_up(struct conn *, int empty_ok);
 /* The engine's side: a change for the slots given (and this worker if
  * local) at the end of the iteration; in the master, now. */
 void	 fanout_pend(const struct doorbell *, uint64_t slots, int local);
-/* Close this worker's connections to a deleted room. */
-void	 fanout_room_gone(uint64_t rid, const char *reason);
+/* Close this worker's connections to a deleted room (1000), or to one
+ * whose copy here must be made again (1012: come back). */
+void	 fanout_room_gone(uint64_t rid, int code, const char *reason);
 /* A doorbell from another worker or the master. */
 void	 fanout_doorbell(const struct doorbell *);
 /* The output of conn drained: a member behind catches up. */
