@@ -93,13 +93,8 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 	struct shm_room		*r;
 	int			 rc, counted = 0;
 
-	if (cluster_enabled()) {
-		if ((rc = rcl_create(d, id, out)) == 0)
-			webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
-		return rc;
-	}
-	/* max_rooms_per_ip: the address's count drops when the room is
-	 * deleted (shm_room_delete_locked). */
+	/* max_rooms_per_ip (in cluster mode, per host): the address's count
+	 * drops when the room is deleted (shm_room_delete_locked). */
 	if (addr != NULL && env->conf.max_rooms_per_ip > 0) {
 		rc = shm_ip_room_add(A(), addr,
 		    (uint64_t)env->conf.max_rooms_per_ip);
@@ -107,21 +102,26 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 			return rc;
 		counted = rc == 0;
 	}
-	rc = shm_room_create_locked(A(), d->id, id, util_now() +
-	    (uint64_t)env->conf.room_ttl, &ref, &r);
+	if (cluster_enabled())
+		rc = rcl_create(d, id, out);
+	else if ((rc = shm_room_create_locked(A(), d->id, id, util_now() +
+	    (uint64_t)env->conf.room_ttl, &ref, &r)) == 0) {
+		if (d->relay)
+			shm_tx_set(A(), &r->lock, &r->flags, r->flags |
+			    ROOM_F_RELAY);
+		*out = room_new(r, (const struct room_ref *)&ref);
+	}
 	if (rc != 0) {
 		if (counted)
 			shm_ip_room_del(A(), addr);
 		return rc;
 	}
+	r = (*out)->r;
 	if (counted) {
 		shm_tx_set(A(), &r->lock, &r->creator[0], addr[0]);
 		shm_tx_set(A(), &r->lock, &r->creator[1], addr[1]);
 	}
 	webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
-	if (d->relay)
-		shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_RELAY);
-	*out = room_new(r, (const struct room_ref *)&ref);
 	return 0;
 }
 
@@ -219,6 +219,18 @@ room_lock(const struct room_ref *ref, struct room **out)
 		*out = NULL;
 	}
 	return rc == RCL_RELOADED ? ROOM_EUNAVAIL : rc;
+}
+
+int
+room_lock_view(const struct room_ref *ref, struct room **out)
+{
+	struct shm_room	*r;
+	int		 rc;
+
+	if ((rc = shm_room_lock(A(), SREF(ref), &r)) != 0)
+		return rc;
+	*out = room_new(r, ref);
+	return 0;
 }
 
 /* The worker slots with connections to the room. */
@@ -689,7 +701,7 @@ room_closing(struct room *room)
 
 /* Trim a relay room's log behind the slowest worker that has members
  * there, and never from keep_from on. */
-static void
+void
 room_trim(struct shm_room *r, uint64_t upto)
 {
 	int	 s;
@@ -708,6 +720,8 @@ room_append(struct room *room, const struct room_rec_in *recs, size_t n,
 {
 	int	 rc;
 
+	if (room->r->cepoch != 0 && room->tx == NULL)
+		return ROOM_EINVAL;	/* a view (room_lock_view) */
 	rc = shm_log_append_locked(A(), room->r,
 	    (const struct shm_rec_in *)recs, n, env->conf.room_log_max_bytes,
 	    last);

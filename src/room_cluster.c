@@ -420,6 +420,10 @@ mirror_records(struct room *room, const struct entry *e0)
 	}
 	if (rc == 0)
 		shm_tx_set(room_arena(), &room->r->lock, &room->r->cver, e.ver);
+	if (rc == 0 && n > 0 && (room->r->flags & ROOM_F_RELAY)) {
+		mirror_piece(room, 16);		/* four chunks at most */
+		room_trim(room->r, last);
+	}
 	free(recs);
 	return rc;
 }

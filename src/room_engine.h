@@ -37,6 +37,8 @@ room_arena(void)
 
 struct room	*room_new(struct shm_room *, const struct room_ref *);
 uint64_t	 room_slots(struct shm_room *);
+/* Relay rooms: drop the records every worker has read, up to upto. */
+void		 room_trim(struct shm_room *, uint64_t upto);
 void		 room_tx_bytes(struct shm_room *, void *p, const void *src,
 		    size_t len);
 /* Changes of this host's mirror only (applying another host's). */

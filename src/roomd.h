@@ -564,6 +564,14 @@ int	 room_lock(const struct room_ref *, struct room **);
 /* Commit the changes and release the lock; appends reach the members. */
 void	 room_unlock(struct room *);
 /*
+ * Lock this host's copy of a room to read it, and to change what is this
+ * host's alone (its connections' counts, what a worker has read): the
+ * fan-out's reads.  On one host the same as room_lock; in cluster mode no
+ * transaction with the other hosts, so nothing shared may change
+ * (room_append refuses with ROOM_EINVAL).  Unlock with room_unlock.
+ */
+int	 room_lock_view(const struct room_ref *, struct room **);
+/*
  * Delete a locked room (the lock goes with it): its log and members go,
  * and every connection to it is closed with status 1000: with the reason
  * on this worker, with "room deleted" on the others (a doorbell carries
