@@ -896,8 +896,10 @@ room_slot_dead(int slot)
 				    NULL, 0 };
 	size_t			 i;
 
-	if (cluster_enabled())
+	if (cluster_enabled()) {
 		sd.keep = ROOM_SLOT_ELSEWHERE;
+		cluster_slot_dead(slot);
+	}
 	shm_room_slot_dead_fn(A(), (unsigned)slot, &sd);
 	for (i = 0; i < nlost; i++)
 		if (lost[i].dialect != NULL)

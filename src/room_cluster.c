@@ -37,8 +37,9 @@
 #include "room_engine.h"
 
 #define P		cluster_prefix()
-#define LOCK_PX		3000	/* the room lock's lease in Redis */
-#define LOCK_WAIT_MS	2000	/* how long a busy lock is waited for */
+#define LOCK_PX		2000	/* the room lock's lease in Redis */
+#define LOCK_WAIT_MS	2500	/* how long a busy lock is waited for:
+				 * past a dead holder's lease */
 #define RELAY_KEEP	1000	/* log entries a relay room keeps */
 #define CATCH_UP_MAX	100000	/* entries asked for at once */
 
@@ -828,6 +829,7 @@ rcl_lock(struct room *room)
 	static const int	 arrays[] = { 4, 5, -1 };
 	struct room_txn		*tx = txn_get(room);
 	redisReply		*r;
+	char			 key[200];
 	int64_t			 until = cluster_ms() + LOCK_WAIT_MS;
 	int			 ms = 1, rc;
 	size_t			 i;
@@ -836,12 +838,16 @@ rcl_lock(struct room *room)
 		return ROOM_EUNAVAIL;
 	snprintf(tx->token, sizeof(tx->token), "%ld.%lu", (long)getpid(),
 	    ++counter);
+	room_key_set(room, key, sizeof(key) - 5);
+	strcat(key, ":lock");
+	cluster_hold(key, tx->token);
 	while ((r = txn_lock_call(room, tx)) != NULL && is_error(r, "BUSY") &&
 	    cluster_ms() < until) {
 		freeReplyObject(r);
 		lock_backoff(&ms);
 	}
 	if (!shaped(r, 6, arrays)) {
+		cluster_hold(NULL, NULL);
 		rc = reply_failed(r, "txn_lock");
 		if (r != NULL)
 			freeReplyObject(r);
@@ -882,6 +888,7 @@ rcl_release(struct room *room)
 	if (r != NULL)
 		freeReplyObject(r);
 	tx->locked = 0;
+	cluster_hold(NULL, NULL);
 }
 
 /* The records appended since the last commit, into the body. */
@@ -1121,8 +1128,10 @@ txn_commit(struct room *room, int release)
 	commit_free(&c);
 	if (ok && cluster_wait_replicas() == -1)
 		ok = 0;		/* written, but not acknowledged */
-	if (release || !ok)
+	if (release || !ok) {
 		tx->locked = 0;
+		cluster_hold(NULL, NULL);
+	}
 	txn_clear(tx);
 	tx->seq0 = room->r->committed;
 	return ok ? 0 : ROOM_EUNAVAIL;

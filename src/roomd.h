@@ -798,6 +798,10 @@ int	 cluster_tick_ms(void);
 int	 cluster_sub_fd(void);
 void	 cluster_sub_read(void);
 void	 cluster_session_drop(const char *);
+/* A worker: the room lock (key, token) it may hold (NULL: none); the
+ * master: give back what dead worker slot held. */
+void	 cluster_hold(const char *key, const char *token);
+void	 cluster_slot_dead(int slot);
 void	 cluster_leave(void);
 
 /*
