@@ -143,6 +143,12 @@ fanout_room_gone(uint64_t rid, int code, const char *reason)
 	free(lr);
 }
 
+void
+fanout_unavailable(struct conn *conn)
+{
+	server_ws_close(conn, 1012, "the cluster is unavailable; try again");
+}
+
 int
 fanout_attach(struct room *room, struct conn *conn, uint64_t mid)
 {

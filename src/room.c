@@ -402,6 +402,8 @@ room_set_password(struct room *room, const char *pw)
 	struct shm_room	*r = room->r;
 	uint8_t		 salt[sizeof(r->salt)], secret[sizeof(r->secret)];
 
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	if (RAND_bytes(salt, sizeof(salt)) != 1)
 		return ROOM_EINVAL;
 	util_sha256(salt, sizeof(salt), pw, strlen(pw), secret);
@@ -471,6 +473,8 @@ room_member_add_id(struct room *room, const char *name, uint64_t role,
 	struct shm_member	 in, *m;
 	int			 rc;
 
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	if (strlen(name) > MEMBER_NAME_MAX || (uid != NULL && strlen(uid) !=
 	    MEMBER_UID_LEN) || (token != NULL && strlen(token) !=
 	    MEMBER_TOKEN_LEN))
@@ -540,6 +544,8 @@ room_member_check(struct room *room, const char *uid, const char *token,
 int
 room_member_remove(struct room *room, uint64_t mid)
 {
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	rcl_dirty_member(room, mid);
 	return room_member_remove_local(room, mid);
 }
@@ -561,6 +567,8 @@ room_member_set(struct room *room, uint64_t mid, uint64_t role,
 {
 	struct shm_member	*m = shm_member_by_mid(A(), room->r, mid);
 
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	if (m == NULL)
 		return ROOM_ENOENT;
 	if (m->role != role)
@@ -722,6 +730,8 @@ room_append(struct room *room, const struct room_rec_in *recs, size_t n,
 
 	if (room->r->cepoch != 0 && room->tx == NULL)
 		return ROOM_EINVAL;	/* a view (room_lock_view) */
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	rc = shm_log_append_locked(A(), room->r,
 	    (const struct shm_rec_in *)recs, n, env->conf.room_log_max_bytes,
 	    last);
@@ -897,6 +907,8 @@ room_slot_dead(int slot)
 	size_t			 i;
 
 	if (cluster_enabled()) {
+		if (SHM_SLOT_BIT(slot) == ROOM_SLOT_ELSEWHERE)
+			return;		/* not a worker's: other hosts' */
 		sd.keep = ROOM_SLOT_ELSEWHERE;
 		cluster_slot_dead(slot);
 	}

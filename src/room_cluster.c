@@ -739,6 +739,8 @@ rcl_list(const struct dialect *d, struct room_ref *refs, size_t max)
 /*
  * Transactions.
  */
+static int		 mirror_read_only(struct room *);
+static redisReply	*log_read_call(struct room *);
 static struct room_txn *
 txn_get(struct room *room)
 {
@@ -846,6 +848,12 @@ rcl_lock(struct room *room)
 		freeReplyObject(r);
 		lock_backoff(&ms);
 	}
+	if (r != NULL && is_error(r, "OOM")) {
+		/* Redis takes no writes: the room can still be read. */
+		freeReplyObject(r);
+		cluster_hold(NULL, NULL);
+		return mirror_read_only(room);
+	}
 	if (!shaped(r, 6, arrays)) {
 		cluster_hold(NULL, NULL);
 		rc = reply_failed(r, "txn_lock");
@@ -870,6 +878,43 @@ rcl_lock(struct room *room)
 	}
 	tx->seq0 = room->r->committed;
 	return 0;
+}
+
+/*
+ * A transaction that may only read (Redis is out of memory): the mirror
+ * is brought up to date with log_read, and every change is refused
+ * (rcl_writable).  0, or as rcl_lock.
+ */
+static int
+mirror_read_only(struct room *room)
+{
+	static const int arrays[] = { 3, -1 };
+	redisReply	*r = log_read_call(room);
+	int		 rc = -2;
+
+	if (shaped(r, 4, arrays) && int_at(r, 0) == room->r->cepoch &&
+	    int_at(r, 2) == 1)
+		rc = mirror_apply_list(room, r->element[3]);
+	else if (r != NULL && is_error(r, "NOROOM"))
+		rc = 1;
+	if (r != NULL)
+		freeReplyObject(r);
+	if (rc == 1) {
+		room_delete_local(room, "room deleted", 0);
+		return ROOM_ENOENT;
+	}
+	if (rc != 0) {
+		mirror_drop(room);
+		return RCL_RELOADED;
+	}
+	room->tx->seq0 = room->r->committed;
+	return 0;
+}
+
+int
+rcl_writable(struct room *room)
+{
+	return room->tx == NULL || room->tx->locked;
 }
 
 /* Give the Redis lock back without a change. */
@@ -1154,6 +1199,8 @@ rcl_unlock(struct room *room)
 		return 0;
 	if (tx->locked && txn_dirty(tx, tx->seq0, room->r->committed))
 		rc = txn_commit(room, 1);
+	else if (!tx->locked && txn_dirty(tx, tx->seq0, room->r->committed))
+		rc = ROOM_EUNAVAIL;	/* read only: undone here */
 	else
 		rcl_release(room);
 	txn_free(room);
@@ -1418,8 +1465,12 @@ rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
 	struct room_ref		 ref;
 	struct room		*room;
 	struct room_member	 m;
+	char			 session[96];
 
-	if (room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
+	/* Without a session (a master that reattached its arena and has
+	 * not joined yet), the reaping of the old session does it. */
+	if (cluster_session(session, sizeof(session)) == -1 ||
+	    room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
 		return;
 	/* This host's presence goes first, so that the counts say whether
 	 * another host still has the member. */

@@ -57,6 +57,8 @@ size_t	 rcl_list(const struct dialect *, struct room_ref *, size_t max);
 #define RCL_RELOADED	(-100)
 int	 rcl_lock(struct room *);
 void	 rcl_release(struct room *);
+/* 0 if the transaction may only read (Redis takes no writes). */
+int	 rcl_writable(struct room *);
 int	 rcl_unlock(struct room *);	/* before the local commit */
 int	 rcl_append(struct room *);	/* after a local append */
 int	 rcl_close(struct room *, const char *reason);

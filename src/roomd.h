@@ -737,6 +737,10 @@ void	 fanout_catch_up(struct conn *, int empty_ok);
 /* The engine's side: a change for the slots given (and this worker if
  * local) at the end of the iteration; in the master, now. */
 void	 fanout_pend(const struct doorbell *, uint64_t slots, int local);
+/* A room operation of conn's failed with ROOM_EUNAVAIL (cluster mode):
+ * close it 1012, so that its client comes back, maybe through another
+ * host. */
+void	 fanout_unavailable(struct conn *);
 /* Close this worker's connections to a deleted room (1000), or to one
  * whose copy here must be made again (1012: come back). */
 void	 fanout_room_gone(uint64_t rid, int code, const char *reason);
