@@ -1,0 +1,397 @@
+"""roomd hosts of one cluster, started and stopped by the tests.
+
+On top of redisd.py (real redis-servers and sentinels) and conftest.py
+(roomd daemons): cluster_hosts(n=3, redis=...) starts n roomd hosts, each
+with its own temporary directory, roomd.conf, arena file, pid file, admin
+socket and free loopback port, all sharing one Redis through the lines
+
+  cluster redis://127.0.0.1:PORT        (or sentinel://.../roomd)
+  cluster_host hN
+  cluster_lease LEASE                    (short, for tests)
+
+A host can be killed whole (SIGKILL of the master and of every worker,
+found as the master's children), restarted (same port, same arena file),
+and every host still running at the end is stopped with stop_clean
+(SIGTERM, exit 0, no sanitizer report); nothing is left behind, pass or
+fail.  Redis processes are redisd.py's and stopped by it.
+
+Fixtures (import them into a test module):
+  cluster_hosts     cluster_hosts(n=3, redis=None, **settings) -> Cluster;
+                    redis: a redisd Server, a redis:// or sentinel:// URL,
+                    or a list with one of those per host; None starts a
+                    primary of the test's own; False: no cluster line
+                    (hosts alone, for the fixture's own tests).
+  and redisd.py's redis_factory, redis_server, redis_sentinel_group,
+  tcp_proxy.
+
+Helpers that read the ground truth in Redis (doc/cluster.txt's keys):
+room_base(), redis_log(), redis_leaves(), redis_members().
+
+at(conns, d): the connections of one test (a conftest Conns or a dialect's
+subclass) opening their next connections on host d, all still closed
+together at the end of the session.
+"""
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import (EXTERNAL_URL, _pid_gone, http_req, poll, roomctl_path,
+                      start_roomd, stop_clean)
+from redisd import (MASTER, Server, load_library, redis_factory,  # noqa: F401
+                    redis_sentinel_group, redis_server, tcp_proxy)
+
+# The lease of the tests' hosts, in seconds: short, so that a killed host's
+# members are reaped within a few seconds.  A host cut off from Redis must
+# close its clients after half of it (issue 15, 4).
+LEASE = 3
+REC_JOIN, REC_LEAVE, REC_SET, REC_CLOSE = 0xff01, 0xff02, 0xff03, 0xff04
+
+
+def redis_url(r, password=None):
+    """The cluster line's address of r: a Server, a Proxy (.port), a port
+    number or a URL already."""
+    if isinstance(r, str):
+        return r
+    port = r if isinstance(r, int) else r.port
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}"
+
+
+def sentinel_url(sentinels, name=MASTER):
+    return ("sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+            + "/" + name)
+
+
+def children(pid):
+    """PIDs whose parent is pid (the workers of a master), from /proc."""
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(rest[1]) == pid and rest[0] not in ("Z", "X"):
+            out.append(int(e))
+    return out
+
+
+class Host:
+    """One roomd host of a cluster: .name .index .d (its conftest Roomd
+    while it runs, else None) .port .dir .conf_text; .base and .ws_base as a
+    Roomd's, so that a Host can stand wherever a daemon is expected."""
+
+    def __init__(self, cluster, index, url, settings, workers):
+        self.cluster = cluster
+        self.index = index
+        self.name = f"h{index + 1}"
+        self.dir = os.path.join(cluster.tmp, self.name)
+        os.makedirs(self.dir)
+        self.url = url
+        self.workers = workers
+        self.port = None
+        self.d = None
+        self.killed = []        # PIDs of the last kill()
+        lines = [f"arena_path {self.dir}/arena", "arena_size 32M"]
+        if url is not None:
+            lines += [f"cluster {url}", f"cluster_host {self.name}"]
+        for k, v in settings.items():
+            if v is not None and (url is not None or
+                                  not k.startswith("cluster")):
+                lines.append(f"{k} {v}")
+        self.conf_text = "\n".join(lines) + "\n"
+
+    # A Host stands for its daemon in the conftest helpers (http_req,
+    # connect, the dialects' Conns): these are the attributes they read.
+    host = "127.0.0.1"
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_base(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def control_socket(self):
+        return self.d.control_socket
+
+    @property
+    def log_path(self):
+        return self.d.log_path if self.d else None
+
+    @property
+    def running(self):
+        return self.d is not None and self.d.proc.poll() is None
+
+    def start(self, timeout=20.0):
+        """Start (or start again, on the same port and arena file)."""
+        assert self.d is None, f"{self.name} runs already"
+        self.d = start_roomd(self.conf_text, self.workers, timeout,
+                             port=self.port)
+        self.port = self.d.port
+        return self
+
+    def kill(self):
+        """SIGKILL the master and all its workers at once, as a machine
+        that dies; wait until every one of them is gone.  The arena file
+        stays.  -> the PIDs killed."""
+        d = self.d
+        assert d is not None, f"{self.name} is not running"
+        pids = [d.master_pid] + children(d.master_pid)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(d.master_pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        d.proc.wait(10)
+        assert poll(lambda: all(_pid_gone(p) for p in pids), 10), \
+            f"{self.name}: {pids} outlived SIGKILL"
+        self.keep_log()
+        d.stop()                # removes its temporary directory
+        self.d = None
+        self.killed = pids
+        return pids
+
+    def stop(self):
+        """stop_clean (SIGTERM, exit 0, no sanitizer report), then remove
+        what the daemon left; raises what stop_clean found, after
+        cleaning up."""
+        d, self.d = self.d, None
+        if d is None:
+            return
+        try:
+            stop_clean(d)
+        finally:
+            self.keep_log(d)
+            d.stop()
+
+    def restart(self):
+        if self.d is not None:
+            self.kill()
+        return self.start()
+
+    def keep_log(self, d=None):
+        """Append the daemon's log to the host's own (which outlives the
+        daemon's temporary directory, for a failing test's report)."""
+        d = d or self.d
+        if d is None or not d.log_path:
+            return
+        try:
+            with open(d.log_path, "rb") as f, \
+                    open(os.path.join(self.dir, "roomd.log"), "ab") as out:
+                out.write(f.read())
+        except OSError:
+            pass
+
+    def log(self):
+        """Everything this host logged, over all its starts so far."""
+        text = ""
+        try:
+            with open(os.path.join(self.dir, "roomd.log"), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            pass
+        if self.d is not None:
+            try:
+                with open(self.d.log_path, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        return text
+
+    def ctl(self, *args, timeout=20):
+        return subprocess.run([roomctl_path(), "-s", self.control_socket,
+                               *args], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True,
+                              timeout=timeout)
+
+    def ctl_json(self, *args):
+        p = self.ctl("-j", *args)
+        assert p.returncode == 0, (self.name, p.returncode, p.stdout,
+                                   p.stderr)
+        return json.loads(p.stdout)
+
+    def metrics(self):
+        r = http_req(self, "GET", "/metrics")
+        assert r.status == 200, f"{self.name}: /metrics: {r!r}"
+        return r.body.decode()
+
+    def __repr__(self):
+        return f"<host {self.name} port {self.port}>"
+
+
+class Cluster:
+    """n hosts sharing one Redis: .hosts .redis (a Server, or None) .tmp"""
+
+    def __init__(self, n, redis, workers, settings):
+        self.tmp = tempfile.mkdtemp(prefix="roomd-cluster-")
+        self.redis = redis if isinstance(redis, Server) else None
+        urls = redis if isinstance(redis, list) else [redis] * n
+        assert len(urls) == n, "one Redis address per host"
+        self.hosts = [Host(self, i, None if u is False else redis_url(u),
+                           settings, workers)
+                      for i, u in enumerate(urls)]
+
+    def __getitem__(self, i):
+        return self.hosts[i]
+
+    def __len__(self):
+        return len(self.hosts)
+
+    def __iter__(self):
+        return iter(self.hosts)
+
+    def start(self):
+        for h in self.hosts:
+            h.start()
+        return self
+
+    def alive(self):
+        return [h for h in self.hosts if h.running]
+
+    def logs(self):
+        return "\n".join(f"--- {h.name} ---\n{h.log()[-4000:]}"
+                         for h in self.hosts)
+
+    def close(self):
+        """Stop every running host cleanly; whatever fails, every process
+        and file is gone afterwards; then raise the first failure."""
+        first = None
+        for h in self.hosts:
+            try:
+                h.stop()
+            except BaseException as e:       # noqa: B902 (cleanup first)
+                first = first or e
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if first is not None:
+            raise first
+
+
+def settings_of(lease=LEASE, **kw):
+    """Config lines of every host: cluster_lease and what kw adds (its
+    keys are roomd.conf keywords; None leaves one out)."""
+    s = {"cluster_lease": lease}
+    s.update(kw)
+    return s
+
+
+@pytest.fixture
+def cluster_hosts(redis_factory):
+    """cluster_hosts(n=3, redis=None, workers=2, lease=LEASE, **settings)
+    -> a started Cluster; settings are more roomd.conf lines (keyword=value).
+    Every host is stopped at teardown (stop_clean for those still running)
+    and every Redis started here by redisd."""
+    if EXTERNAL_URL:
+        pytest.skip("the cluster tests start hosts of their own")
+    made = []
+
+    def make(n=3, redis=None, workers=2, lease=LEASE, start=True,
+             **settings):
+        if redis is None:
+            redis = redis_factory()
+        if redis is False:
+            redis = [False] * n
+        c = Cluster(n, redis, workers, settings_of(lease, **settings))
+        made.append(c)
+        return c.start() if start else c
+    try:
+        yield make
+    finally:
+        errs = []
+        for c in made:
+            try:
+                c.close()
+            except BaseException as e:      # noqa: B902
+                errs.append(e)
+        if errs:
+            raise errs[0]
+
+
+# ---------------------------------------------------------------- Redis truth
+
+def room_base(dialect, room):
+    """The base of a room's keys in Redis (doc/cluster.txt)."""
+    return f"roomd:{{{dialect}:{room}}}"
+
+
+def redis_log(client, dialect, room):
+    """The room's log in Redis: [(seq, type, target, data bytes)]."""
+    out = []
+    for eid, f in client.xrange(room_base(dialect, room) + ":log"):
+        seq = int(eid.split(b"-")[0])
+        out.append((seq, int(f[b"t"]), int(f[b"to"]), f.get(b"d", b"")))
+    return out
+
+
+def redis_leaves(client, dialect, room):
+    """{mid: [reasons]} of the room's leave records."""
+    out = {}
+    for _, t, to, d in redis_log(client, dialect, room):
+        if t == REC_LEAVE:
+            out.setdefault(to, []).append(d)
+    return out
+
+
+def redis_joins(client, dialect, room):
+    return [to for _, t, to, _ in redis_log(client, dialect, room)
+            if t == REC_JOIN]
+
+
+def redis_members(client, dialect, room):
+    """{mid: member bytes} now in the room."""
+    h = client.hgetall(room_base(dialect, room) + ":members")
+    return {int(k): v for k, v in h.items()}
+
+
+def redis_meta(client, dialect, room):
+    return {k.decode(): v for k, v in
+            client.hgetall(room_base(dialect, room) + ":meta").items()}
+
+
+def wait_for(cond, timeout, what, interval=0.1):
+    """poll(cond) or fail saying what did not happen."""
+    v = poll(cond, timeout, interval)
+    assert v, f"{what}: not within {timeout} s"
+    return v
+
+
+# ---------------------------------------------------------------- connections
+
+class _At:
+    """A Conns that opens its next connections on another daemon: every
+    attribute but .d is the original's (its list of connections, its name
+    counters), and its methods run with self = this view."""
+
+    def __init__(self, conns, d):
+        object.__setattr__(self, "_orig", conns)
+        object.__setattr__(self, "d", d)
+
+    def __getattr__(self, k):
+        v = getattr(type(self._orig), k, None)
+        if callable(v) and not isinstance(v, type):
+            return functools.partial(v, self)
+        return getattr(self._orig, k)
+
+    def __setattr__(self, k, v):
+        setattr(self._orig, k, v)
+
+
+def at(conns, d):
+    """conns (a Conns of one test) opening on host (or daemon) d."""
+    orig = conns._orig if isinstance(conns, _At) else conns
+    return _At(orig, d)
