@@ -329,6 +329,12 @@ def room_base(dialect, room):
     return f"roomd:{{{dialect}:{room}}}"
 
 
+def host_sessions(client, host):
+    """The sessions of host (its name) that hold a lease in Redis."""
+    return {m.decode() for m in client.zrange("roomd:leases", 0, -1)
+            if m.decode().split("/")[0] == host}
+
+
 def redis_log(client, dialect, room):
     """The room's log in Redis: [(seq, type, target, data bytes)]."""
     out = []
