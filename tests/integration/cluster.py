@@ -39,12 +39,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 
 import pytest
 import websockets
 
-from conftest import (EXTERNAL_URL, _pid_gone, close_ws, connect, http_req,
-                      poll, recv_json, roomctl_path, start_roomd, stop_clean,
+from conftest import (EXTERNAL_URL, SANITIZER_RE, _pid_gone, close_ws,
+                      connect, create_room, http_req, join_room, poll,
+                      recv_json, roomctl_path, start_roomd, stop_clean,
                       ws_open, ws_url)
 from redisd import (MASTER, Server, load_library, redis_factory,  # noqa: F401
                     redis_sentinel_group, redis_server, tcp_proxy)
@@ -272,13 +274,22 @@ class Cluster:
 
     def close(self):
         """Stop every running host cleanly; whatever fails, every process
-        and file is gone afterwards; then raise the first failure."""
+        and file is gone afterwards; then raise the first failure.  The
+        logs of every incarnation of every host (killed ones too) must
+        hold no sanitizer report."""
         first = None
         for h in self.hosts:
             try:
                 h.stop()
             except BaseException as e:       # noqa: B902 (cleanup first)
                 first = first or e
+        for h in self.hosts:
+            text = h.log()
+            m = SANITIZER_RE.search(text)
+            if m and first is None:
+                first = AssertionError(
+                    f"sanitizer report in {h.name}'s log:\n" +
+                    text[max(0, m.start() - 2000):m.start() + 6000])
         shutil.rmtree(self.tmp, ignore_errors=True)
         if first is not None:
             raise first
@@ -538,7 +549,7 @@ class CanvasMember:
                 self.at += 1
 
 
-def check_members(members, final=None):
+def check_members(members, final=None, keep="all"):
     """The checker's rules over what CanvasMembers saw.  final: {epoch:
     [(pointer, op)]} of the room read whole at the end (from every host,
     which must agree).  Returns a list of violations (empty: all held).
@@ -547,9 +558,11 @@ def check_members(members, final=None):
        p, p+1, p+2... from where it started (1, or where it resumed).
     2. One record per name: no (epoch, pointer) names two different ops,
        across members and the final log.
-    3. Acknowledged ops are kept: each op a member saw echoed appears
-       exactly once in the final log (when final is given and the final
-       epoch is the one it was acked in)."""
+    3. Acknowledged ops are kept, each exactly once in the final log:
+       keep "all": every op a member saw echoed (Redis restarted, or a
+       failover with cluster_wait 1); "last": those acknowledged in the
+       epoch the final log has (a lost tail must show as a new epoch);
+       None: not checked."""
     bad = []
     names = {}
     for m in members:
@@ -583,8 +596,11 @@ def check_members(members, final=None):
         kept = {op for _, op in final.get(last, [])}
         for m in members:
             for op, (epoch, _) in m.acked.items():
-                if epoch == last and op not in kept:
-                    bad.append(f"{m.name}: acknowledged {op} lost")
+                if op in kept or keep is None:
+                    continue
+                if keep == "all" or epoch == last:
+                    bad.append(f"{m.name}: acknowledged {op} (epoch "
+                               f"{epoch}) lost")
     return bad
 
 
@@ -595,3 +611,66 @@ async def read_whole(h, rid, token):
     ws, first, _ = await connect(h, rid, token)
     await close_ws(ws)
     return epoch, [(a.get("pointer"), a.get("op")) for a in first]
+
+
+def members_on(c, rid, per_host=2, hosts=None):
+    """A room with per_host members starting on each host (the first
+    member made it). -> [CanvasMember]"""
+    hosts = hosts or c.hosts
+    ms = []
+    for i in range(per_host * len(hosts)):
+        h = hosts[i % len(hosts)]
+        name = f"m{i}"
+        if i == 0:
+            tok = create_room(h, host=name, room_id=rid)["token"]
+        else:
+            tok = join_room(h, rid, name)["token"]
+        ms.append(CanvasMember(name, tok, rid, hosts, start=i))
+    return ms
+
+
+async def drive(ms, fault, before=2.0, after=6.0, interval=0.05):
+    """Run the members; after `before` s call fault() (in a thread); run
+    `after` s more; stop them."""
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(m.run(stop, interval)) for m in ms]
+    try:
+        await asyncio.sleep(before)
+        acked_before = sum(len(m.acked) for m in ms)
+        await asyncio.to_thread(fault)
+        await asyncio.sleep(after)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return acked_before
+
+
+async def final_logs(c, rid, token):
+    """{host name: (epoch, log)} read whole on every running host, once
+    they agree (a host may still be catching up), at most 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = {}
+        for h in c.alive():
+            try:
+                got[h.name] = await read_whole(h, rid, token)
+            except Exception as e:          # noqa: B902 (reported below)
+                got[h.name] = repr(e)
+        if len({repr(v) for v in got.values()}) == 1 or \
+                time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.5)
+
+
+def verdict(ms, logs, keep):
+    """Every host read the same log; the checker's rules hold."""
+    vals = list(logs.values())
+    assert all(v == vals[0] for v in vals), \
+        "the hosts disagree on the room's log: " + \
+        "; ".join(f"{k}: {str(v)[:300]}" for k, v in logs.items())
+    epoch, log = vals[0]
+    bad = check_members(ms, {epoch: log}, keep)
+    report = [(m.name, len(m.sent), len(m.acked), m.resumes,
+               m.closes[-3:], m.errors[-3:]) for m in ms]
+    assert bad == [], f"{len(bad)} violations: {bad[:20]}\n{report}"
+    return epoch, log

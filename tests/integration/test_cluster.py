@@ -318,5 +318,8 @@ def test_fixture_checker_passes_a_lone_host_and_catches_faults(
     assert len(check_members([dup])) == 1
     assert check_members([gap, reuse])
     assert check_members([lost], {1: [(1, "a:1")]}) == \
-        ["d: acknowledged d:1 lost"]
+        ["d: acknowledged d:1 (epoch 1) lost"]
+    # Lost in an epoch that ended: a violation only when all must be kept.
+    assert check_members([lost], {2: [(1, "a:1")]}, keep="last") == []
+    assert check_members([lost], {2: [(1, "a:1")]}, keep="all")
     assert check_members([lost], {1: [(1, "a:1"), (2, "d:1")]}) == []
