@@ -156,6 +156,10 @@ struct roomd_config {
 	char			 control_socket[108];
 	char			 metrics_listen[128];
 	char			 user[64];
+	char			 cluster[512];	/* "" : one host, no Redis */
+	char			 cluster_host[65];
+	int			 cluster_lease;	/* seconds */
+	int			 cluster_wait;	/* replicas */
 };
 
 /* lobby_replies: the names of the answers to createRoom and joinRoom. */
@@ -417,7 +421,10 @@ enum room_error {
 	ROOM_ENOENT = -3,	/* no such room or member */
 	ROOM_ELIMIT = -4,	/* a configured limit was reached */
 	ROOM_EINVAL = -5,	/* bad argument */
-	ROOM_ESTATE = -6	/* the room's state could not be repaired */
+	ROOM_ESTATE = -6,	/* the room's state could not be repaired */
+	ROOM_EUNAVAIL = -7	/* cluster mode: Redis cannot be reached, the
+				 * host's lease ran out or the room is busy;
+				 * nothing was written */
 };
 
 struct room;			/* a room held locked */
@@ -677,6 +684,70 @@ void	 fanout_drained(struct conn *);
 void	 fanout_flush(void);
 /* Once a second: the dialects' timers of the rooms this worker serves. */
 void	 fanout_tick(void);
+
+/*
+ * cluster.c: the link to Redis in cluster mode (roomd.conf's cluster line;
+ * doc/cluster.txt is the protocol).  Every call blocks for at most its
+ * timeout; a link that failed is made again at the next call.  Only the
+ * engine (room.c, room_cluster.c) and the master use it.
+ */
+#define CLUSTER_MARGIN_MS	500	/* writes stop this long before the
+					 * lease ends, by this host's clock */
+enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
+struct cluster_status {
+	int		 up;		/* a session with its lease */
+	char		 session[96];
+	char		 primary[128];
+	int64_t		 lease_left_ms;
+	uint64_t	 reconnects, errors, commits, applied, gaps, reaped;
+	uint64_t	 fenced;
+};
+struct redisReply;
+int	 cluster_enabled(void);
+/* cluster_url.c: check a cluster URL (roomd -t): 0, or -1 with a message
+ * in err; "HOST:PORT" (up to a ',' or '/') into its parts: 0 or -1. */
+int	 cluster_parse(const char *url, char *err, size_t errlen);
+int	 cluster_split(const char *hp, char *host, size_t hostlen, int *port);
+int64_t	 cluster_ms(void);		/* the monotonic clock, ms */
+/* A command on this process's link: the reply (the caller frees it with
+ * freeReplyObject), or NULL if Redis could not be reached. */
+struct redisReply *cluster_callv(int argc, const char **argv,
+	    const size_t *lens);
+struct redisReply *cluster_cmd(const char *fmt, ...);
+/* cluster_wait REPLICAS: 0 once that many replicas have what this link
+ * wrote, else -1. */
+int	 cluster_wait_replicas(void);
+/* The host's session into buf: 0 while its lease holds (with the
+ * margin), -1 if writes must stop. */
+int	 cluster_session(char *buf, size_t len);
+void	 cluster_count(int what, uint64_t n);
+/* Workers: the host lost its lease half a term ago: close clients 1012. */
+int	 cluster_cut_off(void);
+void	 cluster_status(struct cluster_status *);
+/* The master: before forking (map, connect, join); in a new worker. */
+void	 cluster_init(void);
+void	 cluster_forked(void);
+void	 cluster_master_tick(void);
+int	 cluster_tick_ms(void);
+int	 cluster_sub_fd(void);
+void	 cluster_sub_read(void);
+void	 cluster_session_drop(const char *);
+void	 cluster_leave(void);
+
+/*
+ * room_cluster.c: the engine's cluster side.  A host's arena holds a
+ * mirror of the rooms it serves; these keep it in step with Redis.  The
+ * master calls them.
+ */
+/* A transaction published on the room channel "dialect:id". */
+void	 room_mirror_message(const char *room, const char *msg, size_t len);
+/* Catch every mirror up with the log (after a resubscribe, and now and
+ * then in case a message was lost). */
+void	 room_mirror_check_all(void);
+/* Forget dead session s's presence in room base; hand the members lost
+ * in every room to their dialects, once. */
+void	 room_mirror_reap(const char *base, const char *s);
+void	 room_mirror_lost_all(void);
 
 /* stats.c: the daemon's counters, summed over every process */
 enum stats_counter {
