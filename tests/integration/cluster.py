@@ -45,7 +45,8 @@ import pytest
 import websockets
 
 from conftest import (EXTERNAL_URL, SANITIZER_RE, _pid_gone, close_ws,
-                      connect, create_room, http_req, join_room, poll,
+                      connect, create_room, free_port, http_req, join_room,
+                      poll,
                       recv_json, roomctl_path, start_roomd, stop_clean,
                       ws_open, ws_url)
 from redisd import (MASTER, Server, load_library, redis_factory,  # noqa: F401
@@ -105,7 +106,9 @@ class Host:
         self.port = None
         self.d = None
         self.killed = []        # PIDs of the last kill()
-        lines = [f"arena_path {self.dir}/arena", "arena_size 32M"]
+        self.metrics_port = free_port()
+        lines = [f"arena_path {self.dir}/arena", "arena_size 32M",
+                 f"metrics_listen 127.0.0.1:{self.metrics_port}"]
         if url is not None:
             lines += [f"cluster {url}", f"cluster_host {self.name}"]
         for k, v in settings.items():
@@ -231,7 +234,11 @@ class Host:
         return json.loads(p.stdout)
 
     def metrics(self):
-        r = http_req(self, "GET", "/metrics")
+        """The text of GET /metrics from the host's metrics_listen."""
+        class At:
+            host = "127.0.0.1"
+            port = self.metrics_port
+        r = http_req(At, "GET", "/metrics")
         assert r.status == 200, f"{self.name}: /metrics: {r!r}"
         return r.body.decode()
 

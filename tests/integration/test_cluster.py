@@ -198,19 +198,19 @@ def test_an_address_that_is_not_redis_is_an_error_said_once(cluster_hosts):
 
 
 def test_a_wrong_password_is_refused_and_said(cluster_hosts, redis_factory):
-    r = redis_factory(extra="requirepass right\n")
+    r = redis_factory(password="right")
     c = cluster_hosts(1, redis=redis_url(r, "wrong"))
     h = c[0]
     res = _canvas_create(h, "wrongpass")
     assert res.status in (500, 503), f"create with a wrong password: {res!r}"
     wait_for(lambda: re.search(r"WRONGPASS|password|auth", h.log(), re.I), 5,
              "a log line about the password")
-    assert r.client(password="right").keys("roomd:{*") == [], \
+    assert r.client().keys("roomd:{*") == [], \
         "something was written with a wrong password"
 
 
 def test_the_right_password_works(cluster_hosts, redis_factory):
-    r = redis_factory(extra="requirepass right\n")
+    r = redis_factory(password="right")
     c = cluster_hosts(2, redis=redis_url(r, "right"))
     res = _canvas_create(c[0], "rightpass")
     assert res.status == 201, res
