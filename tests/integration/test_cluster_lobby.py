@@ -17,8 +17,14 @@ from test_lobby import (PATIENT, SHORT, STATES, expect_error, get_snapshot,
                         offer_msg, offer_seen, post_room, quiet,
                         reconnect_current, relay, save, session)
 
-# The lobby's settings as roomd.conf lines, for cluster_hosts(**settings).
+# Migration with a grace of 3 s: a guest that does not accept is passed
+# over after lobby_grace, so "offered once" is listened for 1.5 s.
+MIGRATE = SHORT + "lobby_grace 3\nlobby_migration yes\n"
+
+
 def lobby_settings(text):
+    """The lobby's settings (roomd.conf lines, the last of a keyword
+    winning) as cluster_hosts(**settings)."""
     return dict(ln.split(None, 1) for ln in text.strip().splitlines())
 
 
@@ -87,7 +93,7 @@ def test_grace_end_closes_the_room_once_cluster_wide(cluster_hosts):
 
 
 def test_migration_offers_the_seat_once_cluster_wide(cluster_hosts):
-    c3 = cluster_hosts(3, **lobby_settings(SHORT + "lobby_migration yes\n"))
+    c3 = cluster_hosts(3, **lobby_settings(MIGRATE))
 
     async def body(c):
         code, h, (g1, g2) = await spread_room(c, c3.hosts)
@@ -97,9 +103,9 @@ def test_migration_offers_the_seat_once_cluster_wide(cluster_hosts):
             await expect(g.ws, {"type": "hostDisconnected"}, "guest")
         await expect(g1.ws, {"type": "becomeHost",
                              "data": {"snapshot": STATES["array"]}},
-                     "the longest-connected guest", timeout=5.0)
+                     "the longest-connected guest", timeout=6.0)
         # Once: no second offer from another host's timer.
-        await quiet(g1.ws, g2.ws, t=2.5)
+        await quiet(g1.ws, g2.ws, t=1.5)
         await send_json(g1.ws, {"type": "hostReady"})
         await expect(g2.ws, {"type": "hostChanged",
                              "data": {"clientId": g1.id}}, "other guest")
@@ -111,7 +117,7 @@ def test_migration_offers_the_seat_once_cluster_wide(cluster_hosts):
 
 
 def test_a_host_killed_whole_counts_as_its_sockets_closing(cluster_hosts):
-    c3 = cluster_hosts(3, **lobby_settings(SHORT + "lobby_migration yes\n"))
+    c3 = cluster_hosts(3, **lobby_settings(MIGRATE))
 
     async def body(c):
         # The room's host is on h2 (spread_room); kill h2.
@@ -122,8 +128,8 @@ def test_a_host_killed_whole_counts_as_its_sockets_closing(cluster_hosts):
                          timeout=LEASE + 5)
         await expect(g1.ws, {"type": "becomeHost",
                              "data": {"snapshot": None}},
-                     "the longest-connected guest", timeout=5.0)
-        await quiet(g1.ws, g2.ws, t=2.5)
+                     "the longest-connected guest", timeout=6.0)
+        await quiet(g1.ws, g2.ws, t=1.5)
         await send_json(g1.ws, {"type": "hostReady"})
         await expect(g2.ws, {"type": "hostChanged",
                              "data": {"clientId": g1.id}}, "other guest")
