@@ -395,11 +395,17 @@ local function log_entries(k, after, max)
 	return out
 end
 
--- The room's keys live idle ms after its last transaction (0: for ever).
+-- A room nobody is connected to lives idle ms after its last transaction
+-- (0: for ever); one with a connection on some host does not expire.
 local function txn_expiry(k, st)
 	if st.idle == 0 then return end
-	for _, key in ipairs({ k.meta, k.log, k.members, k.pres, k.lost }) do
-		redis.call('PEXPIRE', key, st.idle)
+	local keys = { k.meta, k.log, k.members, k.pres, k.lost }
+	if redis.call('HLEN', k.pres) > 0 then
+		for _, key in ipairs(keys) do redis.call('PERSIST', key) end
+	else
+		for _, key in ipairs(keys) do
+			redis.call('PEXPIRE', key, st.idle)
+		end
 	end
 end
 

@@ -1,23 +1,20 @@
 -- log_read: the entries of a room's log after ver "after", for a mirror
--- that missed messages; with touch 1 the room's keys live their idle time
--- again (a host with connections to the room says it is in use).  Not
--- fenced, and it runs when Redis is out of memory.
+-- that missed messages.  Not fenced, and it runs when Redis is out of
+-- memory.
 --
 -- KEYS[1] meta, KEYS[2] log, KEYS[3] members, KEYS[4] pres, KEYS[5] lost
--- ARGV[1] after, ARGV[2] max (1..100000), ARGV[3] touch (0/1)
+-- ARGV[1] after, ARGV[2] max (1..100000)
 -- Reply: { epoch, ver, complete (1 if every entry after "after" is
 --          returned), { ver, data, ... } }
 -- Errors: ARGS, NOROOM
 local function log_read(keys, argv)
 	nkeys(keys, 5)
-	nargs(argv, 3)
+	nargs(argv, 2)
 	local k = room_keys(keys, { 'log', 'members', 'pres', 'lost' })
 	local after = int(argv, 1, 'after', 0, INT_MAX)
 	local max = int(argv, 2, 'max', 1, 100000)
-	local touch = int(argv, 3, 'touch', 0, 1)
 	local st = txn_state(k)
 	room_touch(k, st)
-	if touch == 1 then txn_expiry(k, st) end
 	local ents, complete = {}, after <= st.ver and 1 or 0
 	if after < st.ver then
 		ents = log_entries(k, after, max)

@@ -78,8 +78,10 @@ room_strerror(int rc)
 }
 
 uint64_t
-room_epoch(void)
+room_epoch(struct room *room)
 {
+	if (room != NULL && room->r->cepoch != 0)
+		return room->r->cepoch;		/* Redis's, in cluster mode */
 	return arena_epoch(A());
 }
 
@@ -183,19 +185,36 @@ room_list(const struct dialect *d, struct room_ref *refs, size_t max)
 int
 room_lock(const struct room_ref *ref, struct room **out)
 {
-	struct shm_room	*r;
-	int		 rc;
+	const struct dialect	*d;
+	struct room_ref		 fresh;
+	struct shm_room		*r;
+	char			 id[ROOM_ID_MAX + 1];
+	int			 rc;
 
 	if ((rc = shm_room_lock(A(), SREF(ref), &r)) != 0)
 		return rc;
 	*out = room_new(r, ref);
-	if (cluster_enabled() && (rc = rcl_lock(*out)) != 0) {
+	if (!cluster_enabled())
+		return 0;
+	d = (*out)->dialect;
+	snprintf(id, sizeof(id), "%s", r->id);
+	if ((rc = rcl_lock(*out)) == 0)
+		return 0;
+	if (rc == ROOM_EUNAVAIL)
+		room_unlock(*out);
+	*out = NULL;
+	/* Its mirror could not follow and was dropped: once more, from a
+	 * fresh one (the room's connections here were closed with it). */
+	if (rc == RCL_RELOADED && d != NULL && room_find(d, id, &fresh) == 0 &&
+	    shm_room_lock(A(), SREF(&fresh), &r) == 0) {
+		*out = room_new(r, &fresh);
+		if ((rc = rcl_lock(*out)) == 0)
+			return 0;
 		if (rc == ROOM_EUNAVAIL)
 			room_unlock(*out);
-		*out = NULL;	/* else rcl_lock dropped the mirror */
-		return rc == RCL_RELOADED ? ROOM_EUNAVAIL : rc;
+		*out = NULL;
 	}
-	return 0;
+	return rc == RCL_RELOADED ? ROOM_EUNAVAIL : rc;
 }
 
 /* The worker slots with connections to the room. */
@@ -794,10 +813,19 @@ room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
 int
 room_conn_count(struct room *room, int delta)
 {
+	int		 n;
+	uint64_t	 i;
+
 	if (env->slot < 0)		/* the master has no connections */
-		return (int)room->r->conns;
-	return shm_room_conn_locked(A(), room->r, (unsigned)env->slot, delta,
-	    room_idle_expiry(room->dialect));
+		n = (int)room->r->conns;
+	else
+		n = shm_room_conn_locked(A(), room->r, (unsigned)env->slot,
+		    delta, room_idle_expiry(room->dialect));
+	/* Cluster mode: a member connected to another host counts. */
+	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++)
+		n += (shm_member_at(A(), room->r, i)->slots &
+		    ROOM_SLOT_ELSEWHERE) != 0;
+	return n;
 }
 
 static uint64_t

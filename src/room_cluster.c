@@ -130,7 +130,9 @@ room_keys(const char *base, const char **names, char keys[][200], int n)
 	int	 i;
 
 	for (i = 0; i < n; i++) {
-		if (names[i][0] == '@')	/* a shard key */
+		if (names[i] == NULL)	/* the caller's */
+			keys[i][0] = '\0';
+		else if (names[i][0] == '@')	/* a shard key */
 			snprintf(keys[i], 200, P "%s", names[i] + 1);
 		else
 			snprintf(keys[i], 200, "%s:%s", base, names[i]);
@@ -1026,7 +1028,7 @@ commit_call(struct room *room, struct commit *c, int release)
 	room_keys(base, names, keys, 10);
 	snprintf(keys[7], 200, P "sess:%s", tx->session);
 	snprintf(keys[9], 200, P "rooms:%s", room->dialect->name);
-	cap = 24 + 2 * (c->n[0] * 2 + c->n[1] + c->n[2] * 2 + c->n[3]);
+	cap = 32 + c->n[0] * 2 + c->n[1] + c->n[2] * 2 + c->n[3];
 	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
 	    (lens = calloc(cap, sizeof(*lens))) == NULL)
 		fatal("%s", __func__);
@@ -1255,22 +1257,22 @@ mirror_lock(const struct dialect *d, const char *id)
 }
 
 static redisReply *
-log_read_call(struct room *room, int touch)
+log_read_call(struct room *room)
 {
 	char	 base[160];
 
 	room_key_set(room, base, sizeof(base));
 	return cluster_cmd("FCALL roomd_log_read 5 %s:meta %s:log %s:members "
-	    "%s:pres %s:lost %llu %d %d", base, base, base, base, base,
-	    (unsigned long long)room->r->cver, CATCH_UP_MAX, touch);
+	    "%s:pres %s:lost %llu %d", base, base, base, base, base,
+	    (unsigned long long)room->r->cver, CATCH_UP_MAX);
 }
 
 /* Fill a locked mirror from the log.  The room is unlocked (or gone). */
 static void
-mirror_catch_up(struct room *room, int touch)
+mirror_catch_up(struct room *room)
 {
 	static const int arrays[] = { 3, -1 };
-	redisReply	*r = log_read_call(room, touch);
+	redisReply	*r = log_read_call(room);
 	int		 rc = 0;
 
 	if (r != NULL && is_error(r, "NOROOM")) {
@@ -1305,7 +1307,7 @@ room_mirror_message(const char *name, const char *msg, size_t len)
 		return;		/* not a room this host serves */
 	rc = mirror_apply(room, msg, len);
 	if (rc == -1)
-		mirror_catch_up(room, 0);
+		mirror_catch_up(room);
 	else if (rc == -2)
 		mirror_drop(room);
 	else if (rc == 0)
@@ -1330,7 +1332,7 @@ room_mirror_check_all(void)
 		    &refs[i], &sr) != 0)
 			continue;
 		room = room_new(sr, &refs[i]);
-		mirror_catch_up(room, sr->conns > 0);
+		mirror_catch_up(room);
 	}
 	free(refs);
 }

@@ -479,9 +479,11 @@ enum room_audience {
 
 /* A text for a ROOM_E* code. */
 const char *room_strerror(int);
-/* The epoch of the rooms' store: it changes only when roomd had to start
- * from empty, so a client that sees another one knows its room is new. */
-uint64_t room_epoch(void);
+/* The epoch of a locked room (NULL: of the arena): it changes only when
+ * the room's history had to start again (roomd started from empty; in
+ * cluster mode, Redis lost what the room had), so a client that sees
+ * another one knows its room is new. */
+uint64_t room_epoch(struct room *);
 /*
  * Create a room of dialect d with the given id; it comes back locked, so
  * its creator can set it up before anyone can find it.  addr is the
@@ -607,7 +609,8 @@ int	 room_read_one(struct room *, uint64_t seq, char **, size_t *);
 /* This worker has read the relay room's log up to seq: trim behind it. */
 void	 room_seen(struct room *, uint64_t seq);
 /* This worker's count of connections to the room changes by delta (1 or
- * -1); returns the connections the room has left on every worker. */
+ * -1); returns the connections the room has left on every worker (in
+ * cluster mode, and one for each member connected to another host). */
 int	 room_conn_count(struct room *, int delta);
 /* A worker slot died (master): forget its connections everywhere and
  * report the members it took with it to their dialects, once. */
