@@ -24,8 +24,13 @@ Fixtures (import them into a test module):
   and redisd.py's redis_factory, redis_server, redis_sentinel_group,
   tcp_proxy.
 
-Helpers that read the ground truth in Redis (doc/cluster.txt's keys):
-room_base(), redis_log(), redis_leaves(), redis_members().
+Helpers that read Redis (doc/cluster.txt's keys): room_base(),
+host_sessions() (the sessions of a host that hold a lease).
+
+The checker of test_cluster_jepsen.py lives here too, shared with
+test_cluster_faults.py: CanvasMember (a member that appends and resumes
+through faults), members_on(), drive(), final_logs(), check_members(),
+verdict().
 
 at(conns, d): the connections of one test (a conftest Conns or a dialect's
 subclass) opening their next connections on host d, all still closed
@@ -56,7 +61,6 @@ from redisd import (MASTER, Server, load_library, redis_factory,  # noqa: F401
 # members are reaped within a few seconds.  A host cut off from Redis must
 # close its clients after half of it (issue 15, 4).
 LEASE = 3
-REC_JOIN, REC_LEAVE, REC_SET, REC_CLOSE = 0xff01, 0xff02, 0xff03, 0xff04
 
 
 def redis_url(r, password=None):
@@ -353,40 +357,6 @@ def host_sessions(client, host):
     """The sessions of host (its name) that hold a lease in Redis."""
     return {m.decode() for m in client.zrange("roomd:leases", 0, -1)
             if m.decode().split("/")[0] == host}
-
-
-def redis_log(client, dialect, room):
-    """The room's log in Redis: [(seq, type, target, data bytes)]."""
-    out = []
-    for eid, f in client.xrange(room_base(dialect, room) + ":log"):
-        seq = int(eid.split(b"-")[0])
-        out.append((seq, int(f[b"t"]), int(f[b"to"]), f.get(b"d", b"")))
-    return out
-
-
-def redis_leaves(client, dialect, room):
-    """{mid: [reasons]} of the room's leave records."""
-    out = {}
-    for _, t, to, d in redis_log(client, dialect, room):
-        if t == REC_LEAVE:
-            out.setdefault(to, []).append(d)
-    return out
-
-
-def redis_joins(client, dialect, room):
-    return [to for _, t, to, _ in redis_log(client, dialect, room)
-            if t == REC_JOIN]
-
-
-def redis_members(client, dialect, room):
-    """{mid: member bytes} now in the room."""
-    h = client.hgetall(room_base(dialect, room) + ":members")
-    return {int(k): v for k, v in h.items()}
-
-
-def redis_meta(client, dialect, room):
-    return {k.decode(): v for k, v in
-            client.hgetall(room_base(dialect, room) + ":meta").items()}
 
 
 def wait_for(cond, timeout, what, interval=0.1):
