@@ -133,9 +133,9 @@ def test_metrics_count_the_cluster_link(cluster_hosts):
 
 # ---------------------------------------------------------------- bad Redis
 
-def _not_redis_server():
-    """A loopback port that answers every connection with an HTTP reply
-    and closes: an address that is not Redis.  -> (port, stop)."""
+def _fake_server(answer):
+    """A loopback port whose every connection gets answer(bytes read) for
+    each read, until the client closes.  -> (port, stop)."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
@@ -143,24 +143,32 @@ def _not_redis_server():
     ls.settimeout(0.2)
     done = threading.Event()
 
+    def serve(s):
+        try:
+            s.settimeout(0.5)
+            while not done.is_set():
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                reply = answer(data)
+                if reply is None:
+                    break
+                s.sendall(reply)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
     def run():
         while not done.is_set():
             try:
                 s, _ = ls.accept()
             except OSError:
                 continue
-            try:
-                s.settimeout(1)
-                try:
-                    s.recv(4096)
-                except OSError:
-                    pass
-                s.sendall(b"HTTP/1.1 400 Bad Request\r\n"
-                          b"Content-Length: 0\r\n\r\n")
-            except OSError:
-                pass
-            finally:
-                s.close()
+            threading.Thread(target=serve, args=(s,), daemon=True).start()
     t = threading.Thread(target=run, daemon=True)
     t.start()
 
@@ -169,6 +177,18 @@ def _not_redis_server():
         t.join(5)
         ls.close()
     return ls.getsockname()[1], stop
+
+
+def _not_redis_server():
+    """An address that is not Redis: an HTTP error, then the close."""
+    return _fake_server(lambda data: b"HTTP/1.1 400 Bad Request\r\n"
+                        b"Content-Length: 0\r\n\r\n")
+
+
+def _wrong_shape_server():
+    """A Redis that answers every command (every line of a RESP array
+    header) with the integer 1: replies of the wrong shape."""
+    return _fake_server(lambda data: b":1\r\n" * max(1, data.count(b"*")))
 
 
 def _canvas_create(h, rid):
@@ -192,6 +212,30 @@ def test_an_address_that_is_not_redis_is_an_error_said_once(cluster_hosts):
         lines = [ln for ln in h.log().splitlines()
                  if re.search(r"cluster|redis", ln, re.I)]
         assert len(lines) <= 6, \
+            "the same complaint many times a second:\n" + "\n".join(lines)
+    finally:
+        stop()
+
+
+def test_replies_of_the_wrong_shape_are_an_error_not_a_crash(
+        cluster_hosts):
+    """Every reply is the integer 1: the host does not crash, refuses to
+    create rooms with the dialect's error, and says why in its log, not
+    at every try."""
+    port, stop = _wrong_shape_server()
+    try:
+        c = cluster_hosts(1, redis=redis_url(port))
+        h = c[0]
+        for i in range(3):
+            r = _canvas_create(h, f"shape{i}")
+            assert r.status in (500, 503), f"create on a bad Redis: {r!r}"
+            assert isinstance(r.json, dict) and "error" in r.json, r
+        assert h.running
+        time.sleep(2)
+        lines = [ln for ln in h.log().splitlines()
+                 if re.search(r"cluster|redis", ln, re.I)]
+        assert lines, "the log does not say what is wrong with Redis"
+        assert len(lines) <= 8, \
             "the same complaint many times a second:\n" + "\n".join(lines)
     finally:
         stop()
