@@ -605,13 +605,17 @@ void
 cluster_session_drop(const char *s)
 {
 	const char	*slash = strrchr(s, '/');
+	char		 host[96];
 	redisReply	*r;
 
-	if (slash == NULL)
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(host))
 		return;
+	memcpy(host, s, (size_t)(slash - s));
+	host[slash - s] = '\0';
+	/* (hiredis's formats have no %.*s) */
 	r = cluster_cmd("FCALL roomd_session_drop 3 %sleases %ssess:%s "
-	    "%shost:%.*s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, s,
-	    CLUSTER_PREFIX, (int)(slash - s), s, s);
+	    "%shost:%s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, s, CLUSTER_PREFIX,
+	    host, s);
 	if (r != NULL)
 		freeReplyObject(r);
 }
