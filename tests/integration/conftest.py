@@ -187,8 +187,9 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         # engine's cluster side).
         cl = os.environ.get("ROOMD_TEST_CLUSTER")
         if cl and "cluster " not in conf_text:
-            f.write(f"cluster {cl}\ncluster_host it-{os.getpid()}-"
-                    f"{uuid.uuid4().hex[:8]}\n")
+            me = f"it-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            f.write(f"cluster {cl}\ncluster_host {me}\n"
+                    f"cluster_prefix {me}\n")
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")
