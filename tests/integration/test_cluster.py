@@ -267,18 +267,16 @@ def test_redis_out_of_memory_is_the_dialects_error_and_writes_nothing(
         cluster_hosts, redis_factory):
     """maxmemory reached with noeviction: creating a room is refused with
     canvas's own error, nothing half-written, the host goes on serving."""
-    r = redis_factory(maxmemory="4mb")
+    r = redis_factory()
     c = cluster_hosts(1, redis=r)
     h = c[0]
     assert _canvas_create(h, "before-oom").status == 201
     cl = r.client()
-    # Fill Redis with ballast of our own until it refuses writes.
-    blob = b"x" * 100000
-    for i in range(200):
-        try:
-            cl.set(f"ballast:{i}", blob)
-        except Exception:
-            break
+    # Ballast of our own, then a maxmemory below what is used: Redis
+    # refuses every write with OOM (noeviction) until it is raised again.
+    for i in range(20):
+        cl.set(f"ballast:{i}", b"x" * 100000)
+    cl.config_set("maxmemory", "1mb")
     keys_before = sorted(cl.keys("roomd:{canvas:oom*"))
     res = _canvas_create(h, "oom1")
     assert res.status in (500, 503, 507), f"create under OOM: {res!r}"
@@ -289,8 +287,7 @@ def test_redis_out_of_memory_is_the_dialects_error_and_writes_nothing(
     lst = http_req(h, "GET", "/canvas/rooms")
     assert lst.status == 200 and any(x["roomId"] == "before-oom"
                                      for x in lst.json), lst
-    for i in range(200):
-        cl.delete(f"ballast:{i}")
+    cl.config_set("maxmemory", "0")
     assert wait_for(lambda: _canvas_create(h, "after-oom").status == 201, 10,
                     "create again once Redis has memory")
 

@@ -305,6 +305,13 @@ def test_a_host_killed_whole_its_members_leave_once_and_resume_elsewhere(
                 logs[nm] += await collect_actions(wss[nm], 3, quiet=0)
             for nm in ("carol", "dave"):
                 back[nm] += await collect_actions(wss[nm + "2"], 3)
+            # The room still stands; the members lost with h3 are still
+            # members (their tokens worked on h1 and h2 above).
+            assert await asyncio.to_thread(listed, c[0], rid)
+            desc = (await asyncio.to_thread(
+                http_req, c[1], "GET", f"/canvas/rooms/{rid}")).json
+            assert [g["name"] for g in desc["guests"]] == \
+                ["bob", "carol", "dave"], desc
             return logs, back, took, h3_sessions
         finally:
             await close_all(list(wss.values()))
@@ -313,12 +320,6 @@ def test_a_host_killed_whole_its_members_leave_once_and_resume_elsewhere(
     dense_from(pointers(logs["alice"]), 1)
     assert logs["alice"] == logs["bob"] == back["carol"] == back["dave"], \
         "a member resumed on another host with a gap or a duplicate"
-    # The room still stands; the members lost with h3 are still members
-    # (their tokens worked on h1 and h2 above).
-    assert listed(c[0], rid)
-    desc = http_req(c[1], "GET", f"/canvas/rooms/{rid}").json
-    assert [g["name"] for g in desc["guests"]] == ["bob", "carol", "dave"], \
-        desc
 
 
 def test_a_host_killed_and_restarted_serves_its_rooms_again(cluster_hosts):
