@@ -851,9 +851,11 @@ room_conn_count(struct room *room, int delta)
 		n = shm_room_conn_locked(A(), room->r, (unsigned)env->slot,
 		    delta, room_idle_expiry(room->dialect));
 	/* Cluster mode: a member connected to another host counts. */
-	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++)
-		n += (shm_member_at(A(), room->r, i)->slots &
-		    ROOM_SLOT_ELSEWHERE) != 0;
+	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++) {
+		const struct shm_member *m = shm_member_at(A(), room->r, i);
+
+		n += m->mid != 0 && (m->slots & ROOM_SLOT_ELSEWHERE) != 0;
+	}
 	return n;
 }
 
