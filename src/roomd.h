@@ -318,7 +318,11 @@ enum conn_io_event { CONN_IO_IDLE, CONN_IO_STALLED, CONN_IO_EOF, CONN_IO_ERROR }
 void	 server_read(struct conn *);
 void	 server_write(struct conn *);
 void	 server_event(struct conn *, enum conn_io_event);
+/* The worker is stopping, or closed connections of its own accord a moment
+ * ago (server_parting: cluster mode, 1012): their clients come back, so
+ * rooms are kept and nobody is announced as leaving. */
 int	 server_stopping(void);
+void	 server_parting(void);
 struct event_base *server_base(void);
 void	 server_close(struct conn *, const char *reason);
 void	 server_flush_later(void);
@@ -790,7 +794,8 @@ int	 cluster_wait_replicas(void);
  * must stop. */
 int	 cluster_session(char *buf, size_t len);
 void	 cluster_count(int what, uint64_t n);
-/* Workers: the host lost its lease half a term ago: close clients 1012. */
+/* Workers, once a second: the host lost half its lease, or has a new
+ * session (its presence was under the old one): close clients 1012. */
 int	 cluster_cut_off(void);
 void	 cluster_status(struct cluster_status *);
 /* The master: before forking (map, connect, join); in a new worker. */

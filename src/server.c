@@ -57,6 +57,7 @@ static void	server_accept(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
+static int64_t	parting_until;	/* see server_parting */
 static void	server_tick(evutil_socket_t, short, void *);
 static void	server_reload(evutil_socket_t, short, void *);
 static void	server_drain(evutil_socket_t, short, void *);
@@ -72,7 +73,13 @@ server_base(void)
 int
 server_stopping(void)
 {
-	return stopping;
+	return stopping || (parting_until != 0 && cluster_ms() < parting_until);
+}
+
+void
+server_parting(void)
+{
+	parting_until = cluster_ms() + 2000;
 }
 
 /*
@@ -588,7 +595,8 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 	/* Cluster mode: a host that lost its lease serves nobody; its
 	 * clients go to another host (1012: come back later). */
 	if (!stopping && cluster_enabled() && cluster_cut_off())
-		for (conn = TAILQ_FIRST(&conns); conn != NULL; conn = next) {
+		for (server_parting(), conn = TAILQ_FIRST(&conns); conn != NULL;
+		    conn = next) {
 			next = TAILQ_NEXT(conn, entry);
 			if (conn->state == CONN_WS)
 				server_ws_close(conn, 1012, "cluster link lost");
