@@ -161,6 +161,15 @@ local function room_keys(keys, suffixes)
 	return k
 end
 
+-- The room's keys must be of the shard whose prefix is p (the leases key's):
+-- base is p.."{<dialect>:<id>}".
+local function room_in(k, p)
+	if string.sub(k.base, 1, #p + 1) ~= p .. '{' or
+	    string.sub(k.base, -1) ~= '}' then
+		fail('ARGS', 'the room keys are not of the shard "' .. p .. '"')
+	end
+end
+
 -- Exactly n keys, or refuse.
 local function nkeys(keys, n)
 	if #keys ~= n then
