@@ -13,16 +13,16 @@
 -- ARGV[4] maxlen   entries kept in the log, 0 for all
 -- ARGV[5] body     at most 16 MiB
 -- ARGV[6] nrecs    records in the body (the seqs they take)
--- ARGV[7] close    1: the room closes (its members, presence and lock go;
---                  meta and log stay linger ms for late readers)
+-- ARGV[7] close    1: the room closes (its members, presence, lock and lost
+--                  members go; meta and log stay a minute for late readers)
 -- ARGV[8] words    "" or the room's words after the change (the 8
 --                  dialect words, the flags, the password's salt and
 --                  hash, as the host writes them)
--- ARGV[9] reserved, 
+-- ARGV[9] reserved ("")
 -- ARGV[10] next_mid
 -- then nups, nups pairs (mid, member line); nrm, nrm mids; npres, npres
 -- pairs (mid, 0/1: this session present); ndone, ndone mids handed to
--- member_lost.
+-- member_lost.  Mids are integers.
 -- Reply: { ver, first seq, epoch, { mid, sessions present, ... } }
 -- Errors: ARGS, FENCED, NOROOM, LOCKLOST (the lock is not ours)
 --

@@ -667,7 +667,6 @@ def test_close_removes_members_presence_lock_and_the_room_id(redis_server):
     assert a.r.xrevrange(room.base + ":log", count=1)[0][1][b"d"] == msg
     refused("NOROOM", a.find, room)
     refused("NOROOM", a.lock, room, "t")
-    refused("NOROOM", a.log_read, room)
     # The same id again: a new room, a new epoch, nothing of the old one.
     r = a.open(room)
     assert r[0] != epoch and r[1:3] == [0, 0] and r[6:] == [[], [], []]
@@ -1090,6 +1089,31 @@ def test_a_primary_demoted_and_promoted_again_does_not_reuse_its_lost_seqs(
     # A server writing its first AOF after a sync refuses to stop.
     wait_until(lambda: h.r.info("persistence")["aof_rewrite_in_progress"] ==
                0, 10, "the AOF rewrite did not end")
+
+
+def test_a_replica_promoted_without_a_full_sync_takes_a_new_epoch(
+        redis_factory):
+    """A primary hands over to its replica and follows it by a partial
+    sync (its library is not loaded again: the same Lua state), then is
+    promoted back: a promoted replica is a new server life all the same."""
+    a = redis_factory()
+    load_library(a.client())
+    a.client().config_set("repl-ping-replica-period", 3600)
+    b = redis_factory(replicaof=a)
+    wait_synced(b)
+    h = Host(a, "h", lease_ms=60000)
+    room = Room("psync")
+    epoch = h.open(room)[0]
+    h.txn(room, recs=[(1, 0, b"x")])
+    assert h.r.execute_command("WAIT", 1, 5000) == 1
+    b.client().execute_command("REPLICAOF", "NO", "ONE")
+    h.r.execute_command("REPLICAOF", "127.0.0.1", b.port)
+    wait_synced(a)
+    assert b.client().info("stats")["sync_partial_ok"] == 1
+    h.r.execute_command("REPLICAOF", "NO", "ONE")
+    epoch2 = h.log_read(room)[0]
+    assert epoch2 != epoch
+    assert h.txn(room, recs=[(1, 0, b"y")])[:3] == [2, 2, epoch2]
 
 
 def test_failover_keeps_every_commit_acknowledged_after_wait(
