@@ -167,10 +167,11 @@ class Roomd:
 
 
 def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
-                args=()):
+                args=(), port=None):
     """roomd -f with conf_text and extra command-line args; env adds to
     the environment, "{tmp}" in a value standing for the daemon's temporary
-    directory (.tmp)."""
+    directory (.tmp).  It listens on 127.0.0.1:port (a free port unless
+    told: a host restarted where it was)."""
     binary = roomd_bin()
     if not os.path.exists(binary):
         pytest.fail(f"roomd binary not found at {binary} (set ROOMD_BIN)")
@@ -186,13 +187,18 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         # engine's cluster side).
         cl = os.environ.get("ROOMD_TEST_CLUSTER")
         if cl and "cluster " not in conf_text:
-            me = f"it-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            # a daemon restarted on the same arena is the same host
+            m = re.search(r"^arena_path\s+(\S+)", conf_text, re.M)
+            me = f"it-{os.getpid()}-" + (
+                hashlib.sha1(m.group(1).encode()).hexdigest()[:8] if m
+                else uuid.uuid4().hex[:8])
             f.write(f"cluster {cl}\ncluster_host {me}\n"
                     f"cluster_prefix {me}\n")
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")
-    port = free_port()
+    if port is None:
+        port = free_port()
     log_path = os.path.join(tmp.name, "roomd.log")
     logf = open(log_path, "wb")
     argv = [binary, "-f", *args, "-c", conf, "-l", f"127.0.0.1:{port}",
