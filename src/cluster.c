@@ -29,7 +29,7 @@
 #include "cluster_lib.h"
 
 #define CLUSTER_RETRY_MS	500	/* between attempts to connect */
-#define CLUSTER_TIMEOUT_MS	2000	/* connect and each command */
+#define CLUSTER_TIMEOUT_MS	1000	/* connect and each command */
 #define CLUSTER_LOG_EVERY	10	/* seconds between repeated warnings */
 #define CLUSTER_PREFIX		cluster_prefix()
 
@@ -369,8 +369,11 @@ cluster_session(char *buf, size_t len)
 		snprintf(buf, len, "%s", sh->session);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	} while ((g & 1) || g != __atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE));
+	/* Renewed every quarter of the lease: a lease with less than half
+	 * left means the host is cut off (cluster_cut_off). */
 	return buf[0] != '\0' && cluster_ms() < __atomic_load_n(&sh->lease_end,
-	    __ATOMIC_ACQUIRE) - CLUSTER_MARGIN_MS ? 0 : -1;
+	    __ATOMIC_ACQUIRE) - (int64_t)env->conf.cluster_lease * 500 ? 0 :
+	    -1;
 }
 
 static void

@@ -759,8 +759,6 @@ void	 fanout_tick(void);
  * timeout; a link that failed is made again at the next call.  Only the
  * engine (room.c, room_cluster.c) and the master use it.
  */
-#define CLUSTER_MARGIN_MS	500	/* writes stop this long before the
-					 * lease ends, by this host's clock */
 enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
 struct cluster_status {
 	int		 up;		/* a session with its lease */
@@ -787,8 +785,9 @@ struct redisReply *cluster_cmd(const char *fmt, ...);
 /* cluster_wait REPLICAS: 0 once that many replicas have what this link
  * wrote, else -1. */
 int	 cluster_wait_replicas(void);
-/* The host's session into buf: 0 while its lease holds (with the
- * margin), -1 if writes must stop. */
+/* The host's session into buf: 0 while it holds more than half its
+ * lease (by its own clock, from the renewal's sending), -1 if writes
+ * must stop. */
 int	 cluster_session(char *buf, size_t len);
 void	 cluster_count(int what, uint64_t n);
 /* Workers: the host lost its lease half a term ago: close clients 1012. */
