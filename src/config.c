@@ -57,7 +57,7 @@ config_defaults(struct roomd_config *c)
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 	    ROOMD_CONTROL);
 	snprintf(c->api_sender, sizeof(c->api_sender), "roomd");
-	c->arena_check_interval = 30;
+	c->arena_walk_interval = 30;
 }
 
 /*
@@ -147,7 +147,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	memcpy(dst->api_keys, src->api_keys, sizeof(dst->api_keys));
 	dst->napi_keys = src->napi_keys;
 	memcpy(dst->api_sender, src->api_sender, sizeof(dst->api_sender));
-	dst->arena_check_interval = src->arena_check_interval;
+	dst->arena_walk_interval = src->arena_walk_interval;
 	return restart;
 }
 
@@ -849,7 +849,7 @@ static const struct config_keyword config_keywords[] = {
 	KW_STRING(api_listen, config_set_address),
 	KW_CUSTOM("api_key", config_set_api_key),
 	KW_STRING(api_sender, config_set_api_sender),
-	KW_SECONDS(arena_check_interval, 0, 86400),
+	KW_SECONDS(arena_walk_interval, 0, 86400),
 	KW_STRING(user, config_set_user),
 	KW_SIZE(max_header_bytes, 256, 1 << 20),
 	KW_SIZE(max_body_bytes, 64, 64 << 20),

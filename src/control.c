@@ -256,8 +256,7 @@ metrics_answer(int fd, int status, const char *type, const char *body,
 	snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
 	    "Content-Length: %zu\r\nCache-Control: no-store\r\n"
 	    "Connection: close\r\n\r\n", status, status == 200 ? "OK" :
-	    status == 404 ? "Not Found" : status == 405 ?
-	    "Method Not Allowed" : "Service Unavailable", type, len);
+	    status == 404 ? "Not Found" : "Service Unavailable", type, len);
 	control_write(fd, head, strlen(head));
 	control_write(fd, body, len);
 }
@@ -314,7 +313,7 @@ metrics_health(int fd, int ready, const struct worker_info *w)
 void
 metrics_accept(int lfd, const struct worker_info *w)
 {
-	static const char nf[] = "not found\n", na[] = "method not allowed\n";
+	static const char nf[] = "not found\n";
 	char		 req[2048], *path, *end;
 	int		 fd;
 
@@ -329,13 +328,10 @@ metrics_accept(int lfd, const struct worker_info *w)
 	if ((path = strchr(req, ' ')) != NULL &&
 	    (end = strpbrk(++path, " ?\r\n")) != NULL)
 		*end = '\0';
-	if (path == NULL || end == NULL)
+	if (path == NULL || end == NULL || strncmp(req, "GET ", 4) != 0 ||
+	    (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
+	    strcmp(path, "/readyz") != 0))
 		metrics_answer(fd, 404, "text/plain", nf, sizeof(nf) - 1);
-	else if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") !=
-	    0 && strcmp(path, "/readyz") != 0)
-		metrics_answer(fd, 404, "text/plain", nf, sizeof(nf) - 1);
-	else if (strncmp(req, "GET ", 4) != 0)
-		metrics_answer(fd, 405, "text/plain", na, sizeof(na) - 1);
 	else if (strcmp(path, "/metrics") == 0)
 		metrics_prometheus(fd);
 	else

@@ -9,7 +9,7 @@
  *     arena's layout stays as it is.  A worker whose loop stops turning
  *     (stopped, stuck, busy for seconds) stops beating;
  *   - the outcome of the master's own walk of the arena (room_check, as
- *     roomctl check does), every arena_check_interval seconds;
+ *     roomctl check does), every arena_walk_interval seconds;
  *   - the cluster link, when cluster mode is configured.
  *
  * The walk takes every lock in turn, as room_reap does once a second: a
@@ -76,8 +76,8 @@ health_tick(void)
 	char		 err[sizeof(walk.err)];
 	int		 ok;
 
-	if (env->conf.arena_check_interval <= 0 || (walk.ran != 0 &&
-	    now - walk.ran < (uint64_t)env->conf.arena_check_interval * 1000))
+	if (env->conf.arena_walk_interval <= 0 || (walk.ran != 0 &&
+	    now - walk.ran < (uint64_t)env->conf.arena_walk_interval * 1000))
 		return;
 	ok = room_check(err, sizeof(err)) == 0;
 	walk.ran = health_now_ms();
@@ -97,7 +97,7 @@ health_tick(void)
 static int
 health_arena_ready(uint64_t now, char *why, size_t len)
 {
-	uint64_t	 every = (uint64_t)env->conf.arena_check_interval * 1000;
+	uint64_t	 every = (uint64_t)env->conf.arena_walk_interval * 1000;
 
 	if (every == 0)
 		return 1;
@@ -108,7 +108,7 @@ health_arena_ready(uint64_t now, char *why, size_t len)
 	/* Late beyond twice the interval: the master did not get to it. */
 	if (walk.passed == 0 || now - walk.passed > 2 * every + 1000) {
 		snprintf(why, len, "no arena check has passed in the last %d s",
-		    2 * env->conf.arena_check_interval + 1);
+		    2 * env->conf.arena_walk_interval + 1);
 		return 0;
 	}
 	return 1;

@@ -167,7 +167,7 @@ struct roomd_config {
 	char			 api_keys[ROOMD_MAX_API_KEYS][API_KEY_MAX + 1];
 	int			 napi_keys;
 	char			 api_sender[ROOM_ID_MAX + 1];
-	int			 arena_check_interval;	/* seconds; 0: never */
+	int			 arena_walk_interval;	/* seconds; 0: never */
 };
 
 /* lobby_replies: the names of the answers to createRoom and joinRoom. */
@@ -806,7 +806,7 @@ struct json_object *api_room_json(struct room *, int with_members);
 int	 health_open(void);
 /* A worker: its loop turns; at least once a second while it serves. */
 void	 health_beat(void);
-/* The master, once a second: the arena walk, every arena_check_interval. */
+/* The master, once a second: the arena walk, every arena_walk_interval. */
 void	 health_tick(void);
 /* Is roomd ready to serve?  1, or 0 with a one-line reason in why. */
 int	 health_ready(const struct worker_info *, char *why, size_t);

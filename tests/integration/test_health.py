@@ -66,7 +66,7 @@ def test_healthz_and_readyz_answer_200_with_one_line(daemon):
     assert r.status == 200, r
     assert get(m, "/metrics").status == 200
     assert get(m, "/health").status == 404
-    assert get(m, "/readyz", method="POST").status == 405
+    assert get(m, "/readyz", method="POST").status == 404
     stop_clean(d)
 
 
@@ -118,7 +118,7 @@ def test_readyz_is_200_again_once_a_killed_workers_slot_serves_again(daemon):
 
 
 def test_readyz_does_without_the_arena_walk_when_it_is_off(daemon):
-    d, m, _ = daemon("arena_check_interval 0\n", workers=1)
+    d, m, _ = daemon("arena_walk_interval 0\n", workers=1)
     r = ready_is(m, 200, 10)
     assert r.status == 200 and r.body == b"ok\n", r
     stop_clean(d)

@@ -1205,7 +1205,7 @@ config_load_user_and_metrics(void **state)
 	assert_int_equal(((struct fixture *)*state)->conf.nlistens, 0);
 }
 
-/* api_listen, api_key, api_sender, arena_check_interval (api.c, health.c) */
+/* api_listen, api_key, api_sender, arena_walk_interval (api.c, health.c) */
 static void
 config_load_api(void **state)
 {
@@ -1215,7 +1215,7 @@ config_load_api(void **state)
 
 	c = &((struct fixture *)*state)->conf;
 	assert_string_equal(c->api_sender, "roomd");
-	assert_int_equal(c->arena_check_interval, 30);
+	assert_int_equal(c->arena_walk_interval, 30);
 	assert_int_equal(c->napi_keys, 0);
 	assert_int_equal(load_one(state, "api_listen", "127.0.0.1:9200"), 0);
 	c = &((struct fixture *)*state)->conf;
@@ -1252,8 +1252,8 @@ config_load_api(void **state)
 	refuses(state, "api_sender", "ops bot", "api_sender takes one value");
 	refuses(state, "api_sender", "ops@bot", "api_sender: \"ops@bot\" is "
 	    "not 1 to 64 of A-Z a-z 0-9 _ -");
-	assert_int_equal(load_one(state, "arena_check_interval", "0"), 0);
-	refuses(state, "arena_check_interval", "86401", "arena_check_interval: "
+	assert_int_equal(load_one(state, "arena_walk_interval", "0"), 0);
+	refuses(state, "arena_walk_interval", "86401", "arena_walk_interval: "
 	    "bad value \"86401\" (from 0 to 86400)");
 }
 
