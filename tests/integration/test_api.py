@@ -582,3 +582,33 @@ def test_a_reload_replaces_the_keys_and_the_sender(roomd_factory):
         assert m == {"type": "Broadcast", "data": 1, "from": "ops"}, m
     session(d, body)
     stop_clean(d)
+
+
+def test_a_new_generation_of_workers_serves_the_api_after_a_reload(
+        roomd_factory):
+    """A reload that changes the mounts starts new workers and drains the
+    old: the API's one socket stays open in the master, so the new
+    workers serve it and no request is refused meanwhile."""
+    port = free_port()
+    d = roomd_factory(api_conf(port))
+    wait_listening(port)
+    api = Api(d, port)
+    old = {int(api("GET", "/api/rooms").header("X-Roomd-Worker")
+               .split("/")[1]) for _ in range(20)}
+    with open(d.conf_path, "a") as f:
+        f.write("mount canvas /canvas\nmount chat /chat\n")
+    os.kill(d.master_pid, signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while True:
+        pids = set()
+        for _ in range(10):
+            r = api("GET", "/api/rooms")
+            assert r.status == 200, r
+            pids.add(int(r.header("X-Roomd-Worker").split("/")[1]))
+        if not pids & old:
+            break
+        assert time.monotonic() < deadline, "the old workers still answer"
+        time.sleep(0.1)
+    assert http_req(d, "GET", "/chat").status == 426
+    assert http_req(d, "GET", "/lobby/rooms").status == 404
+    stop_clean(d)
