@@ -369,19 +369,45 @@ api_member(struct conn *conn, struct http_req *req, const struct api_path *ap)
 	server_http_json(conn, 200, api_member_json(&m));
 }
 
+/* The members a kick names: by name or id, each of them (a chat user
+ * with several tabs is one member of the server room for each). */
+struct api_kick {
+	struct room	*room;
+	const char	*who;
+	size_t		 n;
+};
+
+static void
+api_kick_one(const struct room_member *m, void *arg)
+{
+	struct api_kick	*k = arg;
+
+	if (strcmp(m->name, k->who) == 0 || strcmp(m->uid, k->who) == 0) {
+		room_kick(k->room, m->mid);
+		k->n++;
+	}
+}
+
 /* DELETE /api/rooms/D/ID/members/M: its connections close, everywhere. */
 static void
 api_kick(struct conn *conn, struct http_req *req, const struct api_path *ap)
 {
-	struct room_member	 m;
-	struct room		*room;
+	struct room	*room;
+	struct api_kick	 k;
 
-	if (api_lock(conn, ap, &room) == -1 ||
-	    api_member_find(conn, room, ap, &m) == -1)
+	if (api_lock(conn, ap, &room) == -1)
 		return;
-	room_kick(room, m.mid);
+	k.room = room;
+	k.who = ap->member;
+	k.n = 0;
+	room_members(room, api_kick_one, &k);
 	room_unlock(room);
-	log_info("api: kicked %s from room %s:%s", m.name, ap->d->name,
+	if (k.n == 0) {
+		server_http_error(conn, 404, "no_such_member", "no member of "
+		    "the room has that name or id");
+		return;
+	}
+	log_info("api: kicked %s from room %s:%s", ap->member, ap->d->name,
 	    ap->id);
 	api_ok(conn);
 }

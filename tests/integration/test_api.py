@@ -428,6 +428,25 @@ def test_bad_chat_publishes_are_refused_and_send_nothing(api):
     session(api.d, body)
 
 
+def test_a_chat_user_is_kicked_from_the_server_room(api):
+    alice, bob = fresh("alice"), fresh("bob")
+
+    async def body(c):
+        a = await chat_open(api.d, alice)
+        c.all.append(a)
+        b = await chat_open(api.d, bob)
+        c.all.append(b)
+        r = api("GET", f"/api/rooms/chat/%40/members/{alice}")
+        assert r.status == 200 and r.json["connected"] is True, r
+        r = api("DELETE", f"/api/rooms/chat/@/members/{alice}")
+        assert r.status == 200, r
+        _, code, _ = await expect_close(a)
+        assert code == 1008, code
+        assert b.open
+        await expect_quiet(b)
+    session(api.d, body)
+
+
 async def cls_open(d, name, room):
     ws = await ws_open(f"{d.ws_base}/classroom?name={name}&room={room}")
     return ws
