@@ -356,3 +356,94 @@ local function step(name, fn, flags)
 		    tostring(r))
 	end })
 end
+
+--
+-- Transactions (room_open, txn_lock, txn_commit, reap_presence): the
+-- engine's model.  meta's ver counts the room's committed transactions;
+-- its seq counts the records they appended (the dialect's dense seq).
+-- The log holds one entry per transaction, id "<ver>-0", field d: the
+-- message published for it.
+--
+
+-- The room's epoch, seq and ver, or refuse with NOROOM (missing or
+-- closed).  As room_load: st.fresh is the epoch a new life takes.
+local function txn_state(k)
+	local m = redis.call('HMGET', k.meta, 'epoch', 'seq', 'ver', 'life',
+	    'closed', 'idle')
+	if not m[1] or m[5] then fail('NOROOM', 'no such room') end
+	local st = { epoch = tonumber(m[1]), seq = tonumber(m[2]),
+	    ver = tonumber(m[3] or '0'), idle = tonumber(m[6] or '0'),
+	    life = life() }
+	if m[4] ~= st.life then st.fresh = fresh(k.base, m[1]) end
+	return st
+end
+
+-- { ver, data, ... } of the log's entries after ver "after", at most max
+-- of them (0: all), and whether the log still has every entry after it.
+local function log_entries(k, after, max)
+	local out = {}
+	local args = { 'XRANGE', k.log, '(' .. str(after) .. '-0', '+' }
+	if after == 0 then args[3] = '-' end
+	if max > 0 then
+		args[#args + 1] = 'COUNT'
+		args[#args + 1] = str(max)
+	end
+	for _, e in ipairs(redis.call(unpack(args))) do
+		out[#out + 1] = tonumber(string.match(e[1], '^(%d+)'))
+		out[#out + 1] = e[2][2]
+	end
+	return out
+end
+
+-- A room nobody is connected to lives idle ms after its last transaction
+-- (0: for ever); one with a connection on some host does not expire.
+local function txn_expiry(k, st)
+	if st.idle == 0 then return end
+	local keys = { k.meta, k.log, k.members, k.pres, k.lost }
+	if redis.call('HLEN', k.pres) > 0 then
+		for _, key in ipairs(keys) do redis.call('PERSIST', key) end
+	else
+		for _, key in ipairs(keys) do
+			redis.call('PEXPIRE', key, st.idle)
+		end
+	end
+end
+
+-- Commit one transaction: ver + 1, seq + nrecs, the log entry, the
+-- message.  body is what the host wrote; the header is ours.
+local function txn_publish(k, st, body, nrecs, maxlen)
+	room_touch(k, st)
+	local first = st.seq + 1
+	st.seq = st.seq + nrecs
+	st.ver = st.ver + 1
+	redis.call('HSET', k.meta, 'seq', str(st.seq), 'ver', str(st.ver))
+	local msg = 'E ' .. str(st.epoch) .. ' ' .. str(st.ver) .. ' ' ..
+	    str(first) .. ' ' .. str(nrecs) .. '\n' .. body
+	local args = { 'XADD', k.log }
+	if maxlen > 0 then
+		args[3], args[4], args[5] = 'MAXLEN', '~', str(maxlen)
+	end
+	args[#args + 1] = str(st.ver) .. '-0'
+	args[#args + 1] = 'd'
+	args[#args + 1] = msg
+	redis.call(unpack(args))
+	redis.call('PUBLISH', k.base, msg)
+	txn_expiry(k, st)
+	return first
+end
+
+-- Presence: pres[mid] lists the sessions where member mid has a
+-- connection.  Add or remove sess; returns how many are left.
+local function pres_set(k, mid, sess, here)
+	local left = {}
+	for w in string.gmatch(redis.call('HGET', k.pres, mid) or '', '%S+') do
+		if w ~= sess then left[#left + 1] = w end
+	end
+	if here then left[#left + 1] = sess end
+	if #left == 0 then
+		redis.call('HDEL', k.pres, mid)
+	else
+		redis.call('HSET', k.pres, mid, table.concat(left, ' '))
+	end
+	return #left
+end

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define ARENA_MAGIC		0x315241444d4f4f52ULL	/* "ROOMDAR1" */
-#define ARENA_LAYOUT		5	/* 5: 128-byte members, long names
+#define ARENA_LAYOUT		6	/* 6: cluster mirrors; 5: 128-byte members, long names
 					   apart; 4: member slots; 3: the
 					   epoch; 2: the address table */
 #define ARENA_MAX_SLOTS		64	/* worker slots a room can track */
@@ -242,6 +242,8 @@ struct shm_room {
 	uint64_t	dstate[8];	/* the dialect's own words */
 	uint64_t	keep_from;	/* relay: never trim from this seq on */
 	uint64_t	creator[2];	/* client address, counted; 0 if none */
+	uint64_t	cepoch;		/* cluster mode: the mirror's epoch, */
+	uint64_t	cver;		/* and the last transaction applied */
 };
 #define ROOM_MAGIC		0x4d4f4f52U
 #define ROOM_SLOT_SIZE	((sizeof(struct shm_block) + sizeof(struct shm_room) \
@@ -392,6 +394,8 @@ struct shm_slot_dead {
 	void		(*lost)(struct shm_room *, const struct shm_room_ref *,
 			    struct shm_member *, void *);
 	void		*arg;
+	uint64_t	 keep;		/* bits that do not count: lost is
+					 * called when the others are gone */
 };
 void	 shm_room_slot_dead_fn(struct arena *, unsigned slot,
 	    const struct shm_slot_dead *);

@@ -330,7 +330,7 @@ expires_const(unsigned dialect, void *arg)
 void
 shm_room_slot_dead(struct arena *a, unsigned slot, uint64_t expires)
 {
-	struct shm_slot_dead	 sd = { expires_const, NULL, &expires };
+	struct shm_slot_dead	 sd = { expires_const, NULL, &expires, 0 };
 
 	shm_room_slot_dead_fn(a, slot, &sd);
 }
@@ -386,7 +386,7 @@ slot_dead_room(struct arena *a, struct shm_room *r,
 		shm_tx_reserve(a, &r->lock, 1);
 		shm_member_set_locked(a, r, m, &m->slots,
 		    m->slots & ~SHM_SLOT_BIT(slot));
-		if (m->slots == 0 && x->sd->lost != NULL) {
+		if ((m->slots & ~x->sd->keep) == 0 && x->sd->lost != NULL) {
 			/* The loser's changes get a journal of their own. */
 			shm_tx_reserve(a, &r->lock, SHM_TX_UNDO);
 			x->sd->lost(r, ref, m, x->sd->arg);

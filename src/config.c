@@ -29,6 +29,7 @@ config_defaults(struct roomd_config *c)
 	c->workers = ncpu < 1 ? 1 : ncpu > ROOMD_MAX_WORKERS ?
 	    ROOMD_MAX_WORKERS : (int)ncpu;
 	c->arena_size = 256ULL << 20;
+	c->cluster_lease = 10;
 	snprintf(c->pidfile, sizeof(c->pidfile), "%s", ROOMD_PIDFILE);
 	c->max_header_bytes = 8192;
 	c->max_body_bytes = 65536;
@@ -99,7 +100,11 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->metrics_listen, src->metrics_listen) != 0 ||
 	    strcmp(dst->api_listen, src->api_listen) != 0 ||
 	    strcmp(dst->user, src->user) != 0 ||
-	    strcmp(dst->pidfile, src->pidfile) != 0;
+	    strcmp(dst->pidfile, src->pidfile) != 0 ||
+	    strcmp(dst->cluster, src->cluster) != 0 ||
+	    strcmp(dst->cluster_host, src->cluster_host) != 0 ||
+	    dst->cluster_lease != src->cluster_lease ||
+	    dst->cluster_wait != src->cluster_wait;
 	dst->max_header_bytes = src->max_header_bytes;
 	dst->max_body_bytes = src->max_body_bytes;
 	dst->max_message_bytes = src->max_message_bytes;
@@ -435,6 +440,35 @@ config_set_api_sender(struct roomd_config *c, const struct config_keyword *k,
 	if (!util_valid_id(argv[1], ROOM_ID_MAX)) {
 		snprintf(err, errlen, "api_sender: \"%s\" is not 1 to 64 of "
 		    "A-Z a-z 0-9 _ -", argv[1]);
+		return -1;
+	}
+	return config_set_string(c, k, argv, argc, err, errlen);
+}
+
+/* cluster URL: its form checked now (roomd -t); reached at startup. */
+static int
+config_set_cluster(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (cluster_parse(argv[1], err, errlen) == -1)
+		return -1;
+	return config_set_string(c, k, argv, argc, err, errlen);
+}
+
+/* cluster_host NAME: what Redis's functions take as a word. */
+static int
+config_set_cluster_host(struct roomd_config *c,
+    const struct config_keyword *k, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (strlen(argv[1]) > 64 || strspn(argv[1], "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(argv[1])) {
+		snprintf(err, errlen, "cluster_host: 1 to 64 letters, digits, "
+		    "'-', '_' or '.'");
 		return -1;
 	}
 	return config_set_string(c, k, argv, argc, err, errlen);
@@ -885,6 +919,10 @@ static const struct config_keyword config_keywords[] = {
 	KW_SECONDS(lobby_ping_interval, 1, 86400),
 	KW_SECONDS(lobby_retention, 1, 86400 * 365),
 	KW_SIZE(lobby_snapshot_max_bytes, 16, 16 << 20),
+	KW_STRING(cluster, config_set_cluster),
+	KW_STRING(cluster_host, config_set_cluster_host),
+	KW_SECONDS(cluster_lease, 2, 3600),
+	KW_INT(cluster_wait, 0, 16),
 };
 
 #undef KW_CUSTOM
@@ -984,6 +1022,12 @@ config_finish(struct roomd_config *c, char *err, size_t errlen)
 		return -1;
 	if (config_providers_check(c, err, errlen) == -1)
 		return -1;
+	/* A member's 64th presence bit says "on another host". */
+	if (c->cluster[0] != '\0' && c->workers > ROOMD_MAX_WORKERS - 1) {
+		snprintf(err, errlen, "cluster: at most %d workers",
+		    ROOMD_MAX_WORKERS - 1);
+		return -1;
+	}
 	/* The installed pages, or those of the source tree roomd runs in;
 	 * made absolute, for a daemon changes to / when it detaches. */
 	if (c->htdocs[0] == '\0')

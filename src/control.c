@@ -457,7 +457,7 @@ control_arena_fields(struct json_object *o)
 	json_object_object_add(o, "arena_bytes_size",
 	    json_object_new_int64((int64_t)size));
 	json_object_object_add(o, "epoch", json_object_new_int64(
-	    (int64_t)room_epoch()));
+	    (int64_t)room_epoch(NULL)));
 }
 
 static struct json_object *

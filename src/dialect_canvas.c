@@ -311,13 +311,13 @@ canvas_room_error(struct conn *conn, int rc)
  * another epoch knows its canvas and pointer are from before.
  */
 static void
-canvas_epoch(struct jbuf *b)
+canvas_epoch(struct jbuf *b, uint64_t epoch)
 {
 	char	 num[32];
 
 	jb_lit(b, ",\"epoch\":");
 	jb_add(b, num, (size_t)snprintf(num, sizeof(num), "%lld",
-	    (long long)room_epoch()));
+	    (long long)epoch));
 }
 
 /* GET rooms/ID: the room as the list shows it, with the epoch. */
@@ -327,6 +327,7 @@ canvas_show(struct conn *conn, const char *id)
 	struct room_ref		 ref;
 	struct jbuf		 b = { NULL, 0, 0, 0 };
 	struct room		*room;
+	uint64_t		 epoch;
 	int			 rc;
 
 	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
@@ -337,8 +338,9 @@ canvas_show(struct conn *conn, const char *id)
 	canvas_room_json(room, &b);
 	jb_lit(&b, ",\"locked\":");
 	jb_bool(&b, room_has_password(room));
+	epoch = room_epoch(room);
 	room_unlock(room);
-	canvas_epoch(&b);
+	canvas_epoch(&b, epoch);
 	jb_lit(&b, "}");
 	jb_send(conn, 200, &b);
 }
@@ -352,6 +354,7 @@ canvas_create(struct conn *conn, struct http_req *req)
 	struct room		*room;
 	const char		*name, *pw, *id;
 	char			 uuid[MEMBER_UID_LEN + 1];
+	uint64_t		 epoch;
 	int			 rc;
 
 	if ((body = canvas_body(conn, req)) == NULL)
@@ -390,12 +393,13 @@ canvas_create(struct conn *conn, struct http_req *req)
 		return;
 	}
 	canvas_room_json(room, &b);
+	epoch = room_epoch(room);
 	room_unlock(room);
 	jb_lit(&b, ",\"password\":");
 	jb_str(&b, pw);
 	jb_lit(&b, ",\"token\":");
 	jb_str(&b, host.token);
-	canvas_epoch(&b);
+	canvas_epoch(&b, epoch);
 	jb_lit(&b, "}");
 	json_object_put(body);
 	jb_send(conn, 201, &b);
@@ -448,7 +452,7 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 		canvas_room_json(room, &b);
 		jb_lit(&b, ",\"token\":");
 		jb_str(&b, m.token);
-		canvas_epoch(&b);
+		canvas_epoch(&b, room_epoch(room));
 		jb_lit(&b, "}");
 		joined = 1;
 	}

@@ -441,7 +441,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	 * history and its seq numbers are not those it knew (an addition
 	 * of roomd, which clients of the original ignore). */
 	json_object_object_add(ev, "epoch",
-	    json_object_new_int64((int64_t)room_epoch()));
+	    json_object_new_int64((int64_t)room_epoch(room)));
 	if (before == 0)
 		chat_publish_channel(conn, room, ev, ref.rid);
 	else

@@ -212,7 +212,7 @@ cls_room_msg(struct room *room, const char *type)
 	 * roomd started afresh, so a client that kept another one knows the
 	 * room is not the one it knew. */
 	json_object_object_add(data, "epoch",
-	    json_object_new_int64((int64_t)room_epoch()));
+	    json_object_new_int64((int64_t)room_epoch(room)));
 	json_object_object_add(o, "type", json_object_new_string(type));
 	json_object_object_add(o, "data", data);
 	return o;

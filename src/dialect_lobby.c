@@ -505,7 +505,7 @@ lobby_room_state(struct room *room, const struct room_member *me)
 	json_object_object_add(d, "version",
 	    json_object_new_int64((int64_t)room_dget(room, LS_VERSION)));
 	json_object_object_add(d, "epoch",
-	    json_object_new_int64((int64_t)room_epoch()));
+	    json_object_new_int64((int64_t)room_epoch(room)));
 	return lobby_msg("roomState", d);
 }
 

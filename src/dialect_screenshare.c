@@ -210,10 +210,10 @@ ss_msg(const char *type, const char *username, const char *key,
  * of that id is not the one it knew.
  */
 static void
-ss_epoch(struct json_object *o)
+ss_epoch(struct json_object *o, uint64_t epoch)
 {
-	json_object_object_add(o, "epoch",
-	    json_object_new_int64((int64_t)room_epoch()));
+	json_object_object_add(o, "epoch", json_object_new_int64((int64_t)
+	    epoch));
 }
 
 /* The host is told a user left, or the users that the host left. */
@@ -270,6 +270,7 @@ ss_create(struct conn *conn, struct json_object *msg)
 	char			 name[MEMBER_NAME_MAX + 1];
 	char			 id[SS_ID_LEN + 1];
 	struct json_object	*o;
+	uint64_t		 epoch;
 
 	if (ss_check_username(conn, msg, name, sizeof(name)) == -1)
 		return;
@@ -285,12 +286,13 @@ ss_create(struct conn *conn, struct json_object *msg)
 		ss_reply(conn, "ERROR", "Could not create a room");
 		return;
 	}
+	epoch = room_epoch(room);
 	room_unlock(room);
 	o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string(
 	    "ROOM_CREATED"));
 	json_object_object_add(o, "roomid", json_object_new_string(id));
-	ss_epoch(o);
+	ss_epoch(o, epoch);
 	server_ws_send_json(conn, o);
 }
 
@@ -352,6 +354,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 	struct room_member	 m;
 	struct room		*room;
 	struct json_object	*o;
+	uint64_t		 epoch;
 	const char		*given;
 	char			 name[MEMBER_NAME_MAX + 1];
 	uint64_t		 host;
@@ -382,12 +385,13 @@ ss_join(struct conn *conn, struct json_object *msg)
 	if ((host = ss_host(room)) != 0)
 		room_publish_json(room, AUD_MEMBER, host,
 		    ss_msg("USER_JOINED", name, NULL, NULL));
+	epoch = room_epoch(room);
 	room_unlock(room);
 	o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string(
 	    "ROOM_JOINED"));
 	json_object_object_add(o, "roomid", json_object_new_string(given));
-	ss_epoch(o);
+	ss_epoch(o, epoch);
 	server_ws_send_json(conn, o);
 }
 

@@ -151,15 +151,18 @@ health_ready(const struct worker_info *w, char *why, size_t len)
 	return health_cluster_ready(why, len);
 }
 
-/*
- * Cluster mode replaces this with its link's state (subscribed to Redis,
- * lease held); without a cluster line in roomd.conf there is no link to
- * be down.
- */
+/* The cluster link (cluster.c): a session on Redis whose lease holds. */
 int
 health_cluster_ready(char *why, size_t len)
 {
-	(void)why;
-	(void)len;
-	return 1;
+	struct cluster_status	 st;
+
+	if (!cluster_enabled())
+		return 1;
+	cluster_status(&st);
+	if (st.up)
+		return 1;
+	snprintf(why, len, "cluster link down: no lease held%s%s",
+	    st.primary[0] != '\0' ? " on " : "", st.primary);
+	return 0;
 }

@@ -25,7 +25,7 @@
 #include <openssl/rand.h>
 
 #include "roomd.h"
-#include "shm.h"
+#include "room_engine.h"
 
 /* The engine's names and the arena's must agree. */
 _Static_assert(ROOM_ID_MAX == SHM_ID_MAX, "room id size");
@@ -48,26 +48,7 @@ _Static_assert(sizeof(struct room_rec_in) == sizeof(struct shm_rec_in) &&
     type) && offsetof(struct room_rec_in, target) ==
     offsetof(struct shm_rec_in, target), "records to append");
 
-struct room_kick {
-	struct doorbell		 db;
-	uint64_t		 slots;
-};
-
-struct room {
-	struct shm_room		*r;
-	struct room_ref		 ref;
-	const struct dialect	*dialect;
-	int			 appended;
-	int			 swept;		/* by room_slot_dead: not ours */
-	struct room_kick	*kicks;		/* pended once unlocked */
-	size_t			 nkicks;
-};
-
-static struct arena *
-A(void)
-{
-	return env->arena;
-}
+#define A()	room_arena()
 
 static const struct shm_room_ref *
 SREF(const struct room_ref *ref)
@@ -75,7 +56,7 @@ SREF(const struct room_ref *ref)
 	return (const struct shm_room_ref *)ref;
 }
 
-static struct room *
+struct room *
 room_new(struct shm_room *r, const struct room_ref *ref)
 {
 	struct room	*room;
@@ -91,12 +72,16 @@ room_new(struct shm_room *r, const struct room_ref *ref)
 const char *
 room_strerror(int rc)
 {
+	if (rc == ROOM_EUNAVAIL)
+		return "the cluster is unavailable";
 	return shm_strerror(rc);
 }
 
 uint64_t
-room_epoch(void)
+room_epoch(struct room *room)
 {
+	if (room != NULL && room->r->cepoch != 0)
+		return room->r->cepoch;		/* Redis's, in cluster mode */
 	return arena_epoch(A());
 }
 
@@ -108,6 +93,8 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 	struct shm_room		*r;
 	int			 rc, counted = 0;
 
+	if (cluster_enabled())
+		return rcl_create(d, id, out);
 	/* max_rooms_per_ip: the address's count drops when the room is
 	 * deleted (shm_room_delete_locked). */
 	if (addr != NULL && env->conf.max_rooms_per_ip > 0) {
@@ -175,12 +162,22 @@ room_password_failed(struct room *room, const uint64_t *addr)
 int
 room_find(const struct dialect *d, const char *id, struct room_ref *ref)
 {
+	int	 rc;
+
+	rc = shm_room_find(A(), d->id, id, (struct shm_room_ref *)ref);
+	if (rc != ROOM_ENOENT || !cluster_enabled())
+		return rc;
+	/* Not mirrored here yet. */
+	if ((rc = rcl_open(d, id)) != 0)
+		return rc;
 	return shm_room_find(A(), d->id, id, (struct shm_room_ref *)ref);
 }
 
 size_t
 room_list(const struct dialect *d, struct room_ref *refs, size_t max)
 {
+	if (cluster_enabled())
+		return rcl_list(d, refs, max);
 	return shm_room_list(A(), d != NULL ? d->id : ROOM_ALL_DIALECTS,
 	    (struct shm_room_ref *)refs, max);
 }
@@ -188,17 +185,40 @@ room_list(const struct dialect *d, struct room_ref *refs, size_t max)
 int
 room_lock(const struct room_ref *ref, struct room **out)
 {
-	struct shm_room	*r;
-	int		 rc;
+	const struct dialect	*d;
+	struct room_ref		 fresh;
+	struct shm_room		*r;
+	char			 id[ROOM_ID_MAX + 1];
+	int			 rc;
 
 	if ((rc = shm_room_lock(A(), SREF(ref), &r)) != 0)
 		return rc;
 	*out = room_new(r, ref);
-	return 0;
+	if (!cluster_enabled())
+		return 0;
+	d = (*out)->dialect;
+	snprintf(id, sizeof(id), "%s", r->id);
+	if ((rc = rcl_lock(*out)) == 0)
+		return 0;
+	if (rc == ROOM_EUNAVAIL)
+		room_unlock(*out);
+	*out = NULL;
+	/* Its mirror could not follow and was dropped: once more, from a
+	 * fresh one (the room's connections here were closed with it). */
+	if (rc == RCL_RELOADED && d != NULL && room_find(d, id, &fresh) == 0 &&
+	    shm_room_lock(A(), SREF(&fresh), &r) == 0) {
+		*out = room_new(r, &fresh);
+		if ((rc = rcl_lock(*out)) == 0)
+			return 0;
+		if (rc == ROOM_EUNAVAIL)
+			room_unlock(*out);
+		*out = NULL;
+	}
+	return rc == RCL_RELOADED ? ROOM_EUNAVAIL : rc;
 }
 
 /* The worker slots with connections to the room. */
-static uint64_t
+uint64_t
 room_slots(struct shm_room *r)
 {
 	uint64_t	 mask = 0;
@@ -228,6 +248,10 @@ room_unlock(struct room *room)
 	uint64_t	 slots = 0;
 	size_t		 i;
 
+	/* Cluster mode: Redis first; what it refused is undone here. */
+	if (room->tx != NULL && rcl_unlock(room) != 0)
+		shm_tx_abort(A(), &room->r->lock);
+
 	if (room->appended) {
 		room_doorbell_init(&db, room, DOORBELL_APPEND,
 		    room->r->committed);
@@ -246,6 +270,15 @@ room_unlock(struct room *room)
 void
 room_delete(struct room *room, const char *reason)
 {
+	if (room->tx != NULL && rcl_close(room, reason) != 0)
+		log_warnx("room %s: deleted here only: %s", room->r->id,
+		    room_strerror(ROOM_EUNAVAIL));
+	room_delete_local(room, reason);
+}
+
+void
+room_delete_local(struct room *room, const char *reason)
+{
 	struct doorbell	 db;
 	uint64_t	 slots = room_slots(room->r);
 
@@ -255,6 +288,7 @@ room_delete(struct room *room, const char *reason)
 	fanout_room_gone(db.rid, reason);
 	fanout_pend(&db, slots, 0);
 	free(room->kicks);	/* its connections are closed anyway */
+	rcl_unlock(room);	/* frees the transaction */
 	free(room);
 }
 
@@ -262,6 +296,13 @@ room_delete(struct room *room, const char *reason)
  * locks the rooms it delivers to, this one among them. */
 void
 room_kick(struct room *room, uint64_t mid)
+{
+	room_kick_local(room, mid);
+	rcl_kick(room, mid);
+}
+
+void
+room_kick_local(struct room *room, uint64_t mid)
 {
 	struct room_kick	*k;
 
@@ -318,7 +359,7 @@ room_has_password(struct room *room)
 
 /* Store len bytes at p, inside the locked room r, through the lock's
  * journal: shm_tx_set stores whole words, and p need not be aligned. */
-static void
+void
 room_tx_bytes(struct shm_room *r, void *p, const void *src, size_t len)
 {
 	uintptr_t	 from = (uintptr_t)p, to = from + len, at;
@@ -350,6 +391,7 @@ room_set_password(struct room *room, const char *pw)
 	room_tx_bytes(r, r->salt, salt, sizeof(salt));
 	room_tx_bytes(r, r->secret, secret, sizeof(secret));
 	shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_PASSWORD);
+	rcl_dirty_room(room);
 	return 0;
 }
 
@@ -429,8 +471,10 @@ room_member_add_id(struct room *room, const char *name, uint64_t role,
 		util_uuid(in.uid);
 	rc = shm_member_add_locked(A(), room->r, &in, name,
 	    env->conf.room_max_members, &m);
-	if (rc == 0)
+	if (rc == 0) {
 		member_copy(out, m);
+		rcl_dirty_member(room, m->mid);
+	}
 	return rc;
 }
 
@@ -479,6 +523,13 @@ room_member_check(struct room *room, const char *uid, const char *token,
 int
 room_member_remove(struct room *room, uint64_t mid)
 {
+	rcl_dirty_member(room, mid);
+	return room_member_remove_local(room, mid);
+}
+
+int
+room_member_remove_local(struct room *room, uint64_t mid)
+{
 	struct shm_member	*m = shm_member_by_mid(A(), room->r, mid);
 
 	if (m == NULL)
@@ -500,6 +551,7 @@ room_member_set(struct room *room, uint64_t mid, uint64_t role,
 	if (m->authorities != authorities)
 		shm_member_set_locked(A(), room->r, m, &m->authorities,
 		    authorities);
+	rcl_dirty_member(room, mid);
 	return 0;
 }
 
@@ -515,6 +567,9 @@ room_member_here(struct room *room, uint64_t mid, int here)
 		return m->slots != 0;
 	bit = SHM_SLOT_BIT(env->slot);
 	slots = here ? m->slots | bit : m->slots & ~bit;
+	if (((slots & ~ROOM_SLOT_ELSEWHERE) != 0) !=
+	    ((m->slots & ~ROOM_SLOT_ELSEWHERE) != 0))
+		rcl_presence(room, mid, here);	/* this host's presence */
 	if (slots != m->slots)
 		shm_member_set_locked(A(), room->r, m, &m->slots, slots);
 	return slots != 0;
@@ -588,8 +643,10 @@ room_dget(struct room *room, int i)
 void
 room_dset(struct room *room, int i, uint64_t v)
 {
-	if (room->r->dstate[i & 7] != v)
+	if (room->r->dstate[i & 7] != v) {
 		shm_tx_set(A(), &room->r->lock, &room->r->dstate[i & 7], v);
+		rcl_dirty_room(room);
+	}
 }
 
 void
@@ -616,6 +673,7 @@ room_set_closing(struct room *room)
 {
 	shm_tx_set(A(), &room->r->lock, &room->r->flags,
 	    room->r->flags | ROOM_F_CLOSING);
+	rcl_dirty_room(room);
 }
 
 int
@@ -648,6 +706,8 @@ room_append(struct room *room, const struct room_rec_in *recs, size_t n,
 	rc = shm_log_append_locked(A(), room->r,
 	    (const struct shm_rec_in *)recs, n, env->conf.room_log_max_bytes,
 	    last);
+	if (rc == 0 && room->tx != NULL && rcl_append(room) != 0)
+		return ROOM_EUNAVAIL;	/* Redis has not got it */
 	if (rc == 0) {
 		room->appended = 1;
 		stats_dadd((unsigned)room->r->dialect, STAT_D_APPENDS,
@@ -753,10 +813,19 @@ room_read_one(struct room *room, uint64_t seq, char **buf, size_t *len)
 int
 room_conn_count(struct room *room, int delta)
 {
+	int		 n;
+	uint64_t	 i;
+
 	if (env->slot < 0)		/* the master has no connections */
-		return (int)room->r->conns;
-	return shm_room_conn_locked(A(), room->r, (unsigned)env->slot, delta,
-	    room_idle_expiry(room->dialect));
+		n = (int)room->r->conns;
+	else
+		n = shm_room_conn_locked(A(), room->r, (unsigned)env->slot,
+		    delta, room_idle_expiry(room->dialect));
+	/* Cluster mode: a member connected to another host counts. */
+	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++)
+		n += (shm_member_at(A(), room->r, i)->slots &
+		    ROOM_SLOT_ELSEWHERE) != 0;
+	return n;
 }
 
 static uint64_t
@@ -764,6 +833,16 @@ slot_dead_expiry(unsigned dialect, void *arg)
 {
 	return room_idle_expiry(dialect_find_id(dialect));
 }
+
+/* Cluster mode: the members whose last connection here went with the
+ * worker, for rcl_member_gone once the sweep is done. */
+struct lost_here {
+	const struct dialect	*dialect;
+	char			 id[ROOM_ID_MAX + 1];
+	uint64_t		 mid;
+};
+static struct lost_here	*lost;
+static size_t		 nlost;
 
 /* Under the sweep's lock: a member gone with its worker, to its dialect. */
 static void
@@ -773,6 +852,16 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 	struct room		*room;
 	struct room_member	 copy;
 
+	if (cluster_enabled()) {
+		/* After the sweep: Redis must hear of it first. */
+		if ((lost = reallocarray(lost, nlost + 1, sizeof(*lost))) ==
+		    NULL)
+			fatal("%s", __func__);
+		lost[nlost].dialect = dialect_find_id((unsigned)r->dialect);
+		snprintf(lost[nlost].id, sizeof(lost[nlost].id), "%s", r->id);
+		lost[nlost++].mid = m->mid;
+		return;
+	}
 	room = room_new(r, (const struct room_ref *)ref);
 	room->swept = 1;
 	member_copy(&copy, m);
@@ -785,9 +874,19 @@ void
 room_slot_dead(int slot)
 {
 	struct shm_slot_dead	 sd = { slot_dead_expiry, slot_dead_lost,
-				    NULL };
+				    NULL, 0 };
+	size_t			 i;
 
+	if (cluster_enabled())
+		sd.keep = ROOM_SLOT_ELSEWHERE;
 	shm_room_slot_dead_fn(A(), (unsigned)slot, &sd);
+	for (i = 0; i < nlost; i++)
+		if (lost[i].dialect != NULL)
+			rcl_member_gone(lost[i].dialect, lost[i].id,
+			    lost[i].mid);
+	free(lost);
+	lost = NULL;
+	nlost = 0;
 }
 
 void

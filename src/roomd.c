@@ -283,6 +283,7 @@ master_start(void)
 	}
 	/* Last: the sockets, the arena and the pid file need root. */
 	master_drop_privileges();
+	cluster_init();
 	return 0;
 }
 
@@ -344,20 +345,27 @@ master_respawn(void)
 static void
 master_loop(time_t started)
 {
-	struct timespec	 tick = { 1, 0 };
-	struct pollfd	 pfd[2];
+	struct timespec	 tick = { 0, cluster_tick_ms() * 1000000L };
+	struct pollfd	 pfd[3];
 	sigset_t	 empty;
 
 	/* Signals are blocked except while ppoll() waits, so a flag set by
 	 * a handler is always seen on the next turn of this loop. */
 	sigemptyset(&empty);
+	if (tick.tv_nsec >= 1000000000L)
+		tick = (struct timespec){ 1, 0 };
 	health_tick();		/* the first arena walk, for /readyz */
 	control_fds(&pfd[0].fd, &pfd[1].fd);
-	pfd[0].events = pfd[1].events = POLLIN;
+	pfd[0].events = pfd[1].events = pfd[2].events = POLLIN;
 	for (;;) {
-		if (ppoll(pfd, 2, &tick, &empty) == -1 && errno != EINTR)
+		pfd[2].fd = cluster_sub_fd();
+		pfd[2].revents = 0;
+		if (ppoll(pfd, 3, &tick, &empty) == -1 && errno != EINTR)
 			fatal("ppoll");
 		master_control(pfd, started);
+		if (pfd[2].revents & (POLLIN | POLLHUP | POLLERR))
+			cluster_sub_read();
+		cluster_master_tick();
 		if (sig_stop)
 			break;
 		if (sig_child) {
@@ -799,6 +807,7 @@ master_stop(void)
 	}
 	if (!env->foreground)
 		unlink(env->conf.pidfile);
+	cluster_leave();
 	control_close();
 	arena_close(env->arena);
 	log_info("stopped");

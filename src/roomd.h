@@ -168,6 +168,10 @@ struct roomd_config {
 	int			 napi_keys;
 	char			 api_sender[ROOM_ID_MAX + 1];
 	int			 arena_walk_interval;	/* seconds; 0: never */
+	char			 cluster[512];	/* "" : one host, no Redis */
+	char			 cluster_host[65];
+	int			 cluster_lease;	/* seconds */
+	int			 cluster_wait;	/* replicas */
 };
 
 /* lobby_replies: the names of the answers to createRoom and joinRoom. */
@@ -435,7 +439,10 @@ enum room_error {
 	ROOM_ENOENT = -3,	/* no such room or member */
 	ROOM_ELIMIT = -4,	/* a configured limit was reached */
 	ROOM_EINVAL = -5,	/* bad argument */
-	ROOM_ESTATE = -6	/* the room's state could not be repaired */
+	ROOM_ESTATE = -6,	/* the room's state could not be repaired */
+	ROOM_EUNAVAIL = -7	/* cluster mode: Redis cannot be reached, the
+				 * host's lease ran out or the room is busy;
+				 * nothing was written */
 };
 
 struct room;			/* a room held locked */
@@ -490,9 +497,11 @@ enum room_audience {
 
 /* A text for a ROOM_E* code. */
 const char *room_strerror(int);
-/* The epoch of the rooms' store: it changes only when roomd had to start
- * from empty, so a client that sees another one knows its room is new. */
-uint64_t room_epoch(void);
+/* The epoch of a locked room (NULL: of the arena): it changes only when
+ * the room's history had to start again (roomd started from empty; in
+ * cluster mode, Redis lost what the room had), so a client that sees
+ * another one knows its room is new. */
+uint64_t room_epoch(struct room *);
 /*
  * Create a room of dialect d with the given id; it comes back locked, so
  * its creator can set it up before anyone can find it.  addr is the
@@ -618,7 +627,8 @@ int	 room_read_one(struct room *, uint64_t seq, char **, size_t *);
 /* This worker has read the relay room's log up to seq: trim behind it. */
 void	 room_seen(struct room *, uint64_t seq);
 /* This worker's count of connections to the room changes by delta (1 or
- * -1); returns the connections the room has left on every worker. */
+ * -1); returns the connections the room has left on every worker (in
+ * cluster mode, and one for each member connected to another host). */
 int	 room_conn_count(struct room *, int delta);
 /* A worker slot died (master): forget its connections everywhere and
  * report the members it took with it to their dialects, once. */
@@ -695,6 +705,70 @@ void	 fanout_drained(struct conn *);
 void	 fanout_flush(void);
 /* Once a second: the dialects' timers of the rooms this worker serves. */
 void	 fanout_tick(void);
+
+/*
+ * cluster.c: the link to Redis in cluster mode (roomd.conf's cluster line;
+ * doc/cluster.txt is the protocol).  Every call blocks for at most its
+ * timeout; a link that failed is made again at the next call.  Only the
+ * engine (room.c, room_cluster.c) and the master use it.
+ */
+#define CLUSTER_MARGIN_MS	500	/* writes stop this long before the
+					 * lease ends, by this host's clock */
+enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
+struct cluster_status {
+	int		 up;		/* a session with its lease */
+	char		 session[96];
+	char		 primary[128];
+	int64_t		 lease_left_ms;
+	uint64_t	 reconnects, errors, commits, applied, gaps, reaped;
+	uint64_t	 fenced;
+};
+struct redisReply;
+int	 cluster_enabled(void);
+/* cluster_url.c: check a cluster URL (roomd -t): 0, or -1 with a message
+ * in err; "HOST:PORT" (up to a ',' or '/') into its parts: 0 or -1. */
+int	 cluster_parse(const char *url, char *err, size_t errlen);
+int	 cluster_split(const char *hp, char *host, size_t hostlen, int *port);
+int64_t	 cluster_ms(void);		/* the monotonic clock, ms */
+/* A command on this process's link: the reply (the caller frees it with
+ * freeReplyObject), or NULL if Redis could not be reached. */
+struct redisReply *cluster_callv(int argc, const char **argv,
+	    const size_t *lens);
+struct redisReply *cluster_cmd(const char *fmt, ...);
+/* cluster_wait REPLICAS: 0 once that many replicas have what this link
+ * wrote, else -1. */
+int	 cluster_wait_replicas(void);
+/* The host's session into buf: 0 while its lease holds (with the
+ * margin), -1 if writes must stop. */
+int	 cluster_session(char *buf, size_t len);
+void	 cluster_count(int what, uint64_t n);
+/* Workers: the host lost its lease half a term ago: close clients 1012. */
+int	 cluster_cut_off(void);
+void	 cluster_status(struct cluster_status *);
+/* The master: before forking (map, connect, join); in a new worker. */
+void	 cluster_init(void);
+void	 cluster_forked(void);
+void	 cluster_master_tick(void);
+int	 cluster_tick_ms(void);
+int	 cluster_sub_fd(void);
+void	 cluster_sub_read(void);
+void	 cluster_session_drop(const char *);
+void	 cluster_leave(void);
+
+/*
+ * room_cluster.c: the engine's cluster side.  A host's arena holds a
+ * mirror of the rooms it serves; these keep it in step with Redis.  The
+ * master calls them.
+ */
+/* A transaction published on the room channel "dialect:id". */
+void	 room_mirror_message(const char *room, const char *msg, size_t len);
+/* Catch every mirror up with the log (after a resubscribe, and now and
+ * then in case a message was lost). */
+void	 room_mirror_check_all(void);
+/* Forget dead session s's presence in room base; hand the members lost
+ * in every room to their dialects, once. */
+void	 room_mirror_reap(const char *base, const char *s);
+void	 room_mirror_lost_all(void);
 
 /* stats.c: the daemon's counters, summed over every process */
 enum stats_counter {
@@ -810,8 +884,8 @@ void	 health_beat(void);
 void	 health_tick(void);
 /* Is roomd ready to serve?  1, or 0 with a one-line reason in why. */
 int	 health_ready(const struct worker_info *, char *why, size_t);
-/* The cluster link: 1 when it is up or no cluster is configured, else 0
- * with the reason in why (cluster mode fills it in). */
+/* The cluster link: 1 when it is up (a session whose lease holds) or no
+ * cluster is configured, else 0 with the reason in why. */
 int	 health_cluster_ready(char *why, size_t);
 
 /* jwt.c */

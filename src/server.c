@@ -102,6 +102,7 @@ server_main(int slot)
 	int		 s, l;
 
 	env->slot = slot;
+	cluster_forked();
 	/* A fan-out allocates and frees a few hundred kilobytes in every
 	 * iteration: glibc would give them back to the kernel at each free
 	 * and fault them in again at the next publish (a fifth of the
@@ -592,12 +593,22 @@ server_reload(evutil_socket_t sig, short events, void *arg)
 static void
 server_tick(evutil_socket_t fd, short events, void *arg)
 {
+	struct conn	*conn, *next;
+
 	/* The master reads the beat for /readyz: a worker whose loop stops
 	 * turning, or that no longer accepts, is not ready. */
 	if (!stopping && !draining)
 		health_beat();
 	if (!stopping)
 		fanout_tick();
+	/* Cluster mode: a host that lost its lease serves nobody; its
+	 * clients go to another host (1012: come back later). */
+	if (!stopping && cluster_enabled() && cluster_cut_off())
+		for (conn = TAILQ_FIRST(&conns); conn != NULL; conn = next) {
+			next = TAILQ_NEXT(conn, entry);
+			if (conn->state == CONN_WS)
+				server_ws_close(conn, 1012, "cluster link lost");
+		}
 	/* What the heap kept free through the last second's bursts (see
 	 * M_TRIM_THRESHOLD in server_main) goes back to the kernel. */
 	malloc_trim(0);

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 import urllib.parse
 
 import pytest
@@ -180,6 +181,13 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         # concurrent daemons never share one; the caller's settings follow.
         f.write(f"pidfile {tmp.name}/roomd.pid\n")
         f.write(f"control_socket {tmp.name}/roomd.sock\n")
+        # ROOMD_TEST_CLUSTER=redis://...: every daemon is a one-host
+        # cluster on that Redis (the single-host suites then test the
+        # engine's cluster side).
+        cl = os.environ.get("ROOMD_TEST_CLUSTER")
+        if cl and "cluster " not in conf_text:
+            f.write(f"cluster {cl}\ncluster_host it-{os.getpid()}-"
+                    f"{uuid.uuid4().hex[:8]}\n")
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")

@@ -1,0 +1,67 @@
+/*
+ * room_engine.h: what room.c and room_cluster.c share, and nothing else
+ * includes: a locked room as the engine holds it.
+ */
+#ifndef ROOM_ENGINE_H
+#define ROOM_ENGINE_H
+
+#include "shm.h"
+
+/* Cluster mode: the member is present on another host (worker slots are
+ * then at most 63). */
+#define ROOM_SLOT_ELSEWHERE	(1ULL << 63)
+
+struct room_kick {
+	struct doorbell		 db;
+	uint64_t		 slots;
+};
+
+struct room_txn;
+
+struct room {
+	struct shm_room		*r;
+	struct room_ref		 ref;
+	const struct dialect	*dialect;
+	int			 appended;
+	int			 swept;		/* by room_slot_dead: not ours */
+	struct room_kick	*kicks;		/* pended once unlocked */
+	size_t			 nkicks;
+	struct room_txn		*tx;		/* cluster mode */
+};
+
+static inline struct arena *
+room_arena(void)
+{
+	return env->arena;
+}
+
+struct room	*room_new(struct shm_room *, const struct room_ref *);
+uint64_t	 room_slots(struct shm_room *);
+void		 room_tx_bytes(struct shm_room *, void *p, const void *src,
+		    size_t len);
+/* Changes of this host's mirror only (applying another host's). */
+void		 room_delete_local(struct room *, const char *reason);
+void		 room_kick_local(struct room *, uint64_t mid);
+int		 room_member_remove_local(struct room *, uint64_t mid);
+
+/* room_cluster.c, for room.c: each returns 0 or a ROOM_E* code. */
+int	 rcl_create(const struct dialect *, const char *id, struct room **);
+int	 rcl_open(const struct dialect *, const char *id);
+size_t	 rcl_list(const struct dialect *, struct room_ref *, size_t max);
+/* rcl_lock: 0, ROOM_EUNAVAIL (still locked here), or the room was freed:
+ * ROOM_ENOENT (gone) or RCL_RELOADED (its mirror must be made again). */
+#define RCL_RELOADED	(-100)
+int	 rcl_lock(struct room *);
+void	 rcl_release(struct room *);
+int	 rcl_unlock(struct room *);	/* before the local commit */
+int	 rcl_append(struct room *);	/* after a local append */
+int	 rcl_close(struct room *, const char *reason);
+void	 rcl_kick(struct room *, uint64_t mid);
+void	 rcl_dirty_member(struct room *, uint64_t mid);
+void	 rcl_dirty_room(struct room *);
+void	 rcl_presence(struct room *, uint64_t mid, int here);
+/* Member mid lost its last connection here with a worker. */
+void	 rcl_member_gone(const struct dialect *, const char *id,
+	    uint64_t mid);
+
+#endif
