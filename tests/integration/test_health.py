@@ -4,7 +4,8 @@
 worker slot serves (its heartbeat is fresh), the arena walk passed and the
 cluster link is up, else 503 with a one-line reason.  A worker stopped
 with SIGSTOP turns it 503 within seconds, and SIGCONT 200 again; the API,
-whose one socket every worker accepts on, keeps answering meanwhile."""
+whose one socket every worker accepts on, keeps answering meanwhile.  In
+cluster mode /readyz follows the link to Redis."""
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from conftest import free_port, http_req, stop_clean
+from redisd import redis_factory, redis_server  # noqa: F401 (fixtures)
 
 KEY = "health-key-0123456789abcdef"
 
@@ -150,3 +152,20 @@ def test_a_silent_metrics_client_holds_the_master_up_one_second_at_most(
     finally:
         s.close()
     stop_clean(d)
+
+
+def test_readyz_follows_the_cluster_link(daemon, redis_server):
+    """In cluster mode /readyz is 503 while the host holds no lease on
+    Redis (Redis killed), and 200 again once it does."""
+    d, m, _ = daemon(f"cluster redis://127.0.0.1:{redis_server.port}\n"
+                     f"cluster_host readyz-{os.getpid()}\n"
+                     "cluster_lease 4\n")
+    r = ready_is(m, 200, 15)
+    assert r.status == 200, r
+    redis_server.kill9()
+    r = ready_is(m, 503, 15)
+    assert r.status == 503 and b"cluster link down" in r.body, r
+    assert get(m, "/healthz").status == 200
+    redis_server.start()
+    r = ready_is(m, 200, 20)
+    assert r.status == 200, r
