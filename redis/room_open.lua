@@ -18,9 +18,9 @@
 -- ARGV[5] idle_ms  create: the room's keys expire this long after its
 --                  last transaction (0: never)
 -- ARGV[6] max      at most this many log entries (0: all kept)
--- Reply: { epoch, ver, seq, created, words, flags, next_mid,
---          { mid, line, ... }, { mid, sessions, ... },
---          { ver, data, ... } }
+-- Reply: { epoch, ver, seq, created, words ("" or the text of txn_commit's
+--          words argument), next_mid, { mid, line, ... },
+--          { mid, sessions, ... }, { ver, data, ... } }
 -- Errors: ARGS, FENCED (create), EXISTS, NOROOM
 local function room_open(keys, argv)
 	nkeys(keys, 7)
@@ -45,7 +45,7 @@ local function room_open(keys, argv)
 		redis.call('HSET', k.meta, 'epoch', str(epoch), 'seq', '0',
 		    'ver', '0', 'life', life(), 'next_mid', '0',
 		    'dialect', dialect, 'created', str(now), 'idle', str(idle),
-		    'words', '0 0 0 0 0 0 0 0', 'flags', '0')
+		    'words', '')
 		if idle > 0 then redis.call('PEXPIRE', k.meta, idle) end
 		redis.call('SADD', keys[6], id)
 	elseif not m[1] or m[2] then
@@ -54,11 +54,18 @@ local function room_open(keys, argv)
 	end
 	local st = txn_state(k)
 	room_touch(k, st)
-	local f = redis.call('HMGET', k.meta, 'created', 'words', 'flags',
-	    'next_mid')
+	local f = redis.call('HMGET', k.meta, 'created', 'words', 'next_mid')
 	local ents = log_entries(k, 0, max)
-	return { st.epoch, st.ver, st.seq, tonumber(f[1]), f[2], f[3],
-	    tonumber(f[4]), redis.call('HGETALL', k.members),
+	return { st.epoch, st.ver, st.seq, tonumber(f[1]), f[2] or '',
+	    tonumber(f[3]), redis.call('HGETALL', k.members),
 	    redis.call('HGETALL', k.pres), ents }
 end
 step('room_open', room_open)
+
+-- room_find: room_open with create 0, which also runs when Redis is out
+-- of memory (finding a room writes at most its new epoch).
+local function room_find(keys, argv)
+	if argv[4] ~= '0' then fail('ARGS', 'room_find only finds') end
+	return room_open(keys, argv)
+end
+step('room_find', room_find, { 'allow-oom' })

@@ -15,8 +15,10 @@
 -- ARGV[6] nrecs    records in the body (the seqs they take)
 -- ARGV[7] close    1: the room closes (its members, presence and lock go;
 --                  meta and log stay linger ms for late readers)
--- ARGV[8] words    "" or the 8 words after the change
--- ARGV[9] flags    "" or the room's flags and password after the change
+-- ARGV[8] words    "" or the room's words after the change (the 8
+--                  dialect words, the flags, the password's salt and
+--                  hash, as the host writes them)
+-- ARGV[9] reserved, 
 -- ARGV[10] next_mid
 -- then nups, nups pairs (mid, member line); nrm, nrm mids; npres, npres
 -- pairs (mid, 0/1: this session present); ndone, ndone mids handed to
@@ -43,8 +45,8 @@ local function txn_commit(keys, argv)
 	local body = bytes(argv, 5, 'body', 16777216)
 	local nrecs = int(argv, 6, 'nrecs', 0, 1000000)
 	local close = int(argv, 7, 'close', 0, 1)
-	local words = bytes(argv, 8, 'words', 200)
-	local flags = bytes(argv, 9, 'flags', 200)
+	local words = bytes(argv, 8, 'words', 400)
+	bytes(argv, 9, 'reserved', 0)
 	local next_mid = int(argv, 10, 'next_mid', 0, INT_MAX)
 	local ups, i = list_of(argv, 11, 'nups', 2)
 	local rms, j = list_of(argv, i, 'nrm', 1)
@@ -82,7 +84,6 @@ local function txn_commit(keys, argv)
 	end
 	local set = { 'HSET', k.meta, 'next_mid', str(next_mid) }
 	if words ~= '' then set[#set + 1] = 'words'; set[#set + 1] = words end
-	if flags ~= '' then set[#set + 1] = 'flags'; set[#set + 1] = flags end
 	redis.call(unpack(set))
 	local first = txn_publish(k, st, body .. table.concat(tail), nrecs,
 	    maxlen)

@@ -400,6 +400,10 @@ struct shm_slot_dead {
 void	 shm_room_slot_dead_fn(struct arena *, unsigned slot,
 	    const struct shm_slot_dead *);
 void	 shm_room_reap(struct arena *, uint64_t now);
+/* The same, calling gone(room, arg) under the room's lock just before
+ * each deletion (the master tells webhooks). */
+void	 shm_room_reap_fn(struct arena *, uint64_t now,
+	    void (*gone)(struct shm_room *, void *), void *arg);
 int	 shm_room_set_expiry_locked(struct arena *, struct shm_room *,
 	    uint64_t);
 struct shm_member *shm_member_at(struct arena *, struct shm_room *, size_t);

@@ -406,13 +406,21 @@ shm_room_slot_dead_fn(struct arena *a, unsigned slot,
 	shm_ip_slot_dead(a, slot);
 }
 
+struct reap {
+	uint64_t	 now;
+	void		(*gone)(struct shm_room *, void *);
+	void		*arg;
+};
+
 static int
 reap_room(struct arena *a, struct shm_room *r, const struct shm_room_ref *ref,
     void *arg)
 {
-	uint64_t	 now = *(uint64_t *)arg;
+	struct reap	*x = arg;
 
-	if (r->conns == 0 && r->expires != 0 && r->expires <= now) {
+	if (r->conns == 0 && r->expires != 0 && r->expires <= x->now) {
+		if (x->gone != NULL)
+			x->gone(r, x->arg);
 		shm_room_delete_locked(a, r);
 		return 1;
 	}
@@ -423,7 +431,16 @@ reap_room(struct arena *a, struct shm_room *r, const struct shm_room_ref *ref,
 void
 shm_room_reap(struct arena *a, uint64_t now)
 {
-	room_each(a, reap_room, &now);
+	shm_room_reap_fn(a, now, NULL, NULL);
+}
+
+void
+shm_room_reap_fn(struct arena *a, uint64_t now,
+    void (*gone)(struct shm_room *, void *), void *arg)
+{
+	struct reap	 x = { now, gone, arg };
+
+	room_each(a, reap_room, &x);
 	shm_ip_reap(a, now);
 }
 

@@ -31,7 +31,7 @@
 #define CLUSTER_RETRY_MS	500	/* between attempts to connect */
 #define CLUSTER_TIMEOUT_MS	2000	/* connect and each command */
 #define CLUSTER_LOG_EVERY	10	/* seconds between repeated warnings */
-#define CLUSTER_PREFIX		"roomd:"
+#define CLUSTER_PREFIX		cluster_prefix()
 
 struct cluster_shared {
 	uint64_t	 gen;		/* odd while the session changes */
@@ -46,11 +46,13 @@ struct cluster_shared {
 	uint64_t	 gaps;		/* filled from the log */
 	uint64_t	 reaped;	/* members of dead hosts */
 	uint64_t	 fenced;
+	int64_t		 lag_ms;	/* the last renewal's round trip */
 };
 
 static struct cluster_shared	*sh;
 static redisContext		*rc;		/* this process's link */
 static int64_t			 rc_next_try;
+static int			 rc_ever;	/* links made by this process */
 static redisContext		*sub;		/* the master's subscriber */
 static int64_t			 sub_next_try;
 static int64_t			 renew_at;	/* the master's next renewal */
@@ -63,6 +65,18 @@ cluster_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "<cluster_prefix>:", the start of every key. */
+const char *
+cluster_prefix(void)
+{
+	static char	 p[72];
+
+	if (p[0] == '\0')
+		snprintf(p, sizeof(p), "%s:", env->conf.cluster_prefix[0] ?
+		    env->conf.cluster_prefix : "roomd");
+	return p;
 }
 
 int
@@ -261,7 +275,7 @@ cluster_link(void)
 	if (now < rc_next_try)
 		return NULL;
 	rc_next_try = now + CLUSTER_RETRY_MS;
-	if ((rc = cluster_open()) != NULL && sh != NULL)
+	if ((rc = cluster_open()) != NULL && sh != NULL && rc_ever++ > 0)
 		__atomic_add_fetch(&sh->reconnects, 1, __ATOMIC_RELAXED);
 	return rc;
 }
@@ -423,6 +437,7 @@ cluster_status(struct cluster_status *st)
 	st->gaps = sh->gaps;
 	st->reaped = sh->reaped;
 	st->fenced = sh->fenced;
+	st->lag_ms = sh->lag_ms;
 }
 
 /*
@@ -454,6 +469,7 @@ cluster_forked(void)
 		sub = NULL;
 	}
 	rc_next_try = 0;
+	rc_ever = 0;
 }
 
 static const char *
@@ -488,6 +504,7 @@ cluster_lease(void)
 		    k2, host, lease_ms);
 	if (r == NULL)
 		return;
+	sh->lag_ms = cluster_ms() - sent;
 	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
 		if (!have) {
 			snprintf(s, sizeof(s), "%s/%lld", host,
@@ -563,9 +580,8 @@ cluster_sub_read(void)
 		    r->element[2]->type == REDIS_REPLY_STRING &&
 		    r->element[3]->type == REDIS_REPLY_STRING &&
 		    strcmp(r->element[0]->str, "pmessage") == 0)
-			room_mirror_message(r->element[2]->str +
-			    strlen(CLUSTER_PREFIX), r->element[3]->str,
-			    r->element[3]->len);
+			room_mirror_message(r->element[2]->str,
+			    r->element[3]->str, r->element[3]->len);
 		freeReplyObject(r);
 	}
 }
@@ -605,13 +621,17 @@ void
 cluster_session_drop(const char *s)
 {
 	const char	*slash = strrchr(s, '/');
+	char		 host[96];
 	redisReply	*r;
 
-	if (slash == NULL)
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(host))
 		return;
+	memcpy(host, s, (size_t)(slash - s));
+	host[slash - s] = '\0';
+	/* (hiredis's formats have no %.*s) */
 	r = cluster_cmd("FCALL roomd_session_drop 3 %sleases %ssess:%s "
-	    "%shost:%.*s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, s,
-	    CLUSTER_PREFIX, (int)(slash - s), s, s);
+	    "%shost:%s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, s, CLUSTER_PREFIX,
+	    host, s);
 	if (r != NULL)
 		freeReplyObject(r);
 }

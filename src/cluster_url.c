@@ -57,6 +57,10 @@ cluster_parse(const char *url, char *err, size_t errlen)
 			goto bad;
 		memcpy(buf, url + 11, (size_t)(slash - url - 11));
 		buf[slash - url - 11] = '\0';
+		/* No empty address: not ",,", nor one at either end. */
+		if (buf[0] == ',' || buf[0] == '\0' || strstr(buf, ",,") ||
+		    buf[strlen(buf) - 1] == ',')
+			goto bad;
 		for (p = strtok(buf, ","); p != NULL; p = strtok(NULL, ","))
 			if (cluster_split(p, host, sizeof(host), &port) == -1)
 				goto bad;

@@ -55,6 +55,10 @@ config_defaults(struct roomd_config *c)
 	c->join_failures_per_minute = 10;
 	c->chat_session_ttl = 86400;
 	c->drain_timeout = 30;
+	c->webhook_queue = 1000;
+	c->webhook_retries = 5;
+	c->webhook_timeout = 5;
+	c->auth_hook_timeout = 3;
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 	    ROOMD_CONTROL);
 	snprintf(c->api_sender, sizeof(c->api_sender), "roomd");
@@ -103,6 +107,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->pidfile, src->pidfile) != 0 ||
 	    strcmp(dst->cluster, src->cluster) != 0 ||
 	    strcmp(dst->cluster_host, src->cluster_host) != 0 ||
+	    strcmp(dst->cluster_prefix, src->cluster_prefix) != 0 ||
 	    dst->cluster_lease != src->cluster_lease ||
 	    dst->cluster_wait != src->cluster_wait;
 	dst->max_header_bytes = src->max_header_bytes;
@@ -153,6 +158,18 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	dst->napi_keys = src->napi_keys;
 	memcpy(dst->api_sender, src->api_sender, sizeof(dst->api_sender));
 	dst->arena_walk_interval = src->arena_walk_interval;
+	/* Webhooks and join checks: events queued before keep their URLs
+	 * (webhook.c); checks started before finish as they began. */
+	memcpy(dst->webhooks, src->webhooks, sizeof(dst->webhooks));
+	dst->nwebhooks = src->nwebhooks;
+	memcpy(dst->webhook_secret, src->webhook_secret,
+	    sizeof(dst->webhook_secret));
+	dst->webhook_queue = src->webhook_queue;
+	dst->webhook_retries = src->webhook_retries;
+	dst->webhook_timeout = src->webhook_timeout;
+	memcpy(dst->auth_hooks, src->auth_hooks, sizeof(dst->auth_hooks));
+	dst->auth_hook_timeout = src->auth_hook_timeout;
+	dst->auth_hook_allow_on_failure = src->auth_hook_allow_on_failure;
 	return restart;
 }
 
@@ -452,12 +469,18 @@ config_set_cluster(struct roomd_config *c, const struct config_keyword *k,
 {
 	if (config_one_value(k, argc, err, errlen) == -1)
 		return -1;
+	if (c->cluster[0] != '\0') {
+		snprintf(err, errlen, "cluster: given twice (cluster_shard "
+		    "is not supported yet)");
+		return -1;
+	}
 	if (cluster_parse(argv[1], err, errlen) == -1)
 		return -1;
 	return config_set_string(c, k, argv, argc, err, errlen);
 }
 
-/* cluster_host NAME: what Redis's functions take as a word. */
+/* cluster_host and cluster_prefix: what Redis's functions take as a
+ * word. */
 static int
 config_set_cluster_host(struct roomd_config *c,
     const struct config_keyword *k, char **argv, int argc, char *err,
@@ -467,8 +490,8 @@ config_set_cluster_host(struct roomd_config *c,
 		return -1;
 	if (strlen(argv[1]) > 64 || strspn(argv[1], "abcdefghijklmnopqrstuvwxyz"
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(argv[1])) {
-		snprintf(err, errlen, "cluster_host: 1 to 64 letters, digits, "
-		    "'-', '_' or '.'");
+		snprintf(err, errlen, "%s: 1 to 64 letters, digits, '-', '_' "
+		    "or '.'", k->key);
 		return -1;
 	}
 	return config_set_string(c, k, argv, argc, err, errlen);
@@ -849,6 +872,99 @@ config_providers_check(struct roomd_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* webhook URL: up to ROOMD_MAX_WEBHOOKS of them, each sent every event. */
+static int
+config_set_webhook(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (c->nwebhooks == ROOMD_MAX_WEBHOOKS) {
+		snprintf(err, errlen, "too many webhooks (at most %d)",
+		    ROOMD_MAX_WEBHOOKS);
+		return -1;
+	}
+	if (strlen(argv[1]) >= ROOMD_URL_MAX ||
+	    !config_provider_url(argv[1])) {
+		snprintf(err, errlen, "webhook must be an https:// URL "
+		    "(http:// only on loopback) of at most %d bytes",
+		    ROOMD_URL_MAX - 1);
+		return -1;
+	}
+	snprintf(c->webhooks[c->nwebhooks++], ROOMD_URL_MAX, "%s", argv[1]);
+	return 0;
+}
+
+/* Can a dialect's joins be checked?  Those with a join to check. */
+static int
+config_checked_dialect(const struct dialect *d)
+{
+	return d != NULL && d->id < ROOMD_MAX_DIALECTS &&
+	    strcmp(d->name, "echo") != 0;
+}
+
+/* auth_hook [dialect] URL: for that dialect, or for every one. */
+static int
+config_set_auth_hook(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	const struct dialect	*d = NULL;
+	const char		*url = argv[argc - 1];
+	size_t			 i;
+
+	if (argc != 2 && argc != 3) {
+		snprintf(err, errlen, "usage: auth_hook [dialect] url");
+		return -1;
+	}
+	if (argc == 3 && !config_checked_dialect(d = dialect_find(argv[1]))) {
+		snprintf(err, errlen, "auth_hook: no joins to check in "
+		    "dialect \"%s\"", argv[1]);
+		return -1;
+	}
+	if (strlen(url) >= ROOMD_URL_MAX || !config_provider_url(url)) {
+		snprintf(err, errlen, "auth_hook must be an https:// URL "
+		    "(http:// only on loopback) of at most %d bytes",
+		    ROOMD_URL_MAX - 1);
+		return -1;
+	}
+	for (i = 0; d == NULL && dialect_at(i) != NULL; i++)
+		if (config_checked_dialect(dialect_at(i)))
+			snprintf(c->auth_hooks[dialect_at(i)->id],
+			    ROOMD_URL_MAX, "%s", url);
+	if (d != NULL)
+		snprintf(c->auth_hooks[d->id], ROOMD_URL_MAX, "%s", url);
+	return 0;
+}
+
+/* auth_hook_on_failure allow|refuse */
+static int
+config_set_auth_failure(struct roomd_config *c,
+    const struct config_keyword *k, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (strcmp(argv[1], "allow") != 0 && strcmp(argv[1], "refuse") != 0) {
+		snprintf(err, errlen, "auth_hook_on_failure is allow or "
+		    "refuse");
+		return -1;
+	}
+	c->auth_hook_allow_on_failure = strcmp(argv[1], "allow") == 0;
+	return 0;
+}
+
+/* Webhooks are signed: a URL without a secret is a mistake. */
+static int
+config_hooks_check(struct roomd_config *c, char *err, size_t errlen)
+{
+	if (c->nwebhooks > 0 && c->webhook_secret[0] == '\0') {
+		snprintf(err, errlen, "%s: webhook needs a webhook_secret to "
+		    "sign with", c->file);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The offset of field f of struct roomd_config, which must be as wide as
  * type t: an entry that gives a setter a field of another type does not
@@ -919,8 +1035,18 @@ static const struct config_keyword config_keywords[] = {
 	KW_SECONDS(lobby_ping_interval, 1, 86400),
 	KW_SECONDS(lobby_retention, 1, 86400 * 365),
 	KW_SIZE(lobby_snapshot_max_bytes, 16, 16 << 20),
+	/* Webhooks and join checks (webhook.c, authhook.c) */
+	KW_CUSTOM("webhook", config_set_webhook),
+	KW_STRING(webhook_secret, config_set_string),
+	KW_INT(webhook_queue, 1, 1000000),
+	KW_INT(webhook_retries, 0, 100),
+	KW_SECONDS(webhook_timeout, 1, 300),
+	KW_CUSTOM("auth_hook", config_set_auth_hook),
+	KW_SECONDS(auth_hook_timeout, 1, 60),
+	KW_CUSTOM("auth_hook_on_failure", config_set_auth_failure),
 	KW_STRING(cluster, config_set_cluster),
 	KW_STRING(cluster_host, config_set_cluster_host),
+	KW_STRING(cluster_prefix, config_set_cluster_host),
 	KW_SECONDS(cluster_lease, 2, 3600),
 	KW_INT(cluster_wait, 0, 16),
 };
@@ -1020,7 +1146,8 @@ config_finish(struct roomd_config *c, char *err, size_t errlen)
 	if (c->nlistens == 0 &&
 	    config_listen(c, ROOMD_DEFAULT_LISTEN, err, errlen) == -1)
 		return -1;
-	if (config_providers_check(c, err, errlen) == -1)
+	if (config_providers_check(c, err, errlen) == -1 ||
+	    config_hooks_check(c, err, errlen) == -1)
 		return -1;
 	/* A member's 64th presence bit says "on another host". */
 	if (c->cluster[0] != '\0' && c->workers > ROOMD_MAX_WORKERS - 1) {

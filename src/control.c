@@ -174,6 +174,33 @@ struct metric {
 	uint64_t	 value;
 };
 
+/* Cluster mode: 7 rows. */
+static size_t
+control_cluster_metrics(struct metric *m)
+{
+	struct cluster_status	 st;
+	size_t			 n = 0;
+
+	cluster_status(&st);
+	m[n++] = (struct metric){ "cluster_up", "1 while the host holds its "
+	    "lease in Redis.", 1, -1, (uint64_t)st.up };
+	m[n++] = (struct metric){ "cluster_reconnects_total", "Links to Redis "
+	    "made again.", 0, -1, st.reconnects };
+	m[n++] = (struct metric){ "cluster_errors_total", "Redis calls that "
+	    "failed or were refused.", 0, -1, st.errors };
+	m[n++] = (struct metric){ "cluster_commits_total", "Room transactions "
+	    "committed to Redis by this host.", 0, -1, st.commits };
+	m[n++] = (struct metric){ "cluster_applied_total", "Other hosts' "
+	    "transactions applied to this host's mirrors.", 0, -1,
+	    st.applied };
+	m[n++] = (struct metric){ "cluster_catch_ups_total", "Mirrors filled "
+	    "from the log after a missed message, or made again.", 0, -1,
+	    st.gaps };
+	m[n++] = (struct metric){ "cluster_members_lost_total", "Members of "
+	    "dead hosts handed to their dialect.", 0, -1, st.reaped };
+	return n;
+}
+
 static size_t
 control_metrics(struct metric *m, size_t max)
 {
@@ -187,6 +214,19 @@ control_metrics(struct metric *m, size_t max)
 		    0, -1, 0 },
 		{ "doorbells_total", "Doorbells rung between workers.", 0, -1,
 		    0 },
+		/* Webhooks and join checks (webhook.c, authhook.c) */
+		{ "webhooks_sent_total", "Webhook events delivered (2xx).", 0,
+		    -1, 0 },
+		{ "webhooks_retried_total", "Webhook attempts failed and "
+		    "retried later.", 0, -1, 0 },
+		{ "webhooks_dropped_total", "Webhook events given up: queue "
+		    "full, retries spent, or the worker stopped.", 0, -1, 0 },
+		{ "auth_checks_total", "Join checks asked of auth_hook.", 0,
+		    -1, 0 },
+		{ "auth_checks_refused_total", "Joins the backend refused.", 0,
+		    -1, 0 },
+		{ "auth_checks_failed_total", "Join checks without a valid "
+		    "answer, decided by auth_hook_on_failure.", 0, -1, 0 },
 	};
 	static const struct metric per[] = {
 		{ "websockets_open", "WebSockets open now.", 1,
@@ -216,6 +256,8 @@ control_metrics(struct metric *m, size_t max)
 		m[n++] = (struct metric){ "lock_recoveries_total", "Locks "
 		    "repaired after their owner died.", 0, -1, recoveries };
 	}
+	if (cluster_enabled() && n + 7 <= max)
+		n += control_cluster_metrics(m + n);
 	for (i = 0; i < STAT_D_NCOUNTERS && n < max; i++)
 		m[n++] = per[i];
 	return n;
@@ -224,12 +266,12 @@ control_metrics(struct metric *m, size_t max)
 static struct json_object *
 control_stats(void)
 {
-	struct metric		 m[32];
+	struct metric		 m[48];
 	struct json_object	*o = json_object_new_object(), *d;
 	const struct dialect	*dl;
 	size_t			 n, i, k;
 
-	n = control_metrics(m, 32);
+	n = control_metrics(m, 48);
 	for (i = 0; i < n; i++) {
 		if (m[i].dialect < 0) {
 			json_object_object_add(o, m[i].name,
@@ -265,7 +307,7 @@ metrics_answer(int fd, int status, const char *type, const char *body,
 static void
 metrics_prometheus(int fd)
 {
-	struct metric		 m[32];
+	struct metric		 m[48];
 	const struct dialect	*dl;
 	char			*p = NULL;
 	size_t			 len = 0, n, i, k;
@@ -273,7 +315,7 @@ metrics_prometheus(int fd)
 
 	if ((fp = open_memstream(&p, &len)) == NULL)
 		return;
-	n = control_metrics(m, 32);
+	n = control_metrics(m, 48);
 	for (i = 0; i < n; i++) {
 		fprintf(fp, "# HELP roomd_%s %s\n# TYPE roomd_%s %s\n",
 		    m[i].name, m[i].help, m[i].name, m[i].gauge ? "gauge" :
@@ -443,6 +485,32 @@ control_room(const char *name, const char *verb, const char *who)
 	return o;
 }
 
+/* The link to Redis, for status. */
+static struct json_object *
+control_cluster(void)
+{
+	struct json_object	*o = json_object_new_object();
+	struct cluster_status	 st;
+
+	cluster_status(&st);
+	json_object_object_add(o, "up", json_object_new_boolean(st.up));
+	json_object_object_add(o, "session", json_object_new_string(
+	    st.session));
+	json_object_object_add(o, "primary", json_object_new_string(
+	    st.primary));
+	json_object_object_add(o, "lease_left_ms", json_object_new_int64(
+	    st.lease_left_ms));
+	json_object_object_add(o, "lag_ms", json_object_new_int64(
+	    st.lag_ms));
+	json_object_object_add(o, "reconnects", json_object_new_int64(
+	    (int64_t)st.reconnects));
+	json_object_object_add(o, "errors", json_object_new_int64(
+	    (int64_t)st.errors));
+	json_object_object_add(o, "fenced", json_object_new_int64(
+	    (int64_t)st.fenced));
+	return o;
+}
+
 /* What status and check both say of the arena. */
 static void
 control_arena_fields(struct json_object *o)
@@ -490,6 +558,8 @@ control_status(const struct worker_info *w, time_t started)
 	room_usage(&rooms, &used, &size, &recoveries);
 	json_object_object_add(o, "lock_recoveries", json_object_new_int64(
 	    (int64_t)recoveries));
+	if (cluster_enabled())
+		json_object_object_add(o, "cluster", control_cluster());
 	return o;
 }
 

@@ -345,6 +345,17 @@ canvas_show(struct conn *conn, const char *id)
 	jb_send(conn, 200, &b);
 }
 
+/* A member event of room id, for the webhooks. */
+static void
+canvas_hook(enum webhook_event type, const char *id,
+    const struct room_member *m, const char *reason)
+{
+	struct webhook_member	 wm = { m->uid, m->name,
+				    (m->role & MEMBER_ROLE_HOST) != 0 };
+
+	webhook_emit(&dialect_canvas, type, id, &wm, reason);
+}
+
 static void
 canvas_create(struct conn *conn, struct http_req *req)
 {
@@ -401,12 +412,18 @@ canvas_create(struct conn *conn, struct http_req *req)
 	jb_str(&b, host.token);
 	canvas_epoch(&b, epoch);
 	jb_lit(&b, "}");
-	json_object_put(body);
 	jb_send(conn, 201, &b);
+	canvas_hook(WEBHOOK_MEMBER_JOINED, id, &host, NULL);
+	json_object_put(body);
 }
 
+/*
+ * Join room id as a guest, named as the body says or as auth_hook's
+ * answer renamed it (as, if not NULL).
+ */
 static void
-canvas_join(struct conn *conn, struct http_req *req, const char *id)
+canvas_join_as(struct conn *conn, struct http_req *req, const char *id,
+    const char *as)
 {
 	struct json_object	*body;
 	struct jbuf		 b = { NULL, 0, 0, 0 };
@@ -418,15 +435,8 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 
 	if ((body = canvas_body(conn, req)) == NULL)
 		return;
-	name = json_get_string(body, "name");
-	if (!canvas_valid_name(name) ||
-	    canvas_opt_string(body, "password", &pw) == -1) {
-		server_http_error(conn, 400, "bad_request", "expected "
-		    "{\"name\": name, \"password\": optional string}; names "
-		    "are 1 to 64 bytes");
-		json_object_put(body);
-		return;
-	}
+	name = as != NULL ? as : json_get_string(body, "name");
+	canvas_opt_string(body, "password", &pw);
 	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
 	    (rc = room_lock(&ref, &room)) != 0) {
 		canvas_room_error(conn, rc);
@@ -457,8 +467,58 @@ canvas_join(struct conn *conn, struct http_req *req, const char *id)
 		joined = 1;
 	}
 	room_unlock(room);
-	if (joined)
+	if (joined) {
 		jb_send(conn, 200, &b);
+		canvas_hook(WEBHOOK_MEMBER_JOINED, id, &m, NULL);
+	}
+	json_object_put(body);
+}
+
+/* auth_hook's answer to a join: refused (403, or 503 if the application
+ * could not be asked), or the join, maybe under another name. */
+static void
+canvas_checked(struct conn *conn, struct authhook_answer *a, void *id)
+{
+	authhook_validate(a, a->name == NULL || canvas_valid_name(a->name));
+	if (!a->allow)
+		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
+		    "unavailable" : "forbidden", a->reason);
+	else if (conn->req != NULL)
+		canvas_join_as(conn, conn->req, id, a->name);
+}
+
+/* POST rooms/ID/join: checked, then asked of auth_hook if there is one. */
+static void
+canvas_join(struct conn *conn, struct http_req *req, const char *id)
+{
+	struct authhook_query	 q = { &dialect_canvas, "join", id, NULL,
+				    NULL, 0 };
+	struct json_object	*body;
+	struct room_ref		 ref;
+	const char		*pw;
+	char			*arg;
+	int			 rc;
+
+	if ((body = canvas_body(conn, req)) == NULL)
+		return;
+	q.name = json_get_string(body, "name");
+	if (!canvas_valid_name(q.name) ||
+	    canvas_opt_string(body, "password", &pw) == -1) {
+		server_http_error(conn, 400, "bad_request", "expected "
+		    "{\"name\": name, \"password\": optional string}; names "
+		    "are 1 to 64 bytes");
+		json_object_put(body);
+		return;
+	}
+	if (!authhook_enabled(&dialect_canvas))
+		canvas_join_as(conn, req, id, NULL);
+	else if ((rc = room_find(&dialect_canvas, id, &ref)) != 0)
+		canvas_room_error(conn, rc);
+	else if ((arg = strdup(id)) == NULL ||
+	    authhook_ask(conn, &q, canvas_checked, arg, free) == -1) {
+		free(arg);
+		server_http_error(conn, 500, "internal", "out of memory");
+	}
 	json_object_put(body);
 }
 

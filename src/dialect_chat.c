@@ -207,12 +207,37 @@ chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
 }
 
 /*
+ * auth_hook's answer to a handshake: refused with 403 (the application
+ * said no) or 503 (it could not be asked), or let through, maybe under
+ * another name.  A name that is no chat name is a bad answer.
+ */
+static void
+chat_checked(struct conn *conn, struct authhook_answer *a, void *arg)
+{
+	struct chat_conn	*cc = conn->data;
+
+	(void)arg;
+	authhook_validate(a, a->name == NULL ||
+	    util_valid_id(a->name, CHAT_NAME_MAX));
+	if (a->allow && a->name != NULL)
+		snprintf(cc->name, sizeof(cc->name), "%s", a->name);
+	if (a->allow)
+		server_http_upgrade(conn);
+	else
+		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
+		    "unavailable" : "forbidden", a->reason);
+}
+
+/*
  * A signed-in user (a session token or a provider's ID token, oauth.c),
- * or a guest named by ?name= when chat_anonymous allows guests.
+ * or a guest named by ?name= when chat_anonymous allows guests; then
+ * auth_hook, if the chat has one.
  */
 static int
 chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 {
+	struct authhook_query	 q = { &dialect_chat, "connect", NULL, NULL,
+				    NULL, 0 };
 	struct chat_conn	*cc;
 	struct chat_user	 u;
 	int			 rc;
@@ -227,6 +252,7 @@ chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 	if (rc == 0) {
 		snprintf(cc->name, sizeof(cc->name), "%s", u.name);
 		snprintf(cc->uid, sizeof(cc->uid), "%s", u.uid);
+		q.user = cc->uid;
 	} else if (util_query_get(req->query, "name", cc->name,
 	    sizeof(cc->name)) != 1 || !util_valid_id(cc->name,
 	    CHAT_NAME_MAX)) {
@@ -236,7 +262,15 @@ chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 		util_uuid(cc->uid);
 	free(conn->data);
 	conn->data = cc;
-	return 0;
+	q.name = cc->name;
+	switch (authhook_ask(conn, &q, chat_checked, NULL, NULL)) {
+	case 0:
+		return 0;
+	case 1:
+		return HTTP_HELD;
+	default:
+		return 500;
+	}
 }
 
 /* GET MOUNT/auth/...: signing in; anything else wants a WebSocket. */
@@ -381,6 +415,16 @@ chat_send_rec(const struct room_rec *rec, void *arg)
 	return 0;
 }
 
+/* A user joined or left channel "#name", for the webhooks. */
+static void
+chat_hook(enum webhook_event type, const char *channel, const char *uid,
+    const char *user, const char *reason)
+{
+	struct webhook_member	 m = { uid, user, 0 };
+
+	webhook_emit(&dialect_chat, type, channel, &m, reason);
+}
+
 static void
 chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
     struct json_object *msg)
@@ -447,6 +491,8 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	else
 		chat_publish_member(conn, ev);
 	room_unlock(room);
+	if (before == 0)
+		chat_hook(WEBHOOK_MEMBER_JOINED, name, cc->uid, cc->name, NULL);
 }
 
 static void
@@ -475,9 +521,12 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 	*ch = cc->ch[--cc->nch];	/* leaves the set: not told itself */
 	/* The user leaves when its last connection in the channel does. */
 	if (room_member_by_uid(room, cc->uid, &m) == 0 && m.connected &&
-	    chat_presence(room, &m, chat_local_joined(cc->uid, ref.rid)))
+	    chat_presence(room, &m, chat_local_joined(cc->uid, ref.rid))) {
 		chat_publish_channel(conn, room, chat_event("participant",
 		    cc->uid, "left", cc->name, name), ref.rid);
+		chat_hook(WEBHOOK_MEMBER_LEFT, name, cc->uid, cc->name,
+		    msg != NULL ? "left" : "disconnected");
+	}
 	room_unlock(room);
 }
 
@@ -837,6 +886,17 @@ chat_member_lost(struct room *room, const struct room_member *m)
 	chat_channel_name(room, channel, sizeof(channel));
 	chat_server_publish(AUD_TAG, room_ref(room).rid, chat_event(
 	    "participant", m->uid, "left", m->name, channel));
+	chat_hook(WEBHOOK_MEMBER_LEFT, channel, m->uid, m->name, "lost");
+}
+
+/* Webhooks: channel "#name" is room "name"; the server room is none. */
+static int
+chat_room_name(const char *id, char *name, size_t len)
+{
+	if (strcmp(id, CHAT_SERVER_ROOM) == 0)
+		return -1;
+	snprintf(name, len, "%s%s", id[0] == '#' ? "" : "#", id);
+	return 0;
 }
 
 /* Leaving the chat leaves every channel; the others are told. */
@@ -873,5 +933,6 @@ const struct dialect dialect_chat = {
 	.member_lost = chat_member_lost,
 	.relay_match = chat_relay_match,
 	.api_publish = chat_api_publish,
+	.room_name = chat_room_name,
 	.relay = 1,
 };

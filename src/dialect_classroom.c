@@ -44,6 +44,8 @@ struct cls_conn {
 	char	 name[MEMBER_NAME_MAX + 1];
 	char	 room[ROOM_ID_MAX + 1];
 	int	 admin;
+	int	 granted;	/* auth_hook gave authorities */
+	uint64_t authorities;
 };
 
 static int
@@ -103,12 +105,75 @@ cls_from_jwt(struct cls_conn *cc, const char *token)
 	return ok ? 0 : -1;
 }
 
-/* The handshake: who is this?  401 if nobody we accept. */
+/*
+ * auth_hook's "admin" and "authorities" into cc: 0, or -1 if they are
+ * not a boolean and an array of authority names.
+ */
+static int
+cls_granted(struct cls_conn *cc, struct json_object *answer)
+{
+	struct json_object	*v, *e;
+	const char		*name;
+	uint64_t		 bits = 0;
+	size_t			 i, k;
+	int			 admin = cc->admin;
+
+	if (json_object_object_get_ex(answer, "admin", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return -1;
+		admin = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(answer, "authorities", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_array))
+			return -1;
+		for (i = 0; i < json_object_array_length(v); i++) {
+			e = json_object_array_get_idx(v, i);
+			if (!json_object_is_type(e, json_type_string))
+				return -1;
+			name = json_object_get_string(e);
+			for (k = 0; k < CLS_NAUTH; k++)
+				if (strcmp(name, cls_authorities[k]) == 0)
+					break;
+			if (k == CLS_NAUTH)
+				return -1;
+			bits |= 1ULL << k;
+		}
+		cc->granted = 1;
+		cc->authorities = bits;
+	}
+	cc->admin = admin;
+	return 0;
+}
+
+/* auth_hook's answer to a handshake: refused with 403 (or 503 if the
+ * application could not be asked), or the participant enters, maybe
+ * renamed, made admin or given authorities. */
+static void
+cls_checked(struct conn *conn, struct authhook_answer *a, void *arg)
+{
+	struct cls_conn	*cc = conn->data;
+
+	(void)arg;
+	authhook_validate(a, (a->name == NULL || cls_valid(a->name)) &&
+	    (a->answer == NULL || cls_granted(cc, a->answer) == 0));
+	if (a->allow && a->name != NULL)
+		snprintf(cc->name, sizeof(cc->name), "%s", a->name);
+	if (a->allow)
+		server_http_upgrade(conn);
+	else
+		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
+		    "unavailable" : "forbidden", a->reason);
+}
+
+/* The handshake: who is this?  401 if nobody we accept; then auth_hook,
+ * if the classroom has one. */
 static int
 cls_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 {
-	struct cls_conn	*cc;
-	const char	*auth = req->authorization;
+	struct authhook_query	 q = { &dialect_classroom, "enter", NULL,
+				    NULL, NULL, 0 };
+	struct cls_conn		*cc;
+	const char		*auth = req->authorization;
 
 	if (sub[0] != '\0' && strcmp(sub, "/") != 0)
 		return 404;
@@ -134,7 +199,28 @@ cls_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 		cc->admin = -1;		/* the first one in is the admin */
 	free(conn->data);
 	conn->data = cc;
-	return 0;
+	q.room = cc->room;
+	q.name = cc->name;
+	q.host = cc->admin == 1;
+	switch (authhook_ask(conn, &q, cls_checked, NULL, NULL)) {
+	case 0:
+		return 0;
+	case 1:
+		return HTTP_HELD;
+	default:
+		return 500;
+	}
+}
+
+/* A participant entered or left, for the webhooks. */
+static void
+cls_hook(enum webhook_event type, struct room *room,
+    const struct room_member *m, const char *reason)
+{
+	struct webhook_member	 wm = { m->uid, m->name,
+				    (m->role & MEMBER_ROLE_HOST) != 0 };
+
+	webhook_emit(&dialect_classroom, type, room_id(room), &wm, reason);
 }
 
 /* {"id":ROOM,"participants":[{"name","room","admin","authorities","id"}]},
@@ -279,9 +365,12 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		server_ws_close(conn, 1013, "the room is full");
 		return;
 	}
+	if (cc->granted)
+		room_member_set(room, m.mid, m.role, cc->authorities);
 	/* The newcomer is attached first, so it hears its own entrance. */
 	room_publish_json(room, AUD_ALL, 0, cls_room_msg(room,
 	    "ParticipantEnter"));
+	cls_hook(WEBHOOK_MEMBER_JOINED, room, &m, NULL);
 	room_unlock(room);
 }
 
@@ -656,6 +745,7 @@ cls_api_publish(struct room *room, struct json_object *body,
 static void
 cls_member_lost(struct room *room, const struct room_member *m)
 {
+	cls_hook(WEBHOOK_MEMBER_LEFT, room, m, "lost");
 	room_member_remove(room, m->mid);
 	if (!room_closing(room) && room_member_count(room) > 0)
 		room_publish_json(room, AUD_ALL, 0, cls_room_msg(room,
@@ -666,11 +756,15 @@ cls_member_lost(struct room *room, const struct room_member *m)
 static void
 cls_ws_close(struct conn *conn)
 {
-	struct room	*room;
+	struct room_member	 m;
+	struct room		*room;
 
 	if (conn->room == NULL)
 		return;
 	if (room_lock(&conn->room->ref, &room) == 0) {
+		if (!server_stopping() &&
+		    room_member_by_mid(room, conn->mid, &m) == 0)
+			cls_hook(WEBHOOK_MEMBER_LEFT, room, &m, "left");
 		room_member_remove(room, conn->mid);
 		if (!room_closing(room) && !server_stopping() &&
 		    room_member_count(room) > 0)

@@ -117,6 +117,26 @@ lobby_refuse(struct conn *conn, const char *type, const char *fmt,
 	server_ws_close(conn, 1000, type);
 }
 
+/* A client joined or left room code, for the webhooks. */
+static void
+lobby_hook(enum webhook_event type, const char *code,
+    const struct room_member *m, const char *reason)
+{
+	struct webhook_member	 wm = { m->uid, m->uid,
+				    (m->role & MEMBER_ROLE_HOST) != 0 };
+
+	webhook_emit(&dialect_lobby, type, code, &wm, reason);
+}
+
+/* auth_hook refused a join (or could not be asked): a named error, and
+ * the connection closes, as lobby errors do. */
+static void
+lobby_check_refused(struct conn *conn, const struct authhook_answer *a)
+{
+	lobby_refuse(conn, a->failed ? "joinCheckFailed" : "joinRefused",
+	    "%s", a->reason);
+}
+
 static int
 lobby_migrates(struct room *room)
 {
@@ -279,6 +299,10 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 		room_publish_json(room, AUD_ALL_BUT, m.mid,
 		    lobby_msg("hostRejoined", NULL));
 	}
+	if (as_host)
+		m.role |= MEMBER_ROLE_HOST;
+	lobby_hook(WEBHOOK_MEMBER_JOINED, code, &m, restored != NULL ?
+	    "reconnected" : NULL);
 	return as_host;
 }
 
@@ -330,15 +354,64 @@ lobby_bare_open(struct conn *conn, struct http_req *req)
 	lobby_identity(conn);
 }
 
+/* The current usage: a connection with a room code in its query. */
 static void
-lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
+lobby_open_room(struct conn *conn, const char *query)
 {
-	struct lobby_conn	*lc;
 	struct room_ref		 ref;
 	struct room_member	 m, *restored = NULL;
 	struct room		*room;
 	char			 code[ROOM_ID_MAX + 1], cid[MEMBER_UID_LEN + 2];
 	char			 token[MEMBER_TOKEN_LEN + 2];
+	int			 host;
+
+	util_query_get(query, "code", code, sizeof(code));
+	host = util_query_get(query, "host", NULL, 0) > 0;
+	if (!util_valid_id(code, ROOM_ID_MAX) ||
+	    room_find(&dialect_lobby, code, &ref) != 0 ||
+	    room_lock(&ref, &room) != 0) {
+		lobby_identity(conn);
+		lobby_refuse(conn, "noRoomFound", "No room exists with code %s",
+		    util_valid_id(code, ROOM_ID_MAX) ? code : "given");
+		return;
+	}
+	if (util_query_get(query, "clientId", cid, sizeof(cid)) == 1 &&
+	    util_query_get(query, "token", token, sizeof(token)) == 1) {
+		if (lobby_restore(conn, room, cid, token, &m) == -1) {
+			room_unlock(room);
+			lobby_identity(conn);
+			lobby_refuse(conn, "invalidToken", "Unknown client id "
+			    "or wrong token%s", "");
+			return;
+		}
+		restored = &m;
+	}
+	lobby_identity(conn);
+	lobby_seat(conn, room, code, host, 0, restored);
+	room_unlock(room);
+}
+
+/* auth_hook's answer to a connection with a room code. */
+static void
+lobby_open_checked(struct conn *conn, struct authhook_answer *a,
+    void *query)
+{
+	if (a->allow)
+		lobby_open_room(conn, query);
+	else {
+		lobby_identity(conn);
+		lobby_check_refused(conn, a);
+	}
+}
+
+static void
+lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
+{
+	struct authhook_query	 q = { &dialect_lobby, "join", NULL, NULL,
+				    NULL, 0 };
+	struct lobby_conn	*lc;
+	char			 code[ROOM_ID_MAX + 1], cid[MEMBER_UID_LEN + 2];
+	char			*query;
 	int			 ncode, host;
 
 	if ((lc = calloc(1, sizeof(*lc))) == NULL) {
@@ -360,28 +433,20 @@ lobby_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 		    "query string%s", "");
 		return;
 	}
-	if (!util_valid_id(code, ROOM_ID_MAX) ||
-	    room_find(&dialect_lobby, code, &ref) != 0 ||
-	    room_lock(&ref, &room) != 0) {
-		lobby_identity(conn);
-		lobby_refuse(conn, "noRoomFound", "No room exists with code %s",
-		    util_valid_id(code, ROOM_ID_MAX) ? code : "given");
+	if (!authhook_enabled(&dialect_lobby) ||
+	    !util_valid_id(code, ROOM_ID_MAX)) {
+		lobby_open_room(conn, req->query);
 		return;
 	}
-	if (util_query_get(req->query, "clientId", cid, sizeof(cid)) == 1 &&
-	    util_query_get(req->query, "token", token, sizeof(token)) == 1) {
-		if (lobby_restore(conn, room, cid, token, &m) == -1) {
-			room_unlock(room);
-			lobby_identity(conn);
-			lobby_refuse(conn, "invalidToken", "Unknown client id "
-			    "or wrong token%s", "");
-			return;
-		}
-		restored = &m;
+	q.room = code;
+	q.host = host;
+	q.user = util_query_get(req->query, "clientId", cid, sizeof(cid)) ==
+	    1 ? cid : lc->uid;
+	if ((query = strdup(req->query)) == NULL ||
+	    authhook_ask(conn, &q, lobby_open_checked, query, free) == -1) {
+		free(query);
+		server_ws_close(conn, 1011, "out of memory");
 	}
-	lobby_identity(conn);
-	lobby_seat(conn, room, code, host, 0, restored);
-	room_unlock(room);
 }
 
 static void
@@ -412,6 +477,7 @@ lobby_create(struct conn *conn, struct json_object *msg)
 		return;
 	}
 	room_unlock(room);
+	lobby_hook(WEBHOOK_MEMBER_JOINED, code, &m, NULL);
 	d = json_object_new_object();
 	json_object_object_add(d, "roomCode", json_object_new_string(code));
 	g = json_object_new_object();
@@ -420,7 +486,7 @@ lobby_create(struct conn *conn, struct json_object *msg)
 }
 
 static void
-lobby_join(struct conn *conn, struct json_object *msg)
+lobby_join_as(struct conn *conn, struct json_object *msg)
 {
 	struct lobby_conn	*lc = conn->data;
 	struct json_object	*data = NULL, *v, *d, *g;
@@ -472,6 +538,48 @@ lobby_join(struct conn *conn, struct json_object *msg)
 	g = json_object_new_object();
 	json_object_object_add(g, "isHost", json_object_new_boolean(rc));
 	lobby_reply(conn, "roomJoined", d, "joinedRoom", g);
+}
+
+/* auth_hook's answer to a joinRoom. */
+static void
+lobby_join_checked(struct conn *conn, struct authhook_answer *a, void *msg)
+{
+	if (a->allow)
+		lobby_join_as(conn, msg);
+	else
+		lobby_check_refused(conn, a);
+}
+
+static void
+lobby_msg_free(void *msg)
+{
+	json_object_put(msg);
+}
+
+/* joinRoom: asked of auth_hook first, if the lobby has one. */
+static void
+lobby_join(struct conn *conn, struct json_object *msg)
+{
+	struct lobby_conn	*lc = conn->data;
+	struct authhook_query	 q = { &dialect_lobby, "join", NULL, NULL,
+				    NULL, 0 };
+	struct json_object	*data = NULL;
+
+	json_object_object_get_ex(msg, "data", &data);
+	q.room = data != NULL ? json_get_string(data, "roomCode") : NULL;
+	q.user = data != NULL ? json_get_string(data, "clientId") : NULL;
+	if (q.user == NULL)
+		q.user = lc->uid;
+	if (!authhook_enabled(&dialect_lobby) || q.room == NULL ||
+	    !util_valid_id(q.room, ROOM_ID_MAX)) {
+		lobby_join_as(conn, msg);
+		return;
+	}
+	if (authhook_ask(conn, &q, lobby_join_checked, json_object_get(msg),
+	    lobby_msg_free) == -1) {
+		json_object_put(msg);
+		server_ws_close(conn, 1011, "out of memory");
+	}
 }
 
 /* {"type":T,"data":{key:value, ...}} with value taken from src. */
@@ -705,6 +813,8 @@ lobby_ws_close(struct conn *conn)
 	struct room_ref		 ref;
 	struct lobby_scan	 s;
 	struct room		*room;
+	struct room_member	 m;
+	uint64_t		 mid = conn->mid;
 	int			 left;
 
 	if (conn->room == NULL)
@@ -713,6 +823,9 @@ lobby_ws_close(struct conn *conn)
 	left = fanout_detach(conn, 0, NULL);
 	if (left < 0 || room_lock(&ref, &room) != 0)
 		return;
+	if (!server_stopping() && room_member_by_mid(room, mid, &m) == 0)
+		lobby_hook(WEBHOOK_MEMBER_LEFT, room_id(room), &m,
+		    "disconnected");
 	if (room_closing(room) && left == 0) {
 		room_delete(room, "closed");
 		return;
@@ -735,6 +848,7 @@ lobby_idle_ttl(void)
 static void
 lobby_member_lost(struct room *room, const struct room_member *m)
 {
+	lobby_hook(WEBHOOK_MEMBER_LEFT, room_id(room), m, "lost");
 	if ((m->role & MEMBER_ROLE_HOST) && !room_closing(room) &&
 	    room_dget(room, LS_HOST_GONE) == 0)
 		lobby_host_gone(room);

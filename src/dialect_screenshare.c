@@ -94,37 +94,43 @@ ss_strip(const char *name, char *out, size_t outlen)
 }
 
 /*
- * The username of msg, stripped of surrounding whitespace as the original
- * server does before it checks and keeps it, into out: 0, or -1 after
- * answering.
+ * name stripped of surrounding whitespace as the original server does
+ * before it checks and keeps it, into out: 0, or -1 if it is no username
+ * (empty, too long, not printable).
  */
 static int
-ss_check_username(struct conn *conn, struct json_object *msg, char *out,
-    size_t outlen)
+ss_valid_username(const char *name, char *out, size_t outlen)
 {
 	const unsigned char	*p;
-	const char		*name = json_get_string(msg, "username");
 	size_t			 chars = 0;
 	uint32_t		 cp;
 	int			 n;
 
-	if (name == NULL && !json_object_is_type(json_object_object_get(msg,
-	    "username"), json_type_string)) {
-		ss_reply(conn, "INVALID_USERNAME", "Username missing");
-		return -1;
-	}
 	/* NULL: a string holding a NUL. */
-	if (name == NULL || ss_strip(name, out, outlen) == -1) {
-		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
+	if (name == NULL || ss_strip(name, out, outlen) == -1)
 		return -1;
-	}
 	/* The text is valid UTF-8 (json_parse checked): decode it. */
 	for (p = (const unsigned char *)out; *p != '\0'; p += n, chars++) {
 		n = ss_decode(p, &cp);
 		if (!ss_printable(cp))
 			break;
 	}
-	if (chars == 0 || *p != '\0' || chars > SS_NAME_MAX) {
+	return chars == 0 || *p != '\0' || chars > SS_NAME_MAX ? -1 : 0;
+}
+
+/* The username of msg, checked, into out: 0, or -1 after answering. */
+static int
+ss_check_username(struct conn *conn, struct json_object *msg, char *out,
+    size_t outlen)
+{
+	const char	*name = json_get_string(msg, "username");
+
+	if (name == NULL && !json_object_is_type(json_object_object_get(msg,
+	    "username"), json_type_string)) {
+		ss_reply(conn, "INVALID_USERNAME", "Username missing");
+		return -1;
+	}
+	if (ss_valid_username(name, out, outlen) == -1) {
 		ss_reply(conn, "INVALID_USERNAME", "Invalid username");
 		return -1;
 	}
@@ -216,6 +222,17 @@ ss_epoch(struct json_object *o, uint64_t epoch)
 	    epoch));
 }
 
+/* A member joined or left, for the webhooks. */
+static void
+ss_hook(enum webhook_event type, struct room *room,
+    const struct room_member *m, const char *reason)
+{
+	struct webhook_member	 wm = { m->uid, m->name,
+				    (m->role & MEMBER_ROLE_HOST) != 0 };
+
+	webhook_emit(&dialect_screenshare, type, room_id(room), &wm, reason);
+}
+
 /* The host is told a user left, or the users that the host left. */
 static void
 ss_announce_leave(struct room *room, const struct room_member *m)
@@ -243,8 +260,11 @@ ss_leave(struct conn *conn, int reply)
 	if (room_lock(&conn->room->ref, &room) == 0) {
 		if (room_member_by_mid(room, conn->mid, &me) == 0) {
 			/* On a stop everyone is being closed anyway. */
-			if (!server_stopping())
+			if (!server_stopping()) {
 				ss_announce_leave(room, &me);
+				ss_hook(WEBHOOK_MEMBER_LEFT, room, &me,
+				    "left");
+			}
 			room_member_remove(room, me.mid);
 		}
 		room_unlock(room);
@@ -259,6 +279,7 @@ static void
 ss_member_lost(struct room *room, const struct room_member *m)
 {
 	ss_announce_leave(room, m);
+	ss_hook(WEBHOOK_MEMBER_LEFT, room, m, "lost");
 	room_member_remove(room, m->mid);
 }
 
@@ -286,6 +307,7 @@ ss_create(struct conn *conn, struct json_object *msg)
 		ss_reply(conn, "ERROR", "Could not create a room");
 		return;
 	}
+	ss_hook(WEBHOOK_MEMBER_JOINED, room, &m, NULL);
 	epoch = room_epoch(room);
 	room_unlock(room);
 	o = json_object_new_object();
@@ -349,7 +371,7 @@ ss_join_room(struct conn *conn, const char *given, const char *name,
  * (it is checked again after leaving, which needs the old room's lock).
  */
 static void
-ss_join(struct conn *conn, struct json_object *msg)
+ss_join_as(struct conn *conn, struct json_object *msg)
 {
 	struct room_member	 m;
 	struct room		*room;
@@ -385,6 +407,7 @@ ss_join(struct conn *conn, struct json_object *msg)
 	if ((host = ss_host(room)) != 0)
 		room_publish_json(room, AUD_MEMBER, host,
 		    ss_msg("USER_JOINED", name, NULL, NULL));
+	ss_hook(WEBHOOK_MEMBER_JOINED, room, &m, NULL);
 	epoch = room_epoch(room);
 	room_unlock(room);
 	o = json_object_new_object();
@@ -393,6 +416,58 @@ ss_join(struct conn *conn, struct json_object *msg)
 	json_object_object_add(o, "roomid", json_object_new_string(given));
 	ss_epoch(o, epoch);
 	server_ws_send_json(conn, o);
+}
+
+/* auth_hook's answer to a JOIN_ROOM: an ERROR with the reason (the
+ * connection stays), or the join, maybe under another username. */
+static void
+ss_join_checked(struct conn *conn, struct authhook_answer *a, void *msg)
+{
+	char	 name[MEMBER_NAME_MAX + 1];
+
+	authhook_validate(a, a->name == NULL ||
+	    ss_valid_username(a->name, name, sizeof(name)) == 0);
+	if (!a->allow) {
+		ss_reply(conn, "ERROR", a->reason);
+		return;
+	}
+	if (a->name != NULL)
+		json_object_object_add(msg, "username",
+		    json_object_new_string(name));
+	ss_join_as(conn, msg);
+}
+
+static void
+ss_msg_free(void *msg)
+{
+	json_object_put(msg);
+}
+
+/* JOIN_ROOM: asked of auth_hook first, if the dialect has one, once the
+ * room id and username are there to ask about. */
+static void
+ss_join(struct conn *conn, struct json_object *msg)
+{
+	struct authhook_query	 q = { &dialect_screenshare, "join", NULL,
+				    NULL, NULL, 0 };
+	char			 name[MEMBER_NAME_MAX + 1];
+	char			 id[ROOM_ID_MAX + 1];
+
+	q.room = json_get_string(msg, "roomid");
+	if (!authhook_enabled(&dialect_screenshare) || q.room == NULL ||
+	    ss_normalize(q.room, id, sizeof(id)) == -1 ||
+	    ss_valid_username(json_get_string(msg, "username"), name,
+	    sizeof(name)) == -1) {
+		ss_join_as(conn, msg);
+		return;
+	}
+	q.room = id;
+	q.name = name;
+	if (authhook_ask(conn, &q, ss_join_checked, json_object_get(msg),
+	    ss_msg_free) == -1) {
+		json_object_put(msg);
+		ss_reply(conn, "ERROR", "out of memory");
+	}
 }
 
 /*

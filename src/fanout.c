@@ -127,7 +127,7 @@ fanout_pend(const struct doorbell *db, uint64_t slots, int local)
 }
 
 void
-fanout_room_gone(uint64_t rid, const char *reason)
+fanout_room_gone(uint64_t rid, int code, const char *reason)
 {
 	struct lroom	*lr;
 	struct conn	*conn;
@@ -137,7 +137,7 @@ fanout_room_gone(uint64_t rid, const char *reason)
 	while ((conn = LIST_FIRST(&lr->conns)) != NULL) {
 		LIST_REMOVE(conn, room_entry);
 		conn->room = NULL;
-		server_ws_close(conn, 1000, reason);
+		server_ws_close(conn, code, reason);
 	}
 	LIST_REMOVE(lr, entry);
 	free(lr);
@@ -452,7 +452,11 @@ fanout_doorbell(const struct doorbell *db)
 			fanout_pend(db, 0, 1);
 		break;
 	case DOORBELL_CLOSE_ROOM:
-		fanout_room_gone(db->rid, "room deleted");
+		/* seq 1: the room is to be loaded again (cluster mode) */
+		if (db->seq == 1)
+			fanout_room_gone(db->rid, 1012, "room reloaded");
+		else
+			fanout_room_gone(db->rid, 1000, "room deleted");
 		break;
 	case DOORBELL_KICK:
 		if ((lr = lroom_find(db->rid)) == NULL)

@@ -1,10 +1,15 @@
 /*
- * fetch.c: requests roomd itself makes, to a sign-in provider's token,
- * key set and user endpoints.  One HTTP/1.1 request per connection on the
- * worker's event loop (libevent's HTTP client), over TLS with the peer's
- * certificate and name verified (OpenSSL), or in the clear to loopback
- * only, as roomd.conf(5) allows.  The callback runs exactly once: with the
- * status and body, or with status 0 if the provider could not be reached.
+ * fetch.c: requests roomd itself makes: to a sign-in provider's token,
+ * key set and user endpoints (oauth.c), and to the application's webhook
+ * and join check URLs (webhook.c, authhook.c).  One HTTP/1.1 request per
+ * connection on the worker's event loop (libevent's HTTP client), over
+ * TLS with the peer's certificate and name verified (OpenSSL), or in the
+ * clear to loopback only, as roomd.conf(5) allows.  No redirect is
+ * followed: a 3xx is an answer like any other.  Each request has a
+ * deadline for the whole exchange, so a server that trickles its answer
+ * cannot hold it longer.  The callback runs exactly once: with the
+ * status and body, or with status 0 if the server could not be reached or
+ * did not answer in time (fetch_error says which, during the callback).
  */
 #include "config.h"
 
@@ -32,10 +37,15 @@
 
 struct fetch {
 	struct evhttp_connection	*evcon;
+	struct event			*deadline;
 	fetch_cb			 cb;
 	void				*arg;
+	int				 quiet;		/* the caller logs */
+	const char			*error;		/* why status 0 */
 	char				 url[512];
 };
+
+static const char		*fetch_why;	/* during a callback */
 
 static SSL_CTX			*fetch_ctx;
 static char			 fetch_ca[1024];	/* what fetch_ctx trusts */
@@ -77,6 +87,41 @@ fetch_free_later(evutil_socket_t fd, short what, void *arg)
 	evhttp_connection_free(evcon);
 }
 
+/* What libevent says went wrong with a request (evhttp_request_error). */
+static void
+fetch_failed(enum evhttp_request_error e, void *arg)
+{
+	struct fetch	*f = arg;
+
+	f->error = e == EVREQ_HTTP_TIMEOUT ? "timed out" :
+	    e == EVREQ_HTTP_EOF ? "connection closed before the answer ended" :
+	    e == EVREQ_HTTP_INVALID_HEADER ? "malformed answer" :
+	    e == EVREQ_HTTP_DATA_TOO_LONG ? "answer too long" :
+	    "no answer";
+}
+
+/* The callback, once, then the request's memory. */
+static void
+fetch_finish(struct fetch *f, int status, const char *body, size_t len)
+{
+	unsigned long	 e;
+
+	if (status == 0) {
+		e = ERR_get_error();
+		if (f->error == NULL)
+			f->error = e != 0 ? ERR_reason_error_string(e) :
+			    "no answer";
+		if (!f->quiet)
+			log_warnx("fetch %s: %s", f->url, f->error);
+		ERR_clear_error();
+	}
+	fetch_why = f->error;
+	f->cb(status, body, len, f->arg);
+	fetch_why = NULL;
+	event_free(f->deadline);
+	free(f);
+}
+
 static void
 fetch_done(struct evhttp_request *req, void *arg)
 {
@@ -85,7 +130,6 @@ fetch_done(struct evhttp_request *req, void *arg)
 	char		*body = NULL;
 	size_t		 len = 0;
 	int		 status = 0;
-	unsigned long	 e;
 
 	if (req != NULL && (status = evhttp_request_get_response_code(req))
 	    != 0) {
@@ -97,18 +141,32 @@ fetch_done(struct evhttp_request *req, void *arg)
 		} else
 			status = 0;
 	}
-	if (status == 0) {
-		e = ERR_get_error();
-		log_warnx("fetch %s: %s", f->url, e != 0 ?
-		    ERR_reason_error_string(e) : "no answer");
-		ERR_clear_error();
-	}
-	f->cb(status, body ? body : "", body ? len : 0, f->arg);
-	free(body);
 	/* The connection cannot be freed inside its own callback. */
 	event_base_once(server_base(), -1, EV_TIMEOUT, fetch_free_later,
 	    f->evcon, NULL);
-	free(f);
+	fetch_finish(f, status, body ? body : "", body ? len : 0);
+	free(body);
+}
+
+/* The whole exchange took too long: give up on it.  Freeing the
+ * connection drops its request without calling fetch_done. */
+static void
+fetch_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetch	*f = arg;
+
+	(void)fd;
+	(void)what;
+	evhttp_connection_free(f->evcon);
+	f->error = "timed out";
+	fetch_finish(f, 0, "", 0);
+}
+
+/* During a callback with status 0: what failed. */
+const char *
+fetch_error(void)
+{
+	return fetch_why != NULL ? fetch_why : "no answer";
 }
 
 /*
@@ -182,8 +240,10 @@ fetch_tls(const char *host)
  * made.
  */
 static int
-fetch_connect(struct fetch *f, const char *host, int port, int tls)
+fetch_connect(struct fetch *f, const char *host, int port, int tls,
+    int timeout)
 {
+	struct timeval		 tv = { timeout, 0 };
 	struct bufferevent	*bev = NULL;
 
 	if (fetch_dns == NULL)
@@ -198,17 +258,33 @@ fetch_connect(struct fetch *f, const char *host, int port, int tls)
 			bufferevent_free(bev);
 		return -1;
 	}
-	evhttp_connection_set_timeout(f->evcon, FETCH_TIMEOUT);
+	evhttp_connection_set_timeout(f->evcon, timeout);
 	evhttp_connection_set_max_body_size(f->evcon, FETCH_MAX_BODY);
+	evhttp_connection_set_retries(f->evcon, 0);
+	if ((f->deadline = evtimer_new(server_base(), fetch_deadline, f))
+	    == NULL || evtimer_add(f->deadline, &tv) == -1) {
+		evhttp_connection_free(f->evcon);
+		return -1;
+	}
 	return 0;
 }
 
-/* The headers of a request to host:port, and the form as its body. */
+/* What a request sends besides its target: method, body and headers. */
+struct fetch_out {
+	const char		*type;		/* of the body; NULL: none */
+	const char		*body;
+	size_t			 len;
+	const char		*bearer;	/* Authorization: Bearer */
+	const char *const	*headers;	/* name, value, ..., NULL */
+};
+
+/* The headers of a request to host:port, and its body. */
 static void
 fetch_headers(struct evhttp_request *req, const char *host, int port,
-    int tls, const char *bearer, const char *form)
+    int tls, const struct fetch_out *o)
 {
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	const char *const	*x;
 	char			 buf[8300];
 
 	if (port == (tls ? 443 : 80))
@@ -221,26 +297,26 @@ fetch_headers(struct evhttp_request *req, const char *host, int port,
 	evhttp_add_header(h, "Accept", "application/json");
 	evhttp_add_header(h, "User-Agent", "roomd/" PACKAGE_VERSION);
 	evhttp_add_header(h, "Connection", "close");
-	if (bearer != NULL) {
-		snprintf(buf, sizeof(buf), "Bearer %s", bearer);
+	if (o->bearer != NULL) {
+		snprintf(buf, sizeof(buf), "Bearer %s", o->bearer);
 		evhttp_add_header(h, "Authorization", buf);
 	}
-	if (form != NULL) {
-		evhttp_add_header(h, "Content-Type",
-		    "application/x-www-form-urlencoded");
-		evbuffer_add(evhttp_request_get_output_buffer(req), form,
-		    strlen(form));
+	for (x = o->headers; x != NULL && x[0] != NULL; x += 2)
+		evhttp_add_header(h, x[0], x[1]);
+	if (o->type != NULL) {
+		evhttp_add_header(h, "Content-Type", o->type);
+		evbuffer_add(evhttp_request_get_output_buffer(req), o->body,
+		    o->len);
 	}
 }
 
 /*
- * GET url (form NULL) or POST form to it, with "Authorization: Bearer"
- * when bearer is set.  Returns -1 (and never calls cb) if the request
- * could not even start.
+ * Start a request: GET, or POST when o has a body.  Returns -1 (and never
+ * calls cb) if it could not even start.
  */
-int
-fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
-    void *arg)
+static int
+fetch_start(const char *url, const struct fetch_out *o, int timeout,
+    int quiet, fetch_cb cb, void *arg)
 {
 	struct evhttp_uri	*uri;
 	struct evhttp_request	*req;
@@ -255,17 +331,19 @@ fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
 	    (f = calloc(1, sizeof(*f))) == NULL)
 		goto fail;
 	fetch_target(uri, target, sizeof(target));
-	if (fetch_connect(f, host, port, tls) == -1)
+	if (fetch_connect(f, host, port, tls, timeout) == -1)
 		goto fail;
 	f->cb = cb;
 	f->arg = arg;
+	f->quiet = quiet;
 	snprintf(f->url, sizeof(f->url), "%s", url);
 	if ((req = evhttp_request_new(fetch_done, f)) == NULL) {
 		evhttp_connection_free(f->evcon);
 		goto fail;
 	}
-	fetch_headers(req, host, port, tls, bearer, form);
-	if (evhttp_make_request(f->evcon, req, form ? EVHTTP_REQ_POST :
+	evhttp_request_set_error_cb(req, fetch_failed);
+	fetch_headers(req, host, port, tls, o);
+	if (evhttp_make_request(f->evcon, req, o->type ? EVHTTP_REQ_POST :
 	    EVHTTP_REQ_GET, target) != 0) {
 		evhttp_connection_free(f->evcon);	/* frees req too */
 		goto fail;
@@ -273,7 +351,42 @@ fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
 	evhttp_uri_free(uri);
 	return 0;
 fail:
+	if (f != NULL && f->deadline != NULL)
+		event_free(f->deadline);
 	free(f);
 	evhttp_uri_free(uri);
 	return -1;
+}
+
+/*
+ * GET url (form NULL) or POST form to it, with "Authorization: Bearer"
+ * when bearer is set.  Returns -1 (and never calls cb) if the request
+ * could not even start.
+ */
+int
+fetch(const char *url, const char *form, const char *bearer, fetch_cb cb,
+    void *arg)
+{
+	struct fetch_out	 o = { NULL, form, form ? strlen(form) : 0,
+				    bearer, NULL };
+
+	if (form != NULL)
+		o.type = "application/x-www-form-urlencoded";
+	return fetch_start(url, &o, FETCH_TIMEOUT, 0, cb, arg);
+}
+
+/*
+ * POST a JSON body to url with extra headers (name, value, ..., NULL),
+ * given up after timeout seconds.  Failures are not logged: the caller
+ * does, with fetch_error.  Returns -1 (and never calls cb) if the request
+ * could not even start.
+ */
+int
+fetch_json(const char *url, const char *body, size_t len,
+    const char *const *headers, int timeout, fetch_cb cb, void *arg)
+{
+	struct fetch_out	 o = { "application/json", body, len, NULL,
+				    headers };
+
+	return fetch_start(url, &o, timeout, 1, cb, arg);
 }

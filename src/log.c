@@ -114,3 +114,29 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+/*
+ * A warning at most once every LOG_LIMIT_INTERVAL seconds for this
+ * limiter; the next one that gets through says how many were left out.
+ */
+void
+log_limited(struct log_limit *l, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[1024], more[64] = "";
+	time_t	 now = time(NULL);
+
+	if (l->last != 0 && now - l->last < LOG_LIMIT_INTERVAL) {
+		l->skipped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (l->skipped > 0)
+		snprintf(more, sizeof(more), " (and %u more like it)",
+		    l->skipped);
+	log_warnx("%s: %s%s", l->prefix, msg, more);
+	l->last = now;
+	l->skipped = 0;
+}

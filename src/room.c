@@ -93,8 +93,11 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 	struct shm_room		*r;
 	int			 rc, counted = 0;
 
-	if (cluster_enabled())
-		return rcl_create(d, id, out);
+	if (cluster_enabled()) {
+		if ((rc = rcl_create(d, id, out)) == 0)
+			webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
+		return rc;
+	}
 	/* max_rooms_per_ip: the address's count drops when the room is
 	 * deleted (shm_room_delete_locked). */
 	if (addr != NULL && env->conf.max_rooms_per_ip > 0) {
@@ -115,6 +118,7 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 		shm_tx_set(A(), &r->lock, &r->creator[0], addr[0]);
 		shm_tx_set(A(), &r->lock, &r->creator[1], addr[1]);
 	}
+	webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
 	if (d->relay)
 		shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_RELAY);
 	*out = room_new(r, (const struct room_ref *)&ref);
@@ -273,19 +277,20 @@ room_delete(struct room *room, const char *reason)
 	if (room->tx != NULL && rcl_close(room, reason) != 0)
 		log_warnx("room %s: deleted here only: %s", room->r->id,
 		    room_strerror(ROOM_EUNAVAIL));
-	room_delete_local(room, reason);
+	webhook_room(room->dialect, WEBHOOK_ROOM_DELETED, room->r->id, reason);
+	room_delete_local(room, reason, 0);
 }
 
 void
-room_delete_local(struct room *room, const char *reason)
+room_delete_local(struct room *room, const char *reason, int reload)
 {
 	struct doorbell	 db;
 	uint64_t	 slots = room_slots(room->r);
 
-	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, 0);
+	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, reload != 0);
 	shm_room_delete_locked(A(), room->r);
 	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
-	fanout_room_gone(db.rid, reason);
+	fanout_room_gone(db.rid, reload ? 1012 : 1000, reason);
 	fanout_pend(&db, slots, 0);
 	free(room->kicks);	/* its connections are closed anyway */
 	rcl_unlock(room);	/* frees the transaction */
@@ -889,10 +894,20 @@ room_slot_dead(int slot)
 	nlost = 0;
 }
 
+/* A room expires (under its lock, in the master): webhooks hear of it.
+ * In cluster mode only this host's mirror goes (Redis expires rooms). */
+static void
+reap_gone(struct shm_room *r, void *arg)
+{
+	if (r->cepoch == 0)
+		webhook_room(dialect_find_id((unsigned)r->dialect),
+		    WEBHOOK_ROOM_DELETED, r->id, "expired");
+}
+
 void
 room_reap(void)
 {
-	shm_room_reap(A(), util_now());
+	shm_room_reap_fn(A(), util_now(), reap_gone, NULL);
 }
 
 int

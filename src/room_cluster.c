@@ -36,7 +36,7 @@
 #include "roomd.h"
 #include "room_engine.h"
 
-#define P		"roomd:"
+#define P		cluster_prefix()
 #define LOCK_PX		3000	/* the room lock's lease in Redis */
 #define LOCK_WAIT_MS	2000	/* how long a busy lock is waited for */
 #define RELAY_KEEP	1000	/* log entries a relay room keeps */
@@ -120,7 +120,7 @@ push64(uint64_t **v, size_t *n, uint64_t x)
 static void
 room_base(char *buf, size_t len, const struct dialect *d, const char *id)
 {
-	snprintf(buf, len, P "{%s:%s}", d->name, id);
+	snprintf(buf, len, "%s{%s:%s}", P, d->name, id);
 }
 
 /* The keys of a room, in the order given by the suffixes. */
@@ -133,7 +133,7 @@ room_keys(const char *base, const char **names, char keys[][200], int n)
 		if (names[i] == NULL)	/* the caller's */
 			keys[i][0] = '\0';
 		else if (names[i][0] == '@')	/* a shard key */
-			snprintf(keys[i], 200, P "%s", names[i] + 1);
+			snprintf(keys[i], 200, "%s%s", P, names[i] + 1);
 		else
 			snprintf(keys[i], 200, "%s:%s", base, names[i]);
 	}
@@ -484,7 +484,7 @@ mirror_apply(struct room *room, const char *msg, size_t len)
 		if (line[0] == 'C') {
 			snprintf(reason, sizeof(reason), "%.*s", (int)dlen,
 			    data);
-			room_delete_local(room, reason);
+			room_delete_local(room, reason, 0);
 			return 1;
 		}
 	}
@@ -529,7 +529,7 @@ mirror_drop(struct room *room)
 	log_info("cluster: room %s:%s starts over from Redis",
 	    room->dialect != NULL ? room->dialect->name : "?", room->r->id);
 	cluster_count(CLUSTER_GAPS, 1);
-	room_delete_local(room, "the room must be loaded again");
+	room_delete_local(room, "room reloaded", 1);
 }
 
 /* Records of an entry only (its state is in the snapshot). */
@@ -562,7 +562,7 @@ static int
 mirror_load(struct room *room, const redisReply *r)
 {
 	struct shm_room	*sr = room->r;
-	const redisReply *mem = r->element[7], *pres = r->element[8];
+	const redisReply *mem = r->element[6], *pres = r->element[7];
 	char		 line[300];
 	size_t		 i;
 	int		 rc = 0;
@@ -570,10 +570,8 @@ mirror_load(struct room *room, const redisReply *r)
 	shm_tx_set(room_arena(), &sr->lock, &sr->cepoch, int_at(r, 0));
 	shm_tx_set(room_arena(), &sr->lock, &sr->cver, int_at(r, 1));
 	if (r->element[4]->type == REDIS_REPLY_STRING &&
-	    r->element[5]->type == REDIS_REPLY_STRING &&
-	    strchr(r->element[5]->str, ' ') != NULL) {
-		snprintf(line, sizeof(line), "W %s %s", r->element[4]->str,
-		    r->element[5]->str);
+	    r->element[4]->len > 0) {
+		snprintf(line, sizeof(line), "W %s", r->element[4]->str);
 		rc = mirror_words(room, line);
 	}
 	for (i = 0; rc == 0 && i + 1 < mem->elements; i += 2)
@@ -588,11 +586,11 @@ mirror_load(struct room *room, const redisReply *r)
 		mirror_presence(room, strtoull(pres->element[i]->str, NULL,
 		    10), n);
 	}
-	if (rc == 0 && int_at(r, 6) + 1 > sr->next_mid)
+	if (rc == 0 && int_at(r, 5) > sr->next_mid)
 		shm_tx_set(room_arena(), &sr->lock, &sr->next_mid,
-		    int_at(r, 6) + 1);
+		    int_at(r, 5));
 	if (rc == 0)
-		rc = mirror_load_records(room, r->element[9]);
+		rc = mirror_load_records(room, r->element[8]);
 	if (rc == 0 && sr->log_head == 0)
 		shm_tx_set(room_arena(), &sr->lock, &sr->committed,
 		    int_at(r, 2));
@@ -615,11 +613,11 @@ room_open_call(const struct dialect *d, const char *id, int create)
 		return NULL;
 	room_base(base, sizeof(base), d, id);
 	room_keys(base, names, keys, 7);
-	snprintf(keys[5], 200, P "rooms:%s", d->name);
+	snprintf(keys[5], 200, "%srooms:%s", P, d->name);
 	snprintf(idle, sizeof(idle), "%llu", (unsigned long long)(d->idle_ttl
 	    != NULL ? d->idle_ttl() : env->conf.room_ttl) * 1000ULL);
 	argv[0] = "FCALL";
-	argv[1] = "roomd_room_open";
+	argv[1] = create ? "roomd_room_open" : "roomd_room_find";
 	argv[2] = "7";
 	for (i = 0; i < 7; i++)
 		argv[3 + i] = keys[i];
@@ -637,13 +635,13 @@ static int
 mirror_make(const struct dialect *d, const char *id, redisReply *r,
     struct room **out)
 {
-	static const int arrays[] = { 7, 8, 9, -1 };
+	static const int arrays[] = { 6, 7, 8, -1 };
 	struct shm_room_ref	 ref;
 	struct shm_room		*sr;
 	struct room		*room;
 	int			 rc;
 
-	if (!shaped(r, 10, arrays))
+	if (!shaped(r, 9, arrays))
 		return reply_failed(r, "room_open");
 	rc = shm_room_create_locked(room_arena(), d->id, id,
 	    room_idle_expiry(d), &ref, &sr);
@@ -656,7 +654,7 @@ mirror_make(const struct dialect *d, const char *id, redisReply *r,
 	if (mirror_load(room, r) == -1) {
 		log_warnx("cluster: room %s:%s: its state in Redis cannot be "
 		    "read", d->name, id);
-		room_delete_local(room, "unreadable");
+		room_delete_local(room, "room reloaded", 1);
 		return ROOM_EUNAVAIL;
 	}
 	*out = room;
@@ -699,12 +697,12 @@ rcl_create(const struct dialect *d, const char *id, struct room **out)
 	if (shm_room_find(room_arena(), d->id, id,
 	    (struct shm_room_ref *)&ref) == 0 && shm_room_lock(room_arena(),
 	    (const struct shm_room_ref *)&ref, &sr) == 0)
-		room_delete_local(room_new(sr, &ref), "room deleted");
+		room_delete_local(room_new(sr, &ref), "room deleted", 0);
 	rc = mirror_make(d, id, r, out);
 	freeReplyObject(r);
 	if (rc == 0 && (rc = rcl_lock(*out)) != 0) {
 		if (rc == ROOM_EUNAVAIL)
-			room_delete_local(*out, "cluster unavailable");
+			room_delete_local(*out, "cluster unavailable", 1);
 		*out = NULL;
 		rc = ROOM_EUNAVAIL;
 	}
@@ -720,7 +718,7 @@ rcl_list(const struct dialect *d, struct room_ref *refs, size_t max)
 
 	for (k = 0; (x = d != NULL ? (k == 0 ? d : NULL) : dialect_at(k)) !=
 	    NULL && n < max; k++) {
-		if ((r = cluster_cmd("SMEMBERS " P "rooms:%s", x->name)) ==
+		if ((r = cluster_cmd("SMEMBERS %srooms:%s", P, x->name)) ==
 		    NULL)
 			break;
 		for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements &&
@@ -844,7 +842,7 @@ rcl_lock(struct room *room)
 		if (r != NULL)
 			freeReplyObject(r);
 		if (rc == ROOM_ENOENT)
-			room_delete_local(room, "room deleted");
+			room_delete_local(room, "room deleted", 0);
 		return rc == ROOM_ENOENT ? rc : ROOM_EUNAVAIL;
 	}
 	tx->locked = 1;
@@ -1026,8 +1024,8 @@ commit_call(struct room *room, struct commit *c, int release)
 
 	room_key_set(room, base, sizeof(base));
 	room_keys(base, names, keys, 10);
-	snprintf(keys[7], 200, P "sess:%s", tx->session);
-	snprintf(keys[9], 200, P "rooms:%s", room->dialect->name);
+	snprintf(keys[7], 200, "%ssess:%s", P, tx->session);
+	snprintf(keys[9], 200, "%srooms:%s", P, room->dialect->name);
 	cap = 32 + c->n[0] * 2 + c->n[1] + c->n[2] * 2 + c->n[3];
 	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
 	    (lens = calloc(cap, sizeof(*lens))) == NULL)
@@ -1229,8 +1227,8 @@ room_name_parse(const char *s, char *id, size_t idlen)
 	const char	*colon;
 	size_t		 n;
 
-	if (strncmp(s, P "{", sizeof(P)) == 0)
-		s += sizeof(P);
+	if (strncmp(s, P, strlen(P)) == 0 && s[strlen(P)] == '{')
+		s += strlen(P) + 1;
 	if ((colon = strchr(s, ':')) == NULL || (size_t)(colon - s) >=
 	    sizeof(name))
 		return NULL;
@@ -1277,7 +1275,7 @@ mirror_catch_up(struct room *room)
 
 	if (r != NULL && is_error(r, "NOROOM")) {
 		freeReplyObject(r);
-		room_delete_local(room, "room deleted");
+		room_delete_local(room, "room deleted", 0);
 		return;
 	}
 	if (shaped(r, 4, arrays)) {
@@ -1343,8 +1341,8 @@ room_mirror_reap(const char *base, const char *s)
 	redisReply	*r;
 
 	r = cluster_cmd("FCALL roomd_reap_presence 8 %s:meta %s:log %s:pres "
-	    "%s:lock %s:lost " P "leases " P "sess:%s " P "lost %s 0", base,
-	    base, base, base, base, s, s);
+	    "%s:lock %s:lost %sleases %ssess:%s %slost %s 0", base, base,
+	    base, base, base, P, P, s, P, s);
 	if (r == NULL)
 		return;
 	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
@@ -1391,7 +1389,7 @@ room_mirror_lost_all(void)
 	char			 id[ROOM_ID_MAX + 2];
 	size_t			 i;
 
-	if ((r = cluster_cmd("SMEMBERS " P "lost")) == NULL)
+	if ((r = cluster_cmd("SMEMBERS %slost", P)) == NULL)
 		return;
 	for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING &&

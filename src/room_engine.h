@@ -40,7 +40,9 @@ uint64_t	 room_slots(struct shm_room *);
 void		 room_tx_bytes(struct shm_room *, void *p, const void *src,
 		    size_t len);
 /* Changes of this host's mirror only (applying another host's). */
-void		 room_delete_local(struct room *, const char *reason);
+/* reload: the room is not deleted, only this copy (clients: 1012) */
+void		 room_delete_local(struct room *, const char *reason,
+		    int reload);
 void		 room_kick_local(struct room *, uint64_t mid);
 int		 room_member_remove_local(struct room *, uint64_t mid);
 

@@ -105,6 +105,14 @@ print_status(struct json_object *o)
 	    "%lld, epoch %lld\n", num(o, "rooms"), num(o, "arena_bytes_used"),
 	    num(o, "arena_bytes_size"), num(o, "lock_recoveries"),
 	    num(o, "epoch"));
+	if (json_object_object_get_ex(o, "cluster", &d))
+		printf("cluster %s, session %s, primary %s, lease %lld ms left, "
+		    "lag %lld ms, reconnects %lld, errors %lld, fenced %lld\n",
+		    json_object_object_get_ex(d, "up", &w) &&
+		    json_object_get_boolean(w) ? "up" : "DOWN",
+		    str(d, "session"), str(d, "primary"),
+		    num(d, "lease_left_ms"), num(d, "lag_ms"),
+		    num(d, "reconnects"), num(d, "errors"), num(d, "fenced"));
 	printf("%-6s %-8s %-9s %s\n", "SLOT", "PID", "RESTARTS", "STATE");
 	if (json_object_object_get_ex(o, "workers", &list))
 		for (i = 0; i < json_object_array_length(list); i++) {

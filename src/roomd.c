@@ -76,6 +76,7 @@ static void	master_pidfile(void);
 static void	master_recovered(const char *, uint64_t);
 static void	master_drop_privileges(void);
 static void	master_control(struct pollfd *, time_t);
+static int	master_live_slot(void);
 
 static void
 usage(FILE *fp, int status)
@@ -267,6 +268,7 @@ master_start(void)
 	if (health_open() == -1)
 		return -1;
 	shm_recovery_hook = master_recovered;
+	proc_live_slot = master_live_slot;
 	if (master_arena() == -1)
 		return -1;
 	/* The chat's session key when roomd.conf sets none: one for all
@@ -734,6 +736,27 @@ master_recovered(const char *what, uint64_t pid)
 {
 	log_warnx("shared memory %s lock was held by dead pid %llu: "
 	    "recovered", what, (unsigned long long)pid);
+}
+
+/*
+ * The slot of a worker to hand work to (proc_forward): a serving one that
+ * is alive, else one that will be forked again and read its inbox then;
+ * -1 if none.
+ */
+static int
+master_live_slot(void)
+{
+	int	 i, respawning = -1;
+
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++) {
+		if (workers[i].state != WORKER_ACTIVE)
+			continue;
+		if (workers[i].pid != 0)
+			return i;
+		if (respawning == -1)
+			respawning = i;
+	}
+	return respawning;
 }
 
 /* Collect dead workers; repair the arena after each and mark the slot. */

@@ -98,6 +98,10 @@ struct mount {
 #define ROOMD_MAX_API_KEYS	16
 #define API_KEY_MIN		16	/* bytes of an api_key */
 #define API_KEY_MAX		256
+/* Webhooks and join checks (webhook.c, authhook.c). */
+#define ROOMD_MAX_WEBHOOKS	4
+#define ROOMD_MAX_DIALECTS	8	/* dialect ids are below this */
+#define ROOMD_URL_MAX		512
 struct chat_provider {
 	char			 name[32];
 	char			 issuer[256];
@@ -168,8 +172,19 @@ struct roomd_config {
 	int			 napi_keys;
 	char			 api_sender[ROOM_ID_MAX + 1];
 	int			 arena_walk_interval;	/* seconds; 0: never */
+	/* Webhooks and join checks (webhook.c, authhook.c) */
+	char			 webhooks[ROOMD_MAX_WEBHOOKS][ROOMD_URL_MAX];
+	int			 nwebhooks;
+	char			 webhook_secret[256];
+	int			 webhook_queue;		/* events per process */
+	int			 webhook_retries;
+	int			 webhook_timeout;	/* seconds */
+	char			 auth_hooks[ROOMD_MAX_DIALECTS][ROOMD_URL_MAX];
+	int			 auth_hook_timeout;	/* seconds */
+	int			 auth_hook_allow_on_failure;
 	char			 cluster[512];	/* "" : one host, no Redis */
 	char			 cluster_host[65];
+	char			 cluster_prefix[65];
 	int			 cluster_lease;	/* seconds */
 	int			 cluster_wait;	/* replicas */
 };
@@ -219,6 +234,19 @@ void	 fatal(const char *, ...) __attribute__((format(printf, 1, 2),
 	    noreturn));
 void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2),
 	    noreturn));
+/*
+ * A warning that may repeat often (a backend down): logged at most once
+ * every LOG_LIMIT_INTERVAL seconds per limiter, with how many were
+ * left out since the last.
+ */
+#define LOG_LIMIT_INTERVAL	10
+struct log_limit {
+	const char	*prefix;
+	time_t		 last;
+	unsigned	 skipped;
+};
+void	 log_limited(struct log_limit *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
 
 /* control.c: the admin socket and the metrics endpoint, in the master */
 /* A worker slot: free, serving, or draining after a reload started a
@@ -240,6 +268,16 @@ void	 control_close(void);
 int	 proc_mesh_open(void);
 void	 proc_mesh_worker(struct event_base *);
 int	 proc_ring(int slot, const struct doorbell *);
+/*
+ * A message from the master to whichever worker is alive: a doorbell
+ * header of this type, then len bytes of data (at most PROC_MSG_MAX).
+ * proc_live_slot (set by roomd.c) names the worker.  0, or -1 if no
+ * inbox could take it now.
+ */
+#define PROC_WEBHOOK		0x100	/* webhook.c: an event to send */
+#define PROC_MSG_MAX		8192
+extern int	(*proc_live_slot)(void);
+int	 proc_forward(uint32_t type, const void *data, size_t len);
 
 /* server.c: a worker */
 enum conn_state { CONN_HTTP, CONN_WS, CONN_CLOSING };
@@ -372,6 +410,12 @@ void	 server_http_error(struct conn *, int status, const char *code,
 const char *server_http_method(struct http_req *);
 void	 server_http_hold(struct conn *, void (*cancel)(void *), void *);
 void	 server_http_resume(struct conn *);
+/* A dialect's ws_accept that held the handshake returns HTTP_HELD; it
+ * later answers it (server_http_error, then server_http_resume) or lets
+ * the upgrade go ahead with server_http_upgrade, which opens the
+ * WebSocket (ws_open) and leaves conn held until resumed. */
+#define HTTP_HELD	(-1)
+void	 server_http_upgrade(struct conn *);
 
 /* server_file.c */
 void	 server_file_serve(struct conn *, struct http_req *);
@@ -386,6 +430,14 @@ void	 server_ws_send_json(struct conn *, struct json_object *);
 void	 server_ws_close(struct conn *, int code, const char *reason);
 void	 server_ws_ping(struct conn *);
 void	 server_ws_set_ping(struct conn *, int seconds);
+/*
+ * Hold a WebSocket while its dialect waits for another server: nothing
+ * more is read, messages already read wait (up to max_message_bytes of
+ * them; past that the connection closes 1008) and are passed on in order
+ * by server_ws_resume.  cancel(arg) runs if the connection closes first.
+ */
+void	 server_ws_hold(struct conn *, void (*cancel)(void *), void *);
+void	 server_ws_resume(struct conn *);
 /*
  * A frame built once and shared, without copying, by every connection it
  * goes to: fill an evbuffer with the payload, seal it (which takes the
@@ -695,8 +747,9 @@ void	 fanout_catch_up(struct conn *, int empty_ok);
 /* The engine's side: a change for the slots given (and this worker if
  * local) at the end of the iteration; in the master, now. */
 void	 fanout_pend(const struct doorbell *, uint64_t slots, int local);
-/* Close this worker's connections to a deleted room. */
-void	 fanout_room_gone(uint64_t rid, const char *reason);
+/* Close this worker's connections to a deleted room (1000), or to one
+ * whose copy here must be made again (1012: come back). */
+void	 fanout_room_gone(uint64_t rid, int code, const char *reason);
 /* A doorbell from another worker or the master. */
 void	 fanout_doorbell(const struct doorbell *);
 /* The output of conn drained: a member behind catches up. */
@@ -720,11 +773,13 @@ struct cluster_status {
 	char		 session[96];
 	char		 primary[128];
 	int64_t		 lease_left_ms;
+	int64_t		 lag_ms;	/* the last lease renewal's round trip */
 	uint64_t	 reconnects, errors, commits, applied, gaps, reaped;
 	uint64_t	 fenced;
 };
 struct redisReply;
 int	 cluster_enabled(void);
+const char *cluster_prefix(void);	/* of every key: "roomd:" */
 /* cluster_url.c: check a cluster URL (roomd -t): 0, or -1 with a message
  * in err; "HOST:PORT" (up to a ',' or '/') into its parts: 0 or -1. */
 int	 cluster_parse(const char *url, char *err, size_t errlen);
@@ -760,7 +815,7 @@ void	 cluster_leave(void);
  * mirror of the rooms it serves; these keep it in step with Redis.  The
  * master calls them.
  */
-/* A transaction published on the room channel "dialect:id". */
+/* A transaction published on a room's channel (its key base). */
 void	 room_mirror_message(const char *room, const char *msg, size_t len);
 /* Catch every mirror up with the log (after a resubscribe, and now and
  * then in case a message was lost). */
@@ -779,6 +834,13 @@ enum stats_counter {
 	STAT_BYTES_OUT,
 	STAT_WORKER_RESTARTS,
 	STAT_DOORBELLS,		/* rung to other workers */
+	/* Webhooks and join checks (webhook.c, authhook.c) */
+	STAT_WEBHOOKS_SENT,
+	STAT_WEBHOOKS_RETRIED,
+	STAT_WEBHOOKS_DROPPED,
+	STAT_AUTH_CHECKS,
+	STAT_AUTH_REFUSED,
+	STAT_AUTH_FAILED,
 	STAT_NCOUNTERS
 };
 enum stats_dialect_counter {
@@ -848,6 +910,12 @@ struct dialect {
 	 */
 	int		(*api_publish)(struct room *, struct json_object *body,
 			    struct api_result *res);
+	/*
+	 * Webhooks: the name of room id as the dialect's users know it,
+	 * into name; 0, or -1 for a room that is none of theirs (an
+	 * internal one).  NULL: the id itself.
+	 */
+	int		(*room_name)(const char *id, char *name, size_t len);
 	int		 relay;
 };
 
@@ -898,10 +966,86 @@ char	*jwt_sign_hs256(struct json_object *claims, const char *secret);
 int	 jwt_b64url_encode(const void *, size_t, char *, size_t);
 int	 jwt_b64url_decode(const char *, size_t, unsigned char *, size_t);
 
-/* fetch.c: requests to sign-in providers, on a worker's loop */
+/* fetch.c: requests to sign-in providers and hooks, on a worker's loop */
 typedef void (*fetch_cb)(int status, const char *body, size_t len, void *);
 int	 fetch(const char *url, const char *form, const char *bearer,
 	    fetch_cb, void *);
+/*
+ * POST a JSON body to url with extra headers (name, value, ..., NULL),
+ * the whole exchange bounded by timeout seconds; no redirect followed,
+ * nothing logged.  cb runs once, later (status 0: no answer, and
+ * fetch_error() during cb says why).  -1 if it could not start.
+ */
+int	 fetch_json(const char *url, const char *body, size_t len,
+	    const char *const *headers, int timeout, fetch_cb, void *);
+const char *fetch_error(void);
+
+/* authhook.c: join checks asked of the application (auth_hook) */
+struct authhook_query {
+	const struct dialect *dialect;
+	const char	*action;	/* "join", "connect", "enter" */
+	const char	*room;		/* NULL: none */
+	const char	*name;		/* NULL: none */
+	const char	*user;		/* a lasting user id; NULL: none */
+	int		 host;		/* joins as host or admin */
+};
+struct authhook_answer {
+	int			 allow;
+	int			 failed;	/* no valid answer: the policy */
+	const char		*reason;	/* why not; never NULL if !allow */
+	const char		*name;		/* a new name; NULL: keep it */
+	struct json_object	*answer;	/* the answer; NULL if failed */
+};
+typedef void (*authhook_cb)(struct conn *, struct authhook_answer *,
+	    void *arg);
+/* In the callback: the dialect says whether it can take what the answer
+ * asks for (a name, authorities); if not, the answer is a failure. */
+void	 authhook_validate(struct authhook_answer *, int valid);
+/* Has dialect d an auth_hook? */
+int	 authhook_enabled(const struct dialect *d);
+/*
+ * Ask conn's dialect's auth_hook about q.  0: it has none, go on now.
+ * 1: conn is held (nothing more is read from it) until cb(conn, answer,
+ * arg) runs, later, with the answer or with auth_hook_on_failure's
+ * decision; if conn closes first cb never runs.  free_arg(arg) (if not
+ * NULL) runs after either.  -1 without memory.
+ */
+int	 authhook_ask(struct conn *, const struct authhook_query *,
+	    authhook_cb cb, void *arg, void (*free_arg)(void *));
+
+/* webhook.c: events sent to the application's webhook URLs */
+enum webhook_event {
+	WEBHOOK_ROOM_CREATED,
+	WEBHOOK_ROOM_DELETED,
+	WEBHOOK_MEMBER_JOINED,
+	WEBHOOK_MEMBER_LEFT
+};
+/* A member as an event names it: its id, name and whether it hosts. */
+struct webhook_member {
+	const char	*id;
+	const char	*name;
+	int		 host;
+};
+/*
+ * An event of dialect d in room (named as the dialect's users know it):
+ * m for a member event, else NULL; reason (or NULL) why a room went or a
+ * member left.  Never blocks: queued in a worker, handed to a worker by
+ * the master; what cannot be queued is counted and logged.
+ */
+void	 webhook_emit(const struct dialect *d, enum webhook_event,
+	    const char *room, const struct webhook_member *m,
+	    const char *reason);
+/* A room event from the engine, by room id (d->room_name names it). */
+void	 webhook_room(const struct dialect *d, enum webhook_event,
+	    const char *id, const char *reason);
+/* An event the master handed to this worker (proc.c). */
+void	 webhook_forwarded(const char *body, size_t len);
+/* The worker stops: drop (and count) what was not sent. */
+void	 webhook_stop(void);
+/* "sha256=" and the hex of HMAC-SHA256(secret, ts "." body) into sig
+ * (at least 72 bytes).  0, or -1. */
+int	 webhook_sign(const char *secret, const char *ts, const char *body,
+	    size_t len, char *sig, size_t siglen);
 
 /* oauth.c: signing in to the chat */
 struct chat_user {

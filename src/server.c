@@ -159,6 +159,7 @@ server_main(int slot)
 	event_base_dispatch(base);
 
 	log_debug("exiting");
+	webhook_stop();
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);

@@ -424,6 +424,39 @@ http_origin_allowed(const char *origin)
 	return 0;
 }
 
+/*
+ * The upgrade of conn's request goes ahead: the handshake's answer, then
+ * the dialect's ws_open.  Returns 0, or -1 after answering an error.
+ */
+static int
+http_upgrade(struct conn *conn, struct http_req *req, const struct mount *m,
+    const char *sub)
+{
+	if (server_ws_upgrade(conn, req) == -1)
+		return -1;
+	conn->mount = m;
+	stats_dadd(m->dialect->id, STAT_D_WEBSOCKETS_OPEN, 1);
+	m->dialect->ws_open(conn, req, sub);
+	conn->req = NULL;
+	server_http_free(req);
+	return 0;
+}
+
+/* The dialect refused the upgrade with status (or the origin did). */
+static void
+http_upgrade_refused(struct conn *conn, int status)
+{
+	if (status == 403)
+		server_http_error(conn, 403, "forbidden_origin",
+		    "this Origin may not open a WebSocket here");
+	else
+		server_http_error(conn, status, status == 404 ?
+		    "not_found" : status == 401 ? "unauthorized" :
+		    "bad_request", status == 401 ? "missing, invalid or "
+		    "expired credentials" : "cannot upgrade to a "
+		    "WebSocket here");
+}
+
 static void
 http_dispatch(struct conn *conn, struct http_req *req)
 {
@@ -454,24 +487,16 @@ http_dispatch(struct conn *conn, struct http_req *req)
 			status = 403;
 		else
 			status = m->dialect->ws_accept(conn, req, sub);
-		if (status == 403)
-			server_http_error(conn, 403, "forbidden_origin",
-			    "this Origin may not open a WebSocket here");
-		else if (status != 0) {
-			server_http_error(conn, status, status == 404 ?
-			    "not_found" : status == 401 ? "unauthorized" :
-			    "bad_request", status == 401 ? "missing, invalid or "
-			    "expired credentials" : "cannot upgrade to a "
-			    "WebSocket here");
-		} else if (server_ws_upgrade(conn, req) == 0) {
+		if (status == HTTP_HELD) {
+			/* The dialect asks another server first; its
+			 * answer calls server_http_upgrade or answers. */
 			conn->mount = m;
-			stats_dadd(m->dialect->id,
-			    STAT_D_WEBSOCKETS_OPEN, 1);
-			m->dialect->ws_open(conn, req, sub);
-			conn->req = NULL;
-			server_http_free(req);
 			return;
 		}
+		if (status != 0)
+			http_upgrade_refused(conn, status);
+		else if (http_upgrade(conn, req, m, sub) == 0)
+			return;
 	} else if (p->upgrade) {
 		server_http_error(conn, 400, "bad_request", "unsupported "
 		    "upgrade");
@@ -481,6 +506,27 @@ http_dispatch(struct conn *conn, struct http_req *req)
 		m->dialect->http(conn, req, sub);
 	if (!conn->held)
 		http_done(conn);
+}
+
+/*
+ * A held handshake (ws_accept returned HTTP_HELD) goes ahead.  conn stays
+ * held: server_ws_resume, or server_http_resume if the upgrade failed,
+ * lets it read again.
+ */
+void
+server_http_upgrade(struct conn *conn)
+{
+	const struct mount	*m;
+	const char		*sub;
+
+	if (conn->closed || conn->req == NULL || conn->state != CONN_HTTP)
+		return;
+	if ((m = dialect_route(conn->req->path, &sub)) == NULL ||
+	    m != conn->mount) {
+		server_http_error(conn, 500, "internal", "the mount is gone");
+		return;
+	}
+	http_upgrade(conn, conn->req, m, sub);
 }
 
 /* The answer to a request is out: next request, or close. */

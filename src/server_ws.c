@@ -42,6 +42,7 @@ struct ws {
 	unsigned		 fragmented:1; /* a message's frames to come */
 	unsigned		 pmd_bits:4;	/* permessage-deflate: window */
 	unsigned		 pmd_feed:1;	/* this frame goes to inflate */
+	struct evbuffer		*held;	/* messages read while held */
 };
 #define WS(conn)	((struct ws *)(conn)->ws)
 /* The state of a connection that negotiated permessage-deflate. */
@@ -133,7 +134,8 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
-	if ((in = conn_in(conn)) == NULL ||
+	/* Held (server_ws_hold): the rest waits in the input buffer. */
+	if (conn->held || (in = conn_in(conn)) == NULL ||
 	    (len = ws_passable(WS(conn), in, len)) == 0 ||
 	    (n = evbuffer_remove(in, buf, len)) <= 0) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -255,6 +257,28 @@ ws_pmd_message(wslay_event_context_ptr ctx,
 	pmd->in = NULL;
 }
 
+/*
+ * A message read while the connection is held waits for
+ * server_ws_resume: its length, whether it is binary, its octets.  At
+ * most max_message_bytes wait; a client that sends more is closed.
+ */
+static void
+ws_keep(struct conn *conn, int binary, const uint8_t *msg, size_t len)
+{
+	struct ws	*ws = WS(conn);
+	uint32_t	 n = (uint32_t)len;
+	uint8_t		 b = binary != 0;
+
+	if ((ws->held == NULL && (ws->held = evbuffer_new()) == NULL) ||
+	    evbuffer_get_length(ws->held) + len + 5 >
+	    env->conf.max_message_bytes ||
+	    evbuffer_add(ws->held, &n, sizeof(n)) == -1 ||
+	    evbuffer_add(ws->held, &b, 1) == -1 ||
+	    evbuffer_add(ws->held, msg, len) == -1)
+		server_ws_close(conn, 1008, "too many messages while the "
+		    "server waits");
+}
+
 static void
 ws_on_message(wslay_event_context_ptr ctx,
     const struct wslay_event_on_msg_recv_arg *m, void *arg)
@@ -284,7 +308,10 @@ ws_on_message(wslay_event_context_ptr ctx,
 		 * dialect sends in answer, as the pings came first. */
 		if (conn->state == CONN_WS && wslay_event_want_write(ctx))
 			ws_flush(conn, 0);
-		if (conn->state == CONN_WS)
+		if (conn->state == CONN_WS && conn->held)
+			ws_keep(conn, m->opcode == WSLAY_BINARY_FRAME,
+			    m->msg, m->msg_length);
+		else if (conn->state == CONN_WS)
 			conn->mount->dialect->ws_message(conn,
 			    m->opcode == WSLAY_BINARY_FRAME,
 			    (const char *)m->msg, m->msg_length);
@@ -391,6 +418,8 @@ void
 server_ws_free(struct conn *conn)
 {
 	if (conn->ws != NULL) {
+		if (WS(conn)->held != NULL)
+			evbuffer_free(WS(conn)->held);
 		if (WS(conn)->ctx != NULL)
 			wslay_event_context_free(WS(conn)->ctx);
 		if (WS(conn)->pmd_bits != 0)
@@ -468,6 +497,68 @@ ws_flush(struct conn *conn, int may_close)
 		if (may_close && conn_out_len(conn) == 0)
 			server_close(conn, "WebSocket closed");
 	}
+}
+
+void
+server_ws_hold(struct conn *conn, void (*cancel)(void *), void *arg)
+{
+	conn->held = 1;
+	conn->hold_cancel = cancel;
+	conn->hold_arg = arg;
+	conn_reading(conn, 0);
+}
+
+/* The next message kept while held, passed to the dialect; 0, or -1 if
+ * none is left. */
+static int
+ws_replay(struct conn *conn)
+{
+	struct ws	*ws = WS(conn);
+	uint32_t	 n;
+	uint8_t		 b;
+	char		*msg;
+
+	if (ws->held == NULL || evbuffer_remove(ws->held, &n, sizeof(n)) !=
+	    sizeof(n) || evbuffer_remove(ws->held, &b, 1) != 1)
+		return -1;
+	if ((msg = malloc(n + 1)) == NULL) {
+		server_ws_close(conn, 1011, "out of memory");
+		return -1;
+	}
+	evbuffer_remove(ws->held, msg, n);
+	msg[n] = '\0';
+	conn->mount->dialect->ws_message(conn, b, msg, n);
+	free(msg);
+	return 0;
+}
+
+/*
+ * The dialect's wait is over: the messages kept meanwhile go to it in
+ * order (one of them may hold the connection again), then reading goes
+ * on, with what arrived in the input buffer.
+ */
+void
+server_ws_resume(struct conn *conn)
+{
+	struct evbuffer	*in;
+
+	conn->held = 0;
+	conn->hold_cancel = NULL;
+	conn->hold_arg = NULL;
+	if (conn->closed || conn->ws == NULL)
+		return;
+	while (!conn->closed && !conn->held && conn->state == CONN_WS &&
+	    ws_replay(conn) == 0)
+		;
+	if (conn->closed || conn->held)
+		return;
+	if (WS(conn)->held != NULL) {
+		evbuffer_free(WS(conn)->held);
+		WS(conn)->held = NULL;
+	}
+	conn_reading(conn, 1);
+	if ((in = conn_in(conn)) != NULL && evbuffer_get_length(in) > 0)
+		server_ws_read(conn);
 }
 
 void

@@ -186,8 +186,13 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         # engine's cluster side).
         cl = os.environ.get("ROOMD_TEST_CLUSTER")
         if cl and "cluster " not in conf_text:
-            f.write(f"cluster {cl}\ncluster_host it-{os.getpid()}-"
-                    f"{uuid.uuid4().hex[:8]}\n")
+            # a daemon restarted on the same arena is the same host
+            m = re.search(r"^arena_path\s+(\S+)", conf_text, re.M)
+            me = f"it-{os.getpid()}-" + (
+                hashlib.sha1(m.group(1).encode()).hexdigest()[:8] if m
+                else uuid.uuid4().hex[:8])
+            f.write(f"cluster {cl}\ncluster_host {me}\n"
+                    f"cluster_prefix {me}\n")
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")

@@ -373,3 +373,14 @@ fatalx(const char *fmt, ...)
 	fputc('\n', stderr);
 	abort();
 }
+
+/* webhook.c: the engine tells of rooms created and deleted. */
+void
+webhook_room(const struct dialect *d, enum webhook_event type,
+    const char *id, const char *reason)
+{
+	(void)d;
+	(void)type;
+	(void)id;
+	(void)reason;
+}

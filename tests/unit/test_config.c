@@ -1569,7 +1569,7 @@ static void
 config_keywords_in_manual(void **state)
 {
 	FILE		*fp;
-	char		 path[2048], line[512], word[128], *seen[128];
+	char		 path[2048], line[512], word[128], *seen[256];
 	const char	*k;
 	size_t		 i, j, nseen = 0;
 	int		 nbad = 0;
