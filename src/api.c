@@ -277,6 +277,15 @@ api_member_find(struct conn *conn, struct room *room,
 	return -1;
 }
 
+int
+api_fail(struct api_result *res, int status, const char *code,
+    const char *message)
+{
+	res->code = code;
+	res->message = message;
+	return status;
+}
+
 static void
 api_ok(struct conn *conn)
 {

@@ -796,26 +796,20 @@ canvas_api_publish(struct room *room, struct json_object *body,
 	int			 rc;
 
 	if (!json_object_object_get_ex(body, "actions", &actions) ||
-	    (rc = canvas_actions(actions, &recs, &n)) == -1 || n == 0) {
-		res->code = "bad_action";
-		res->message = "expected {\"actions\": an action object or a "
-		    "non-empty array of them}; nothing was appended";
-		return 400;
-	}
-	if (rc == -2) {
-		res->code = "internal";
-		res->message = "out of memory";
-		return 500;
-	}
+	    (rc = canvas_actions(actions, &recs, &n)) == -1 || n == 0)
+		return api_fail(res, 400, "bad_action", "expected {\"actions\": "
+		    "an action object or a non-empty array of them}; nothing "
+		    "was appended");
+	if (rc == -2)
+		return api_fail(res, 500, "internal", "out of memory");
 	rc = room_append(room, recs, n, &last);
 	free(recs);
-	if (rc != 0) {
-		res->code = rc == ROOM_ELIMIT ? "log_full" : "arena_full";
-		res->message = rc == ROOM_ELIMIT ? "the room's canvas is full; "
-		    "nothing was appended" : "the server has no room for more "
-		    "data; nothing was appended";
-		return rc == ROOM_ELIMIT ? 409 : 503;
-	}
+	if (rc == ROOM_ELIMIT)
+		return api_fail(res, 409, "log_full", "the room's canvas is "
+		    "full; nothing was appended");
+	if (rc != 0)
+		return api_fail(res, 503, "arena_full", "the server has no room "
+		    "for more data; nothing was appended");
 	log_debug("canvas: %s appended %zu actions to room %s",
 	    env->conf.api_sender, n, room_id(room));
 	json_object_object_add(res->reply, "pointer",

@@ -710,15 +710,6 @@ chat_server_publish(enum room_audience aud, uint64_t target,
 	return rc;
 }
 
-static int
-chat_api_fail(struct api_result *res, int status, const char *code,
-    const char *message)
-{
-	res->code = code;
-	res->message = message;
-	return status;
-}
-
 /* The server API, in the server room: a private message to @name. */
 static int
 chat_api_user(struct room *server, const char *target, const char *text,
@@ -729,15 +720,15 @@ chat_api_user(struct room *server, const char *target, const char *text,
 	int			 rc;
 
 	if (!chat_valid_target(target, '@'))
-		return chat_api_fail(res, 400, "bad_target", "in the room @, "
+		return api_fail(res, 400, "bad_target", "in the room @, "
 		    "the target is @user, 1 to 64 of A-Z a-z 0-9 _ -");
 	if (room_member_by_name(server, target + 1, &to) != 0)
-		return chat_api_fail(res, 404, "no_such_user", "nobody of that "
+		return api_fail(res, 404, "no_such_user", "nobody of that "
 		    "name is connected");
 	rc = room_publish_json(server, AUD_TAG, chat_user_tag(to.uid),
 	    chat_message_json("server", sender, sender, target, text, 0));
 	if (rc != 0)
-		return chat_api_fail(res, 503, "arena_full", "the server has "
+		return api_fail(res, 503, "arena_full", "the server has "
 		    "no room for more data");
 	return 200;
 }
@@ -756,7 +747,7 @@ chat_api_channel(struct room *room, const char *target, const char *text,
 
 	chat_channel_name(room, channel, sizeof(channel));
 	if (target != NULL && strcmp(target, channel) != 0)
-		return chat_api_fail(res, 400, "bad_target", "a channel's "
+		return api_fail(res, 400, "bad_target", "a channel's "
 		    "room takes messages to that channel only; leave target "
 		    "out or name the channel");
 	o = chat_message_json("server", sender, sender, channel, text, seq);
@@ -764,7 +755,7 @@ chat_api_channel(struct room *room, const char *target, const char *text,
 	rec.len = (uint32_t)len;
 	if (room_append(room, &rec, 1, &seq) != 0) {
 		json_object_put(o);
-		return chat_api_fail(res, 409, "history_full", "the channel's "
+		return api_fail(res, 409, "history_full", "the channel's "
 		    "history is full");
 	}
 	/* Nobody connected: the history has it for whoever joins. */
@@ -790,7 +781,7 @@ chat_api_publish(struct room *room, struct json_object *body,
 
 	if (text == NULL || (target == NULL &&
 	    json_object_object_get_ex(body, "target", &t)))
-		return chat_api_fail(res, 400, "bad_request", "expected "
+		return api_fail(res, 400, "bad_request", "expected "
 		    "{\"message\": text, \"target\": \"#channel\" or "
 		    "\"@user\"}");
 	if (strcmp(room_id(room), CHAT_SERVER_ROOM) == 0)

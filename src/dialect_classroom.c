@@ -655,15 +655,6 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	json_object_put(msg);
 }
 
-static int
-cls_api_fail(struct api_result *res, int status, const char *code,
-    const char *message)
-{
-	res->code = code;
-	res->message = message;
-	return status;
-}
-
 /*
  * Every id of a Direct's participants, as members of the locked room,
  * into to (max): their number, 0 if the list is missing or empty, or -1
@@ -712,10 +703,10 @@ cls_api_publish(struct room *room, struct json_object *body,
 
 	if (type == NULL || (strcmp(type, "Broadcast") != 0 &&
 	    strcmp(type, "Direct") != 0))
-		return cls_api_fail(res, 400, "bad_type", "type is Broadcast "
+		return api_fail(res, 400, "bad_type", "type is Broadcast "
 		    "or Direct");
 	if (room_closing(room))
-		return cls_api_fail(res, 409, "room_closing", "the room is "
+		return api_fail(res, 409, "room_closing", "the room is "
 		    "closing");
 	if (strcmp(type, "Broadcast") == 0)
 		rc = room_publish_json(room, AUD_ALL, 0, cls_relay_msg(type,
@@ -723,17 +714,17 @@ cls_api_publish(struct room *room, struct json_object *body,
 	else {
 		json_object_object_get_ex(body, "participants", &ids);
 		if ((n = cls_api_targets(room, ids, to, 256)) == 0)
-			return cls_api_fail(res, 400, "participants_missing",
+			return api_fail(res, 400, "participants_missing",
 			    "a Direct lists 1 to 256 participant ids");
 		if (n == -1)
-			return cls_api_fail(res, 404, "no_such_member", "an id "
+			return api_fail(res, 404, "no_such_member", "an id "
 			    "of the list is no participant's; nothing was sent");
 		for (i = 0; i < n && rc == 0; i++)
 			rc = room_publish_json(room, AUD_MEMBER, to[i],
 			    cls_relay_msg(type, body, from, 1));
 	}
 	if (rc != 0)
-		return cls_api_fail(res, 503, "arena_full", "the server has no "
+		return api_fail(res, 503, "arena_full", "the server has no "
 		    "room for more data");
 	return 200;
 }

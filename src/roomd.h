@@ -938,6 +938,9 @@ extern const struct dialect dialect_screenshare;
 int	 api_listen_open(const struct roomd_config *);
 /* A worker: a request that came on api_listen, whatever its path. */
 void	 api_http(struct conn *, struct http_req *);
+/* For a dialect's api_publish: set res's error, return status. */
+int	 api_fail(struct api_result *res, int status, const char *code,
+	    const char *message);
 /* A locked room as the API and roomctl describe it: dialect, id, its
  * members (a list, or their number), connections and log. */
 struct json_object *api_room_json(struct room *, int with_members);
