@@ -143,6 +143,12 @@ fanout_room_gone(uint64_t rid, int code, const char *reason)
 	free(lr);
 }
 
+void
+fanout_unavailable(struct conn *conn)
+{
+	server_ws_close(conn, 1012, "the cluster is unavailable; try again");
+}
+
 int
 fanout_attach(struct room *room, struct conn *conn, uint64_t mid)
 {
@@ -236,7 +242,7 @@ history_frame(struct lroom *lr, uint64_t after, int empty_ok, uint64_t *upto,
 	struct room		*room;
 
 	*more = 0;
-	if (room_lock(&lr->ref, &room) != 0)
+	if (room_lock_view(&lr->ref, &room) != 0)
 		return NULL;
 	*upto = room_committed(room);
 	if (*upto > after || empty_ok) {
@@ -414,7 +420,7 @@ relay_notify(struct lroom *lr)
 	size_t			 i;
 	uint64_t		 upto;
 
-	if (room_lock(&lr->ref, &room) != 0)
+	if (room_lock_view(&lr->ref, &room) != 0)
 		return;
 	room_read(room, lr->seen, relay_collect, &b);
 	upto = room_committed(room);

@@ -37,8 +37,9 @@
 #include "room_engine.h"
 
 #define P		cluster_prefix()
-#define LOCK_PX		3000	/* the room lock's lease in Redis */
-#define LOCK_WAIT_MS	2000	/* how long a busy lock is waited for */
+#define LOCK_PX		2000	/* the room lock's lease in Redis */
+#define LOCK_WAIT_MS	2500	/* how long a busy lock is waited for:
+				 * past a dead holder's lease */
 #define RELAY_KEEP	1000	/* log entries a relay room keeps */
 #define CATCH_UP_MAX	100000	/* entries asked for at once */
 
@@ -420,6 +421,10 @@ mirror_records(struct room *room, const struct entry *e0)
 	}
 	if (rc == 0)
 		shm_tx_set(room_arena(), &room->r->lock, &room->r->cver, e.ver);
+	if (rc == 0 && n > 0 && (room->r->flags & ROOM_F_RELAY)) {
+		mirror_piece(room, 16);		/* four chunks at most */
+		room_trim(room->r, last);
+	}
 	free(recs);
 	return rc;
 }
@@ -734,6 +739,8 @@ rcl_list(const struct dialect *d, struct room_ref *refs, size_t max)
 /*
  * Transactions.
  */
+static int		 mirror_read_only(struct room *);
+static redisReply	*log_read_call(struct room *);
 static struct room_txn *
 txn_get(struct room *room)
 {
@@ -824,6 +831,7 @@ rcl_lock(struct room *room)
 	static const int	 arrays[] = { 4, 5, -1 };
 	struct room_txn		*tx = txn_get(room);
 	redisReply		*r;
+	char			 key[200];
 	int64_t			 until = cluster_ms() + LOCK_WAIT_MS;
 	int			 ms = 1, rc;
 	size_t			 i;
@@ -832,12 +840,22 @@ rcl_lock(struct room *room)
 		return ROOM_EUNAVAIL;
 	snprintf(tx->token, sizeof(tx->token), "%ld.%lu", (long)getpid(),
 	    ++counter);
+	room_key_set(room, key, sizeof(key) - 5);
+	strcat(key, ":lock");
+	cluster_hold(key, tx->token);
 	while ((r = txn_lock_call(room, tx)) != NULL && is_error(r, "BUSY") &&
 	    cluster_ms() < until) {
 		freeReplyObject(r);
 		lock_backoff(&ms);
 	}
+	if (r != NULL && is_error(r, "OOM")) {
+		/* Redis takes no writes: the room can still be read. */
+		freeReplyObject(r);
+		cluster_hold(NULL, NULL);
+		return mirror_read_only(room);
+	}
 	if (!shaped(r, 6, arrays)) {
+		cluster_hold(NULL, NULL);
 		rc = reply_failed(r, "txn_lock");
 		if (r != NULL)
 			freeReplyObject(r);
@@ -862,6 +880,43 @@ rcl_lock(struct room *room)
 	return 0;
 }
 
+/*
+ * A transaction that may only read (Redis is out of memory): the mirror
+ * is brought up to date with log_read, and every change is refused
+ * (rcl_writable).  0, or as rcl_lock.
+ */
+static int
+mirror_read_only(struct room *room)
+{
+	static const int arrays[] = { 3, -1 };
+	redisReply	*r = log_read_call(room);
+	int		 rc = -2;
+
+	if (shaped(r, 4, arrays) && int_at(r, 0) == room->r->cepoch &&
+	    int_at(r, 2) == 1)
+		rc = mirror_apply_list(room, r->element[3]);
+	else if (r != NULL && is_error(r, "NOROOM"))
+		rc = 1;
+	if (r != NULL)
+		freeReplyObject(r);
+	if (rc == 1) {
+		room_delete_local(room, "room deleted", 0);
+		return ROOM_ENOENT;
+	}
+	if (rc != 0) {
+		mirror_drop(room);
+		return RCL_RELOADED;
+	}
+	room->tx->seq0 = room->r->committed;
+	return 0;
+}
+
+int
+rcl_writable(struct room *room)
+{
+	return room->tx == NULL || room->tx->locked;
+}
+
 /* Give the Redis lock back without a change. */
 void
 rcl_release(struct room *room)
@@ -878,6 +933,7 @@ rcl_release(struct room *room)
 	if (r != NULL)
 		freeReplyObject(r);
 	tx->locked = 0;
+	cluster_hold(NULL, NULL);
 }
 
 /* The records appended since the last commit, into the body. */
@@ -1117,8 +1173,10 @@ txn_commit(struct room *room, int release)
 	commit_free(&c);
 	if (ok && cluster_wait_replicas() == -1)
 		ok = 0;		/* written, but not acknowledged */
-	if (release || !ok)
+	if (release || !ok) {
 		tx->locked = 0;
+		cluster_hold(NULL, NULL);
+	}
 	txn_clear(tx);
 	tx->seq0 = room->r->committed;
 	return ok ? 0 : ROOM_EUNAVAIL;
@@ -1141,6 +1199,8 @@ rcl_unlock(struct room *room)
 		return 0;
 	if (tx->locked && txn_dirty(tx, tx->seq0, room->r->committed))
 		rc = txn_commit(room, 1);
+	else if (!tx->locked && txn_dirty(tx, tx->seq0, room->r->committed))
+		rc = ROOM_EUNAVAIL;	/* read only: undone here */
 	else
 		rcl_release(room);
 	txn_free(room);
@@ -1405,8 +1465,12 @@ rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
 	struct room_ref		 ref;
 	struct room		*room;
 	struct room_member	 m;
+	char			 session[96];
 
-	if (room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
+	/* Without a session (a master that reattached its arena and has
+	 * not joined yet), the reaping of the old session does it. */
+	if (cluster_session(session, sizeof(session)) == -1 ||
+	    room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
 		return;
 	/* This host's presence goes first, so that the counts say whether
 	 * another host still has the member. */

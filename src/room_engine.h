@@ -37,6 +37,8 @@ room_arena(void)
 
 struct room	*room_new(struct shm_room *, const struct room_ref *);
 uint64_t	 room_slots(struct shm_room *);
+/* Relay rooms: drop the records every worker has read, up to upto. */
+void		 room_trim(struct shm_room *, uint64_t upto);
 void		 room_tx_bytes(struct shm_room *, void *p, const void *src,
 		    size_t len);
 /* Changes of this host's mirror only (applying another host's). */
@@ -55,6 +57,8 @@ size_t	 rcl_list(const struct dialect *, struct room_ref *, size_t max);
 #define RCL_RELOADED	(-100)
 int	 rcl_lock(struct room *);
 void	 rcl_release(struct room *);
+/* 0 if the transaction may only read (Redis takes no writes). */
+int	 rcl_writable(struct room *);
 int	 rcl_unlock(struct room *);	/* before the local commit */
 int	 rcl_append(struct room *);	/* after a local append */
 int	 rcl_close(struct room *, const char *reason);

@@ -582,6 +582,14 @@ int	 room_lock(const struct room_ref *, struct room **);
 /* Commit the changes and release the lock; appends reach the members. */
 void	 room_unlock(struct room *);
 /*
+ * Lock this host's copy of a room to read it, and to change what is this
+ * host's alone (its connections' counts, what a worker has read): the
+ * fan-out's reads.  On one host the same as room_lock; in cluster mode no
+ * transaction with the other hosts, so nothing shared may change
+ * (room_append refuses with ROOM_EINVAL).  Unlock with room_unlock.
+ */
+int	 room_lock_view(const struct room_ref *, struct room **);
+/*
  * Delete a locked room (the lock goes with it): its log and members go,
  * and every connection to it is closed with status 1000: with the reason
  * on this worker, with "room deleted" on the others (a doorbell carries
@@ -747,6 +755,10 @@ void	 fanout_catch_up(struct conn *, int empty_ok);
 /* The engine's side: a change for the slots given (and this worker if
  * local) at the end of the iteration; in the master, now. */
 void	 fanout_pend(const struct doorbell *, uint64_t slots, int local);
+/* A room operation of conn's failed with ROOM_EUNAVAIL (cluster mode):
+ * close it 1012, so that its client comes back, maybe through another
+ * host. */
+void	 fanout_unavailable(struct conn *);
 /* Close this worker's connections to a deleted room (1000), or to one
  * whose copy here must be made again (1012: come back). */
 void	 fanout_room_gone(uint64_t rid, int code, const char *reason);
@@ -808,6 +820,10 @@ int	 cluster_tick_ms(void);
 int	 cluster_sub_fd(void);
 void	 cluster_sub_read(void);
 void	 cluster_session_drop(const char *);
+/* A worker: the room lock (key, token) it may hold (NULL: none); the
+ * master: give back what dead worker slot held. */
+void	 cluster_hold(const char *key, const char *token);
+void	 cluster_slot_dead(int slot);
 void	 cluster_leave(void);
 
 /*

@@ -23,6 +23,15 @@
  * (W7) and raw (the cost of one small write() to a loopback TCP socket,
  * the floor of any server's cost per delivery).  See usage() below.
  *
+ * Cluster runs (-p with several addresses): member i talks to address
+ * i % naddrs (the publishers to the first one, catch-up joiners to the
+ * last one), -c takes one group of pids per address separated by "/",
+ * and the result adds, per address, the deliveries and the server CPU per
+ * delivery, and the latency of the deliveries that crossed from the
+ * publisher's address to another ("cross_p50_us", "cross_p99_us").
+ * -P socketio speaks Socket.IO 4 (Engine.IO 4 over a WebSocket) to the
+ * peer in tests/bench/peers/sio.js: "join" a room, "pub" to it, "a" back.
+ *
  * With -z every member offers permessage-deflate (RFC 7692) and inflates
  * the compressed messages it gets; "wire_bytes" in the result counts the
  * octets of the frames members read while measuring (headers and
@@ -67,10 +76,11 @@
 #define LG_MAXTHREADS	8
 #define LG_MAXPIDS	64
 #define LG_MAXROOMS	1024
+#define LG_MAXADDRS	8
 #define LG_INFLIGHT	256	/* handshakes under way at once */
 #define LG_WS_GUID	"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-enum proto { P_CANVAS, P_NCHAN };
+enum proto { P_CANVAS, P_NCHAN, P_SOCKETIO };
 enum mode { M_FANOUT, M_CATCHUP, M_IDLE, M_STORM, M_RAW };
 enum cstate { C_FREE, C_HANDSHAKE, C_OPEN, C_CLOSED };
 
@@ -85,6 +95,7 @@ struct hist {
 struct conn {
 	int		 fd;
 	int		 th;
+	int		 addr;		/* index in opt.addr */
 	int		 room;
 	int		 publisher;
 	int		 noread;
@@ -110,6 +121,8 @@ struct thr {
 	pthread_t	 tid;
 	int		 ep;
 	struct hist	 lat;		/* delivery latency */
+	struct hist	 xlat;		/* ... to another address than the
+					 * publisher's */
 	struct hist	 rec;		/* storm: reconnect to first message */
 	_Atomic uint64_t deliveries, frames, bytes, gaps, dups, errors;
 	_Atomic uint64_t wire;		/* octets read while measuring */
@@ -122,15 +135,21 @@ struct thr {
 static struct {
 	enum proto	 proto;
 	enum mode	 mode;
-	char		 host[64];
+	char		 host[64];	/* = addr[0] */
 	int		 port;
+	struct {
+		char	 host[64];
+		int	 port;
+	}		 addr[LG_MAXADDRS];
+	int		 naddrs;
 	char		 prefix[128];
 	int		 n, rooms, batch, size, threads, addrs, window;
 	int		 storm, noread, joinall, place_worker, deflate;
 	double		 rate, duration, warmup;
 	uint64_t	 log_len;
 	pid_t		 pids[LG_MAXPIDS];
-	int		 npids;
+	int		 pgroup[LG_MAXPIDS];	/* the address of each pid */
+	int		 npids, ngroups;
 	pid_t		 workers[LG_MAXPIDS];
 	int		 nworkers;
 	int		 place;		/* 0 none, 1 same, 2 cross */
@@ -140,7 +159,8 @@ static struct conn	*conns;
 static int		 nconns;
 static struct thr	 thr[LG_MAXTHREADS];
 static _Atomic int	 measuring, quitting;
-static _Atomic int	 n_open, n_failed, n_closed;
+static _Atomic int	 n_open, n_failed, n_closed, n_joined;
+static _Atomic uint64_t	 deliv_addr[LG_MAXADDRS];
 static char		 rid[LG_MAXROOMS][72];
 static char		 rtok[LG_MAXROOMS][72];
 static uint64_t		 pubseq;
@@ -153,15 +173,18 @@ usage(void)
 {
 	fprintf(stderr,
 "usage: loadgen [-J] [-M mode] [-P proto] [-a addrs] [-b actions] [-c pids]\n"
-"    [-d secs] [-L log] [-m bytes] [-n members] [-p host:port] [-r rooms]\n"
+"    [-d secs] [-L log] [-m bytes] [-n members] [-p host:port[,...]]\n"
+"    [-r rooms]\n"
 "    [-R rate] [-s storm] [-T threads] [-u prefix] [-W window] [-w secs]\n"
 "    [-x] [-z] [-X same|cross -k workerpids]\n"
 "  -M fanout|catchup|idle|storm|raw  (default fanout)\n"
-"  -P canvas|nchan    protocol (the Node peer speaks canvas)\n"
+"  -P canvas|nchan|socketio  protocol (the Node ws peer speaks canvas)\n"
+"  -p host:port,...  servers; member i uses the (i %% count)th\n"
 "  -n members, -r rooms, -b actions per publish, -m bytes per action\n"
 "  -R publishes/s over all rooms (0: as fast as the window allows)\n"
 "  -W publishes in flight per room when -R 0; -d measure secs, -w warm-up\n"
-"  -c pid,...  server processes whose CPU (and children's) is counted\n"
+"  -c pid,...[/pid,...]  server processes whose CPU (and children's) is\n"
+"     counted, one group per server address\n"
 "  -L log length for catchup; -s members that drop and reconnect (storm)\n"
 "  -x one member never reads; -J join every member as a guest (canvas)\n"
 "  -z offer permessage-deflate and inflate what comes compressed\n"
@@ -240,13 +263,15 @@ hist_merge(struct hist *to, const struct hist *from)
 
 /* /proc: the CPU ticks and memory of the server's processes. */
 static int
-pids_expand(pid_t *out, int max)
+pids_expand(pid_t *out, int max, int group)
 {
 	char	 path[64], buf[4096], *p, *e;
 	int	 n = 0, i, j;
 	FILE	*fp;
 
 	for (i = 0; i < opt.npids && n < max; i++) {
+		if (group >= 0 && opt.pgroup[i] != group)
+			continue;
 		for (j = 0; j < n && out[j] != opt.pids[i]; j++)
 			;
 		if (j == n)
@@ -275,8 +300,9 @@ pids_expand(pid_t *out, int max)
 	return n;
 }
 
+/* CPU seconds of the server's processes of one group (-1: all). */
 static double
-server_cpu(void)
+server_cpu_of(int group)
 {
 	pid_t		 p[LG_MAXPIDS];
 	char		 path[64], buf[1024], *s;
@@ -285,7 +311,7 @@ server_cpu(void)
 	int		 n, i, j;
 	FILE		*fp;
 
-	n = pids_expand(p, LG_MAXPIDS);
+	n = pids_expand(p, LG_MAXPIDS, group);
 	for (i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "/proc/%d/stat", p[i]);
 		if ((fp = fopen(path, "r")) == NULL)
@@ -304,6 +330,12 @@ server_cpu(void)
 	return sum / (double)sysconf(_SC_CLK_TCK);
 }
 
+static double
+server_cpu(void)
+{
+	return server_cpu_of(-1);
+}
+
 /* Sum of one /proc/PID/status field (kB) over the server, in bytes. */
 static uint64_t
 server_mem(const char *field)
@@ -315,7 +347,7 @@ server_mem(const char *field)
 	int		 n, i;
 	FILE		*fp;
 
-	n = pids_expand(p, LG_MAXPIDS);
+	n = pids_expand(p, LG_MAXPIDS, -1);
 	for (i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "/proc/%d/status", p[i]);
 		if ((fp = fopen(path, "r")) == NULL)
@@ -331,7 +363,8 @@ server_mem(const char *field)
 
 /* Plain HTTP, blocking, for creating and joining canvas rooms. */
 static int
-http_post(const char *path, const char *body, char *out, size_t outlen)
+http_post(int a, const char *path, const char *body, char *out,
+    size_t outlen)
 {
 	struct sockaddr_in	 sa;
 	char			 req[1024];
@@ -343,13 +376,14 @@ http_post(const char *path, const char *body, char *out, size_t outlen)
 		err(1, "socket");
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons(opt.port);
-	inet_pton(AF_INET, opt.host, &sa.sin_addr);
+	sa.sin_port = htons(opt.addr[a].port);
+	inet_pton(AF_INET, opt.addr[a].host, &sa.sin_addr);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
-		err(1, "connect %s:%d", opt.host, opt.port);
+		err(1, "connect %s:%d", opt.addr[a].host, opt.addr[a].port);
 	snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: %s\r\n"
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n%s", path, opt.host, strlen(body), body);
+	    "Connection: close\r\n\r\n%s", path, opt.addr[a].host,
+	    strlen(body), body);
 	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
 		err(1, "write");
 	while (len + 1 < outlen &&
@@ -386,13 +420,13 @@ rooms_create(void)
 	int	 r, code;
 
 	for (r = 0; r < opt.rooms; r++) {
-		if (opt.proto == P_NCHAN) {
+		if (opt.proto != P_CANVAS) {
 			snprintf(rid[r], sizeof(rid[r]), "b%d_%d", getpid(), r);
 			continue;
 		}
 		snprintf(path, sizeof(path), "%s/rooms", opt.prefix);
 		snprintf(body, sizeof(body), "{\"host\":\"h%d\"}", r);
-		code = http_post(path, body, reply, sizeof(reply));
+		code = http_post(0, path, body, reply, sizeof(reply));
 		if (code != 201 || json_str(reply, "roomId", rid[r],
 		    sizeof(rid[r])) == -1 || json_str(reply, "token", rtok[r],
 		    sizeof(rtok[r])) == -1)
@@ -414,7 +448,7 @@ member_token(struct conn *c, int i, char *tok, size_t len)
 	snprintf(path, sizeof(path), "%s/rooms/%s/join", opt.prefix,
 	    rid[c->room]);
 	snprintf(body, sizeof(body), "{\"name\":\"g%d\"}", i);
-	code = http_post(path, body, reply, sizeof(reply));
+	code = http_post(c->addr, path, body, reply, sizeof(reply));
 	if (code != 200 || json_str(reply, "token", tok, len) == -1)
 		errx(1, "joining: HTTP %d: %.200s", code, reply);
 }
@@ -515,21 +549,61 @@ action(char *p, uint64_t t)
 	return (size_t)n + 2;
 }
 
-/* A publish of opt.batch actions as one JSON array. */
+/* A publish of opt.batch actions as one JSON array (for Socket.IO, the
+ * argument of a "pub" event to the room). */
 static size_t
-publish_body(char *p, uint64_t t)
+publish_body(char *p, uint64_t t, int room)
 {
 	size_t	 len = 1;
 	int	 i;
 
-	p[0] = '[';
+	if (opt.proto == P_SOCKETIO)
+		len = (size_t)sprintf(p, "42[\"pub\",\"%s\",[", rid[room]);
+	else
+		p[0] = '[';
 	for (i = 0; i < opt.batch; i++) {
 		if (i > 0)
 			p[len++] = ',';
 		len += action(p + len, t);
 	}
 	p[len++] = ']';
+	if (opt.proto == P_SOCKETIO)
+		p[len++] = ']';
 	return len;
+}
+
+/*
+ * Socket.IO's own packets, answered here: the Engine.IO open packet
+ * ("0{...}": connect to the main namespace), the namespace's connect
+ * ("40{...}": now join the room; an event sent before it would close the
+ * connection), a ping ("2": pong "3") and the peer's "joined".  Returns 1
+ * for those, 0 for an event to count.
+ */
+static int
+sio_control(struct conn *c, const char *d, size_t len)
+{
+	char	 join[128];
+	int	 n;
+
+	if (len >= 2 && d[0] == '4' && d[1] == '0') {
+		n = snprintf(join, sizeof(join), "42[\"join\",\"%s\"]",
+		    rid[c->room]);
+		ws_send(c, 0x1, join, (size_t)n);
+		return 1;
+	}
+	if (len >= 1 && d[0] == '0') {
+		ws_send(c, 0x1, "40", 2);
+		return 1;
+	}
+	if (len == 1 && d[0] == '2') {
+		ws_send(c, 0x1, "3", 1);
+		return 1;
+	}
+	if (len >= 10 && memcmp(d, "42[\"joined\"", 10) == 0) {
+		atomic_fetch_add(&n_joined, 1);
+		return 1;
+	}
+	return 0;
 }
 
 /* A text message arrived: count its actions, their latency, pointers. */
@@ -539,7 +613,10 @@ on_message(struct thr *t, struct conn *c, const char *d, size_t len)
 	const char	*p = d, *e = d + len, *q;
 	uint64_t	 ts, now = now_ns(), n = 0, ptr;
 	int		 meas = atomic_load(&measuring);
+	int		 cross = c->addr != conns[c->room].addr;
 
+	if (opt.proto == P_SOCKETIO && sio_control(c, d, len))
+		return;
 	if (c->t_start != 0 && c->t_first == 0) {
 		c->t_first = now;
 		if (meas && c->reconnect)
@@ -557,8 +634,11 @@ on_message(struct thr *t, struct conn *c, const char *d, size_t len)
 		if (p >= e || *p != '#')
 			continue;
 		n++;
-		if (meas && ts != 0 && ts <= now)
+		if (meas && ts != 0 && ts <= now) {
 			hist_add(&t->lat, now - ts);
+			if (cross)
+				hist_add(&t->xlat, now - ts);
+		}
 		if (opt.proto != P_CANVAS)
 			continue;
 		/* ,"pointer":N} follows the action's value. */
@@ -581,8 +661,10 @@ on_message(struct thr *t, struct conn *c, const char *d, size_t len)
 			    (int)(len < 200 ? len : 200), d);
 	}
 	c->got += n;
-	if (meas)
+	if (meas) {
 		atomic_fetch_add(&t->deliveries, n);
+		atomic_fetch_add(&deliv_addr[c->addr], n);
+	}
 }
 
 static void
@@ -834,8 +916,8 @@ conn_open(int i, uint64_t pointer)
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons(opt.port);
-	inet_pton(AF_INET, opt.host, &sa.sin_addr);
+	sa.sin_port = htons(opt.addr[c->addr].port);
+	inet_pton(AF_INET, opt.addr[c->addr].host, &sa.sin_addr);
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
 		warn("connect");
 		goto fail;
@@ -852,7 +934,10 @@ conn_open(int i, uint64_t pointer)
 		else
 			snprintf(path, sizeof(path), "%s/rooms/%s/ws?token=%s",
 			    opt.prefix, rid[c->room], tok);
-	} else
+	} else if (opt.proto == P_SOCKETIO)
+		snprintf(path, sizeof(path),
+		    "/socket.io/?EIO=4&transport=websocket");
+	else
 		snprintf(path, sizeof(path), "%s/%s", c->publisher ?
 		    "/pubsub" : "/sub", rid[c->room]);
 	ws_key(key, c->accept);
@@ -861,7 +946,8 @@ conn_open(int i, uint64_t pointer)
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
-	    path, opt.host, opt.port, key, opt.deflate ?
+	    path, opt.addr[c->addr].host, opt.addr[c->addr].port, key,
+	    opt.deflate ?
 	    "Sec-WebSocket-Extensions: permessage-deflate; "
 	    "client_max_window_bits\r\n" : "");
 	c->rlen = 0;
@@ -1016,6 +1102,20 @@ setup_nofile(int want)
 		    (unsigned long long)nofile, want);
 }
 
+/* Socket.IO: wait until the members that opened have joined their room. */
+static void
+sio_wait_joined(int want)
+{
+	uint64_t	 end = now_ns() + 30000000000ULL;
+
+	while (atomic_load(&n_joined) < want - atomic_load(&n_failed) &&
+	    now_ns() < end)
+		usleep(2000);
+	if (atomic_load(&n_joined) < want - atomic_load(&n_failed))
+		fprintf(stderr, "loadgen: only %d of %d members joined\n",
+		    atomic_load(&n_joined), want);
+}
+
 /*
  * Members: conns[0..rooms) are the publishers (members too), the rest
  * are spread over the rooms.  With -X the members are over-opened and
@@ -1032,10 +1132,13 @@ members_open(void)
 		conns[i].fd = -1;
 		conns[i].room = i % opt.rooms;
 		conns[i].publisher = i < opt.rooms;
+		conns[i].addr = conns[i].publisher ? 0 : i % opt.naddrs;
 		conns[i].th = i % opt.threads;
 		conns[i].noread = opt.noread && i == nconns - 1;
 	}
 	open_range(0, nconns);
+	if (opt.proto == P_SOCKETIO)
+		sio_wait_joined(nconns);
 	if (!opt.place)
 		return;
 	if ((which = calloc((size_t)nconns, sizeof(int))) == NULL)
@@ -1110,7 +1213,7 @@ publish_for(double secs, char *buf)
 			}
 		}
 		if (p->state == C_OPEN) {
-			len = publish_body(buf, now_ns());
+			len = publish_body(buf, now_ns(), p->room);
 			ws_send(p, 0x1, buf, len);
 			pubseq++;
 		}
@@ -1121,14 +1224,16 @@ publish_for(double secs, char *buf)
 static void
 report(const char *mode, double secs, double cpu, const char *extra)
 {
-	struct hist	 lat, rec;
+	struct hist	 lat, rec, xlat;
 	uint64_t	 d = 0, f = 0, b = 0, g = 0, u = 0, e = 0, w = 0;
 	int		 i;
 
 	memset(&lat, 0, sizeof(lat));
 	memset(&rec, 0, sizeof(rec));
+	memset(&xlat, 0, sizeof(xlat));
 	for (i = 0; i < opt.threads; i++) {
 		hist_merge(&lat, &thr[i].lat);
+		hist_merge(&xlat, &thr[i].xlat);
 		hist_merge(&rec, &thr[i].rec);
 		d += thr[i].deliveries;
 		f += thr[i].frames;
@@ -1149,28 +1254,57 @@ report(const char *mode, double secs, double cpu, const char *extra)
 	    "\"reconnect_p50_us\":%.1f,\"reconnect_p99_us\":%.1f,"
 	    "\"reconnect_max_us\":%.1f,\"reconnects\":%" PRIu64 ","
 	    "\"gaps\":%" PRIu64 ",\"dups\":%" PRIu64 ",\"errors\":%" PRIu64
-	    "%s}\n", mode, opt.proto == P_CANVAS ? "canvas" : "nchan", opt.n,
+	    ",\"addrs\":%d,\"cross_deliveries\":%" PRIu64 ","
+	    "\"cross_p50_us\":%.1f,\"cross_p99_us\":%.1f"
+	    "%s}\n", mode, opt.proto == P_CANVAS ? "canvas" :
+	    opt.proto == P_NCHAN ? "nchan" : "socketio", opt.n,
 	    atomic_load(&n_open), atomic_load(&n_failed), opt.rooms,
 	    opt.batch, (unsigned long long)nofile, secs, pubseq, d,
 	    secs > 0 ? (double)d / secs : 0,
 	    f, b, w, opt.deflate, hist_pct(&lat, 50) / 1e3, hist_pct(&lat, 99) / 1e3,
 	    lat.max / 1e3, cpu, d > 0 ? cpu * 1e6 / (double)d : 0,
 	    hist_pct(&rec, 50) / 1e3, hist_pct(&rec, 99) / 1e3,
-	    rec.max / 1e3, rec.n, g, u, e, extra);
+	    rec.max / 1e3, rec.n, g, u, e, opt.naddrs, xlat.n,
+	    hist_pct(&xlat, 50) / 1e3, hist_pct(&xlat, 99) / 1e3, extra);
 	fflush(stdout);
+}
+
+/* ,"by_addr":[{"deliveries":D,"cpu_s":C,"cpu_us_per_delivery":X},...] */
+static void
+by_addr(char *out, size_t len, const double *cpu)
+{
+	size_t		 o;
+	uint64_t	 d;
+	int		 a;
+
+	o = (size_t)snprintf(out, len, ",\"by_addr\":[");
+	for (a = 0; a < opt.naddrs && o < len; a++) {
+		d = atomic_load(&deliv_addr[a]);
+		o += (size_t)snprintf(out + o, len - o, "%s{\"addr\":\"%s:%d\","
+		    "\"deliveries\":%" PRIu64 ",\"cpu_s\":%.2f,"
+		    "\"cpu_us_per_delivery\":%.3f}", a ? "," : "",
+		    opt.addr[a].host, opt.addr[a].port, d, cpu[a],
+		    d > 0 ? cpu[a] * 1e6 / (double)d : 0);
+	}
+	if (o < len)
+		snprintf(out + o, len - o, "]");
 }
 
 static void
 run_fanout(void)
 {
-	char		*buf = pubbuf(), extra[256];
-	double		 cpu0, cpu1;
+	char		*buf = pubbuf(), extra[256 + 160 * LG_MAXADDRS];
+	double		 cpu0, cpu1, gcpu[LG_MAXADDRS];
 	uint64_t	 t0, t1, m0, m1;
+	size_t		 o;
+	int		 a;
 
 	members_open();
 	publish_for(opt.warmup, buf);
 	m0 = server_mem("RssAnon:");
 	cpu0 = server_cpu();
+	for (a = 0; a < opt.naddrs; a++)
+		gcpu[a] = server_cpu_of(a);
 	t0 = now_ns();
 	atomic_store(&measuring, 1);
 	publish_for(opt.duration, buf);
@@ -1178,9 +1312,13 @@ run_fanout(void)
 	atomic_store(&measuring, 0);
 	t1 = now_ns();
 	cpu1 = server_cpu();
+	for (a = 0; a < opt.naddrs; a++)
+		gcpu[a] = server_cpu_of(a) - gcpu[a];
 	m1 = server_mem("RssAnon:");
-	snprintf(extra, sizeof(extra), ",\"rss_anon_before\":%" PRIu64
-	    ",\"rss_anon_after\":%" PRIu64, m0, m1);
+	o = (size_t)snprintf(extra, sizeof(extra), ",\"rss_anon_before\":%"
+	    PRIu64 ",\"rss_anon_after\":%" PRIu64, m0, m1);
+	if (opt.naddrs > 1)
+		by_addr(extra + o, sizeof(extra) - o, gcpu);
 	report("fanout", (double)(t1 - t0) / 1e9 - 0.2, cpu1 - cpu0, extra);
 
 	free(buf);
@@ -1215,7 +1353,7 @@ run_catchup(void)
 		while (sent - conns[0].got >= 8 * (uint64_t)fill &&
 		    conns[0].state == C_OPEN)
 			usleep(50);
-		ws_send(&conns[0], 0x1, buf, publish_body(buf, 0));
+		ws_send(&conns[0], 0x1, buf, publish_body(buf, 0, 0));
 		pubseq++;
 	}
 	for (t0 = now_ns(); conns[0].got < sent &&
@@ -1233,6 +1371,7 @@ run_catchup(void)
 	for (i = 1; i < nconns; i++) {
 		conns[i].fd = -1;
 		conns[i].room = 0;
+		conns[i].addr = opt.naddrs - 1;	/* a host that never saw it */
 		conns[i].th = i % opt.threads;
 	}
 	cpu0 = server_cpu();
@@ -1466,16 +1605,35 @@ parse_pids(char *s, pid_t *out)
 	return n;
 }
 
+/* -c pid,pid/pid,...: one group of pids per server address. */
+static int
+parse_pid_groups(char *s)
+{
+	char	*g, *p, *gs = NULL, *ps = NULL;
+	int	 n = 0, grp = 0;
+
+	for (g = strtok_r(s, "/", &gs); g != NULL; g = strtok_r(NULL, "/",
+	    &gs), grp++)
+		for (p = strtok_r(g, ",", &ps); p != NULL && n < LG_MAXPIDS;
+		    p = strtok_r(NULL, ",", &ps)) {
+			opt.pgroup[n] = grp;
+			opt.pids[n++] = (pid_t)atoi(p);
+		}
+	opt.ngroups = grp;
+	return n;
+}
+
 int
 main(int argc, char *argv[])
 {
-	char	*colon;
+	char	*colon, *p;
 	int	 ch, i;
 
 	opt.proto = P_CANVAS;
 	opt.mode = M_FANOUT;
-	snprintf(opt.host, sizeof(opt.host), "127.0.0.1");
-	opt.port = 8080;
+	snprintf(opt.addr[0].host, sizeof(opt.addr[0].host), "127.0.0.1");
+	opt.addr[0].port = 8080;
+	opt.naddrs = 1;
 	snprintf(opt.prefix, sizeof(opt.prefix), "/canvas");
 	opt.n = 1000;
 	opt.rooms = 1;
@@ -1514,6 +1672,8 @@ main(int argc, char *argv[])
 				opt.proto = P_CANVAS;
 			else if (strcmp(optarg, "nchan") == 0)
 				opt.proto = P_NCHAN;
+			else if (strcmp(optarg, "socketio") == 0)
+				opt.proto = P_SOCKETIO;
 			else
 				usage();
 			break;
@@ -1524,7 +1684,7 @@ main(int argc, char *argv[])
 			opt.batch = atoi(optarg);
 			break;
 		case 'c':
-			opt.npids = parse_pids(optarg, opt.pids);
+			opt.npids = parse_pid_groups(optarg);
 			break;
 		case 'd':
 			opt.duration = atof(optarg);
@@ -1542,11 +1702,16 @@ main(int argc, char *argv[])
 			opt.n = atoi(optarg);
 			break;
 		case 'p':
-			if ((colon = strrchr(optarg, ':')) == NULL)
-				usage();
-			*colon = '\0';
-			snprintf(opt.host, sizeof(opt.host), "%s", optarg);
-			opt.port = atoi(colon + 1);
+			opt.naddrs = 0;
+			for (p = strtok(optarg, ","); p != NULL &&
+			    opt.naddrs < LG_MAXADDRS; p = strtok(NULL, ",")) {
+				if ((colon = strrchr(p, ':')) == NULL)
+					usage();
+				*colon = '\0';
+				snprintf(opt.addr[opt.naddrs].host,
+				    sizeof(opt.addr[0].host), "%s", p);
+				opt.addr[opt.naddrs++].port = atoi(colon + 1);
+			}
 			break;
 		case 'r':
 			opt.rooms = atoi(optarg);
@@ -1589,8 +1754,12 @@ main(int argc, char *argv[])
 	    opt.rooms > opt.n || opt.batch < 1 || opt.size < 24 ||
 	    opt.size > 4096 || opt.threads < 1 ||
 	    opt.threads > LG_MAXTHREADS || opt.addrs < 1 || opt.addrs > 250 ||
-	    opt.window < 1 || (opt.place && opt.nworkers < 2))
+	    opt.window < 1 || (opt.place && opt.nworkers < 2) ||
+	    opt.naddrs < 1)
 		usage();
+	/* The first address is the one of the single-server modes. */
+	snprintf(opt.host, sizeof(opt.host), "%s", opt.addr[0].host);
+	opt.port = opt.addr[0].port;
 	signal(SIGPIPE, SIG_IGN);
 	if (opt.mode == M_RAW) {
 		setup_nofile(opt.n * 2);

@@ -167,10 +167,11 @@ class Roomd:
 
 
 def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
-                args=()):
+                args=(), port=None):
     """roomd -f with conf_text and extra command-line args; env adds to
     the environment, "{tmp}" in a value standing for the daemon's temporary
-    directory (.tmp)."""
+    directory (.tmp).  It listens on 127.0.0.1:port (a free port unless
+    told: a host restarted where it was)."""
     binary = roomd_bin()
     if not os.path.exists(binary):
         pytest.fail(f"roomd binary not found at {binary} (set ROOMD_BIN)")
@@ -196,7 +197,8 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")
-    port = free_port()
+    if port is None:
+        port = free_port()
     log_path = os.path.join(tmp.name, "roomd.log")
     logf = open(log_path, "wb")
     argv = [binary, "-f", *args, "-c", conf, "-l", f"127.0.0.1:{port}",

@@ -83,8 +83,9 @@ class Server:
 
     binary = "redis-server"
 
-    def __init__(self, root, name, conf):
+    def __init__(self, root, name, conf, password=None):
         self.name = name
+        self.password = password
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
         self.port = free_port()
@@ -139,6 +140,7 @@ class Server:
 
     def client(self, **kw):
         kw.setdefault("socket_timeout", 10.0)
+        kw.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
     def kill9(self):
@@ -204,15 +206,17 @@ class Group:
         self.servers = []
         self.n = 0
 
-    def server(self, maxmemory=None, replicaof=None, extra=""):
+    def server(self, maxmemory=None, replicaof=None, extra="", password=None):
         self.n += 1
         conf = extra
+        if password:
+            conf += f"requirepass {password}\n"
         if maxmemory:
             conf += f"maxmemory {maxmemory}\n"
         if replicaof:       # a Server, or a port (a proxy's)
             port = getattr(replicaof, "port", replicaof)
             conf += f"replicaof 127.0.0.1 {port}\n"
-        s = Server(self.tmp, f"redis{self.n}", conf)
+        s = Server(self.tmp, f"redis{self.n}", conf, password)
         self.servers.append(s)
         return s.start()
 
@@ -357,8 +361,10 @@ class Proxy:
 
 @pytest.fixture
 def redis_factory():
-    """redis_factory(maxmemory=None, replicaof=None) -> a started Server;
-    replicaof is a Server or a loopback port."""
+    """redis_factory(maxmemory=None, replicaof=None, extra="",
+    password=None) -> a started Server; replicaof is a Server or a loopback
+    port; with password, Redis requires it (requirepass) and .client()
+    gives it."""
     g = Group()
     try:
         yield g.server

@@ -1,0 +1,216 @@
+"""Cluster mode, chat dialect (issue 15, 1 and 2): users on three hosts of
+one cluster share channels, @messages, events and history; a name is
+taken cluster-wide; a host killed whole makes its users leave once, as a
+closed connection does ("left" to each channel's participants).
+
+Each test has hosts of its own (cluster.py); the chat clients and message
+shapes are test_chat.py's, the connections of one test opened on one host
+or another with at(c, host).
+"""
+import json
+import time
+
+from cluster import (LEASE, at, cluster_hosts,  # noqa: F401
+                     redis_factory)
+from conftest import close_ws, expect_close, ws_open_headers
+from test_chat import (Client, alive, chan_msg, chat_url, create,
+                       ev_channel, ev_participant, expect_all, expect_error,
+                       join, priv_msg, quiet, say, session)
+
+
+def test_channels_events_and_messages_cross_three_hosts(cluster_hosts):
+    c3 = cluster_hosts(3)
+
+    async def body(c):
+        a = await at(c, c3[0]).open()
+        b = await at(c, c3[1]).open()
+        d = await at(c, c3[2]).open()
+        ch = c.channel()
+        await create(a, ch, [b, d])
+        await join(a, ch)
+        await join(b, ch, [a])
+        await join(d, ch, [a, b])
+        await say(a, ch, "from h1", 1, [b, d])
+        await say(b, ch, "from h2", 2, [a, d])
+        await say(d, ch, "from h3", 3, [a, b])
+        # @messages between hosts, to the addressee only.
+        await d.say("@" + a.name, "psst")
+        await a.expect(priv_msg(d, "@" + a.name, "psst"), "@ across hosts")
+        await d.expect(priv_msg(d, "@" + a.name, "psst"), "sender's copy")
+        await quiet(a, b, d)
+        await b.cmd("leave", ch)
+        await expect_all([a, d], ev_participant(b, "left", ch), "b left")
+        await say(d, ch, "after b left", 4, [a])
+        await quiet(b)
+        # Destroyed on h1: every client on every host is told.
+        await a.cmd("destroy", ch)
+        await expect_all([a, b, d], ev_channel(ch, "destroy"), "destroy")
+        req = await d.cmd("join", ch)
+        await expect_error(d, "no_such_channel", req, "join after destroy")
+    session(c3[0], body)
+
+
+def test_two_hosts_creating_one_channel_at_once_make_it_once(cluster_hosts):
+    c3 = cluster_hosts(2)
+
+    async def body(c):
+        a = await at(c, c3[0]).open()
+        b = await at(c, c3[1]).open()
+        ch = c.channel()
+        await a.cmd("create", ch)
+        await b.cmd("create", ch)
+        got = []
+        for who in (a, b):
+            while True:
+                try:
+                    got.append(await who.recv("create race", 1.0))
+                except AssertionError:
+                    break
+        creates = [m for m in got if m == ev_channel(ch, "create")]
+        errors = [m for m in got if m.get("type") == "error"]
+        # One create event to each client, one channel_exists to the loser.
+        assert len(creates) == 2 and len(errors) == 1 and \
+            len(got) == 3, got
+        assert errors[0].get("code") == "channel_exists", errors
+        await quiet(a, b)
+    session(c3[0], body)
+
+
+def test_history_since_is_served_by_any_host(cluster_hosts):
+    c3 = cluster_hosts(3)
+
+    async def body(c):
+        a = await at(c, c3[0]).open()
+        ch = c.channel()
+        await create(a, ch)
+        await join(a, ch)
+        sent = [await say(a, ch, f"m{i}", i) for i in range(1, 8)]
+        b = await at(c, c3[2]).open()
+        await join(b, ch, [a], sent[2:], since=2)
+        await b.cmd("leave", ch)
+        await a.expect(ev_participant(b, "left", ch), "b left")
+        sent += [await say(a, ch, f"n{i}", i) for i in range(8, 11)]
+        # back on another host, from where it stopped
+        b2 = await at(c, c3[1]).open()
+        await join(b2, ch, [a], sent[7:], since=7)
+        await say(b2, ch, "back", 11, [a])
+    session(c3[0], body)
+
+
+def test_a_name_is_taken_on_every_host(cluster_hosts):
+    c3 = cluster_hosts(3)
+
+    async def body(c):
+        holder = await at(c, c3[0]).open()
+        await alive(holder)
+        for h in c3.hosts[1:]:
+            ws = await ws_open_headers(chat_url(h, holder.name))
+            c.all.append(ws)
+            msgs, code, _ = await expect_close(ws)
+            assert len(msgs) == 1 and json.loads(msgs[0]).get("code") == \
+                "name_taken", (h, msgs)
+            assert code == 1008, (h, code)
+        await alive(holder, "the holder after name_taken elsewhere")
+        # Free again, cluster-wide, once its connection closed.
+        await close_ws(holder.ws)
+        deadline = time.monotonic() + 5
+        while True:
+            ws = await ws_open_headers(chat_url(c3[2], holder.name))
+            c.all.append(ws)
+            again = Client(ws, holder.name)
+            try:
+                await alive(again, "the name on another host")
+                break
+            except AssertionError:
+                await close_ws(ws)
+                assert time.monotonic() < deadline, \
+                    "the name still taken 5 s after its holder closed"
+    session(c3[0], body)
+
+
+def test_a_host_killed_whole_its_users_leave_each_channel_once(
+        cluster_hosts):
+    c3 = cluster_hosts(3)
+
+    async def body(c):
+        a = await at(c, c3[0]).open()
+        b = await at(c, c3[1]).open()
+        d = await at(c, c3[2]).open()
+        e = await at(c, c3[2]).open()
+        ch, ch2 = c.channel(), c.channel()
+        await create(a, ch, [b, d, e])
+        await create(a, ch2, [b, d, e])
+        await join(a, ch)
+        await join(b, ch, [a])
+        await join(d, ch, [a, b])
+        await join(e, ch, [a, b, d])
+        await join(b, ch2)
+        await join(d, ch2, [b])
+        sent = [await say(a, ch, f"m{i}", i, [b, d, e]) for i in (1, 2)]
+        t0 = time.monotonic()
+        c3[2].kill()
+        # Each survivor hears "left" once for each of d and e, in each
+        # channel it shares with them, and nothing else.
+        left = [ev_participant(d, "left", ch), ev_participant(e, "left", ch)]
+        got = [await a.recv("h3's users leave", LEASE + 5) for _ in left]
+        assert sorted(map(json.dumps, got)) == \
+            sorted(map(json.dumps, left)), got
+        assert time.monotonic() - t0 <= LEASE + 5
+        got_b = [await b.recv("h3's users leave", LEASE + 5)
+                 for _ in range(3)]
+        want_b = left + [ev_participant(d, "left", ch2)]
+        assert sorted(map(json.dumps, got_b)) == \
+            sorted(map(json.dumps, want_b)), got_b
+        await quiet(a, b, t=LEASE)
+        # The channel goes on; d comes back on h1 under its name and gets
+        # what it missed with since.
+        sent.append(await say(b, ch, "meanwhile", 3, [a]))
+        deadline = time.monotonic() + 5
+        while True:
+            ws = await ws_open_headers(chat_url(c3[0], d.name))
+            c.all.append(ws)
+            d2 = Client(ws, d.name)
+            try:
+                await alive(d2, "d under its name on h1")
+                break
+            except AssertionError:
+                await close_ws(ws)
+                assert time.monotonic() < deadline, \
+                    f"{d.name} still taken after h3 was reaped"
+        await join(d2, ch, [a, b], sent[2:], since=2)
+        await say(d2, ch, "back", 4, [a, b])
+        await quiet(a, b, d2)
+    session(c3[0], body, timeout=60)
+
+
+def test_a_message_is_sent_once_when_its_host_dies_after_sending(
+        cluster_hosts):
+    """Messages a user on h2 said before h2 was killed reach h1's users
+    exactly once each, in order, with dense seqs."""
+    c3 = cluster_hosts(2)
+
+    async def body(c):
+        a = await at(c, c3[0]).open()
+        b = await at(c, c3[1]).open()
+        ch = c.channel()
+        await create(a, ch, [b])
+        await join(a, ch)
+        await join(b, ch, [a])
+        for i in range(30):
+            await b.say(ch, f"burst {i}")
+        c3[1].kill()
+        got = []
+        while True:
+            m = await a.recv("the burst and b's leave", LEASE + 5)
+            if m.get("type") == "event":
+                assert m == ev_participant(b, "left", ch), m
+                break
+            got.append(m)
+        seqs = [m["seq"] for m in got]
+        assert seqs == list(range(1, len(got) + 1)), seqs
+        assert [m["message"] for m in got] == \
+            [f"burst {i}" for i in range(len(got))], got
+        assert got == [chan_msg(b, ch, f"burst {i}", i + 1)
+                       for i in range(len(got))]
+        await quiet(a, t=LEASE)
+    session(c3[0], body, timeout=60)
