@@ -212,7 +212,12 @@ fanout_detach(struct conn *conn, int delete_if_empty, int *present)
 	here = room_member_here(room, conn->mid, here);
 	if (present != NULL)
 		*present = here == 1;
-	if (left == 0 && delete_if_empty)
+	/* In cluster mode only a room without members goes at once: one
+	 * whose members are moving between hosts (connected to none for a
+	 * moment, after a failover say) expires as any room without
+	 * connections. */
+	if (left == 0 && delete_if_empty && (!cluster_enabled() ||
+	    room_member_count(room) == 0))
 		room_delete(room, "last connection closed");
 	else
 		room_unlock(room);
