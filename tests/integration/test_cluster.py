@@ -64,7 +64,18 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", list(GOOD))
+# Several primaries (cluster_shard) are not implemented: issue 15 stays
+# open for them.  Strict, so that these fail once they pass.
+NO_SHARDS = pytest.mark.xfail(strict=True, reason="cluster_shard is not "
+                              "implemented yet")
+
+
+def cases(table):
+    return [pytest.param(k, marks=NO_SHARDS) if "shard" in k else k
+            for k in table]
+
+
+@pytest.mark.parametrize("case", cases(GOOD))
 def test_roomd_t_accepts_the_cluster_lines(redis_server, case):
     text = GOOD[case].format(port=redis_server.port)
     rc, out, _ = roomd_t(text)
@@ -72,7 +83,7 @@ def test_roomd_t_accepts_the_cluster_lines(redis_server, case):
     assert "configuration OK" in out, out
 
 
-@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("case", cases(BAD))
 def test_roomd_t_refuses_a_bad_cluster_line_naming_it(case):
     text, keyword = BAD[case]
     text = text.format(port=6390)
