@@ -299,6 +299,9 @@ canvas_room_error(struct conn *conn, int rc)
 		server_http_error(conn, 503, "arena_full", "the server has no "
 		    "room for more data");
 		break;
+	case ROOM_EUNAVAIL:
+		server_http_error(conn, 503, "unavailable", room_strerror(rc));
+		break;
 	default:
 		server_http_error(conn, 500, "internal", room_strerror(rc));
 	}
@@ -330,8 +333,8 @@ canvas_show(struct conn *conn, const char *id)
 	uint64_t		 epoch;
 	int			 rc;
 
-	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
-	    (rc = room_lock(&ref, &room)) != 0) {
+	if ((rc = room_find_lock(&dialect_canvas, id, &ref,
+	    &room)) != 0) {
 		canvas_room_error(conn, rc);
 		return;
 	}
@@ -437,8 +440,8 @@ canvas_join_as(struct conn *conn, struct http_req *req, const char *id,
 		return;
 	name = as != NULL ? as : json_get_string(body, "name");
 	canvas_opt_string(body, "password", &pw);
-	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
-	    (rc = room_lock(&ref, &room)) != 0) {
+	if ((rc = room_find_lock(&dialect_canvas, id, &ref,
+	    &room)) != 0) {
 		canvas_room_error(conn, rc);
 		json_object_put(body);
 		return;
@@ -542,8 +545,8 @@ canvas_remove(struct conn *conn, struct http_req *req, const char *id)
 	}
 	for (token = auth + 7; *token == ' '; token++)
 		;
-	if ((rc = room_find(&dialect_canvas, id, &ref)) != 0 ||
-	    (rc = room_lock(&ref, &room)) != 0) {
+	if ((rc = room_find_lock(&dialect_canvas, id, &ref,
+	    &room)) != 0) {
 		canvas_room_error(conn, rc);
 		return;
 	}
@@ -659,12 +662,16 @@ canvas_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	struct room		*room;
 	char			 token[MEMBER_TOKEN_LEN + 2], ptr[32];
 	uint64_t		 pointer = 0;
-	int			 has_ptr;
+	int			 has_ptr, rc;
 
 	canvas_parse_path(sub, &cp);
-	if (room_find(&dialect_canvas, cp.id, &ref) != 0 ||
-	    room_lock(&ref, &room) != 0) {
-		canvas_ws_refuse(conn, "no_such_room", "no room with that id");
+	if ((rc = room_find_lock(&dialect_canvas, cp.id, &ref,
+	    &room)) != 0) {
+		if (rc == ROOM_EUNAVAIL)	/* the room may well be there */
+			fanout_unavailable(conn);
+		else
+			canvas_ws_refuse(conn, "no_such_room",
+			    "no room with that id");
 		return;
 	}
 	if (util_query_get(req->query, "token", token, sizeof(token)) != 1 ||

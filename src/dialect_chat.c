@@ -302,8 +302,8 @@ chat_server_room(struct room **out)
 	int			 tries;
 
 	for (tries = 0; tries < 3; tries++) {
-		if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &ref) == 0 &&
-		    room_lock(&ref, out) == 0)
+		if (room_find_lock(&dialect_chat, CHAT_SERVER_ROOM, &ref,
+		    out) == 0)
 			return 0;
 		if (room_create(&dialect_chat, CHAT_SERVER_ROOM, NULL, out) == 0)
 			return 0;

@@ -335,8 +335,8 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 
 	/* Find the room, or make it: two may race to make it, so retry. */
 	for (tries = 0; tries < 3 && room == NULL; tries++) {
-		if (room_find(&dialect_classroom, cc->room, &ref) == 0 &&
-		    room_lock(&ref, &room) == 0)
+		if (room_find_lock(&dialect_classroom, cc->room, &ref,
+		    &room) == 0)
 			break;
 		room = NULL;
 		if ((rc = room_create(&dialect_classroom, cc->room,

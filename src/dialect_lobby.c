@@ -368,8 +368,7 @@ lobby_open_room(struct conn *conn, const char *query)
 	util_query_get(query, "code", code, sizeof(code));
 	host = util_query_get(query, "host", NULL, 0) > 0;
 	if (!util_valid_id(code, ROOM_ID_MAX) ||
-	    room_find(&dialect_lobby, code, &ref) != 0 ||
-	    room_lock(&ref, &room) != 0) {
+	    room_find_lock(&dialect_lobby, code, &ref, &room) != 0) {
 		lobby_identity(conn);
 		lobby_refuse(conn, "noRoomFound", "No room exists with code %s",
 		    util_valid_id(code, ROOM_ID_MAX) ? code : "given");
@@ -504,8 +503,7 @@ lobby_join_as(struct conn *conn, struct json_object *msg)
 		return;
 	}
 	if (!util_valid_id(code, ROOM_ID_MAX) ||
-	    room_find(&dialect_lobby, code, &ref) != 0 ||
-	    room_lock(&ref, &room) != 0) {
+	    room_find_lock(&dialect_lobby, code, &ref, &room) != 0) {
 		lobby_refuse(conn, "noRoomFound", "No room exists with code %s",
 		    util_valid_id(code, ROOM_ID_MAX) ? code : "given");
 		return;

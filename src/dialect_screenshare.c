@@ -350,8 +350,7 @@ ss_join_room(struct conn *conn, const char *given, const char *name,
 	char			 id[ROOM_ID_MAX + 1];
 
 	if (ss_normalize(given, id, sizeof(id)) == -1 ||
-	    room_find(&dialect_screenshare, id, &ref) != 0 ||
-	    room_lock(&ref, room) != 0) {
+	    room_find_lock(&dialect_screenshare, id, &ref, room) != 0) {
 		ss_reply(conn, "INVALID_ROOM_ID", "Room with given ID not "
 		    "found");
 		return -1;

@@ -222,6 +222,24 @@ room_lock(const struct room_ref *ref, struct room **out)
 }
 
 int
+room_find_lock(const struct dialect *d, const char *id, struct room_ref *ref,
+    struct room **out)
+{
+	int	 rc, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if ((rc = room_find(d, id, ref)) != 0)
+			return rc;
+		/* Cluster mode: the copy found may have been dropped since,
+		 * to be made again (another epoch): find it once more. */
+		if ((rc = room_lock(ref, out)) != ROOM_ENOENT ||
+		    !cluster_enabled())
+			break;
+	}
+	return rc;
+}
+
+int
 room_lock_view(const struct room_ref *ref, struct room **out)
 {
 	struct shm_room	*r;

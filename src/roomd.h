@@ -573,6 +573,9 @@ int	 room_create_unique(const struct dialect *, const char *alphabet,
 	    size_t len, const uint64_t *addr, char *id, struct room **);
 /* Find a room by dialect and id: 0 or ROOM_ENOENT. */
 int	 room_find(const struct dialect *, const char *id, struct room_ref *);
+/* room_find, then room_lock: 0 or as either. */
+int	 room_find_lock(const struct dialect *, const char *id,
+	    struct room_ref *, struct room **);
 /* Up to max references to rooms of d (NULL: of every dialect). */
 size_t	 room_list(const struct dialect *d, struct room_ref *, size_t max);
 /*
