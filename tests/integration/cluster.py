@@ -641,13 +641,18 @@ async def final_logs(c, rid, token):
 
 def verdict(ms, logs, keep):
     """Every host read the same log; the checker's rules hold."""
+    report = "\n".join(
+        f"  {m.name}: sent {len(m.sent)}, acked {len(m.acked)}, resumed "
+        f"{m.resumes}, last closes {m.closes[-3:]}, last errors "
+        f"{m.errors[-3:]}" for m in ms)
     vals = list(logs.values())
     assert all(v == vals[0] for v in vals), \
         "the hosts disagree on the room's log: " + \
-        "; ".join(f"{k}: {str(v)[:300]}" for k, v in logs.items())
+        "; ".join(f"{k}: {str(v)[:300]}" for k, v in logs.items()) + \
+        "\n" + report
+    assert isinstance(vals[0], tuple), \
+        f"the room's log could not be read at the end: {logs}\n{report}"
     epoch, log = vals[0]
     bad = check_members(ms, {epoch: log}, keep)
-    report = [(m.name, len(m.sent), len(m.acked), m.resumes,
-               m.closes[-3:], m.errors[-3:]) for m in ms]
     assert bad == [], f"{len(bad)} violations: {bad[:20]}\n{report}"
     return epoch, log
