@@ -474,9 +474,11 @@ class CanvasMember:
         self._take(first)
         return ws
 
-    async def run(self, stop, interval=0.05, batch=1):
+    async def run(self, stop, interval=0.05, batch=1, done=None):
         """Append (batch actions every interval) and read until stop is
-        set; then read a little longer for the last echoes."""
+        set; then read on until done is set (so that the room, which a
+        canvas deletes with its last WebSocket, can be read whole), or
+        1.5 s without done."""
         n = 0
         while not stop.is_set():
             ws = await self._connect()
@@ -502,7 +504,12 @@ class CanvasMember:
                     await ws.send(json.dumps(ops))
                     await asyncio.sleep(interval)
                 if not rt.done():
-                    await asyncio.wait([rt], timeout=1.5)
+                    if done is not None:
+                        await asyncio.wait(
+                            [rt, asyncio.ensure_future(done.wait())],
+                            return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        await asyncio.wait([rt], timeout=1.5)
             except websockets.ConnectionClosed:
                 pass
             finally:
@@ -606,20 +613,31 @@ def members_on(c, rid, per_host=2, hosts=None):
     return ms
 
 
-async def drive(ms, fault, before=2.0, after=6.0, interval=0.05):
+async def drive(ms, fault, before=2.0, after=6.0, interval=0.05,
+                final=None):
     """Run the members; after `before` s call fault() (in a thread); run
-    `after` s more; stop them."""
-    stop = asyncio.Event()
-    tasks = [asyncio.ensure_future(m.run(stop, interval)) for m in ms]
+    `after` s more; stop their appending, give them 2 s for the last
+    echoes, call `await final()` while they are still connected (the room
+    lives as long as they do), then close them.  -> (ops acknowledged
+    before the fault, what final returned)."""
+    stop, done = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.ensure_future(m.run(stop, interval, done=done))
+             for m in ms]
+    out = None
     try:
         await asyncio.sleep(before)
         acked_before = sum(len(m.acked) for m in ms)
         await asyncio.to_thread(fault)
         await asyncio.sleep(after)
+        stop.set()
+        await asyncio.sleep(2)
+        if final is not None:
+            out = await final()
     finally:
         stop.set()
+        done.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return acked_before
+    return acked_before, out
 
 
 async def final_logs(c, rid, token):

@@ -36,8 +36,8 @@ def test_redis_restarted_hosts_catch_up_and_lose_no_acknowledged_op(
     ms = members_on(c, rid)
 
     async def body():
-        before = await drive(ms, c.redis.restart, 2.0, 8.0)
-        return before, await final_logs(c, rid, ms[0].token)
+        return await drive(ms, c.redis.restart, 2.0, 8.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
     before, logs = run(body(), 60)
     after = sum(len(m.acked) for m in ms)
     assert after > before + 20, \
@@ -105,8 +105,8 @@ def test_redis_out_of_reach_longer_than_the_lease_keeps_the_rooms(
         p.resume()
 
     async def body():
-        before = await drive(ms, outage, 2.0, LEASE + 2 + 8.0)
-        return before, await final_logs(c, rid, ms[0].token)
+        return await drive(ms, outage, 2.0, LEASE + 2 + 8.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
     before, logs = run(body(), 90)
     after = sum(len(m.acked) for m in ms)
     assert after > before + 20, \
@@ -130,8 +130,8 @@ def test_failover_with_cluster_wait_1_loses_no_acknowledged_op(
     ms = members_on(c, rid)
 
     async def body():
-        before = await drive(ms, primary.kill9, 2.0, 12.0)
-        return before, await final_logs(c, rid, ms[0].token)
+        return await drive(ms, primary.kill9, 2.0, 12.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
     before, logs = run(body(), 90)
     # Sentinel named a replica; the hosts wrote to it.
     assert sentinels[0].primary() in [("127.0.0.1", r.port)
@@ -213,9 +213,9 @@ def test_failover_without_wait_a_lost_tail_is_a_new_epoch(
         primary.kill9()
 
     async def body():
-        await drive(ms, lag_then_kill, 1.5, 12.0)
-        return await final_logs(c, rid, ms[0].token)
-    logs = run(body(), 90)
+        return await drive(ms, lag_then_kill, 1.5, 12.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
+    _, logs = run(body(), 90)
     epoch, log = verdict(ms, logs, "last")
     acked0 = {op for m in ms for op, (e, _) in m.acked.items()
               if e == epoch0}
@@ -313,8 +313,8 @@ def test_failover_longer_than_the_lease_keeps_the_rooms(cluster_hosts,
     ms = members_on(c, rid)
 
     async def body():
-        before = await drive(ms, primary.kill9, 2.0, 12.0)
-        return before, await final_logs(c, rid, ms[0].token)
+        return await drive(ms, primary.kill9, 2.0, 12.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
     before, logs = run(body(), 90)
     after = sum(len(m.acked) for m in ms)
     assert after > before + 20, \
