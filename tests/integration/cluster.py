@@ -661,8 +661,10 @@ def verdict(ms, logs, keep):
     """Every host read the same log; the checker's rules hold."""
     report = "\n".join(
         f"  {m.name}: sent {len(m.sent)}, acked {len(m.acked)}, resumed "
-        f"{m.resumes}, last closes {m.closes[-3:]}, last errors "
+        f"{m.resumes}, closes {m.closes[-6:]}, errors "
         f"{m.errors[-3:]}" for m in ms)
+    if os.environ.get("ROOMD_CHECK_REPORT"):
+        print(f"checker: members\n{report}")
     vals = list(logs.values())
     assert all(v == vals[0] for v in vals), \
         "the hosts disagree on the room's log: " + \
