@@ -11,19 +11,11 @@
 --    runs a script atomically but does not undo the writes made before an
 --    error);
 --  - a refusal is an error reply whose first word is a stable code
---    (ARGS, FENCED, NOROOM, EXISTS, CLOSED, CHANGED, NOMEMBER, TRIMMED,
---    AHEAD, ALIVE, CORRUPT); Redis itself refuses with OOM before a step
---    starts when maxmemory is reached;
+--    (ARGS, FENCED, NOROOM, EXISTS, BUSY, LOCKLOST, ALIVE); Redis itself
+--    refuses with OOM before a step starts when maxmemory is reached;
 --  - times are Redis TIME in milliseconds, never a host's clock.
 
--- Record types the engine appends itself; dialect records use 1..0xfeff.
-local REC_JOIN = 0xff01		-- target mid, data the member
-local REC_LEAVE = 0xff02	-- target mid, data the reason
-local REC_SET = 0xff03		-- target mid, data the member
-local REC_CLOSE = 0xff04	-- target 0, data the reason
-
 local INT_MAX = 2 ^ 53		-- exact in a Lua number and a JSON double
-local WORDS = 8			-- dialect words per room, w0..w7
 
 -- Refuse the call: the step's wrapper turns this into an error reply.
 local function fail(code, msg)
@@ -176,39 +168,6 @@ local function nkeys(keys, n)
 	end
 end
 
--- The room's state, or refuse with NOROOM / CLOSED.  Nothing is written:
--- st.fresh is the new epoch to take when the server's life changed, and
--- room_touch() takes it once the step has decided to write.
-local function room_load(k, allow_closed)
-	local m = redis.call('HMGET', k.meta, 'epoch', 'seq', 'life',
-	    'closed', 'next_mid', 'keep', 'idle')
-	if not m[1] then fail('NOROOM', 'no such room') end
-	if m[4] and not allow_closed then
-		fail('CLOSED', 'the room is closed')
-	end
-	local st = { epoch = tonumber(m[1]), seq = tonumber(m[2]),
-	    next_mid = tonumber(m[5]), keep = tonumber(m[6] or '0'),
-	    idle = tonumber(m[7] or '0'),
-	    closed = m[4] ~= false, life = life() }
-	if m[3] ~= st.life then
-		st.fresh = fresh(k.base, m[1])
-	end
-	-- The log's last entry must be the room's seq, or XADD would refuse
-	-- halfway through a step.
-	if k.log then
-		local top = redis.call('XREVRANGE', k.log, '+', '-', 'COUNT', 1)
-		local tseq = 0
-		if top[1] then
-			tseq = tonumber(string.match(top[1][1], '^(%d+)'))
-		end
-		if tseq > st.seq then
-			fail('CORRUPT', 'the log ends at ' .. str(tseq) ..
-			    ', the room at ' .. str(st.seq))
-		end
-	end
-	return st
-end
-
 -- Take the new epoch if there is one; the first write of every step.
 local function room_touch(k, st)
 	if st.fresh then
@@ -217,144 +176,6 @@ local function room_touch(k, st)
 		redis.call('HSET', k.meta, 'epoch', str(st.epoch),
 		    'life', st.life)
 	end
-end
-
-local TRIM_EVERY = 32
-
--- A room without connections lives its idle ms more, then its keys
--- expire (idle 0: for ever); joining a connection makes it last again.
--- Called by the steps that change connections, after their writes, with
--- every room key in k.
-local function room_expiry(k, st)
-	if st.idle == 0 then return end
-	if redis.call('HLEN', k.conns) == 0 then
-		for _, key in ipairs({ k.meta, k.log, k.members, k.ix }) do
-			redis.call('PEXPIRE', key, st.idle)
-		end
-	elseif redis.call('PTTL', k.meta) >= 0 then
-		for _, key in ipairs({ k.meta, k.log, k.members, k.ix }) do
-			redis.call('PERSIST', key)
-		end
-	end
-end
-
--- recs[i] = { type, target, data }: check their shape, or refuse.
-local function check_recs(argv, from, maxdata)
-	local recs = {}
-	local n = #argv - from + 1
-	if n < 3 or n % 3 ~= 0 then
-		fail('ARGS', 'records come in threes: type, target, data')
-	end
-	for i = from, #argv, 3 do
-		recs[#recs + 1] = { int(argv, i, 'type', 1, 0xfeff),
-		    int(argv, i + 1, 'target', 0, INT_MAX),
-		    bytes(argv, i + 2, 'data', maxdata) }
-	end
-	return recs
-end
-
---
--- Append records to the room's log: seq by HINCRBY, one stream entry per
--- record with id "<seq>-0", one PUBLISH of them all, then trim to about
--- maxlen records (0: keep all) but never past the room's keep seq.  The
--- published message is "<epoch> <first seq> <n>\n" then, per record,
--- "<type> <target> <length>\n<data>".  Returns the first and last seq.
---
-local function log_append(k, st, recs, maxlen)
-	room_touch(k, st)
-	local first = st.seq + 1
-	local last = redis.call('HINCRBY', k.meta, 'seq', #recs)
-	local msg = { str(st.epoch) .. ' ' .. str(first) .. ' ' .. #recs ..
-	    '\n' }
-	for i, r in ipairs(recs) do
-		local seq = first + i - 1
-		redis.call('XADD', k.log, str(seq) .. '-0', 't', str(r[1]),
-		    'to', str(r[2]), 'd', r[3])
-		msg[#msg + 1] = str(r[1]) .. ' ' .. str(r[2]) .. ' ' .. #r[3] ..
-		    '\n' .. r[3]
-	end
-	st.seq = last
-	redis.call('PUBLISH', k.base, table.concat(msg))
-	-- Trim when seq passes a multiple of TRIM_EVERY: the log keeps up to
-	-- maxlen + TRIM_EVERY records, for one XTRIM in TRIM_EVERY appends.
-	local crossed = math.floor(last / TRIM_EVERY) >
-	    math.floor((first - 1) / TRIM_EVERY)
-	if maxlen > 0 and last > maxlen and crossed then
-		local lo = last - maxlen + 1
-		if st.keep > 0 and st.keep < lo then lo = st.keep end
-		redis.call('XTRIM', k.log, 'MINID', '~', str(lo))
-	end
-	return first, last
-end
-
--- Members' bookkeeping lives in the room's ix hash:
---   k:<key> -> mid     a unique key (a name, a user id) taken by a member
---   m:<mid> -> keys    that member's unique keys, one per line
---   c:<mid> -> conns   that member's connections, space separated
---   s:<session> -> ids that session's connection ids here, space separated
-local function list_add(ix, field, item)
-	local v = redis.call('HGET', ix, field)
-	redis.call('HSET', ix, field, v and (v .. ' ' .. item) or item)
-end
-
--- Remove item; returns how many are left.
-local function list_del(ix, field, item)
-	local v = redis.call('HGET', ix, field)
-	local left = {}
-	for w in string.gmatch(v or '', '%S+') do
-		if w ~= item then left[#left + 1] = w end
-	end
-	if #left == 0 then
-		redis.call('HDEL', ix, field)
-	else
-		redis.call('HSET', ix, field, table.concat(left, ' '))
-	end
-	return #left
-end
-
-local function list_words(ix, field)
-	local out = {}
-	for w in string.gmatch(redis.call('HGET', ix, field) or '', '%S+') do
-		out[#out + 1] = w
-	end
-	return out
-end
-
--- Remove member mid and its unique keys (its connections must be gone).
-local function member_drop(k, mid)
-	local m = str(mid)
-	for key in string.gmatch(redis.call('HGET', k.ix, 'm:' .. m) or '',
-	    '[^\n]+') do
-		redis.call('HDEL', k.ix, 'k:' .. key)
-	end
-	redis.call('HDEL', k.ix, 'm:' .. m, 'c:' .. m)
-	redis.call('HDEL', k.members, m)
-end
-
--- Remove connection "<session>/<cid>" of member mid; returns the number of
--- connections the member has left.
-local function conn_drop(k, sess, cid, mid)
-	redis.call('HDEL', k.conns, sess .. '/' .. cid)
-	list_del(k.ix, 's:' .. sess, cid)
-	return list_del(k.ix, 'c:' .. str(mid), sess .. '/' .. cid)
-end
-
--- Register a step: errors raised by fail() become clean error replies.
-local function step(name, fn, flags)
-	redis.register_function({ function_name = 'roomd_' .. name,
-	    flags = flags or {},
-	    callback = function(keys, argv)
-		local ok, r = pcall(fn, keys, argv)
-		if ok then return r end
-		if type(r) == 'table' and r.roomd then
-			return redis.error_reply(r.roomd)
-		end
-		if type(r) == 'table' and r.err then
-			return redis.error_reply(r.err)
-		end
-		return redis.error_reply('ERR roomd_' .. name .. ': ' ..
-		    tostring(r))
-	end })
 end
 
 --
@@ -366,7 +187,9 @@ end
 --
 
 -- The room's epoch, seq and ver, or refuse with NOROOM (missing or
--- closed).  As room_load: st.fresh is the epoch a new life takes.
+-- closed).  Nothing is written: st.fresh is the new epoch to take when
+-- the server's life changed, and room_touch() takes it once the step has
+-- decided to write.
 local function txn_state(k)
 	local m = redis.call('HMGET', k.meta, 'epoch', 'seq', 'ver', 'life',
 	    'closed', 'idle')
@@ -446,4 +269,22 @@ local function pres_set(k, mid, sess, here)
 		redis.call('HSET', k.pres, mid, table.concat(left, ' '))
 	end
 	return #left
+end
+
+-- Register a step: errors raised by fail() become clean error replies.
+local function step(name, fn, flags)
+	redis.register_function({ function_name = 'roomd_' .. name,
+	    flags = flags or {},
+	    callback = function(keys, argv)
+		local ok, r = pcall(fn, keys, argv)
+		if ok then return r end
+		if type(r) == 'table' and r.roomd then
+			return redis.error_reply(r.roomd)
+		end
+		if type(r) == 'table' and r.err then
+			return redis.error_reply(r.err)
+		end
+		return redis.error_reply('ERR roomd_' .. name .. ': ' ..
+		    tostring(r))
+	end })
 end

@@ -29,7 +29,7 @@
 #include "cluster_lib.h"
 
 #define CLUSTER_RETRY_MS	500	/* between attempts to connect */
-#define CLUSTER_TIMEOUT_MS	2000	/* connect and each command */
+#define CLUSTER_TIMEOUT_MS	1000	/* connect and each command */
 #define CLUSTER_LOG_EVERY	10	/* seconds between repeated warnings */
 #define CLUSTER_PREFIX		cluster_prefix()
 
@@ -47,6 +47,10 @@ struct cluster_shared {
 	uint64_t	 reaped;	/* members of dead hosts */
 	uint64_t	 fenced;
 	int64_t		 lag_ms;	/* the last renewal's round trip */
+	struct {			/* the Redis room lock each worker */
+		char	 key[200];	/* may hold, for the master to give */
+		char	 token[32];	/* back if the worker dies */
+	}		 held[ROOMD_MAX_WORKERS];
 };
 
 static struct cluster_shared	*sh;
@@ -365,8 +369,11 @@ cluster_session(char *buf, size_t len)
 		snprintf(buf, len, "%s", sh->session);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	} while ((g & 1) || g != __atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE));
+	/* Renewed every quarter of the lease: a lease with less than half
+	 * left means the host is cut off (cluster_cut_off). */
 	return buf[0] != '\0' && cluster_ms() < __atomic_load_n(&sh->lease_end,
-	    __ATOMIC_ACQUIRE) - CLUSTER_MARGIN_MS ? 0 : -1;
+	    __ATOMIC_ACQUIRE) - (int64_t)env->conf.cluster_lease * 500 ? 0 :
+	    -1;
 }
 
 static void
@@ -686,4 +693,36 @@ cluster_tick_ms(void)
 	int	 ms = env->conf.cluster_lease * 250;
 
 	return !cluster_enabled() || ms > 1000 ? 1000 : ms < 50 ? 50 : ms;
+}
+
+/*
+ * A worker notes the room lock it asks Redis for, so that the master can
+ * give it back at once if the worker dies holding it (instead of the
+ * other hosts waiting for its lease to run out).
+ */
+void
+cluster_hold(const char *key, const char *token)
+{
+	if (sh == NULL || env->slot < 0 || env->slot >= ROOMD_MAX_WORKERS)
+		return;
+	snprintf(sh->held[env->slot].token, sizeof(sh->held[0].token), "%s",
+	    key != NULL ? token : "");
+	snprintf(sh->held[env->slot].key, sizeof(sh->held[0].key), "%s",
+	    key != NULL ? key : "");
+}
+
+void
+cluster_slot_dead(int slot)
+{
+	char		 session[96];
+	redisReply	*r;
+
+	if (sh == NULL || slot < 0 || slot >= ROOMD_MAX_WORKERS ||
+	    sh->held[slot].key[0] == '\0')
+		return;
+	if (cluster_session(session, sizeof(session)) == 0 &&
+	    (r = cluster_cmd("FCALL roomd_txn_unlock 1 %s %s %s",
+	    sh->held[slot].key, session, sh->held[slot].token)) != NULL)
+		freeReplyObject(r);
+	sh->held[slot].key[0] = '\0';
 }

@@ -743,12 +743,18 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
 	if (i < n) {
 		canvas_ws_error(conn, "bad_action", "every action must be an "
 		    "object with an action key; nothing was appended");
-	} else if (n > 0 && room_lock(&conn->room->ref, &room) != 0) {
-		canvas_ws_refuse(conn, "no_such_room", "the room is gone");
+	} else if (n > 0 && (rc = room_lock(&conn->room->ref, &room)) != 0) {
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
+		else
+			canvas_ws_refuse(conn, "no_such_room",
+			    "the room is gone");
 	} else if (n > 0) {
 		rc = room_append(room, recs, n, &last);
 		room_unlock(room);
-		if (rc == ROOM_ELIMIT)
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);	/* nothing appended */
+		else if (rc == ROOM_ELIMIT)
 			canvas_ws_error(conn, "log_full", "the room's canvas "
 			    "is full; nothing was appended");
 		else if (rc != 0)

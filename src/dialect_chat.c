@@ -630,8 +630,10 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 	/* To every connection of the user (one record, however many), and
 	 * a copy to the sender. */
 	if (target[0] == '@') {
-		if (room_lock(&conn->room->ref, &room) != 0)
+		if (room_lock(&conn->room->ref, &room) != 0) {
+			fanout_unavailable(conn);	/* "@" is never gone */
 			return;
+		}
 		if (room_member_by_name(room, target + 1, &to) != 0) {
 			room_unlock(room);
 			chat_error(conn, "no_such_user", "nobody of that name "

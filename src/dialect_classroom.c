@@ -604,6 +604,7 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 	struct room		*room;
 	const char		*type, *reply = NULL;
 	size_t			 i;
+	int			 rc;
 
 	if (conn->room == NULL)
 		return;
@@ -641,7 +642,9 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 		server_ws_close(conn, 1000, "disconnect");
 		return;
 	}
-	if (room_lock(&conn->room->ref, &room) != 0) {
+	if ((rc = room_lock(&conn->room->ref, &room)) != 0) {
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
 		json_object_put(msg);
 		return;
 	}

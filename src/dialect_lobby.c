@@ -777,6 +777,7 @@ lobby_ws_message(struct conn *conn, int binary, const char *data,
 	struct room_member	 me;
 	struct room		*room;
 	const char		*type;
+	int			 rc;
 
 	if (binary || json_parse(data, len, &msg) == -1 || msg == NULL ||
 	    !json_object_is_type(msg, json_type_object) ||
@@ -789,11 +790,12 @@ lobby_ws_message(struct conn *conn, int binary, const char *data,
 			lobby_create(conn, msg);
 		else if (strcmp(type, "joinRoom") == 0)
 			lobby_join(conn, msg);
-	} else if (room_lock(&conn->room->ref, &room) == 0) {
+	} else if ((rc = room_lock(&conn->room->ref, &room)) == 0) {
 		if (room_member_by_mid(room, conn->mid, &me) == 0)
 			lobby_in_room(conn, room, &me, type, msg);
 		room_unlock(room);
-	}
+	} else if (rc == ROOM_EUNAVAIL)
+		fanout_unavailable(conn);
 	json_object_put(msg);
 }
 

@@ -497,12 +497,15 @@ ss_relay(struct conn *conn, const struct ss_type *t, struct json_object *msg)
 	struct json_object	*value = NULL, *out = NULL;
 	const char		*target;
 	uint64_t		 host, dest = 0;
-	int			 not_found = 0;
+	int			 not_found = 0, rc;
 
 	if (t->key != NULL)
 		json_object_object_get_ex(msg, t->key, &value);
-	if (room_lock(&conn->room->ref, &room) != 0)
+	if ((rc = room_lock(&conn->room->ref, &room)) != 0) {
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
 		return;
+	}
 	if (room_member_by_mid(room, conn->mid, &me) != 0) {
 		room_unlock(room);
 		return;

@@ -127,7 +127,7 @@ fanout_pend(const struct doorbell *db, uint64_t slots, int local)
 }
 
 void
-fanout_room_gone(uint64_t rid, const char *reason)
+fanout_room_gone(uint64_t rid, int code, const char *reason)
 {
 	struct lroom	*lr;
 	struct conn	*conn;
@@ -137,10 +137,16 @@ fanout_room_gone(uint64_t rid, const char *reason)
 	while ((conn = LIST_FIRST(&lr->conns)) != NULL) {
 		LIST_REMOVE(conn, room_entry);
 		conn->room = NULL;
-		server_ws_close(conn, 1000, reason);
+		server_ws_close(conn, code, reason);
 	}
 	LIST_REMOVE(lr, entry);
 	free(lr);
+}
+
+void
+fanout_unavailable(struct conn *conn)
+{
+	server_ws_close(conn, 1012, "the cluster is unavailable; try again");
 }
 
 int
@@ -236,7 +242,7 @@ history_frame(struct lroom *lr, uint64_t after, int empty_ok, uint64_t *upto,
 	struct room		*room;
 
 	*more = 0;
-	if (room_lock(&lr->ref, &room) != 0)
+	if (room_lock_view(&lr->ref, &room) != 0)
 		return NULL;
 	*upto = room_committed(room);
 	if (*upto > after || empty_ok) {
@@ -414,7 +420,7 @@ relay_notify(struct lroom *lr)
 	size_t			 i;
 	uint64_t		 upto;
 
-	if (room_lock(&lr->ref, &room) != 0)
+	if (room_lock_view(&lr->ref, &room) != 0)
 		return;
 	room_read(room, lr->seen, relay_collect, &b);
 	upto = room_committed(room);
@@ -452,7 +458,11 @@ fanout_doorbell(const struct doorbell *db)
 			fanout_pend(db, 0, 1);
 		break;
 	case DOORBELL_CLOSE_ROOM:
-		fanout_room_gone(db->rid, "room deleted");
+		/* seq 1: the room is to be loaded again (cluster mode) */
+		if (db->seq == 1)
+			fanout_room_gone(db->rid, 1012, "room reloaded");
+		else
+			fanout_room_gone(db->rid, 1000, "room deleted");
 		break;
 	case DOORBELL_KICK:
 		if ((lr = lroom_find(db->rid)) == NULL)

@@ -93,13 +93,8 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 	struct shm_room		*r;
 	int			 rc, counted = 0;
 
-	if (cluster_enabled()) {
-		if ((rc = rcl_create(d, id, out)) == 0)
-			webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
-		return rc;
-	}
-	/* max_rooms_per_ip: the address's count drops when the room is
-	 * deleted (shm_room_delete_locked). */
+	/* max_rooms_per_ip (in cluster mode, per host): the address's count
+	 * drops when the room is deleted (shm_room_delete_locked). */
 	if (addr != NULL && env->conf.max_rooms_per_ip > 0) {
 		rc = shm_ip_room_add(A(), addr,
 		    (uint64_t)env->conf.max_rooms_per_ip);
@@ -107,21 +102,26 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 			return rc;
 		counted = rc == 0;
 	}
-	rc = shm_room_create_locked(A(), d->id, id, util_now() +
-	    (uint64_t)env->conf.room_ttl, &ref, &r);
+	if (cluster_enabled())
+		rc = rcl_create(d, id, out);
+	else if ((rc = shm_room_create_locked(A(), d->id, id, util_now() +
+	    (uint64_t)env->conf.room_ttl, &ref, &r)) == 0) {
+		if (d->relay)
+			shm_tx_set(A(), &r->lock, &r->flags, r->flags |
+			    ROOM_F_RELAY);
+		*out = room_new(r, (const struct room_ref *)&ref);
+	}
 	if (rc != 0) {
 		if (counted)
 			shm_ip_room_del(A(), addr);
 		return rc;
 	}
+	r = (*out)->r;
 	if (counted) {
 		shm_tx_set(A(), &r->lock, &r->creator[0], addr[0]);
 		shm_tx_set(A(), &r->lock, &r->creator[1], addr[1]);
 	}
 	webhook_room(d, WEBHOOK_ROOM_CREATED, id, NULL);
-	if (d->relay)
-		shm_tx_set(A(), &r->lock, &r->flags, r->flags | ROOM_F_RELAY);
-	*out = room_new(r, (const struct room_ref *)&ref);
 	return 0;
 }
 
@@ -221,6 +221,18 @@ room_lock(const struct room_ref *ref, struct room **out)
 	return rc == RCL_RELOADED ? ROOM_EUNAVAIL : rc;
 }
 
+int
+room_lock_view(const struct room_ref *ref, struct room **out)
+{
+	struct shm_room	*r;
+	int		 rc;
+
+	if ((rc = shm_room_lock(A(), SREF(ref), &r)) != 0)
+		return rc;
+	*out = room_new(r, ref);
+	return 0;
+}
+
 /* The worker slots with connections to the room. */
 uint64_t
 room_slots(struct shm_room *r)
@@ -278,19 +290,19 @@ room_delete(struct room *room, const char *reason)
 		log_warnx("room %s: deleted here only: %s", room->r->id,
 		    room_strerror(ROOM_EUNAVAIL));
 	webhook_room(room->dialect, WEBHOOK_ROOM_DELETED, room->r->id, reason);
-	room_delete_local(room, reason);
+	room_delete_local(room, reason, 0);
 }
 
 void
-room_delete_local(struct room *room, const char *reason)
+room_delete_local(struct room *room, const char *reason, int reload)
 {
 	struct doorbell	 db;
 	uint64_t	 slots = room_slots(room->r);
 
-	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, 0);
+	room_doorbell_init(&db, room, DOORBELL_CLOSE_ROOM, reload != 0);
 	shm_room_delete_locked(A(), room->r);
 	log_debug("room %llu deleted: %s", (unsigned long long)db.rid, reason);
-	fanout_room_gone(db.rid, reason);
+	fanout_room_gone(db.rid, reload ? 1012 : 1000, reason);
 	fanout_pend(&db, slots, 0);
 	free(room->kicks);	/* its connections are closed anyway */
 	rcl_unlock(room);	/* frees the transaction */
@@ -390,6 +402,8 @@ room_set_password(struct room *room, const char *pw)
 	struct shm_room	*r = room->r;
 	uint8_t		 salt[sizeof(r->salt)], secret[sizeof(r->secret)];
 
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	if (RAND_bytes(salt, sizeof(salt)) != 1)
 		return ROOM_EINVAL;
 	util_sha256(salt, sizeof(salt), pw, strlen(pw), secret);
@@ -459,6 +473,8 @@ room_member_add_id(struct room *room, const char *name, uint64_t role,
 	struct shm_member	 in, *m;
 	int			 rc;
 
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	if (strlen(name) > MEMBER_NAME_MAX || (uid != NULL && strlen(uid) !=
 	    MEMBER_UID_LEN) || (token != NULL && strlen(token) !=
 	    MEMBER_TOKEN_LEN))
@@ -528,6 +544,8 @@ room_member_check(struct room *room, const char *uid, const char *token,
 int
 room_member_remove(struct room *room, uint64_t mid)
 {
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	rcl_dirty_member(room, mid);
 	return room_member_remove_local(room, mid);
 }
@@ -549,6 +567,8 @@ room_member_set(struct room *room, uint64_t mid, uint64_t role,
 {
 	struct shm_member	*m = shm_member_by_mid(A(), room->r, mid);
 
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	if (m == NULL)
 		return ROOM_ENOENT;
 	if (m->role != role)
@@ -689,7 +709,7 @@ room_closing(struct room *room)
 
 /* Trim a relay room's log behind the slowest worker that has members
  * there, and never from keep_from on. */
-static void
+void
 room_trim(struct shm_room *r, uint64_t upto)
 {
 	int	 s;
@@ -708,6 +728,10 @@ room_append(struct room *room, const struct room_rec_in *recs, size_t n,
 {
 	int	 rc;
 
+	if (room->r->cepoch != 0 && room->tx == NULL)
+		return ROOM_EINVAL;	/* a view (room_lock_view) */
+	if (!rcl_writable(room))
+		return ROOM_EUNAVAIL;
 	rc = shm_log_append_locked(A(), room->r,
 	    (const struct shm_rec_in *)recs, n, env->conf.room_log_max_bytes,
 	    last);
@@ -827,9 +851,11 @@ room_conn_count(struct room *room, int delta)
 		n = shm_room_conn_locked(A(), room->r, (unsigned)env->slot,
 		    delta, room_idle_expiry(room->dialect));
 	/* Cluster mode: a member connected to another host counts. */
-	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++)
-		n += (shm_member_at(A(), room->r, i)->slots &
-		    ROOM_SLOT_ELSEWHERE) != 0;
+	for (i = 0; room->r->cepoch != 0 && i < room->r->nmembers; i++) {
+		const struct shm_member *m = shm_member_at(A(), room->r, i);
+
+		n += m->mid != 0 && (m->slots & ROOM_SLOT_ELSEWHERE) != 0;
+	}
 	return n;
 }
 
@@ -882,8 +908,12 @@ room_slot_dead(int slot)
 				    NULL, 0 };
 	size_t			 i;
 
-	if (cluster_enabled())
+	if (cluster_enabled()) {
+		if (SHM_SLOT_BIT(slot) == ROOM_SLOT_ELSEWHERE)
+			return;		/* not a worker's: other hosts' */
 		sd.keep = ROOM_SLOT_ELSEWHERE;
+		cluster_slot_dead(slot);
+	}
 	shm_room_slot_dead_fn(A(), (unsigned)slot, &sd);
 	for (i = 0; i < nlost; i++)
 		if (lost[i].dialect != NULL)

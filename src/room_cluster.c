@@ -37,8 +37,9 @@
 #include "room_engine.h"
 
 #define P		cluster_prefix()
-#define LOCK_PX		3000	/* the room lock's lease in Redis */
-#define LOCK_WAIT_MS	2000	/* how long a busy lock is waited for */
+#define LOCK_PX		2000	/* the room lock's lease in Redis */
+#define LOCK_WAIT_MS	2500	/* how long a busy lock is waited for:
+				 * past a dead holder's lease */
 #define RELAY_KEEP	1000	/* log entries a relay room keeps */
 #define CATCH_UP_MAX	100000	/* entries asked for at once */
 
@@ -420,6 +421,10 @@ mirror_records(struct room *room, const struct entry *e0)
 	}
 	if (rc == 0)
 		shm_tx_set(room_arena(), &room->r->lock, &room->r->cver, e.ver);
+	if (rc == 0 && n > 0 && (room->r->flags & ROOM_F_RELAY)) {
+		mirror_piece(room, 16);		/* four chunks at most */
+		room_trim(room->r, last);
+	}
 	free(recs);
 	return rc;
 }
@@ -484,7 +489,7 @@ mirror_apply(struct room *room, const char *msg, size_t len)
 		if (line[0] == 'C') {
 			snprintf(reason, sizeof(reason), "%.*s", (int)dlen,
 			    data);
-			room_delete_local(room, reason);
+			room_delete_local(room, reason, 0);
 			return 1;
 		}
 	}
@@ -529,7 +534,7 @@ mirror_drop(struct room *room)
 	log_info("cluster: room %s:%s starts over from Redis",
 	    room->dialect != NULL ? room->dialect->name : "?", room->r->id);
 	cluster_count(CLUSTER_GAPS, 1);
-	room_delete_local(room, "the room must be loaded again");
+	room_delete_local(room, "room reloaded", 1);
 }
 
 /* Records of an entry only (its state is in the snapshot). */
@@ -654,7 +659,7 @@ mirror_make(const struct dialect *d, const char *id, redisReply *r,
 	if (mirror_load(room, r) == -1) {
 		log_warnx("cluster: room %s:%s: its state in Redis cannot be "
 		    "read", d->name, id);
-		room_delete_local(room, "unreadable");
+		room_delete_local(room, "room reloaded", 1);
 		return ROOM_EUNAVAIL;
 	}
 	*out = room;
@@ -697,12 +702,12 @@ rcl_create(const struct dialect *d, const char *id, struct room **out)
 	if (shm_room_find(room_arena(), d->id, id,
 	    (struct shm_room_ref *)&ref) == 0 && shm_room_lock(room_arena(),
 	    (const struct shm_room_ref *)&ref, &sr) == 0)
-		room_delete_local(room_new(sr, &ref), "room deleted");
+		room_delete_local(room_new(sr, &ref), "room deleted", 0);
 	rc = mirror_make(d, id, r, out);
 	freeReplyObject(r);
 	if (rc == 0 && (rc = rcl_lock(*out)) != 0) {
 		if (rc == ROOM_EUNAVAIL)
-			room_delete_local(*out, "cluster unavailable");
+			room_delete_local(*out, "cluster unavailable", 1);
 		*out = NULL;
 		rc = ROOM_EUNAVAIL;
 	}
@@ -734,6 +739,8 @@ rcl_list(const struct dialect *d, struct room_ref *refs, size_t max)
 /*
  * Transactions.
  */
+static int		 mirror_read_only(struct room *);
+static redisReply	*log_read_call(struct room *);
 static struct room_txn *
 txn_get(struct room *room)
 {
@@ -824,6 +831,7 @@ rcl_lock(struct room *room)
 	static const int	 arrays[] = { 4, 5, -1 };
 	struct room_txn		*tx = txn_get(room);
 	redisReply		*r;
+	char			 key[200];
 	int64_t			 until = cluster_ms() + LOCK_WAIT_MS;
 	int			 ms = 1, rc;
 	size_t			 i;
@@ -832,17 +840,27 @@ rcl_lock(struct room *room)
 		return ROOM_EUNAVAIL;
 	snprintf(tx->token, sizeof(tx->token), "%ld.%lu", (long)getpid(),
 	    ++counter);
+	room_key_set(room, key, sizeof(key) - 5);
+	strcat(key, ":lock");
+	cluster_hold(key, tx->token);
 	while ((r = txn_lock_call(room, tx)) != NULL && is_error(r, "BUSY") &&
 	    cluster_ms() < until) {
 		freeReplyObject(r);
 		lock_backoff(&ms);
 	}
+	if (r != NULL && is_error(r, "OOM")) {
+		/* Redis takes no writes: the room can still be read. */
+		freeReplyObject(r);
+		cluster_hold(NULL, NULL);
+		return mirror_read_only(room);
+	}
 	if (!shaped(r, 6, arrays)) {
+		cluster_hold(NULL, NULL);
 		rc = reply_failed(r, "txn_lock");
 		if (r != NULL)
 			freeReplyObject(r);
 		if (rc == ROOM_ENOENT)
-			room_delete_local(room, "room deleted");
+			room_delete_local(room, "room deleted", 0);
 		return rc == ROOM_ENOENT ? rc : ROOM_EUNAVAIL;
 	}
 	tx->locked = 1;
@@ -862,6 +880,43 @@ rcl_lock(struct room *room)
 	return 0;
 }
 
+/*
+ * A transaction that may only read (Redis is out of memory): the mirror
+ * is brought up to date with log_read, and every change is refused
+ * (rcl_writable).  0, or as rcl_lock.
+ */
+static int
+mirror_read_only(struct room *room)
+{
+	static const int arrays[] = { 3, -1 };
+	redisReply	*r = log_read_call(room);
+	int		 rc = -2;
+
+	if (shaped(r, 4, arrays) && int_at(r, 0) == room->r->cepoch &&
+	    int_at(r, 2) == 1)
+		rc = mirror_apply_list(room, r->element[3]);
+	else if (r != NULL && is_error(r, "NOROOM"))
+		rc = 1;
+	if (r != NULL)
+		freeReplyObject(r);
+	if (rc == 1) {
+		room_delete_local(room, "room deleted", 0);
+		return ROOM_ENOENT;
+	}
+	if (rc != 0) {
+		mirror_drop(room);
+		return RCL_RELOADED;
+	}
+	room->tx->seq0 = room->r->committed;
+	return 0;
+}
+
+int
+rcl_writable(struct room *room)
+{
+	return room->tx == NULL || room->tx->locked;
+}
+
 /* Give the Redis lock back without a change. */
 void
 rcl_release(struct room *room)
@@ -878,6 +933,7 @@ rcl_release(struct room *room)
 	if (r != NULL)
 		freeReplyObject(r);
 	tx->locked = 0;
+	cluster_hold(NULL, NULL);
 }
 
 /* The records appended since the last commit, into the body. */
@@ -1117,8 +1173,10 @@ txn_commit(struct room *room, int release)
 	commit_free(&c);
 	if (ok && cluster_wait_replicas() == -1)
 		ok = 0;		/* written, but not acknowledged */
-	if (release || !ok)
+	if (release || !ok) {
 		tx->locked = 0;
+		cluster_hold(NULL, NULL);
+	}
 	txn_clear(tx);
 	tx->seq0 = room->r->committed;
 	return ok ? 0 : ROOM_EUNAVAIL;
@@ -1141,6 +1199,8 @@ rcl_unlock(struct room *room)
 		return 0;
 	if (tx->locked && txn_dirty(tx, tx->seq0, room->r->committed))
 		rc = txn_commit(room, 1);
+	else if (!tx->locked && txn_dirty(tx, tx->seq0, room->r->committed))
+		rc = ROOM_EUNAVAIL;	/* read only: undone here */
 	else
 		rcl_release(room);
 	txn_free(room);
@@ -1275,7 +1335,7 @@ mirror_catch_up(struct room *room)
 
 	if (r != NULL && is_error(r, "NOROOM")) {
 		freeReplyObject(r);
-		room_delete_local(room, "room deleted");
+		room_delete_local(room, "room deleted", 0);
 		return;
 	}
 	if (shaped(r, 4, arrays)) {
@@ -1405,8 +1465,12 @@ rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
 	struct room_ref		 ref;
 	struct room		*room;
 	struct room_member	 m;
+	char			 session[96];
 
-	if (room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
+	/* Without a session (a master that reattached its arena and has
+	 * not joined yet), the reaping of the old session does it. */
+	if (cluster_session(session, sizeof(session)) == -1 ||
+	    room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
 		return;
 	/* This host's presence goes first, so that the counts say whether
 	 * another host still has the member. */

@@ -37,10 +37,14 @@ room_arena(void)
 
 struct room	*room_new(struct shm_room *, const struct room_ref *);
 uint64_t	 room_slots(struct shm_room *);
+/* Relay rooms: drop the records every worker has read, up to upto. */
+void		 room_trim(struct shm_room *, uint64_t upto);
 void		 room_tx_bytes(struct shm_room *, void *p, const void *src,
 		    size_t len);
 /* Changes of this host's mirror only (applying another host's). */
-void		 room_delete_local(struct room *, const char *reason);
+/* reload: the room is not deleted, only this copy (clients: 1012) */
+void		 room_delete_local(struct room *, const char *reason,
+		    int reload);
 void		 room_kick_local(struct room *, uint64_t mid);
 int		 room_member_remove_local(struct room *, uint64_t mid);
 
@@ -53,6 +57,8 @@ size_t	 rcl_list(const struct dialect *, struct room_ref *, size_t max);
 #define RCL_RELOADED	(-100)
 int	 rcl_lock(struct room *);
 void	 rcl_release(struct room *);
+/* 0 if the transaction may only read (Redis takes no writes). */
+int	 rcl_writable(struct room *);
 int	 rcl_unlock(struct room *);	/* before the local commit */
 int	 rcl_append(struct room *);	/* after a local append */
 int	 rcl_close(struct room *, const char *reason);

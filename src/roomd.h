@@ -564,6 +564,14 @@ int	 room_lock(const struct room_ref *, struct room **);
 /* Commit the changes and release the lock; appends reach the members. */
 void	 room_unlock(struct room *);
 /*
+ * Lock this host's copy of a room to read it, and to change what is this
+ * host's alone (its connections' counts, what a worker has read): the
+ * fan-out's reads.  On one host the same as room_lock; in cluster mode no
+ * transaction with the other hosts, so nothing shared may change
+ * (room_append refuses with ROOM_EINVAL).  Unlock with room_unlock.
+ */
+int	 room_lock_view(const struct room_ref *, struct room **);
+/*
  * Delete a locked room (the lock goes with it): its log and members go,
  * and every connection to it is closed with status 1000: with the reason
  * on this worker, with "room deleted" on the others (a doorbell carries
@@ -729,8 +737,13 @@ void	 fanout_catch_up(struct conn *, int empty_ok);
 /* The engine's side: a change for the slots given (and this worker if
  * local) at the end of the iteration; in the master, now. */
 void	 fanout_pend(const struct doorbell *, uint64_t slots, int local);
-/* Close this worker's connections to a deleted room. */
-void	 fanout_room_gone(uint64_t rid, const char *reason);
+/* A room operation of conn's failed with ROOM_EUNAVAIL (cluster mode):
+ * close it 1012, so that its client comes back, maybe through another
+ * host. */
+void	 fanout_unavailable(struct conn *);
+/* Close this worker's connections to a deleted room (1000), or to one
+ * whose copy here must be made again (1012: come back). */
+void	 fanout_room_gone(uint64_t rid, int code, const char *reason);
 /* A doorbell from another worker or the master. */
 void	 fanout_doorbell(const struct doorbell *);
 /* The output of conn drained: a member behind catches up. */
@@ -746,8 +759,6 @@ void	 fanout_tick(void);
  * timeout; a link that failed is made again at the next call.  Only the
  * engine (room.c, room_cluster.c) and the master use it.
  */
-#define CLUSTER_MARGIN_MS	500	/* writes stop this long before the
-					 * lease ends, by this host's clock */
 enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
 struct cluster_status {
 	int		 up;		/* a session with its lease */
@@ -774,8 +785,9 @@ struct redisReply *cluster_cmd(const char *fmt, ...);
 /* cluster_wait REPLICAS: 0 once that many replicas have what this link
  * wrote, else -1. */
 int	 cluster_wait_replicas(void);
-/* The host's session into buf: 0 while its lease holds (with the
- * margin), -1 if writes must stop. */
+/* The host's session into buf: 0 while it holds more than half its
+ * lease (by its own clock, from the renewal's sending), -1 if writes
+ * must stop. */
 int	 cluster_session(char *buf, size_t len);
 void	 cluster_count(int what, uint64_t n);
 /* Workers: the host lost its lease half a term ago: close clients 1012. */
@@ -789,6 +801,10 @@ int	 cluster_tick_ms(void);
 int	 cluster_sub_fd(void);
 void	 cluster_sub_read(void);
 void	 cluster_session_drop(const char *);
+/* A worker: the room lock (key, token) it may hold (NULL: none); the
+ * master: give back what dead worker slot held. */
+void	 cluster_hold(const char *key, const char *token);
+void	 cluster_slot_dead(int slot);
 void	 cluster_leave(void);
 
 /*

@@ -187,7 +187,11 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         # engine's cluster side).
         cl = os.environ.get("ROOMD_TEST_CLUSTER")
         if cl and "cluster " not in conf_text:
-            me = f"it-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            # a daemon restarted on the same arena is the same host
+            m = re.search(r"^arena_path\s+(\S+)", conf_text, re.M)
+            me = f"it-{os.getpid()}-" + (
+                hashlib.sha1(m.group(1).encode()).hexdigest()[:8] if m
+                else uuid.uuid4().hex[:8])
             f.write(f"cluster {cl}\ncluster_host {me}\n"
                     f"cluster_prefix {me}\n")
         f.write(conf_text)
