@@ -546,10 +546,18 @@ def check_members(members, final=None, keep="all"):
        keep "all": every op a member saw echoed (Redis restarted, or a
        failover with cluster_wait 1); "last": those acknowledged in the
        epoch the final log has (a lost tail must show as a new epoch);
-       None: not checked."""
+       None: not checked.
+    4. The room lives: no member is ever told no_such_room (a client
+       gives up on a room it is told is gone)."""
     bad = []
     names = {}
     for m in members:
+        gone = [e for e in getattr(m, "errors", [])
+                if isinstance(e[1], dict) and
+                e[1].get("error") == "no_such_room"]
+        if gone:
+            bad.append(f"{m.name}: told no_such_room {len(gone)} times, "
+                       f"first by {gone[0][0]}")
         for epoch, xs in m.seen.items():
             ps = [p for p, _ in xs]
             for a, b in zip(ps, ps[1:]):
