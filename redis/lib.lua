@@ -42,7 +42,7 @@ local function int(argv, i, name, lo, hi)
 end
 
 -- ARGV[i] as a word made of letters, digits and - _ . : (no spaces, no
--- slashes), at most 64 bytes: host names, connection ids, deadline names.
+-- slashes), at most 64 bytes: host names, dialects, lock tokens.
 local function word(argv, i, name)
 	local v = argv[i]
 	if type(v) ~= 'string' or #v == 0 or #v > 64 or
@@ -111,7 +111,7 @@ end
 
 --
 -- Shard keys: the prefix P is the leases key less "leases"; the others
--- are P.."host:"..host, P.."sess:"..session, P.."deadlines".
+-- are P.."host:"..host, P.."sess:"..session, P.."lost", P.."rooms:"..dialect.
 --
 local function shard_prefix(leases)
 	local p = string.match(leases, '^(.*)leases$')
@@ -159,6 +159,15 @@ local function room_keys(keys, suffixes)
 		k[s] = keys[i + 1]
 	end
 	return k
+end
+
+-- The room's keys must be of the shard whose prefix is p (the leases key's):
+-- base is p.."{<dialect>:<id>}".
+local function room_in(k, p)
+	if string.sub(k.base, 1, #p + 1) ~= p .. '{' or
+	    string.sub(k.base, -1) ~= '}' then
+		fail('ARGS', 'the room keys are not of the shard "' .. p .. '"')
+	end
 end
 
 -- Exactly n keys, or refuse.

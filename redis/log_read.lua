@@ -18,7 +18,10 @@ local function log_read(keys, argv)
 	local ents, complete = {}, after <= st.ver and 1 or 0
 	if after < st.ver then
 		ents = log_entries(k, after, max)
-		if #ents == 0 or ents[1] ~= after + 1 then complete = 0 end
+		if #ents == 0 or ents[1] ~= after + 1 or
+		    ents[#ents - 1] ~= st.ver then
+			complete = 0
+		end
 	end
 	return { st.epoch, st.ver, complete, ents }
 end

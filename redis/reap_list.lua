@@ -1,6 +1,6 @@
 -- reap_list: sessions whose lease has run out by Redis's clock, oldest
 -- first, at most n: for each, visit the rooms of <P>sess:<session> with
--- reap_room, then call session_drop.  Any host may reap.
+-- reap_presence, then call session_drop.  Any host may reap.
 --
 -- KEYS[1] leases   <P>leases
 -- ARGV[1] n        1..1000

@@ -13,23 +13,35 @@
 -- ARGV[4] maxlen   entries kept in the log, 0 for all
 -- ARGV[5] body     at most 16 MiB
 -- ARGV[6] nrecs    records in the body (the seqs they take)
--- ARGV[7] close    1: the room closes (its members, presence and lock go;
---                  meta and log stay linger ms for late readers)
+-- ARGV[7] close    1: the room closes (its members, presence, lock and lost
+--                  members go; meta and log stay a minute for late readers)
 -- ARGV[8] words    "" or the room's words after the change (the 8
 --                  dialect words, the flags, the password's salt and
 --                  hash, as the host writes them)
--- ARGV[9] reserved, 
+-- ARGV[9] reserved ("")
 -- ARGV[10] next_mid
 -- then nups, nups pairs (mid, member line); nrm, nrm mids; npres, npres
 -- pairs (mid, 0/1: this session present); ndone, ndone mids handed to
--- member_lost.
+-- member_lost.  Mids are integers.
 -- Reply: { ver, first seq, epoch, { mid, sessions present, ... } }
 -- Errors: ARGS, FENCED, NOROOM, LOCKLOST (the lock is not ours)
-local function list_of(argv, i, what, width)
+--
+-- A list: its count n at argv[i], then n items of width 1 (a mid) or 2 (a
+-- mid and a member line, or with flag a mid and 0/1).  Mids are integers,
+-- returned in their canonical form (they name hash fields).
+local function list_of(argv, i, what, width, flag)
 	local n = int(argv, i, what, 0, 100000)
 	if #argv < i + n * width then fail('ARGS', what .. ': too few') end
 	local out = {}
-	for j = 1, n * width do out[j] = argv[i + j] end
+	for j = 1, n * width do
+		if (j - 1) % width == 0 then
+			out[j] = str(int(argv, i + j, what .. ' mid', 0, INT_MAX))
+		elseif flag then
+			out[j] = str(int(argv, i + j, what .. ' flag', 0, 1))
+		else
+			out[j] = argv[i + j]
+		end
+	end
 	return out, i + n * width + 1
 end
 
@@ -37,6 +49,7 @@ local function txn_commit(keys, argv)
 	nkeys(keys, 10)
 	local k = room_keys(keys, { 'log', 'members', 'pres', 'lock', 'lost' })
 	local p = shard_prefix(keys[7])
+	room_in(k, p)
 	if #argv < 14 then fail('ARGS', 'too few arguments') end
 	local sess = session(argv, 1)
 	local token = word(argv, 2, 'token')
@@ -50,7 +63,7 @@ local function txn_commit(keys, argv)
 	local next_mid = int(argv, 10, 'next_mid', 0, INT_MAX)
 	local ups, i = list_of(argv, 11, 'nups', 2)
 	local rms, j = list_of(argv, i, 'nrm', 1)
-	local pres, l = list_of(argv, j, 'npres', 2)
+	local pres, l = list_of(argv, j, 'npres', 2, true)
 	local done, e = list_of(argv, l, 'ndone', 1)
 	if e ~= #argv + 1 then fail('ARGS', 'extra arguments') end
 	check_key(keys[8], p .. 'sess:' .. sess, 'KEYS[8]')
@@ -90,6 +103,7 @@ local function txn_commit(keys, argv)
 	if close == 1 then
 		redis.call('HSET', k.meta, 'closed', '1')
 		redis.call('DEL', k.members, k.pres, k.lock, k.lost)
+		redis.call('SREM', keys[9], k.base)
 		redis.call('SREM', keys[10], string.match(k.base,
 		    '{[%w%-_%.]+:(.*)}$') or '')
 		for _, key in ipairs({ k.meta, k.log }) do

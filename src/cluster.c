@@ -47,6 +47,7 @@ struct cluster_shared {
 	uint64_t	 reaped;	/* members of dead hosts */
 	uint64_t	 fenced;
 	int64_t		 lag_ms;	/* the last renewal's round trip */
+	uint64_t	 joins;		/* sessions this host has had */
 	struct {			/* the Redis room lock each worker */
 		char	 key[200];	/* may hold, for the master to give */
 		char	 token[32];	/* back if the worker dies */
@@ -416,10 +417,22 @@ cluster_count(int what, uint64_t n)
 int
 cluster_cut_off(void)
 {
-	int64_t	 now, end, half;
+	static uint64_t	 seen;		/* the sessions this worker knew */
+	uint64_t	 joins;
+	int64_t		 now, end, half;
 
 	if (sh == NULL)
 		return 0;
+	/* A new session: this host's presence was under the old one, which
+	 * the other hosts reap; its clients must come again. */
+	joins = __atomic_load_n(&sh->joins, __ATOMIC_ACQUIRE);
+	if (seen != joins) {
+		int	 first = seen == 0;
+
+		seen = joins;
+		if (!first)
+			return 1;
+	}
 	now = cluster_ms();
 	end = __atomic_load_n(&sh->lease_end, __ATOMIC_ACQUIRE);
 	half = (int64_t)env->conf.cluster_lease * 500;
@@ -517,6 +530,7 @@ cluster_lease(void)
 			snprintf(s, sizeof(s), "%s/%lld", host,
 			    r->element[0]->integer);
 			cluster_set_session(s, sent + lease_ms);
+			__atomic_add_fetch(&sh->joins, 1, __ATOMIC_ACQ_REL);
 			log_info("cluster: joined as %s", s);
 		} else
 			__atomic_store_n(&sh->lease_end, sent + lease_ms,

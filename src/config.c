@@ -61,6 +61,8 @@ config_defaults(struct roomd_config *c)
 	c->auth_hook_timeout = 3;
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 	    ROOMD_CONTROL);
+	snprintf(c->api_sender, sizeof(c->api_sender), "roomd");
+	c->arena_walk_interval = 30;
 }
 
 /*
@@ -100,6 +102,7 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->arena_path, src->arena_path) != 0 ||
 	    strcmp(dst->control_socket, src->control_socket) != 0 ||
 	    strcmp(dst->metrics_listen, src->metrics_listen) != 0 ||
+	    strcmp(dst->api_listen, src->api_listen) != 0 ||
 	    strcmp(dst->user, src->user) != 0 ||
 	    strcmp(dst->pidfile, src->pidfile) != 0 ||
 	    strcmp(dst->cluster, src->cluster) != 0 ||
@@ -150,6 +153,11 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    sizeof(dst->chat_session_secret));
 	dst->chat_session_ttl = src->chat_session_ttl;
 	dst->drain_timeout = src->drain_timeout;
+	/* Keys change live, so that one can be replaced without a restart. */
+	memcpy(dst->api_keys, src->api_keys, sizeof(dst->api_keys));
+	dst->napi_keys = src->napi_keys;
+	memcpy(dst->api_sender, src->api_sender, sizeof(dst->api_sender));
+	dst->arena_walk_interval = src->arena_walk_interval;
 	/* Webhooks and join checks: events queued before keep their URLs
 	 * (webhook.c); checks started before finish as they began. */
 	memcpy(dst->webhooks, src->webhooks, sizeof(dst->webhooks));
@@ -385,10 +393,10 @@ config_set_string(struct roomd_config *c, const struct config_keyword *k,
 	return 0;
 }
 
-/* metrics_listen address:port: checked now, so that roomd -t names the
- * line; bound by control.c. */
+/* metrics_listen and api_listen address:port: checked now, so that
+ * roomd -t names the line; bound by control.c and api.c. */
 static int
-config_set_metrics(struct roomd_config *c, const struct config_keyword *k,
+config_set_address(struct roomd_config *c, const struct config_keyword *k,
     char **argv, int argc, char *err, size_t errlen)
 {
 	struct roomd_config	*tmp;
@@ -404,7 +412,51 @@ config_set_metrics(struct roomd_config *c, const struct config_keyword *k,
 	rc = config_listen(tmp, argv[1], why, sizeof(why));
 	free(tmp);
 	if (rc == -1) {
-		snprintf(err, errlen, "metrics_listen: %s", why);
+		snprintf(err, errlen, "%s: %s", k->key, why);
+		return -1;
+	}
+	return config_set_string(c, k, argv, argc, err, errlen);
+}
+
+/* api_key KEY: each line adds one, of API_KEY_MIN to API_KEY_MAX
+ * printable characters. */
+static int
+config_set_api_key(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	size_t	 i, n;
+
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	n = strlen(argv[1]);
+	for (i = 0; i < n; i++)
+		if (!isgraph((unsigned char)argv[1][i]))
+			break;
+	if (n < API_KEY_MIN || n > API_KEY_MAX || i < n) {
+		snprintf(err, errlen, "api_key: a key is %d to %d printable "
+		    "characters (openssl rand -hex 32 makes one)", API_KEY_MIN,
+		    API_KEY_MAX);
+		return -1;
+	}
+	if (c->napi_keys == ROOMD_MAX_API_KEYS) {
+		snprintf(err, errlen, "too many api_key lines (%d at most)",
+		    ROOMD_MAX_API_KEYS);
+		return -1;
+	}
+	memcpy(c->api_keys[c->napi_keys++], argv[1], n + 1);
+	return 0;
+}
+
+/* api_sender NAME: 1 to 64 of A-Z a-z 0-9 _ -, a name every dialect takes. */
+static int
+config_set_api_sender(struct roomd_config *c, const struct config_keyword *k,
+    char **argv, int argc, char *err, size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1)
+		return -1;
+	if (!util_valid_id(argv[1], ROOM_ID_MAX)) {
+		snprintf(err, errlen, "api_sender: \"%s\" is not 1 to 64 of "
+		    "A-Z a-z 0-9 _ -", argv[1]);
 		return -1;
 	}
 	return config_set_string(c, k, argv, argc, err, errlen);
@@ -443,6 +495,70 @@ config_set_cluster_host(struct roomd_config *c,
 		return -1;
 	}
 	return config_set_string(c, k, argv, argc, err, errlen);
+}
+
+/* Do two addresses of config_listen() take the same port, one of them on
+ * every address or both on the same one? */
+static int
+config_same_socket(const struct listen_addr *a, const struct listen_addr *b)
+{
+	const struct sockaddr_in	*a4 = (const void *)&a->ss;
+	const struct sockaddr_in	*b4 = (const void *)&b->ss;
+	const struct sockaddr_in6	*a6 = (const void *)&a->ss;
+	const struct sockaddr_in6	*b6 = (const void *)&b->ss;
+	int				 any_a, any_b;
+
+	/* sin_port and sin6_port lie at the same place. */
+	if (a4->sin_port != b4->sin_port)
+		return 0;
+	any_a = a->ss.ss_family == AF_INET ? a4->sin_addr.s_addr ==
+	    htonl(INADDR_ANY) : IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
+	any_b = b->ss.ss_family == AF_INET ? b4->sin_addr.s_addr ==
+	    htonl(INADDR_ANY) : IN6_IS_ADDR_UNSPECIFIED(&b6->sin6_addr);
+	if (any_a || any_b)
+		return 1;
+	return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
+}
+
+/*
+ * api_listen is never a public address nor metrics_listen's (clients must
+ * not reach the API, and the master answers metrics alone), and an API
+ * without a key would be open to all or to none.
+ */
+int
+config_check_api(const struct roomd_config *c, char *err, size_t errlen)
+{
+	struct roomd_config	*tmp;
+	const char		*clash = NULL;
+	int			 l;
+
+	if (c->api_listen[0] == '\0')
+		return 0;
+	if (c->napi_keys == 0) {
+		snprintf(err, errlen, "api_listen %s: no api_key is set",
+		    c->api_listen);
+		return -1;
+	}
+	if ((tmp = calloc(1, sizeof(*tmp))) == NULL ||
+	    config_listen(tmp, c->api_listen, err, errlen) == -1 ||
+	    (c->metrics_listen[0] != '\0' && config_listen(tmp,
+	    c->metrics_listen, err, errlen) == -1)) {
+		free(tmp);
+		return -1;
+	}
+	for (l = 0; l < c->nlistens && clash == NULL; l++)
+		if (config_same_socket(&tmp->listens[0], &c->listens[l]))
+			clash = c->listens[l].text;
+	if (clash == NULL && tmp->nlistens == 2 &&
+	    config_same_socket(&tmp->listens[0], &tmp->listens[1]))
+		clash = "metrics_listen";
+	free(tmp);
+	if (clash != NULL) {
+		snprintf(err, errlen, "api_listen %s takes the port of %s: the "
+		    "API needs a listener of its own", c->api_listen, clash);
+		return -1;
+	}
+	return 0;
 }
 
 /* user name: one that exists now. */
@@ -878,7 +994,12 @@ static const struct config_keyword config_keywords[] = {
 	KW_STRING(htdocs, config_set_string),
 	KW_STRING(pidfile, config_set_string),
 	KW_STRING(control_socket, config_set_string),
-	KW_STRING(metrics_listen, config_set_metrics),
+	KW_STRING(metrics_listen, config_set_address),
+	/* The server API and readiness (api.c, health.c) */
+	KW_STRING(api_listen, config_set_address),
+	KW_CUSTOM("api_key", config_set_api_key),
+	KW_STRING(api_sender, config_set_api_sender),
+	KW_SECONDS(arena_walk_interval, 0, 86400),
 	KW_STRING(user, config_set_user),
 	KW_SIZE(max_header_bytes, 256, 1 << 20),
 	KW_SIZE(max_body_bytes, 64, 64 << 20),

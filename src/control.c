@@ -104,16 +104,39 @@ control_close(void)
 	control_fd = metrics_fd = -1;
 }
 
-/* Read until a newline or a blank line (HTTP), bounded in size and time. */
+static uint64_t
+control_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left until deadline (control_now_ms), at least 0. */
+static int
+control_left(uint64_t deadline)
+{
+	uint64_t	 now = control_now_ms();
+
+	return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/*
+ * Read until a newline or a blank line (HTTP), bounded in size and in
+ * time: CONTROL_TIMEOUT_MS for the whole, however slowly the bytes come,
+ * since the master serves nothing else meanwhile (/healthz included).
+ */
 static ssize_t
 control_read(int fd, char *buf, size_t len, const char *end)
 {
 	struct pollfd	 pfd = { fd, POLLIN, 0 };
+	uint64_t	 deadline = control_now_ms() + CONTROL_TIMEOUT_MS;
 	size_t		 have = 0;
 	ssize_t		 n;
 
 	while (have + 1 < len) {
-		if (poll(&pfd, 1, CONTROL_TIMEOUT_MS) != 1)
+		if (poll(&pfd, 1, control_left(deadline)) != 1)
 			return -1;
 		if ((n = read(fd, buf + have, len - 1 - have)) <= 0)
 			break;
@@ -126,13 +149,15 @@ control_read(int fd, char *buf, size_t len, const char *end)
 	return (ssize_t)have;
 }
 
+/* Write it all, or as much as a reader takes in CONTROL_TIMEOUT_MS. */
 static void
 control_write(int fd, const char *text, size_t len)
 {
 	struct pollfd	 pfd = { fd, POLLOUT, 0 };
+	uint64_t	 deadline = control_now_ms() + CONTROL_TIMEOUT_MS;
 	ssize_t		 n;
 
-	while (len > 0 && poll(&pfd, 1, CONTROL_TIMEOUT_MS) == 1) {
+	while (len > 0 && poll(&pfd, 1, control_left(deadline)) == 1) {
 		if ((n = write(fd, text, len)) <= 0)
 			return;
 		text += n;
@@ -263,38 +288,33 @@ control_stats(void)
 	return o;
 }
 
-void
-metrics_accept(int lfd)
+/* One HTTP answer on the metrics endpoint, which then closes. */
+static void
+metrics_answer(int fd, int status, const char *type, const char *body,
+    size_t len)
+{
+	char	 head[256];
+
+	snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+	    "Connection: close\r\n\r\n", status, status == 200 ? "OK" :
+	    status == 404 ? "Not Found" : "Service Unavailable", type, len);
+	control_write(fd, head, strlen(head));
+	control_write(fd, body, len);
+}
+
+/* GET /metrics: the counters in Prometheus's text format. */
+static void
+metrics_prometheus(int fd)
 {
 	struct metric		 m[48];
 	const struct dialect	*dl;
-	struct evbuf {
-		char	*p;
-		size_t	 len;
-	}			 b = { NULL, 0 };
+	char			*p = NULL;
+	size_t			 len = 0, n, i, k;
 	FILE			*fp;
-	char			 req[2048], head[256];
-	size_t			 n, i, k;
-	int			 fd;
 
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
+	if ((fp = open_memstream(&p, &len)) == NULL)
 		return;
-	if (control_read(fd, req, sizeof(req), "\r\n\r\n") <= 0) {
-		close(fd);
-		return;
-	}
-	if (strncmp(req, "GET /metrics ", 13) != 0) {
-		static const char nf[] = "HTTP/1.1 404 Not Found\r\n"
-		    "Content-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
-
-		control_write(fd, nf, sizeof(nf) - 1);
-		close(fd);
-		return;
-	}
-	if ((fp = open_memstream(&b.p, &b.len)) == NULL) {
-		close(fd);
-		return;
-	}
 	n = control_metrics(m, 48);
 	for (i = 0; i < n; i++) {
 		fprintf(fp, "# HELP roomd_%s %s\n# TYPE roomd_%s %s\n",
@@ -311,12 +331,53 @@ metrics_accept(int lfd)
 			    dl->id, (enum stats_dialect_counter)m[i].dialect));
 	}
 	fclose(fp);
-	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
-	    "text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n", b.len);
-	control_write(fd, head, strlen(head));
-	control_write(fd, b.p, b.len);
-	free(b.p);
+	metrics_answer(fd, 200, "text/plain; version=0.0.4", p, len);
+	free(p);
+}
+
+/*
+ * GET /healthz: the master is alive, since it answers.  GET /readyz: 200
+ * if every worker serves, the arena walk passed and the cluster link is
+ * up (health.c), else 503; a one-line reason either way.
+ */
+static void
+metrics_health(int fd, int ready, const struct worker_info *w)
+{
+	char	 why[300], line[320];
+	int	 ok = 1;
+
+	if (ready)
+		ok = health_ready(w, why, sizeof(why));
+	snprintf(line, sizeof(line), "%s\n", ok ? "ok" : why);
+	metrics_answer(fd, ok ? 200 : 503, "text/plain", line, strlen(line));
+}
+
+void
+metrics_accept(int lfd, const struct worker_info *w)
+{
+	static const char nf[] = "not found\n";
+	char		 req[2048], *path, *end;
+	int		 fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
+	    -1)
+		return;
+	if (control_read(fd, req, sizeof(req), "\r\n\r\n") <= 0) {
+		close(fd);
+		return;
+	}
+	/* "GET /path?query HTTP/1.1": the path alone. */
+	if ((path = strchr(req, ' ')) != NULL &&
+	    (end = strpbrk(++path, " ?\r\n")) != NULL)
+		*end = '\0';
+	if (path == NULL || end == NULL || strncmp(req, "GET ", 4) != 0 ||
+	    (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
+	    strcmp(path, "/readyz") != 0))
+		metrics_answer(fd, 404, "text/plain", nf, sizeof(nf) - 1);
+	else if (strcmp(path, "/metrics") == 0)
+		metrics_prometheus(fd);
+	else
+		metrics_health(fd, strcmp(path, "/readyz") == 0, w);
 	close(fd);
 }
 
@@ -356,45 +417,6 @@ control_error(const char *fmt, const char *arg)
 	return o;
 }
 
-static void
-control_member_json(const struct room_member *x, void *arg)
-{
-	struct json_object	*m = json_object_new_object();
-
-	json_object_object_add(m, "name", json_object_new_string(x->name));
-	json_object_object_add(m, "id", json_object_new_string(x->uid));
-	json_object_object_add(m, "role", json_object_new_string(
-	    x->role & MEMBER_ROLE_HOST ? "host" : "member"));
-	json_object_object_add(m, "connected",
-	    json_object_new_boolean(x->connected));
-	json_object_array_add(arg, m);
-}
-
-static struct json_object *
-control_room_json(struct room *room, int with_members)
-{
-	const struct dialect	*d = room_dialect(room);
-	struct json_object	*o = json_object_new_object(), *list;
-
-	json_object_object_add(o, "dialect", json_object_new_string(
-	    d != NULL ? d->name : "?"));
-	json_object_object_add(o, "id", json_object_new_string(room_id(room)));
-	if (with_members) {
-		list = json_object_new_array();
-		room_members(room, control_member_json, list);
-		json_object_object_add(o, "members", list);
-	} else
-		json_object_object_add(o, "members", json_object_new_int64(
-		    (int64_t)room_member_count(room)));
-	json_object_object_add(o, "connections",
-	    json_object_new_int64((int64_t)room_conns(room)));
-	json_object_object_add(o, "log", json_object_new_int64(
-	    (int64_t)room_committed(room)));
-	json_object_object_add(o, "log_bytes", json_object_new_int64(
-	    (int64_t)room_log_bytes(room)));
-	return o;
-}
-
 static struct json_object *
 control_rooms(void)
 {
@@ -409,7 +431,7 @@ control_rooms(void)
 		for (i = 0; i < n; i++)
 			if (room_lock(&refs[i], &room) == 0) {
 				json_object_array_add(list,
-				    control_room_json(room, 0));
+				    api_room_json(room, 0));
 				room_unlock(room);
 			}
 		free(refs);
@@ -449,7 +471,7 @@ control_room(const char *name, const char *verb, const char *who)
 	if (room_lock(&ref, &room) != 0)
 		return control_error("no room %s", name);
 	if (strcmp(verb, "room") == 0) {
-		o = control_room_json(room, 1);
+		o = api_room_json(room, 1);
 		room_unlock(room);
 		return o;
 	}
@@ -573,7 +595,8 @@ control_accept(int lfd, const struct worker_info *w, time_t started,
 	size_t			 len;
 	int			 fd, argc = 0;
 
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
+	    -1)
 		return;
 	if (control_read(fd, line, sizeof(line), "\n") <= 0) {
 		close(fd);

@@ -691,15 +691,53 @@ canvas_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	fanout_catch_up(conn, 1);
 }
 
+/*
+ * The actions of msg, an action object or an array of them, as records to
+ * append (their data is msg's): a new array in *recs, of *n.  The
+ * pointers they carry are dropped.  0, -1 if one is no action object, or
+ * -2 without memory.
+ */
+static int
+canvas_actions(struct json_object *msg, struct room_rec_in **recs, size_t *n)
+{
+	struct json_object	*item;
+	size_t			 i, tlen, len;
+
+	*recs = NULL;
+	*n = 0;
+	len = json_object_is_type(msg, json_type_array) ?
+	    json_object_array_length(msg) : 1;
+	if (len > 0 && (*recs = calloc(len, sizeof(**recs))) == NULL)
+		return -2;
+	for (i = 0; i < len; i++) {
+		item = json_object_is_type(msg, json_type_array) ?
+		    json_object_array_get_idx(msg, i) : msg;
+		if (!json_object_is_type(item, json_type_object))
+			break;
+		json_object_object_del(item, "pointer");
+		if (json_object_object_length(item) == 0)
+			break;
+		(*recs)[i].data = json_text(item, &tlen);
+		(*recs)[i].len = (uint32_t)tlen;
+	}
+	if (i < len) {
+		free(*recs);
+		*recs = NULL;
+		return -1;
+	}
+	*n = len;
+	return 0;
+}
+
 /* One message: one action object or an array of them, appended whole. */
 static void
 canvas_ws_message(struct conn *conn, int binary, const char *data,
     size_t len)
 {
-	struct json_object	*msg, *item;
+	struct json_object	*msg;
 	struct room_rec_in	*recs = NULL;
 	struct room		*room;
-	size_t			 i, n, tlen;
+	size_t			 n = 0;
 	uint64_t		 last;
 	int			 rc;
 
@@ -714,33 +752,16 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
 		canvas_ws_error(conn, "bad_json", "the message is not JSON");
 		return;
 	}
-	if (json_object_is_type(msg, json_type_object)) {
-		item = json_object_new_array();
-		json_object_array_add(item, msg);
-		msg = item;
-	} else if (msg == NULL || !json_object_is_type(msg, json_type_array)) {
+	if (msg == NULL || (!json_object_is_type(msg, json_type_object) &&
+	    !json_object_is_type(msg, json_type_array))) {
 		json_object_put(msg);
 		canvas_ws_error(conn, "bad_request", "send an action object or "
 		    "an array of them");
 		return;
 	}
-	n = json_object_array_length(msg);
-	if (n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL) {
-		json_object_put(msg);
+	if ((rc = canvas_actions(msg, &recs, &n)) == -2) {
 		canvas_ws_error(conn, "internal", "out of memory");
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		item = json_object_array_get_idx(msg, i);
-		if (!json_object_is_type(item, json_type_object))
-			break;
-		json_object_object_del(item, "pointer");
-		if (json_object_object_length(item) == 0)
-			break;
-		recs[i].data = json_text(item, &tlen);
-		recs[i].len = (uint32_t)tlen;
-	}
-	if (i < n) {
+	} else if (rc == -1) {
 		canvas_ws_error(conn, "bad_action", "every action must be an "
 		    "object with an action key; nothing was appended");
 	} else if (n > 0 && (rc = room_lock(&conn->room->ref, &room)) != 0) {
@@ -765,6 +786,43 @@ canvas_ws_message(struct conn *conn, int binary, const char *data,
 	json_object_put(msg);
 }
 
+/*
+ * The server API: {"actions": an action or an array of them}, appended
+ * as one batch, exactly as a member's message is.  Actions carry no
+ * author, so the system sender (api_sender) is named in the log alone.
+ */
+static int
+canvas_api_publish(struct room *room, struct json_object *body,
+    struct api_result *res)
+{
+	struct json_object	*actions;
+	struct room_rec_in	*recs;
+	size_t			 n;
+	uint64_t		 last;
+	int			 rc;
+
+	if (!json_object_object_get_ex(body, "actions", &actions) ||
+	    (rc = canvas_actions(actions, &recs, &n)) == -1 || n == 0)
+		return api_fail(res, 400, "bad_action", "expected {\"actions\": "
+		    "an action object or a non-empty array of them}; nothing "
+		    "was appended");
+	if (rc == -2)
+		return api_fail(res, 500, "internal", "out of memory");
+	rc = room_append(room, recs, n, &last);
+	free(recs);
+	if (rc == ROOM_ELIMIT)
+		return api_fail(res, 409, "log_full", "the room's canvas is "
+		    "full; nothing was appended");
+	if (rc != 0)
+		return api_fail(res, 503, "arena_full", "the server has no room "
+		    "for more data; nothing was appended");
+	log_debug("canvas: %s appended %zu actions to room %s",
+	    env->conf.api_sender, n, room_id(room));
+	json_object_object_add(res->reply, "pointer",
+	    json_object_new_int64((int64_t)last));
+	return 200;
+}
+
 static void
 canvas_ws_close(struct conn *conn)
 {
@@ -782,4 +840,5 @@ const struct dialect dialect_canvas = {
 	.ws_message = canvas_ws_message,
 	.ws_close = canvas_ws_close,
 	.frame_add = canvas_frame_add,
+	.api_publish = canvas_api_publish,
 };

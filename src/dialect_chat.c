@@ -594,20 +594,21 @@ chat_destroy(struct conn *conn, struct chat_conn *cc, const char *name,
 	}
 }
 
+/* A message from a participant (its identifier and name), or from the
+ * server API's system sender (emitter "server"). */
 static struct json_object *
-chat_message_json(struct chat_conn *cc, const char *target, const char *text,
-    uint64_t seq)
+chat_message_json(const char *emitter, const char *identifier,
+    const char *name, const char *target, const char *text, uint64_t seq)
 {
 	struct json_object	*o = json_object_new_object();
 
 	json_object_object_add(o, "type", json_object_new_string("message"));
-	json_object_object_add(o, "emitter",
-	    json_object_new_string("participant"));
+	json_object_object_add(o, "emitter", json_object_new_string(emitter));
 	json_object_object_add(o, "target", json_object_new_string(target));
 	json_object_object_add(o, "identifier",
-	    json_object_new_string(cc->uid));
+	    json_object_new_string(identifier));
 	json_object_object_add(o, "message", json_object_new_string(text));
-	json_object_object_add(o, "name", json_object_new_string(cc->name));
+	json_object_object_add(o, "name", json_object_new_string(name));
 	if (seq != 0)
 		json_object_object_add(o, "seq",
 		    json_object_new_int64((int64_t)seq));
@@ -640,7 +641,8 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 			    "is connected", msg);
 			return;
 		}
-		o = chat_message_json(cc, target, text, 0);
+		o = chat_message_json("participant", cc->uid, cc->name, target,
+		    text, 0);
 		t = json_text(o, &len);
 		room_publish(room, AUD_TAG, chat_user_tag(to.uid), t, len);
 		if (strcmp(to.uid, cc->uid) != 0)
@@ -660,7 +662,8 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 		return;
 	}
 	seq = room_committed(room) + 1;
-	o = chat_message_json(cc, target, text, seq);
+	o = chat_message_json("participant", cc->uid, cc->name, target,
+	    text, seq);
 	t = json_text(o, &len);
 	rec.data = t;
 	rec.len = (uint32_t)len;
@@ -675,6 +678,117 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 	}
 	chat_publish_channel(conn, room, o, ref.rid);
 	room_unlock(room);
+}
+
+/* "#name" of a locked channel room (one kept from an older roomd may
+ * have its "#" in its id already). */
+static void
+chat_channel_name(struct room *room, char *name, size_t len)
+{
+	snprintf(name, len, "%s%s", room_id(room)[0] == '#' ? "" : "#",
+	    room_id(room));
+}
+
+/*
+ * Publish msg in the server room, found and locked here; the caller may
+ * hold a channel's lock (the lock order: channel, then server room).
+ * 0, ROOM_ENOENT when nobody is connected to the chat, or as room_publish.
+ */
+static int
+chat_server_publish(enum room_audience aud, uint64_t target,
+    struct json_object *msg)
+{
+	struct room_ref	 ref;
+	struct room	*server;
+	int		 rc;
+
+	if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &ref) != 0 ||
+	    room_lock(&ref, &server) != 0) {
+		json_object_put(msg);
+		return ROOM_ENOENT;
+	}
+	rc = room_publish_json(server, aud, target, msg);
+	room_unlock(server);
+	return rc;
+}
+
+/* The server API, in the server room: a private message to @name. */
+static int
+chat_api_user(struct room *server, const char *target, const char *text,
+    struct api_result *res)
+{
+	const char		*sender = env->conf.api_sender;
+	struct room_member	 to;
+	int			 rc;
+
+	if (!chat_valid_target(target, '@'))
+		return api_fail(res, 400, "bad_target", "in the room @, "
+		    "the target is @user, 1 to 64 of A-Z a-z 0-9 _ -");
+	if (room_member_by_name(server, target + 1, &to) != 0)
+		return api_fail(res, 404, "no_such_user", "nobody of that "
+		    "name is connected");
+	rc = room_publish_json(server, AUD_TAG, chat_user_tag(to.uid),
+	    chat_message_json("server", sender, sender, target, text, 0));
+	if (rc != 0)
+		return api_fail(res, 503, "arena_full", "the server has "
+		    "no room for more data");
+	return 200;
+}
+
+/* The server API, in a channel: its history, then its participants. */
+static int
+chat_api_channel(struct room *room, const char *target, const char *text,
+    struct api_result *res)
+{
+	const char		*sender = env->conf.api_sender;
+	char			 channel[CHAT_NAME_MAX + 2];
+	struct room_rec_in	 rec = { NULL, 0, 0, 0 };
+	struct json_object	*o;
+	size_t			 len;
+	uint64_t		 seq = room_committed(room) + 1;
+
+	chat_channel_name(room, channel, sizeof(channel));
+	if (target != NULL && strcmp(target, channel) != 0)
+		return api_fail(res, 400, "bad_target", "a channel's "
+		    "room takes messages to that channel only; leave target "
+		    "out or name the channel");
+	o = chat_message_json("server", sender, sender, channel, text, seq);
+	rec.data = json_text(o, &len);
+	rec.len = (uint32_t)len;
+	if (room_append(room, &rec, 1, &seq) != 0) {
+		json_object_put(o);
+		return api_fail(res, 409, "history_full", "the channel's "
+		    "history is full");
+	}
+	/* Nobody connected: the history has it for whoever joins. */
+	chat_server_publish(AUD_TAG, room_ref(room).rid, o);
+	json_object_object_add(res->reply, "seq",
+	    json_object_new_int64((int64_t)seq));
+	return 200;
+}
+
+/*
+ * The server API: {"message": text, "target": "#channel" or "@user"} in
+ * the chat's own terms, from the system sender (api_sender, emitter
+ * "server").  A channel's room takes messages to that channel; the
+ * server room "@" takes private messages to a connected user.
+ */
+static int
+chat_api_publish(struct room *room, struct json_object *body,
+    struct api_result *res)
+{
+	struct json_object	*t;
+	const char		*text = json_get_string(body, "message");
+	const char		*target = json_get_string(body, "target");
+
+	if (text == NULL || (target == NULL &&
+	    json_object_object_get_ex(body, "target", &t)))
+		return api_fail(res, 400, "bad_request", "expected "
+		    "{\"message\": text, \"target\": \"#channel\" or "
+		    "\"@user\"}");
+	if (strcmp(room_id(room), CHAT_SERVER_ROOM) == 0)
+		return chat_api_user(room, target, text, res);
+	return chat_api_channel(room, target, text, res);
 }
 
 /* The commands, each on a channel ("#name"). */
@@ -754,8 +868,6 @@ chat_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 static void
 chat_member_lost(struct room *room, const struct room_member *m)
 {
-	struct room_ref	 sref;
-	struct room	*server;
 	char		 channel[CHAT_NAME_MAX + 2];
 
 	if (strcmp(room_id(room), CHAT_SERVER_ROOM) == 0) {
@@ -764,15 +876,9 @@ chat_member_lost(struct room *room, const struct room_member *m)
 	}
 	if (!(m->role & CHAT_CREATOR))
 		room_member_remove(room, m->mid);
-	snprintf(channel, sizeof(channel), "%s%s", room_id(room)[0] == '#' ?
-	    "" : "#", room_id(room));
-	if (room_find(&dialect_chat, CHAT_SERVER_ROOM, &sref) == 0 &&
-	    room_lock(&sref, &server) == 0) {
-		room_publish_json(server, AUD_TAG, room_ref(room).rid,
-		    chat_event("participant", m->uid, "left", m->name,
-		    channel));
-		room_unlock(server);
-	}
+	chat_channel_name(room, channel, sizeof(channel));
+	chat_server_publish(AUD_TAG, room_ref(room).rid, chat_event(
+	    "participant", m->uid, "left", m->name, channel));
 	chat_hook(WEBHOOK_MEMBER_LEFT, channel, m->uid, m->name, "lost");
 }
 
@@ -819,6 +925,7 @@ const struct dialect dialect_chat = {
 	.ws_close = chat_ws_close,
 	.member_lost = chat_member_lost,
 	.relay_match = chat_relay_match,
+	.api_publish = chat_api_publish,
 	.room_name = chat_room_name,
 	.relay = 1,
 };

@@ -659,6 +659,80 @@ cls_ws_message(struct conn *conn, int binary, const char *data, size_t len)
 }
 
 /*
+ * Every id of a Direct's participants, as members of the locked room,
+ * into to (max): their number, 0 if the list is missing or empty, or -1
+ * if one is no participant's id.
+ */
+static int
+cls_api_targets(struct room *room, struct json_object *ids, uint64_t *to,
+    size_t max)
+{
+	struct room_member	 m;
+	struct json_object	*id;
+	size_t			 i, j, n, k = 0;
+
+	if (!json_object_is_type(ids, json_type_array) ||
+	    (n = json_object_array_length(ids)) == 0 || n > max)
+		return 0;
+	for (i = 0; i < n; i++) {
+		id = json_object_array_get_idx(ids, i);
+		if (!json_object_is_type(id, json_type_string) ||
+		    room_member_by_uid(room, json_object_get_string(id), &m)
+		    != 0)
+			return -1;
+		for (j = 0; j < k && to[j] != m.mid; j++)
+			;
+		if (j == k)	/* each once, as a participant's Direct */
+			to[k++] = m.mid;
+	}
+	return (int)k;
+}
+
+/*
+ * The server API: a Broadcast (to every participant) or a Direct (to the
+ * participants listed), shaped as a participant's but "from" the room's
+ * system (api_sender).  Bad input sends nothing: a Direct to an id that
+ * is no participant's is refused whole.
+ */
+static int
+cls_api_publish(struct room *room, struct json_object *body,
+    struct api_result *res)
+{
+	const char		*type = json_get_string(body, "type");
+	const char		*from = env->conf.api_sender;
+	struct json_object	*ids = NULL;
+	uint64_t		 to[256];
+	int			 n, i, rc = 0;
+
+	if (type == NULL || (strcmp(type, "Broadcast") != 0 &&
+	    strcmp(type, "Direct") != 0))
+		return api_fail(res, 400, "bad_type", "type is Broadcast "
+		    "or Direct");
+	if (room_closing(room))
+		return api_fail(res, 409, "room_closing", "the room is "
+		    "closing");
+	if (strcmp(type, "Broadcast") == 0)
+		rc = room_publish_json(room, AUD_ALL, 0, cls_relay_msg(type,
+		    body, from, 0));
+	else {
+		json_object_object_get_ex(body, "participants", &ids);
+		if ((n = cls_api_targets(room, ids, to, 256)) == 0)
+			return api_fail(res, 400, "participants_missing",
+			    "a Direct lists 1 to 256 participant ids");
+		if (n == -1)
+			return api_fail(res, 404, "no_such_member", "an id "
+			    "of the list is no participant's; nothing was sent");
+		for (i = 0; i < n && rc == 0; i++)
+			rc = room_publish_json(room, AUD_MEMBER, to[i],
+			    cls_relay_msg(type, body, from, 1));
+	}
+	if (rc != 0)
+		return api_fail(res, 503, "arena_full", "the server has no "
+		    "room for more data");
+	return 200;
+}
+
+/*
  * A participant lost with its worker never said goodbye: remove it and
  * tell the others, as if it had left.
  */
@@ -705,5 +779,6 @@ const struct dialect dialect_classroom = {
 	.ws_message = cls_ws_message,
 	.ws_close = cls_ws_close,
 	.member_lost = cls_member_lost,
+	.api_publish = cls_api_publish,
 	.relay = 1,
 };

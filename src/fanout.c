@@ -146,6 +146,7 @@ fanout_room_gone(uint64_t rid, int code, const char *reason)
 void
 fanout_unavailable(struct conn *conn)
 {
+	server_parting();
 	server_ws_close(conn, 1012, "the cluster is unavailable; try again");
 }
 
@@ -201,11 +202,22 @@ fanout_detach(struct conn *conn, int delete_if_empty, int *present)
 	}
 	if (room_lock(&ref, &room) != 0)
 		return -1;
+	if (room_ref(room).rid != ref.rid) {
+		/* Cluster mode: the copy it was counted in was made again
+		 * (room_lock's retry), without it. */
+		room_unlock(room);
+		return -1;
+	}
 	left = room_conn_count(room, -1);
 	here = room_member_here(room, conn->mid, here);
 	if (present != NULL)
 		*present = here == 1;
-	if (left == 0 && delete_if_empty)
+	/* In cluster mode only a room without members goes at once: one
+	 * whose members are moving between hosts (connected to none for a
+	 * moment, after a failover say) expires as any room without
+	 * connections. */
+	if (left == 0 && delete_if_empty && (!cluster_enabled() ||
+	    room_member_count(room) == 0))
 		room_delete(room, "last connection closed");
 	else
 		room_unlock(room);

@@ -139,7 +139,7 @@ master_config(struct roomd_config *c, char *err, size_t errlen)
 	}
 	if (cli.workers > 0)
 		c->workers = cli.workers;
-	return 0;
+	return config_check_api(c, err, errlen);
 }
 
 /*
@@ -260,6 +260,13 @@ master_start(void)
 	for (i = 0; i < env->nworkers; i++)
 		if (master_listen(&env->conf, i, -1) == -1)
 			return -1;
+	/* One API socket that every worker accepts on, so that a worker
+	 * stopped or busy leaves the API to the others. */
+	if (env->conf.api_listen[0] != '\0' &&
+	    (env->api_fd = api_listen_open(&env->conf)) == -1)
+		return -1;
+	if (health_open() == -1)
+		return -1;
 	shm_recovery_hook = master_recovered;
 	proc_live_slot = master_live_slot;
 	if (master_arena() == -1)
@@ -349,6 +356,7 @@ master_loop(time_t started)
 	sigemptyset(&empty);
 	if (tick.tv_nsec >= 1000000000L)
 		tick = (struct timespec){ 1, 0 };
+	health_tick();		/* the first arena walk, for /readyz */
 	control_fds(&pfd[0].fd, &pfd[1].fd);
 	pfd[0].events = pfd[1].events = pfd[2].events = POLLIN;
 	for (;;) {
@@ -376,6 +384,7 @@ master_loop(time_t started)
 			log_info("SIGUSR1: no log files to reopen");
 		}
 		room_reap();
+		health_tick();
 	}
 }
 
@@ -391,6 +400,7 @@ main(int argc, char *argv[])
 	master_block_signals(&block);
 	env = &roomd;
 	env->slot = -1;
+	env->api_fd = -1;
 	if (master_options(argc, argv) == -1 || master_configure() == -1)
 		return 1;
 	if (cli.check) {
@@ -873,18 +883,18 @@ master_control(struct pollfd *pfd, time_t started)
 	struct worker_info	 w[ROOMD_MAX_WORKERS];
 	int			 i, stop = 0, reload = 0;
 
+	for (i = 0; i < ROOMD_MAX_WORKERS; i++) {
+		w[i].pid = workers[i].pid;
+		w[i].restarts = workers[i].restarts;
+		w[i].state = workers[i].state;
+	}
 	if (pfd[0].fd != -1 && (pfd[0].revents & POLLIN)) {
-		for (i = 0; i < ROOMD_MAX_WORKERS; i++) {
-			w[i].pid = workers[i].pid;
-			w[i].restarts = workers[i].restarts;
-			w[i].state = workers[i].state;
-		}
 		control_accept(pfd[0].fd, w, started, &stop, &reload);
 		sig_stop |= stop;
 		sig_reload |= reload;
 	}
 	if (pfd[1].fd != -1 && (pfd[1].revents & POLLIN))
-		metrics_accept(pfd[1].fd);
+		metrics_accept(pfd[1].fd, w);
 }
 
 /* After binding and mapping: become the configured user, if any. */

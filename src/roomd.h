@@ -4,6 +4,9 @@
  *
  *   roomd.c           master: options, sockets, arena, fork, supervision
  *   control.c         the master's admin socket (roomctl) and /metrics
+ *   health.c          liveness and readiness: worker heartbeats, the
+ *                     arena walk, the cluster link (/healthz, /readyz)
+ *   api.c             the server API: HTTP and JSON for the application
  *   config.c          the configuration file and its defaults
  *   log.c             logging to stderr or syslog
  *   proc.c            the doorbell mesh between workers
@@ -92,6 +95,9 @@ struct mount {
 /* A sign-in provider of the chat: chat_provider NAME FIELD VALUE. */
 #define ROOMD_MAX_PROVIDERS	8
 #define ROOMD_MAX_ADMINS	16
+#define ROOMD_MAX_API_KEYS	16
+#define API_KEY_MIN		16	/* bytes of an api_key */
+#define API_KEY_MAX		256
 /* Webhooks and join checks (webhook.c, authhook.c). */
 #define ROOMD_MAX_WEBHOOKS	4
 #define ROOMD_MAX_DIALECTS	8	/* dialect ids are below this */
@@ -160,6 +166,12 @@ struct roomd_config {
 	char			 control_socket[108];
 	char			 metrics_listen[128];
 	char			 user[64];
+	/* The server API (api.c) and readiness (health.c). */
+	char			 api_listen[128];
+	char			 api_keys[ROOMD_MAX_API_KEYS][API_KEY_MAX + 1];
+	int			 napi_keys;
+	char			 api_sender[ROOM_ID_MAX + 1];
+	int			 arena_walk_interval;	/* seconds; 0: never */
 	/* Webhooks and join checks (webhook.c, authhook.c) */
 	char			 webhooks[ROOMD_MAX_WEBHOOKS][ROOMD_URL_MAX];
 	int			 nwebhooks;
@@ -192,6 +204,9 @@ int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
 int	 config_generation_differs(const struct roomd_config *,
 	    const struct roomd_config *);
 const char *config_keyword(size_t);
+/* The server API's settings against the whole configuration (the command
+ * line's listen addresses included): 0, or -1 with the reason in err. */
+int	 config_check_api(const struct roomd_config *, char *, size_t);
 
 /* roomd.c: the process-wide environment, the same in master and workers */
 struct roomd {
@@ -201,6 +216,7 @@ struct roomd {
 	int			 slot;		/* -1 in the master */
 	int			 listen_fd[ROOMD_MAX_WORKERS][ROOMD_MAX_LISTEN];
 	int			 inbox[ROOMD_MAX_WORKERS][2];
+	int			 api_fd;	/* api_listen's socket, or -1 */
 	int			 foreground;
 	int			 verbose;
 	char			 chat_secret[MEMBER_TOKEN_LEN + 1];
@@ -245,7 +261,7 @@ int	 control_open(void);
 void	 control_fds(int *, int *);
 void	 control_accept(int fd, const struct worker_info *, time_t started,
 	    int *stop, int *reload);
-void	 metrics_accept(int fd);
+void	 metrics_accept(int fd, const struct worker_info *);
 void	 control_close(void);
 
 /* proc.c: the doorbell mesh (struct doorbell: fanout.c) */
@@ -298,6 +314,7 @@ struct conn {
 	unsigned		 out_queued:1;	/* on the flush's output list */
 	unsigned		 io_failed:1;	/* no buffer: the flush closes */
 	unsigned		 addr_counted:1; /* in the address table */
+	unsigned		 api:1;		/* came on api_listen */
 	void			(*hold_cancel)(void *);
 	void			*hold_arg;
 	uint64_t		 addr[2];	/* client address key */
@@ -312,13 +329,18 @@ void	 server_main(int slot) __attribute__((noreturn));
  * and its open connections in turn (NULL: the first). */
 void	 server_init(void);
 void	 server_accept_fd(int fd, struct sockaddr *, int salen, int l);
+#define SERVER_LISTENER_API	(-1)	/* l of api_listen's connections */
 struct conn *server_conn_next(struct conn *);
 /* What the transport tells server.c, besides input and a drained output. */
 enum conn_io_event { CONN_IO_IDLE, CONN_IO_STALLED, CONN_IO_EOF, CONN_IO_ERROR };
 void	 server_read(struct conn *);
 void	 server_write(struct conn *);
 void	 server_event(struct conn *, enum conn_io_event);
+/* The worker is stopping, or closed connections of its own accord a moment
+ * ago (server_parting: cluster mode, 1012): their clients come back, so
+ * rooms are kept and nobody is announced as leaving. */
 int	 server_stopping(void);
+void	 server_parting(void);
 struct event_base *server_base(void);
 void	 server_close(struct conn *, const char *reason);
 void	 server_flush_later(void);
@@ -790,7 +812,8 @@ int	 cluster_wait_replicas(void);
  * must stop. */
 int	 cluster_session(char *buf, size_t len);
 void	 cluster_count(int what, uint64_t n);
-/* Workers: the host lost its lease half a term ago: close clients 1012. */
+/* Workers, once a second: the host lost half its lease, or has a new
+ * session (its presence was under the old one): close clients 1012. */
 int	 cluster_cut_off(void);
 void	 cluster_status(struct cluster_status *);
 /* The master: before forking (map, connect, join); in a new worker. */
@@ -853,6 +876,12 @@ uint64_t stats_get(enum stats_counter);
 uint64_t stats_dget(unsigned dialect, enum stats_dialect_counter);
 
 /* dialect.c */
+/* What a dialect's api_publish answers besides its status. */
+struct api_result {
+	struct json_object	*reply;		/* the 200 answer, {"ok":true} */
+	const char		*code;		/* on an error */
+	const char		*message;
+};
 struct dialect {
 	const char	*name;
 	unsigned	 id;
@@ -891,6 +920,17 @@ struct dialect {
 	/* Is an AUD_TAG record (tag, log sequence) for this connection? */
 	int		(*relay_match)(struct conn *, uint64_t tag, uint64_t seq);
 	/*
+	 * The server API's publish (api.c), NULL where the dialect has
+	 * none: body, the request's JSON object, becomes what the dialect's
+	 * own clients receive, from the system sender (api_sender), in the
+	 * room, which is locked and stays so.  Returns 200 with the
+	 * answer's members added to res->reply, or an HTTP error status
+	 * with res->code and res->message (static strings) and nothing
+	 * published.
+	 */
+	int		(*api_publish)(struct room *, struct json_object *body,
+			    struct api_result *res);
+	/*
 	 * Webhooks: the name of room id as the dialect's users know it,
 	 * into name; 0, or -1 for a room that is none of theirs (an
 	 * internal one).  NULL: the id itself.
@@ -911,6 +951,33 @@ extern const struct dialect dialect_classroom;
 extern const struct dialect dialect_echo;
 extern const struct dialect dialect_lobby;
 extern const struct dialect dialect_screenshare;
+
+/* api.c: the server API (roomd.conf: api_listen, api_key) */
+/* The master: bind api_listen before the workers fork (they all accept
+ * on the one socket).  The socket, or -1 having logged why. */
+int	 api_listen_open(const struct roomd_config *);
+/* A worker: a request that came on api_listen, whatever its path. */
+void	 api_http(struct conn *, struct http_req *);
+/* For a dialect's api_publish: set res's error, return status. */
+int	 api_fail(struct api_result *res, int status, const char *code,
+	    const char *message);
+/* A locked room as the API and roomctl describe it: dialect, id, its
+ * members (a list, or their number), connections and log. */
+struct json_object *api_room_json(struct room *, int with_members);
+
+/* health.c: liveness and readiness (metrics_listen: /healthz, /readyz) */
+/* The master, before forking: the page of the workers' heartbeats.
+ * 0, or -1 having logged why. */
+int	 health_open(void);
+/* A worker: its loop turns; at least once a second while it serves. */
+void	 health_beat(void);
+/* The master, once a second: the arena walk, every arena_walk_interval. */
+void	 health_tick(void);
+/* Is roomd ready to serve?  1, or 0 with a one-line reason in why. */
+int	 health_ready(const struct worker_info *, char *why, size_t);
+/* The cluster link: 1 when it is up (a session whose lease holds) or no
+ * cluster is configured, else 0 with the reason in why. */
+int	 health_cluster_ready(char *why, size_t);
 
 /* jwt.c */
 struct json_object *jwt_verify_hs(const char *token, const char *secret,
@@ -1020,6 +1087,9 @@ const char *json_get_string(struct json_object *, const char *key);
 int	 util_token(char *, size_t);
 int	 util_uuid(char *);
 int	 util_sha1_base64(const char *, size_t, char *, size_t);
+/* 1 if the two strings are equal, else 0, in a time that does not tell
+ * how much of them agrees, nor whether their lengths do (API keys). */
+int	 util_secret_equal(const char *, const char *);
 void	 util_sha256(const void *, size_t, const void *, size_t, uint8_t *);
 int	 util_query_get(const char *query, const char *key, char *, size_t);
 int	 util_valid_id(const char *, size_t max);

@@ -46,6 +46,7 @@
 
 static struct event_base	*base;
 static struct evconnlistener	*listeners[ROOMD_MAX_LISTEN];
+static struct evconnlistener	*api_listener;	/* api_listen's, if set */
 static struct connlist		 conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct connlist		 graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event		*flush_ev, *stop_timer, *drain_timer, *resume_ev;
@@ -57,6 +58,7 @@ static void	server_accept(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
+static int64_t	parting_until;	/* see server_parting */
 static void	server_tick(evutil_socket_t, short, void *);
 static void	server_reload(evutil_socket_t, short, void *);
 static void	server_drain(evutil_socket_t, short, void *);
@@ -72,7 +74,13 @@ server_base(void)
 int
 server_stopping(void)
 {
-	return stopping;
+	return stopping || (parting_until != 0 && cluster_ms() < parting_until);
+}
+
+void
+server_parting(void)
+{
+	parting_until = cluster_ms() + 2000;
 }
 
 /*
@@ -128,6 +136,14 @@ server_main(int slot)
 			fatalx("%s: evconnlistener_new", __func__);
 		evconnlistener_set_error_cb(listeners[l], server_accept_error);
 	}
+	if (env->api_fd != -1) {
+		api_listener = evconnlistener_new(base, server_accept,
+		    (void *)(intptr_t)SERVER_LISTENER_API, LEV_OPT_CLOSE_ON_FREE,
+		    0, env->api_fd);
+		if (api_listener == NULL)
+			fatalx("%s: evconnlistener_new", __func__);
+		evconnlistener_set_error_cb(api_listener, server_accept_error);
+	}
 	resume_ev = evtimer_new(base, server_accept_resume, NULL);
 	sigterm = evsignal_new(base, SIGTERM, server_stop, NULL);
 	sigint = evsignal_new(base, SIGINT, server_stop, NULL);
@@ -145,6 +161,7 @@ server_main(int slot)
 	event_add(tick, &second);
 	signal(SIGPIPE, SIG_IGN);
 
+	health_beat();
 	log_debug("ready");
 	event_base_dispatch(base);
 
@@ -158,6 +175,8 @@ server_main(int slot)
 	if (drain_timer != NULL)
 		event_free(drain_timer);
 	event_free(resume_ev);
+	if (api_listener != NULL)
+		evconnlistener_free(api_listener);
 	exit(0);
 }
 
@@ -250,6 +269,7 @@ server_accept(struct evconnlistener *lis, evutil_socket_t fd,
 	conn->addr[0] = key[0];
 	conn->addr[1] = key[1];
 	conn->addr_counted = rc == 0;
+	conn->api = l == SERVER_LISTENER_API;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	conn->id = ++next_conn_id;
 	if (conn_io_open(conn, fd, l >= 0 && l < ROOMD_MAX_LISTEN ?
@@ -583,12 +603,17 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 {
 	struct conn	*conn, *next;
 
+	/* The master reads the beat for /readyz: a worker whose loop stops
+	 * turning, or that no longer accepts, is not ready. */
+	if (!stopping && !draining)
+		health_beat();
 	if (!stopping)
 		fanout_tick();
 	/* Cluster mode: a host that lost its lease serves nobody; its
 	 * clients go to another host (1012: come back later). */
 	if (!stopping && cluster_enabled() && cluster_cut_off())
-		for (conn = TAILQ_FIRST(&conns); conn != NULL; conn = next) {
+		for (server_parting(), conn = TAILQ_FIRST(&conns); conn != NULL;
+		    conn = next) {
 			next = TAILQ_NEXT(conn, entry);
 			if (conn->state == CONN_WS)
 				server_ws_close(conn, 1012, "cluster link lost");
@@ -620,6 +645,8 @@ server_accept_error(struct evconnlistener *lis, void *arg)
 	for (l = 0; l < env->conf.nlistens; l++)
 		if (listeners[l] != NULL)
 			evconnlistener_disable(listeners[l]);
+	if (api_listener != NULL)
+		evconnlistener_disable(api_listener);
 	evtimer_add(resume_ev, &tv);
 }
 
@@ -633,6 +660,8 @@ server_accept_resume(evutil_socket_t fd, short events, void *arg)
 	for (l = 0; l < env->conf.nlistens; l++)
 		if (listeners[l] != NULL)
 			evconnlistener_enable(listeners[l]);
+	if (api_listener != NULL)
+		evconnlistener_enable(api_listener);
 }
 
 /*
@@ -671,6 +700,13 @@ server_drain(evutil_socket_t sig, short events, void *arg)
 		evconnlistener_free(listeners[l]);
 		listeners[l] = NULL;
 	}
+	/* The API's one socket stays the master's and the new workers':
+	 * this worker closes its own descriptor only, and what waits in it
+	 * is theirs. */
+	if (api_listener != NULL) {
+		evconnlistener_free(api_listener);
+		api_listener = NULL;
+	}
 	drain_timer = evtimer_new(base, server_stop, NULL);
 	evtimer_add(drain_timer, &tv);
 	server_flush_later();
@@ -704,6 +740,8 @@ server_stop(evutil_socket_t sig, short events, void *arg)
 	for (l = 0; l < env->conf.nlistens; l++)
 		if (listeners[l] != NULL)
 			evconnlistener_disable(listeners[l]);
+	if (api_listener != NULL)
+		evconnlistener_disable(api_listener);
 	for (conn = TAILQ_FIRST(&conns); conn != NULL; conn = next) {
 		next = TAILQ_NEXT(conn, entry);
 		if (conn->state == CONN_WS)

@@ -466,6 +466,13 @@ http_dispatch(struct conn *conn, struct http_req *req)
 	int			 status;
 
 	stats_add(STAT_HTTP_REQUESTS, 1);
+	/* api_listen serves the API alone: no pages, mounts or CORS. */
+	if (conn->api) {
+		api_http(conn, req);
+		if (!conn->held)
+			http_done(conn);
+		return;
+	}
 	m = dialect_route(req->path, &sub);
 	if (req->method == HTTP_OPTIONS && !http_wants_upgrade(req))
 		server_http_respond(conn, 204, NULL, NULL, 0, CORS_PREFLIGHT);
@@ -555,10 +562,10 @@ server_http_respond(struct conn *conn, int status, const char *type,
 	    "Server: roomd/%s\r\n"
 	    "X-Roomd-Worker: %d/%d\r\n"
 	    "Connection: %s\r\n"
-	    CORS_HEADERS "%s",
+	    "%s%s",
 	    status, http_status_str((enum http_status)status), PACKAGE_VERSION,
 	    env->slot, (int)getpid(), keep ? "keep-alive" : "close",
-	    extra ? extra : "");
+	    conn->api ? "" : CORS_HEADERS, extra ? extra : "");
 	if (type != NULL)
 		evbuffer_add_printf(out, "Content-Type: %s\r\n", type);
 	if (status != 204 && status != 304)

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <uuid/uuid.h>
@@ -311,6 +312,21 @@ util_sha256(const void *salt, size_t saltlen, const void *data, size_t len,
 	EVP_DigestUpdate(ctx, data, len);
 	EVP_DigestFinal_ex(ctx, out, &n);
 	EVP_MD_CTX_free(ctx);
+}
+
+/*
+ * Both strings are hashed first, so that what is compared has one length
+ * whatever theirs, and CRYPTO_memcmp looks at every byte: how long the
+ * answer takes tells nothing of how much of a guess was right.
+ */
+int
+util_secret_equal(const char *a, const char *b)
+{
+	uint8_t	 da[32], db[32];
+
+	util_sha256("", 0, a, strlen(a), da);
+	util_sha256("", 0, b, strlen(b), db);
+	return CRYPTO_memcmp(da, db, sizeof(da)) == 0;
 }
 
 static int

@@ -9,7 +9,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 # Files above the engine: the wire layer and the protocols.
 ABOVE = re.compile(r"^(dialect.*|server.*|oauth|fetch|jwt|util|config|"
-                   r"control|log|proc)\.c$")
+                   r"control|log|proc|api|health)\.c$")
 # What only the engine, the counters and the master may name.
 ARENA_NAME = re.compile(r"\b(shm_[a-z_]+|arena_(open|close|check\w*|claim|"
                         r"replace|epoch|hdr|stats)|SHM_[A-Z_]+|"

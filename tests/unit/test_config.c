@@ -1205,6 +1205,136 @@ config_load_user_and_metrics(void **state)
 	assert_int_equal(((struct fixture *)*state)->conf.nlistens, 0);
 }
 
+/* api_listen, api_key, api_sender, arena_walk_interval (api.c, health.c) */
+static void
+config_load_api(void **state)
+{
+	struct roomd_config	*c;
+	char			 big[300];
+	int			 i;
+
+	c = &((struct fixture *)*state)->conf;
+	assert_string_equal(c->api_sender, "roomd");
+	assert_int_equal(c->arena_walk_interval, 30);
+	assert_int_equal(c->napi_keys, 0);
+	assert_int_equal(load_one(state, "api_listen", "127.0.0.1:9200"), 0);
+	c = &((struct fixture *)*state)->conf;
+	assert_string_equal(c->api_listen, "127.0.0.1:9200");
+	assert_int_equal(c->nlistens, 0);
+	refuses(state, "api_listen", "localhost:9200", "api_listen: bad "
+	    "address in \"localhost:9200\" (use a numeric IPv4 address or "
+	    "[IPv6])");
+	refuses(state, "api_listen", NULL, "api_listen takes one value");
+
+	assert_int_equal(load_one(state, "api_key", "0123456789abcdef"), 0);
+	c = &((struct fixture *)*state)->conf;
+	assert_int_equal(c->napi_keys, 1);
+	assert_string_equal(c->api_keys[0], "0123456789abcdef");
+	memset(big, 'k', 256);
+	big[256] = '\0';
+	assert_int_equal(load_one(state, "api_key", big), 0);
+	big[256] = 'k';
+	big[257] = '\0';
+	for (i = 0; i < 4; i++) {
+		static const char *bad[] = { "0123456789abcde", NULL, "",
+		    "0123456789abcde\x01" };
+		const char *v = i == 1 ? big : bad[i];
+
+		if (v[0] == '\0')
+			continue;
+		refuses(state, "api_key", v, "api_key: a key is 16 to 256 "
+		    "printable characters (openssl rand -hex 32 makes one)");
+	}
+	refuses(state, "api_key", "0123456789abcdef more",
+	    "api_key takes one value");
+
+	assert_int_equal(load_one(state, "api_sender", "ops-bot_1"), 0);
+	refuses(state, "api_sender", "ops bot", "api_sender takes one value");
+	refuses(state, "api_sender", "ops@bot", "api_sender: \"ops@bot\" is "
+	    "not 1 to 64 of A-Z a-z 0-9 _ -");
+	assert_int_equal(load_one(state, "arena_walk_interval", "0"), 0);
+	refuses(state, "arena_walk_interval", "86401", "arena_walk_interval: "
+	    "bad value \"86401\" (from 0 to 86400)");
+}
+
+/* Several api_key lines add up, to ROOMD_MAX_API_KEYS. */
+static void
+config_load_api_keys(void **state)
+{
+	struct fixture	*f = *state;
+	char		 text[4096];
+	size_t		 n = 0;
+	int		 i;
+
+	for (i = 0; i <= ROOMD_MAX_API_KEYS; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		    "api_key key-number-%05d\n", i);
+	load_fails(f, text, ROOMD_MAX_API_KEYS + 1, "too many api_key lines "
+	    "(16 at most)");
+	f = fresh(state);
+	assert_int_equal(load(f, "api_key aaaaaaaaaaaaaaaa\n"
+	    "api_key bbbbbbbbbbbbbbbb\n"), 0);
+	assert_int_equal(f->conf.napi_keys, 2);
+	assert_string_equal(f->conf.api_keys[1], "bbbbbbbbbbbbbbbb");
+}
+
+/* config_check_api: a key, and a port of its own. */
+static void
+config_check_api_ports(void **state)
+{
+	static const struct {
+		const char	*listen, *api, *metrics;
+		int		 keys;
+		const char	*err;
+	} rows[] = {
+		{ "127.0.0.1:8080", "", "", 0, NULL },
+		{ "127.0.0.1:8080", "127.0.0.1:9000", "", 1, NULL },
+		{ "127.0.0.1:8080", "127.0.0.2:8080", "", 1, NULL },
+		{ "127.0.0.1:8080", "[::1]:8080", "", 1, NULL },
+		{ "127.0.0.1:8080", "127.0.0.1:9000", "127.0.0.1:9100", 1,
+		    NULL },
+		{ "127.0.0.1:8080", "127.0.0.1:9000", "", 0,
+		    "api_listen 127.0.0.1:9000: no api_key is set" },
+		{ "127.0.0.1:8080", "127.0.0.1:8080", "", 1,
+		    "api_listen 127.0.0.1:8080 takes the port of "
+		    "127.0.0.1:8080: the API needs a listener of its own" },
+		{ "*:8080", "127.0.0.1:8080", "", 1,
+		    "api_listen 127.0.0.1:8080 takes the port of *:8080: the "
+		    "API needs a listener of its own" },
+		{ "127.0.0.1:8080", ":8080", "", 1,
+		    "api_listen :8080 takes the port of 127.0.0.1:8080: the "
+		    "API needs a listener of its own" },
+		{ "127.0.0.1:8080", "[::]:8080", "", 1,
+		    "api_listen [::]:8080 takes the port of 127.0.0.1:8080: "
+		    "the API needs a listener of its own" },
+		{ "127.0.0.1:8080", "127.0.0.1:9100", "127.0.0.1:9100", 1,
+		    "api_listen 127.0.0.1:9100 takes the port of "
+		    "metrics_listen: the API needs a listener of its own" },
+	};
+	struct fixture	*f;
+	size_t		 i;
+	int		 rc;
+
+	for (i = 0; i < nitems(rows); i++) {
+		f = fresh(state);
+		assert_int_equal(config_listen(&f->conf, rows[i].listen,
+		    f->err, sizeof(f->err)), 0);
+		snprintf(f->conf.api_listen, sizeof(f->conf.api_listen), "%s",
+		    rows[i].api);
+		snprintf(f->conf.metrics_listen,
+		    sizeof(f->conf.metrics_listen), "%s", rows[i].metrics);
+		f->conf.napi_keys = rows[i].keys;
+		f->err[0] = '\0';
+		rc = config_check_api(&f->conf, f->err, sizeof(f->err));
+		if (rows[i].err == NULL) {
+			assert_int_equal(rc, 0);
+			continue;
+		}
+		assert_int_equal(rc, -1);
+		assert_string_equal(f->err, rows[i].err);
+	}
+}
+
 static void
 config_load_message_rate(void **state)
 {
@@ -1514,6 +1644,9 @@ main(void)
 		T(config_load_yesno_settings),
 		T(config_load_string_settings),
 		T(config_load_user_and_metrics),
+		T(config_load_api),
+		T(config_load_api_keys),
+		T(config_check_api_ports),
 		T(config_load_message_rate),
 		T(config_load_allowed_origins),
 		T(config_load_chat_admin),

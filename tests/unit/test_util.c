@@ -7,7 +7,8 @@
  * percent-decoding; room ids; sizes with K/M/G suffixes; json_parse on
  * objects, arrays, scalars, white space, trailing garbage, invalid JSON,
  * invalid UTF-8 and buffers without a terminating NUL; json_text and
- * json_get_string; tokens, UUIDs and the two digests.
+ * json_get_string; tokens, UUIDs, the two digests and the comparison
+ * of secrets (util_secret_equal).
  *
  * Inputs that util.c must read only len bytes of are copied into heap
  * blocks of exactly len bytes, so that an over-read shows up in the
@@ -1281,6 +1282,49 @@ util_sha256_vectors(void **state)
 	assert_memory_equal(out, empty, sizeof(out));
 }
 
+/*
+ * util_secret_equal: equal strings only, whatever differs (first byte,
+ * last byte, length, case).  It hashes both and compares the digests with
+ * CRYPTO_memcmp, so a guess is checked in the same time wherever it goes
+ * wrong; a timing measurement would be too noisy for a unit test, so the
+ * answers are what is checked here.
+ */
+static void
+util_secret_equal_cases(void **state)
+{
+	static const char key[] = "k3y-0123456789abcdef";
+	static const struct {
+		const char	*guess;
+		int		 equal;
+	} rows[] = {
+		{ "k3y-0123456789abcdef", 1 },
+		{ "x3y-0123456789abcdef", 0 },
+		{ "k3y-0123456789abcdeF", 0 },
+		{ "K3Y-0123456789ABCDEF", 0 },
+		{ "k3y-0123456789abcde", 0 },
+		{ "k3y-0123456789abcdef ", 0 },
+		{ "k3y-0123456789abcdefk3y-0123456789abcdef", 0 },
+		{ "", 0 },
+	};
+	char	*copy;
+	size_t	 i;
+	int	 nbad = 0;
+
+	for (i = 0; i < nitems(rows); i++) {
+		/* An exact heap copy: nothing past the NUL is read. */
+		copy = exact_copy(rows[i].guess, strlen(rows[i].guess) + 1);
+		if (util_secret_equal(copy, key) != rows[i].equal ||
+		    util_secret_equal(key, copy) != rows[i].equal) {
+			print_error("\"%s\": expected %d\n", rows[i].guess,
+			    rows[i].equal);
+			nbad++;
+		}
+		free(copy);
+	}
+	assert_int_equal(util_secret_equal("", ""), 1);
+	assert_int_equal(nbad, 0);
+}
+
 int
 main(void)
 {
@@ -1332,6 +1376,7 @@ main(void)
 		cmocka_unit_test(util_uuid_basic),
 		cmocka_unit_test(util_sha1_base64_rfc6455),
 		cmocka_unit_test(util_sha256_vectors),
+		cmocka_unit_test(util_secret_equal_cases),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);

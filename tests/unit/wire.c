@@ -182,6 +182,15 @@ server_file_serve(struct conn *conn, struct http_req *req)
 	server_http_error(conn, 404, "not_found", "no such file");
 }
 
+/* The server API (api.c) is not under test here: no connection comes on
+ * its listener. */
+void
+api_http(struct conn *conn, struct http_req *req)
+{
+	wire_addf(&wlog, "api %s\n", req->path);
+	server_http_error(conn, 404, "not_found", "no API here");
+}
+
 /* ------------------------------------------------------------------ */
 /* The test dialects */
 
