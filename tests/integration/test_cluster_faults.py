@@ -20,7 +20,7 @@ import pytest
 
 from cluster import (LEASE, MASTER, cluster_hosts, drive,  # noqa: F401
                      final_logs, load_library, members_on, read_whole,
-                     redis_factory, redis_url,
+                     redis_factory, redis_url, room_lived,
                      sentinel_url, tcp_proxy, verdict)
 from conftest import (close_ws, connect, create_room, expect_close,
                       http_req, join_room, recv_json, run)
@@ -44,6 +44,7 @@ def test_redis_restarted_hosts_catch_up_and_lose_no_acknowledged_op(
         f"few ops acknowledged after the restart ({before} -> {after}): " \
         f"{[(m.name, m.errors[-3:]) for m in ms]}"
     verdict(ms, logs, "all")
+    room_lived(ms)
 
 
 def test_redis_restarted_live_delivery_crosses_hosts_again(cluster_hosts):
@@ -112,6 +113,7 @@ def test_redis_out_of_reach_longer_than_the_lease_keeps_the_rooms(
     assert after > before + 20, \
         f"few ops acknowledged after the outage ({before} -> {after})"
     verdict(ms, logs, "all")
+    room_lived(ms)
 
 
 # ---------------------------------------------------------------- Sentinel failover
@@ -140,6 +142,7 @@ def test_failover_with_cluster_wait_1_loses_no_acknowledged_op(
     assert after > before + 20, \
         f"the hosts did not follow the new primary ({before} -> {after})"
     verdict(ms, logs, "all")
+    room_lived(ms)
 
 
 def _sentinel_group(proxied):
@@ -225,6 +228,7 @@ def test_failover_without_wait_a_lost_tail_is_a_new_epoch(
     assert lost, "nothing acknowledged was lost: the replica did not lag"
     assert epoch != epoch0, \
         f"{len(lost)} acknowledged ops were lost and the epoch stayed"
+    room_lived(ms)
 
 
 # ---------------------------------------------------------------- partition
@@ -320,3 +324,4 @@ def test_failover_longer_than_the_lease_keeps_the_rooms(cluster_hosts,
     assert after > before + 20, \
         f"few ops acknowledged after the failover ({before} -> {after})"
     verdict(ms, logs, "last")
+    room_lived(ms)

@@ -25,7 +25,7 @@ import random
 import time
 
 from cluster import (cluster_hosts, final_logs, members_on,  # noqa: F401
-                     redis_factory, verdict)
+                     redis_factory, room_lived, verdict)
 from conftest import run
 
 SECONDS = float(os.environ.get("ROOMD_JEPSEN_SECONDS", "40"))
@@ -109,3 +109,4 @@ def test_acknowledged_ops_survive_host_and_redis_kills_once_in_order(
         verdict(ms, logs, "all")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{what}") from None
+    room_lived(ms)
