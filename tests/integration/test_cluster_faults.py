@@ -20,7 +20,7 @@ import pytest
 
 from cluster import (LEASE, MASTER, cluster_hosts, drive,  # noqa: F401
                      final_logs, load_library, members_on, read_whole,
-                     redis_factory, redis_sentinel_group, redis_url,
+                     redis_factory, redis_url, room_lived,
                      sentinel_url, tcp_proxy, verdict)
 from conftest import (close_ws, connect, create_room, expect_close,
                       http_req, join_room, recv_json, run)
@@ -36,14 +36,15 @@ def test_redis_restarted_hosts_catch_up_and_lose_no_acknowledged_op(
     ms = members_on(c, rid)
 
     async def body():
-        before = await drive(ms, c.redis.restart, 2.0, 8.0)
-        return before, await final_logs(c, rid, ms[0].token)
+        return await drive(ms, c.redis.restart, 2.0, 8.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
     before, logs = run(body(), 60)
     after = sum(len(m.acked) for m in ms)
     assert after > before + 20, \
         f"few ops acknowledged after the restart ({before} -> {after}): " \
         f"{[(m.name, m.errors[-3:]) for m in ms]}"
     verdict(ms, logs, "all")
+    room_lived(ms)
 
 
 def test_redis_restarted_live_delivery_crosses_hosts_again(cluster_hosts):
@@ -87,102 +88,147 @@ def test_redis_restarted_live_delivery_crosses_hosts_again(cluster_hosts):
     assert run(body(), 40)
 
 
-# ---------------------------------------------------------------- Sentinel failover
-
-def test_failover_with_cluster_wait_1_loses_no_acknowledged_op(
-        cluster_hosts, redis_sentinel_group):
-    g, primary, replica, sentinels = redis_sentinel_group
-    # A second replica: with one, the promoted replica would have none
-    # left, and no commit could be acknowledged with cluster_wait 1.
-    spare = g.server(replicaof=primary)
-    _wait(lambda: spare.client().info("replication")
-          .get("master_link_status") == "up", 10, "second replica in sync")
-    _wait(lambda: all(len(s.client(socket_timeout=1.0).execute_command(
-        "SENTINEL", "REPLICAS", MASTER)) >= 2 for s in sentinels), 15,
-        "sentinels aware of the second replica")
-    c = cluster_hosts(3, redis=sentinel_url(sentinels), cluster_wait=1,
-                      room_ttl=60)
-    rid = "failover-wait"
+def test_redis_out_of_reach_longer_than_the_lease_keeps_the_rooms(
+        cluster_hosts, redis_factory, tcp_proxy):
+    """Every host loses Redis for longer than its lease (a proxy that
+    stops passing bytes): they are fenced and close their clients; once
+    Redis is back the room is still there with all it acknowledged, and
+    its members resume with their pointers."""
+    r = redis_factory()
+    p = tcp_proxy(r.port)
+    c = cluster_hosts(3, redis=redis_url(p.port), room_ttl=60)
+    rid = "outage"
     ms = members_on(c, rid)
-    t_kill = []
 
-    def kill_primary():
-        t_kill.append(time.monotonic())
-        primary.kill9()
+    def outage():
+        p.pause()
+        time.sleep(LEASE + 2)
+        p.resume()
 
     async def body():
-        before = await drive(ms, kill_primary, 2.0, 12.0)
-        return before, await final_logs(c, rid, ms[0].token)
+        return await drive(ms, outage, 2.0, LEASE + 2 + 8.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
+    before, logs = run(body(), 90)
+    after = sum(len(m.acked) for m in ms)
+    assert after > before + 20, \
+        f"few ops acknowledged after the outage ({before} -> {after})"
+    verdict(ms, logs, "all")
+    room_lived(ms)
+
+
+# ---------------------------------------------------------------- Sentinel failover
+
+# A failover takes Sentinel's down-after (1 s here) and an election: the
+# hosts' lease must outlast it, or they are fenced and start over.
+FAILOVER_LEASE = 8
+
+
+def test_failover_with_cluster_wait_1_loses_no_acknowledged_op(
+        cluster_hosts, two_replicas):
+    g, primary, _, replicas, sentinels = two_replicas
+    c = cluster_hosts(3, redis=sentinel_url(sentinels), cluster_wait=1,
+                      room_ttl=60, lease=FAILOVER_LEASE)
+    rid = "failover-wait"
+    ms = members_on(c, rid)
+
+    async def body():
+        return await drive(ms, primary.kill9, 2.0, 12.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
     before, logs = run(body(), 90)
     # Sentinel named a replica; the hosts wrote to it.
-    assert sentinels[0].primary() in (("127.0.0.1", replica.port),
-                                      ("127.0.0.1", spare.port))
+    assert sentinels[0].primary() in [("127.0.0.1", r.port)
+                                      for r in replicas]
     after = sum(len(m.acked) for m in ms)
     assert after > before + 20, \
         f"the hosts did not follow the new primary ({before} -> {after})"
     verdict(ms, logs, "all")
+    room_lived(ms)
 
 
-@pytest.fixture
-def lagging_group():
-    """A primary, a replica fed through a pausable proxy (so that it can
-    be made to lag), three sentinels. -> (group, primary, proxy, replica,
-    sentinels); everything stopped at teardown."""
+def _sentinel_group(proxied):
+    """A primary, two replicas, three sentinels; with proxied, the first
+    replica is fed through a pausable proxy (so that it can be made to
+    lag).  -> (group, primary, proxy or None, [replicas], sentinels);
+    everything is stopped at teardown."""
     g = Group()
     proxy = None
     try:
         primary = g.server()
         load_library(primary.client())
-        proxy = Proxy(primary.port)
-        replica = g.server(replicaof=proxy.port)
-        _wait(lambda: replica.client().info("replication")
-              .get("master_link_status") == "up", 10, "replica in sync")
+        if proxied:
+            proxy = Proxy(primary.port)
+        replicas = [g.server(replicaof=proxy.port if proxy else primary),
+                    g.server(replicaof=primary)]
+        for rp in replicas:
+            _wait(lambda: rp.client().info("replication")
+                  .get("master_link_status") == "up", 10, "replica in sync")
         sentinels = [g.sentinel(primary) for _ in range(3)]
 
         def aware():
             for s in sentinels:
                 cl = s.client(socket_timeout=1.0)
                 if len(cl.execute_command("SENTINEL", "REPLICAS",
-                                          MASTER)) < 1:
+                                          MASTER)) < 2:
                     return False
                 if len(cl.execute_command("SENTINEL", "SENTINELS",
                                           MASTER)) < 2:
                     return False
             return True
-        _wait(aware, 15, "sentinels aware of the replica and each other")
-        yield g, primary, proxy, replica, sentinels
+        _wait(aware, 15, "sentinels aware of the replicas and each other")
+        yield g, primary, proxy, replicas, sentinels
     finally:
         if proxy is not None:
             proxy.close()
         g.close()
 
 
+@pytest.fixture
+def two_replicas():
+    """_sentinel_group without a proxy: after a failover the new primary
+    still has a replica, so that cluster_wait 1 can be met."""
+    yield from _sentinel_group(False)
+
+
+@pytest.fixture
+def lagging_group():
+    """_sentinel_group whose first replica can be made to lag."""
+    yield from _sentinel_group(True)
+
+
+@pytest.mark.parametrize("lease", [FAILOVER_LEASE, LEASE],
+                         ids=["within-lease", "hosts-fenced"])
 def test_failover_without_wait_a_lost_tail_is_a_new_epoch(
-        cluster_hosts, lagging_group):
-    g, primary, proxy, replica, sentinels = lagging_group
-    c = cluster_hosts(3, redis=sentinel_url(sentinels), room_ttl=60)
+        cluster_hosts, lagging_group, lease):
+    g, primary, proxy, replicas, sentinels = lagging_group
+    c = cluster_hosts(3, redis=sentinel_url(sentinels), room_ttl=60,
+                      lease=lease)
     rid = "failover-lost"
     ms = members_on(c, rid)
     epoch0 = http_req(c[0], "GET", f"/canvas/rooms/{rid}").json["epoch"]
 
     def lag_then_kill():
-        # The replica stops hearing from the primary; what the members
-        # append now is acknowledged but lives on the primary alone.
+        # The first replica stops hearing from the primary, the second is
+        # killed: what the members append now is acknowledged but lives
+        # on the primary alone, and the lagging replica is promoted.
+        replicas[1].kill9()
         proxy.pause()
         time.sleep(1.5)
         primary.kill9()
 
     async def body():
-        await drive(ms, lag_then_kill, 1.5, 12.0)
-        return await final_logs(c, rid, ms[0].token)
-    logs = run(body(), 90)
+        return await drive(ms, lag_then_kill, 1.5, 12.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
+    _, logs = run(body(), 90)
     epoch, log = verdict(ms, logs, "last")
     acked0 = {op for m in ms for op, (e, _) in m.acked.items()
               if e == epoch0}
     kept = {op for _, op in log}
-    if acked0 - kept:
-        assert epoch != epoch0, \
-            "acknowledged ops were lost and the epoch stayed the same"
+    lost = acked0 - kept
+    # The scenario itself: the promoted replica lacked a tail.
+    assert lost, "nothing acknowledged was lost: the replica did not lag"
+    assert epoch != epoch0, \
+        f"{len(lost)} acknowledged ops were lost and the epoch stayed"
+    room_lived(ms)
 
 
 # ---------------------------------------------------------------- partition
@@ -241,12 +287,14 @@ def test_a_host_cut_off_from_redis_closes_1012_and_never_appends_late(
                         "h1 does not serve again after the heal"
                     await asyncio.sleep(0.5)
             whole = await read_whole(c[1], rid, ta)
-            return code, closed_after, made, first, whole
+            return (code, reason, msgs), closed_after, made, first, whole
         finally:
             await close_ws(wa)
             await close_ws(wb)
-    code, closed_after, made, first, (epoch, log) = run(body(), 60)
-    assert code == 1012, f"cut-off host closed its client with {code}"
+    (code, reason, msgs), closed_after, made, first, (epoch, log) = \
+        run(body(), 60)
+    assert code == 1012, \
+        f"cut-off host closed its client with {code} {reason!r} after {msgs}"
     assert closed_after <= LEASE / 2 + 1.5, \
         f"closed {closed_after:.1f} s after the cut (lease {LEASE} s)"
     assert made.status >= 500, f"a cut-off host took a create: {made!r}"
@@ -255,3 +303,25 @@ def test_a_host_cut_off_from_redis_closes_1012_and_never_appends_late(
         f"a stale host appended after its lease ran out: {ops}"
     assert ops.count("a:during") == 1 and ops.count("b:ok") == 1, ops
     assert [a.get("op") for a in first] == ops[ops.index("b:ok") + 1:]
+
+
+def test_failover_longer_than_the_lease_keeps_the_rooms(cluster_hosts,
+                                                         two_replicas):
+    """The hosts' lease (3 s) is shorter than the failover: they are
+    fenced and start over on the new primary, which has every record (the
+    replicas were in sync): the room goes on and nothing acknowledged is
+    lost."""
+    g, primary, _, replicas, sentinels = two_replicas
+    c = cluster_hosts(3, redis=sentinel_url(sentinels), room_ttl=60)
+    rid = "failover-fenced"
+    ms = members_on(c, rid)
+
+    async def body():
+        return await drive(ms, primary.kill9, 2.0, 12.0,
+                           final=lambda: final_logs(c, rid, ms[0].token))
+    before, logs = run(body(), 90)
+    after = sum(len(m.acked) for m in ms)
+    assert after > before + 20, \
+        f"few ops acknowledged after the failover ({before} -> {after})"
+    verdict(ms, logs, "last")
+    room_lived(ms)

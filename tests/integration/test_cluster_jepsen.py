@@ -25,7 +25,7 @@ import random
 import time
 
 from cluster import (cluster_hosts, final_logs, members_on,  # noqa: F401
-                     redis_factory, verdict)
+                     redis_factory, room_lived, verdict)
 from conftest import run
 
 SECONDS = float(os.environ.get("ROOMD_JEPSEN_SECONDS", "40"))
@@ -83,17 +83,23 @@ def test_acknowledged_ops_survive_host_and_redis_kills_once_in_order(
     nem = Nemesis(c, rng)
 
     async def body():
-        stop = asyncio.Event()
-        tasks = [asyncio.ensure_future(m.run(stop, 0.25)) for m in ms]
+        stop, done = asyncio.Event(), asyncio.Event()
+        tasks = [asyncio.ensure_future(m.run(stop, 0.25, done=done))
+                 for m in ms]
         try:
             await asyncio.sleep(1.5)
             await nem.run(SECONDS)
             await asyncio.to_thread(nem.heal)
             await asyncio.sleep(4)          # the members catch up
+            stop.set()
+            await asyncio.sleep(2)          # the last echoes
+            # Read while the members are connected: a canvas room ends
+            # with its last WebSocket.
+            return await final_logs(c, rid, ms[0].token)
         finally:
             stop.set()
+            done.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-        return await final_logs(c, rid, ms[0].token)
     logs = run(body(), SECONDS + 120)
     what = f"seed {seed}; nemesis:\n  " + "\n  ".join(nem.history)
     acked = sum(len(m.acked) for m in ms)
@@ -103,3 +109,4 @@ def test_acknowledged_ops_survive_host_and_redis_kills_once_in_order(
         verdict(ms, logs, "all")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{what}") from None
+    room_lived(ms)
