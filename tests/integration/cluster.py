@@ -671,19 +671,11 @@ def told_gone(members):
     return out
 
 
-# Rule 4 fails now and then while the cluster recovers (a reconnect to a
-# host that starts its mirror over is answered no_such_room): a known
-# fault, reported as an xfail when it is the only one.
-KNOWN_GONE = ("known fault: a member reconnecting while the cluster "
-              "recovers was told no_such_room for a live room")
-
-
 def room_lived(ms):
-    """Rule 4 (told_gone), the last check of a test: an xfail naming the
-    known fault when it fails."""
+    """Rule 4 (told_gone), the last check of a test: nobody was told
+    no_such_room for the live room, even while the cluster recovered."""
     gone = told_gone(ms)
-    if gone:
-        pytest.xfail(f"{KNOWN_GONE}: {gone}")
+    assert not gone, f"told no_such_room for a live room: {gone}"
 
 
 def verdict(ms, logs, keep):
