@@ -15,6 +15,12 @@
  * has a connection.  Each worker sets and clears its own bit; the master
  * clears a dead worker's bits, and a member left with none is passed to
  * its dialect's member_lost once, under the same lock.
+ *
+ * Cluster mode (a cluster line in roomd.conf): the arena holds this host's
+ * copies of rooms that Redis keeps, and every call that changes a room
+ * also notes the change for room_cluster.c, which takes the room's lock in
+ * Redis with room_lock and commits there at room_append and room_unlock;
+ * a change Redis refuses is rolled back here (ROOM_EUNAVAIL).
  */
 #include "config.h"
 

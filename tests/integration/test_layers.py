@@ -9,7 +9,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 # Files above the engine: the wire layer and the protocols.
 ABOVE = re.compile(r"^(dialect.*|server.*|oauth|fetch|jwt|util|config|"
-                   r"control|log|proc|api|health)\.c$")
+                   r"control|log|proc|api|health|webhook|authhook)\.c$")
 # What only the engine, the counters and the master may name.
 ARENA_NAME = re.compile(r"\b(shm_[a-z_]+|arena_(open|close|check\w*|claim|"
                         r"replace|epoch|hdr|stats)|SHM_[A-Z_]+|"
@@ -49,6 +49,20 @@ def test_the_main_header_does_not_include_the_arena_header():
 
 
 def test_the_engine_calls_no_socket_code():
-    text = source("room.c")
-    assert re.findall(r"\b(server_\w+|conn_\w+|evbuffer_\w+|wslay_\w+)\s*\(",
-                      text) == []
+    for name in ("room.c", "room_cluster.c"):
+        text = source(name)
+        assert re.findall(r"\b(server_\w+|conn_\w+|evbuffer_\w+|wslay_\w+)"
+                          r"\s*\(", text) == [], name
+
+
+def test_only_the_engine_holds_a_locked_room_or_the_arena_header():
+    """room_engine.h (a locked room's insides, and shm.h through it) is
+    room.c's and room_cluster.c's alone; cluster.c, the Redis link, knows
+    neither the arena nor the engine's insides."""
+    names = sorted(n for n in os.listdir(SRC) if n.endswith(".c"))
+    holders = [n for n in names
+               if re.search(r'#\s*include\s+"room_engine\.h"', source(n))]
+    assert holders == ["room.c", "room_cluster.c"]
+    for n in ("cluster.c", "cluster_url.c"):
+        assert not re.search(r'#\s*include\s+"(shm|room_engine)\.h"',
+                             source(n)), n
