@@ -146,10 +146,24 @@ class Host:
         return self.d is not None and self.d.proc.poll() is None
 
     def start(self, timeout=20.0):
-        """Start (or start again, on the same port and arena file)."""
+        """Start (or start again, on the same port and arena file).  A
+        metrics port taken by another process between free_port() and the
+        bind is replaced, at most twice."""
         assert self.d is None, f"{self.name} runs already"
-        self.d = start_roomd(self.conf_text, self.workers, timeout,
-                             port=self.port)
+        for attempt in range(3):
+            try:
+                self.d = start_roomd(self.conf_text, self.workers, timeout,
+                                     port=self.port)
+                break
+            except BaseException as e:      # noqa: B902 (pytest.fail)
+                taken = f"metrics on 127.0.0.1:{self.metrics_port}: " \
+                        "Address already in use"
+                if attempt == 2 or taken not in str(e):
+                    raise
+                old = f"metrics_listen 127.0.0.1:{self.metrics_port}"
+                self.metrics_port = free_port()
+                self.conf_text = self.conf_text.replace(
+                    old, f"metrics_listen 127.0.0.1:{self.metrics_port}")
         self.port = self.d.port
         return self
 
