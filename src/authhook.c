@@ -273,3 +273,15 @@ authhook_ask(struct conn *conn, const struct authhook_query *q,
 	json_object_put(o);
 	return 1;
 }
+
+/* A handshake held for its check (chat, classroom): upgrade it, or refuse
+ * it, 403 for a backend's no, 503 for a check that failed. */
+void
+authhook_handshake(struct conn *conn, const struct authhook_answer *a)
+{
+	if (a->allow)
+		server_http_upgrade(conn);
+	else
+		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
+		    "unavailable" : "forbidden", a->reason);
+}

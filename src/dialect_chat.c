@@ -221,11 +221,7 @@ chat_checked(struct conn *conn, struct authhook_answer *a, void *arg)
 	    util_valid_id(a->name, CHAT_NAME_MAX));
 	if (a->allow && a->name != NULL)
 		snprintf(cc->name, sizeof(cc->name), "%s", a->name);
-	if (a->allow)
-		server_http_upgrade(conn);
-	else
-		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
-		    "unavailable" : "forbidden", a->reason);
+	authhook_handshake(conn, a);
 }
 
 /*

@@ -158,11 +158,7 @@ cls_checked(struct conn *conn, struct authhook_answer *a, void *arg)
 	    (a->answer == NULL || cls_granted(cc, a->answer) == 0));
 	if (a->allow && a->name != NULL)
 		snprintf(cc->name, sizeof(cc->name), "%s", a->name);
-	if (a->allow)
-		server_http_upgrade(conn);
-	else
-		server_http_error(conn, a->failed ? 503 : 403, a->failed ?
-		    "unavailable" : "forbidden", a->reason);
+	authhook_handshake(conn, a);
 }
 
 /* The handshake: who is this?  401 if nobody we accept; then auth_hook,

@@ -1027,6 +1027,7 @@ typedef void (*authhook_cb)(struct conn *, struct authhook_answer *,
 /* In the callback: the dialect says whether it can take what the answer
  * asks for (a name, authorities); if not, the answer is a failure. */
 void	 authhook_validate(struct authhook_answer *, int valid);
+void	 authhook_handshake(struct conn *, const struct authhook_answer *);
 /* Has dialect d an auth_hook? */
 int	 authhook_enabled(const struct dialect *d);
 /*
