@@ -124,6 +124,24 @@ room_base(char *buf, size_t len, const struct dialect *d, const char *id)
 	snprintf(buf, len, "%s{%s:%s}", P, d->name, id);
 }
 
+/* The shard that holds a room. */
+static int
+shard_of(const struct dialect *d, const char *id)
+{
+	char	 tag[ROOM_ID_MAX + 40];
+
+	if (cluster_shards() < 2)
+		return 0;
+	snprintf(tag, sizeof(tag), "%s:%s", d->name, id);
+	return cluster_shard_of(tag);
+}
+
+int
+room_shard(struct room *room)
+{
+	return cluster_enabled() ? shard_of(room->dialect, room->r->id) : 0;
+}
+
 /* The keys of a room, in the order given by the suffixes. */
 static int
 room_keys(const char *base, const char **names, char keys[][200], int n)
@@ -612,9 +630,9 @@ room_open_call(const struct dialect *d, const char *id, int create)
 	char		 base[160], keys[7][200], session[96], idle[32];
 	char		 create_s[2] = { create ? '1' : '0', 0 };
 	const char	*argv[16];
-	int		 i;
+	int		 i, shard = shard_of(d, id);
 
-	if (cluster_session(session, sizeof(session)) == -1 && create)
+	if (cluster_session(shard, session, sizeof(session)) == -1 && create)
 		return NULL;
 	room_base(base, sizeof(base), d, id);
 	room_keys(base, names, keys, 7);
@@ -632,7 +650,7 @@ room_open_call(const struct dialect *d, const char *id, int create)
 	argv[13] = create_s;
 	argv[14] = idle;
 	argv[15] = "0";
-	return cluster_callv(16, argv, NULL);
+	return cluster_callv(shard, 16, argv, NULL);
 }
 
 /* Make the local mirror of a room from room_open's reply. */
@@ -719,20 +737,23 @@ rcl_list(const struct dialect *d, struct room_ref *refs, size_t max)
 {
 	redisReply	*r;
 	size_t		 n = 0, i, k;
+	int		 shard;
 	const struct dialect *x;
 
 	for (k = 0; (x = d != NULL ? (k == 0 ? d : NULL) : dialect_at(k)) !=
-	    NULL && n < max; k++) {
-		if ((r = cluster_cmd("SMEMBERS %srooms:%s", P, x->name)) ==
-		    NULL)
-			break;
-		for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements &&
-		    n < max; i++)
-			if (r->element[i]->type == REDIS_REPLY_STRING &&
-			    room_find(x, r->element[i]->str, &refs[n]) == 0)
-				n++;
-		freeReplyObject(r);
-	}
+	    NULL && n < max; k++)
+		for (shard = 0; shard < cluster_shards() && n < max; shard++) {
+			if ((r = cluster_cmd(shard, "SMEMBERS %srooms:%s", P,
+			    x->name)) == NULL)
+				continue;	/* that shard's rooms are away */
+			for (i = 0; r->type == REDIS_REPLY_ARRAY &&
+			    i < r->elements && n < max; i++)
+				if (r->element[i]->type == REDIS_REPLY_STRING &&
+				    room_find(x, r->element[i]->str,
+				    &refs[n]) == 0)
+					n++;
+			freeReplyObject(r);
+		}
 	return n;
 }
 
@@ -805,7 +826,7 @@ txn_lock_call(struct room *room, struct room_txn *tx)
 	argv[10] = px;
 	argv[11] = after;
 	argv[12] = max;
-	return cluster_callv(13, argv, NULL);
+	return cluster_callv(room_shard(room), 13, argv, NULL);
 }
 
 /* Wait a little for a busy lock: 1, 2, 4... ms, at most 32. */
@@ -833,16 +854,16 @@ rcl_lock(struct room *room)
 	redisReply		*r;
 	char			 key[200];
 	int64_t			 until = cluster_ms() + LOCK_WAIT_MS;
-	int			 ms = 1, rc;
+	int			 ms = 1, rc, shard = room_shard(room);
 	size_t			 i;
 
-	if (cluster_session(tx->session, sizeof(tx->session)) == -1)
+	if (cluster_session(shard, tx->session, sizeof(tx->session)) == -1)
 		return ROOM_EUNAVAIL;
 	snprintf(tx->token, sizeof(tx->token), "%ld.%lu", (long)getpid(),
 	    ++counter);
 	room_key_set(room, key, sizeof(key) - 5);
 	strcat(key, ":lock");
-	cluster_hold(key, tx->token);
+	cluster_hold(shard, key, tx->token);
 	while ((r = txn_lock_call(room, tx)) != NULL && is_error(r, "BUSY") &&
 	    cluster_ms() < until) {
 		freeReplyObject(r);
@@ -851,11 +872,11 @@ rcl_lock(struct room *room)
 	if (r != NULL && is_error(r, "OOM")) {
 		/* Redis takes no writes: the room can still be read. */
 		freeReplyObject(r);
-		cluster_hold(NULL, NULL);
+		cluster_hold(0, NULL, NULL);
 		return mirror_read_only(room);
 	}
 	if (!shaped(r, 6, arrays)) {
-		cluster_hold(NULL, NULL);
+		cluster_hold(0, NULL, NULL);
 		rc = reply_failed(r, "txn_lock");
 		if (r != NULL)
 			freeReplyObject(r);
@@ -928,12 +949,12 @@ rcl_release(struct room *room)
 	if (tx == NULL || !tx->locked)
 		return;
 	room_key_set(room, base, sizeof(base));
-	r = cluster_cmd("FCALL roomd_txn_unlock 1 %s:lock %s %s", base,
-	    tx->session, tx->token);
+	r = cluster_cmd(room_shard(room), "FCALL roomd_txn_unlock 1 %s:lock "
+	    "%s %s", base, tx->session, tx->token);
 	if (r != NULL)
 		freeReplyObject(r);
 	tx->locked = 0;
-	cluster_hold(NULL, NULL);
+	cluster_hold(0, NULL, NULL);
 }
 
 /* The records appended since the last commit, into the body. */
@@ -1119,7 +1140,7 @@ commit_call(struct room *room, struct commit *c, int release)
 	for (i = 0; i < n; i++)
 		if (lens[i] == 0)
 			lens[i] = strlen(argv[i]);
-	r = cluster_callv((int)n, argv, lens);
+	r = cluster_callv(room_shard(room), (int)n, argv, lens);
 	free(argv);
 	free(lens);
 	return r;
@@ -1171,11 +1192,11 @@ txn_commit(struct room *room, int release)
 	if (r != NULL)
 		freeReplyObject(r);
 	commit_free(&c);
-	if (ok && cluster_wait_replicas() == -1)
+	if (ok && cluster_wait_replicas(room_shard(room)) == -1)
 		ok = 0;		/* written, but not acknowledged */
 	if (release || !ok) {
 		tx->locked = 0;
-		cluster_hold(NULL, NULL);
+		cluster_hold(0, NULL, NULL);
 	}
 	txn_clear(tx);
 	tx->seq0 = room->r->committed;
@@ -1320,7 +1341,8 @@ log_read_call(struct room *room)
 	char	 base[160];
 
 	room_key_set(room, base, sizeof(base));
-	return cluster_cmd("FCALL roomd_log_read 5 %s:meta %s:log %s:members "
+	return cluster_cmd(room_shard(room), "FCALL roomd_log_read 5 %s:meta "
+	    "%s:log %s:members "
 	    "%s:pres %s:lost %llu %d", base, base, base, base, base,
 	    (unsigned long long)room->r->cver, CATCH_UP_MAX);
 }
@@ -1373,7 +1395,7 @@ room_mirror_message(const char *name, const char *msg, size_t len)
 }
 
 void
-room_mirror_check_all(void)
+room_mirror_check_all(int shard)
 {
 	struct room_ref	*refs;
 	struct room	*room;
@@ -1390,17 +1412,20 @@ room_mirror_check_all(void)
 		    &refs[i], &sr) != 0)
 			continue;
 		room = room_new(sr, &refs[i]);
-		mirror_catch_up(room);
+		if (room_shard(room) == shard)
+			mirror_catch_up(room);
+		else
+			room_unlock(room);
 	}
 	free(refs);
 }
 
 void
-room_mirror_reap(const char *base, const char *s)
+room_mirror_reap(int shard, const char *base, const char *s)
 {
 	redisReply	*r;
 
-	r = cluster_cmd("FCALL roomd_reap_presence 8 %s:meta %s:log %s:pres "
+	r = cluster_cmd(shard, "FCALL roomd_reap_presence 8 %s:meta %s:log %s:pres "
 	    "%s:lock %s:lost %sleases %ssess:%s %slost %s 0", base, base,
 	    base, base, base, P, P, s, P, s);
 	if (r == NULL)
@@ -1442,14 +1467,14 @@ lost_room(const struct dialect *d, const char *id)
 }
 
 void
-room_mirror_lost_all(void)
+room_mirror_lost_all(int shard)
 {
 	const struct dialect	*d;
 	redisReply		*r;
 	char			 id[ROOM_ID_MAX + 2];
 	size_t			 i;
 
-	if ((r = cluster_cmd("SMEMBERS %slost", P)) == NULL)
+	if ((r = cluster_cmd(shard, "SMEMBERS %slost", P)) == NULL)
 		return;
 	for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING &&
@@ -1469,7 +1494,7 @@ rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
 
 	/* Without a session (a master that reattached its arena and has
 	 * not joined yet), the reaping of the old session does it. */
-	if (cluster_session(session, sizeof(session)) == -1 ||
+	if (cluster_session(shard_of(d, id), session, sizeof(session)) == -1 ||
 	    room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
 		return;
 	/* This host's presence goes first, so that the counts say whether
