@@ -1229,7 +1229,7 @@ rcl_unlock(struct room *room)
 }
 
 int
-rcl_append(struct room *room)
+rcl_commit(struct room *room)
 {
 	struct arena	*a = room_arena();
 	int		 rc;
@@ -1500,7 +1500,7 @@ rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
 	/* This host's presence goes first, so that the counts say whether
 	 * another host still has the member. */
 	rcl_presence(room, mid, 0);
-	if (rcl_append(room) == 0 && room_member_by_mid(room, mid, &m) == 0 &&
+	if (rcl_commit(room) == 0 && room_member_by_mid(room, mid, &m) == 0 &&
 	    !m.connected && d->member_lost != NULL)
 		d->member_lost(room, &m);
 	room_unlock(room);

@@ -60,7 +60,9 @@ void	 rcl_release(struct room *);
 /* 0 if the transaction may only read (Redis takes no writes). */
 int	 rcl_writable(struct room *);
 int	 rcl_unlock(struct room *);	/* before the local commit */
-int	 rcl_append(struct room *);	/* after a local append */
+/* Commit now, before the client is answered (an append, a join): 0, or
+ * ROOM_EUNAVAIL with the local journal rolled back to the last commit. */
+int	 rcl_commit(struct room *);
 int	 rcl_close(struct room *, const char *reason);
 void	 rcl_kick(struct room *, uint64_t mid);
 void	 rcl_dirty_member(struct room *, uint64_t mid);

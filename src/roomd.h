@@ -642,7 +642,9 @@ void	 room_password_failed(struct room *, const uint64_t *addr);
  * Members.  A member has a fresh secret token and uuid unless given; the
  * name is at most MEMBER_NAME_MAX bytes (the dialect checks its own
  * limit).  Adding returns 0, ROOM_ELIMIT (room_max_members), ROOM_EINVAL
- * or ROOM_ENOSPC; the lookups 0 or ROOM_ENOENT.
+ * or ROOM_ENOSPC, or in cluster mode ROOM_EUNAVAIL: a join is committed
+ * to Redis at once, with what the transaction changed before it, and
+ * Redis refusing undoes them all; the lookups 0 or ROOM_ENOENT.
  */
 int	 room_member_add(struct room *, const char *name, uint64_t role,
 	    struct room_member *);
