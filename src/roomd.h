@@ -788,7 +788,7 @@ void	 fanout_tick(void);
  * cluster.c: the link to Redis in cluster mode (roomd.conf's cluster line;
  * doc/cluster.txt is the protocol).  Every call blocks for at most its
  * timeout; a link that failed is made again at the next call.  Only the
- * engine (room.c, room_cluster.c) and the master use it.
+ * engine (room.c and the cluster files) and the master use it.
  */
 enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
 struct cluster_status {		/* of one shard; the counters of all */
@@ -850,9 +850,9 @@ void	 cluster_slot_dead(int slot);
 void	 cluster_leave(void);
 
 /*
- * room_cluster.c: the engine's cluster side.  A host's arena holds a
- * mirror of the rooms it serves; these keep it in step with Redis.  The
- * master calls them.
+ * room_master.c (and room_shard: room_cluster.c): the engine's cluster
+ * side.  A host's arena holds a mirror of the rooms it serves; these keep
+ * it in step with Redis.  The master calls them.
  */
 /* A transaction published on a room's channel (its key base). */
 void	 room_mirror_message(const char *room, const char *msg, size_t len);
