@@ -73,8 +73,9 @@ int	 reply_shaped(const redisReply *, size_t n, const int *arrays);
 
 /* room_copy.c */
 /* One entry as published (doc/cluster.txt) applied to a locked copy: 0
- * (applied, or had it), 1 (the room closed: freed), -1 (a gap) or -2 (the
- * copy cannot follow: make it again). */
+ * (applied, or had it), 1 (the room closed: freed), -1 (a gap), -3 (of
+ * another epoch: nothing applied) or -2 (the copy cannot follow: make it
+ * again). */
 int	 mirror_apply(struct room *, const char *msg, size_t len);
 /* Apply the entries of a list, in order: 0, 1 (the room closed: freed),
  * -1 (an entry is missing) or -2 (the copy cannot follow). */

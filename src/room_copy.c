@@ -257,8 +257,9 @@ mirror_records(struct room *room, const struct entry *e0)
 /*
  * Apply one entry to a locked mirror.  0: applied or already there; 1:
  * the room was closed (and is gone: room was freed); -1: the entry is
- * past the next one (a gap); -2: the mirror cannot follow (another epoch,
- * or an entry it cannot read): start it over.
+ * past the next one (a gap); -3: the entry is of another epoch (nothing
+ * applied); -2: the mirror cannot follow (an entry it cannot read):
+ * start it over.
  */
 int
 mirror_apply(struct room *room, const char *msg, size_t len)
@@ -273,7 +274,7 @@ mirror_apply(struct room *room, const char *msg, size_t len)
 	if (entry_parse(msg, len, &e) == -1)
 		return -2;
 	if (e.epoch != room->r->cepoch)
-		return -2;
+		return -3;
 	if (e.ver <= room->r->cver)
 		return 0;
 	if (e.ver != room->r->cver + 1)

@@ -64,7 +64,10 @@ room_mirror_message(const char *name, const char *msg, size_t len)
 	    (room = mirror_lock(d, id)) == NULL)
 		return;		/* not a room this host serves */
 	rc = mirror_apply(room, msg, len);
-	if (rc == -1)
+	/* A gap, or an entry of another epoch: Redis says which room is
+	 * the live one.  (A late entry of a room deleted and made again
+	 * since, say its close, must not cost the new copy its clients.) */
+	if (rc == -1 || rc == -3)
 		mirror_catch_up(room);
 	else if (rc == -2)
 		mirror_drop(room);

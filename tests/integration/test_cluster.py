@@ -304,6 +304,48 @@ def test_redis_out_of_memory_is_the_dialects_error_and_writes_nothing(
                     "create again once Redis has memory")
 
 
+def test_a_late_entry_of_another_epoch_costs_the_live_copy_nothing(
+        cluster_hosts):
+    """A room deleted and made again has a new epoch; an entry of the old
+    one that a host's master reads late (its close, say) must not make the
+    host drop its copy of the new room and close its members 1012: the
+    master asks Redis which room lives.  Faked here by publishing such an
+    entry on the room's channel."""
+    import asyncio
+    import json
+    from cluster import room_base
+    from conftest import (close_all, collect_actions, connect, create_room,
+                          join_room, run)
+    c = cluster_hosts(2)
+    made = create_room(c[0], host="ann", room_id="late-entry")
+    tok_b = join_room(c[1], "late-entry", "bob")["token"]
+    r = c.redis.client()
+    epoch = made["epoch"]
+    assert isinstance(epoch, int), made
+
+    async def body():
+        wa, _, _ = await connect(c[0], "late-entry", made["token"])
+        wb, _, _ = await connect(c[1], "late-entry", tok_b)
+        try:
+            other = epoch + 1 if epoch + 1 < 2 ** 48 else epoch - 1
+            for ver in (1, 99):
+                n = await asyncio.to_thread(
+                    r.publish, room_base("canvas", "late-entry"),
+                    f"E {other} {ver} 1 0\nC 4\nbye\n")
+                assert n >= 2, f"{n} subscribers"
+            await asyncio.sleep(1.0)
+            await wa.send(json.dumps([{"moveto": [1, 1]}]))
+            return await collect_actions(wb, 1)
+        finally:
+            await close_all([wa, wb])
+    got = run(body())
+    assert [a.get("pointer") for a in got] == [1], got
+    for h in c:
+        assert "starts over" not in h.log(), h.log()[-2000:]
+        d = http_req(h, "GET", "/canvas/rooms/late-entry")
+        assert d.status == 200 and d.json["epoch"] == epoch, d
+
+
 # ---------------------------------------------------------------- the fixture
 
 def test_fixture_kills_a_host_whole_and_starts_it_again(cluster_hosts):
