@@ -37,6 +37,8 @@
 
 struct chat_channel {
 	uint64_t	 rid;
+	uint64_t	 tag;	/* room_key: what the server room's records
+				 * for the channel carry, on every host */
 	uint64_t	 from;	/* server log seq its history reached */
 	char		 name[CHAT_NAME_MAX + 2];	/* with its "#" */
 };
@@ -201,7 +203,7 @@ chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
 	if (cc != NULL && (tag & 1ULL << 63))
 		return tag == chat_user_tag(cc->uid);
 	for (i = 0; cc != NULL && i < cc->nch; i++)
-		if (cc->ch[i].rid == tag)
+		if (cc->ch[i].tag == tag)
 			return seq > cc->ch[i].from;
 	return 0;
 }
@@ -365,8 +367,9 @@ chat_publish_member(struct conn *conn, struct json_object *msg)
 /* With the channel locked, publish msg to the channel's participants. */
 static int
 chat_publish_channel(struct conn *conn, struct room *channel,
-    struct json_object *msg, uint64_t rid)
+    struct json_object *msg)
 {
+	uint64_t	 tag = room_key(channel);
 	struct room	*server;
 	int		 rc;
 
@@ -374,7 +377,7 @@ chat_publish_channel(struct conn *conn, struct room *channel,
 		json_object_put(msg);
 		return -1;
 	}
-	rc = room_publish_json(server, AUD_TAG, rid, msg);
+	rc = room_publish_json(server, AUD_TAG, tag, msg);
 	room_unlock(server);
 	return rc;
 }
@@ -480,6 +483,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	room_read(room, h.first - 1, chat_send_rec, &h);
 	ch = &cc->ch[cc->nch++];
 	ch->rid = ref.rid;
+	ch->tag = room_key(room);
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	ch->from = chat_server_seq(conn);
 	/* A user in the channel already, through another connection, is
@@ -492,7 +496,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	json_object_object_add(ev, "epoch",
 	    json_object_new_int64((int64_t)room_epoch(room)));
 	if (before == 0)
-		chat_publish_channel(conn, room, ev, ref.rid);
+		chat_publish_channel(conn, room, ev);
 	else
 		chat_publish_member(conn, ev);
 	room_unlock(room);
@@ -528,7 +532,7 @@ chat_leave(struct conn *conn, struct chat_conn *cc, const char *name,
 	if (room_member_by_uid(room, cc->uid, &m) == 0 && m.connected &&
 	    chat_presence(room, &m, chat_local_joined(cc->uid, ref.rid))) {
 		chat_publish_channel(conn, room, chat_event("participant",
-		    cc->uid, "left", cc->name, name), ref.rid);
+		    cc->uid, "left", cc->name, name));
 		chat_hook(WEBHOOK_MEMBER_LEFT, name, cc->uid, cc->name,
 		    msg != NULL ? "left" : "disconnected");
 	}
@@ -681,7 +685,7 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 		    msg);
 		return;
 	}
-	chat_publish_channel(conn, room, o, ref.rid);
+	chat_publish_channel(conn, room, o);
 	room_unlock(room);
 }
 
@@ -766,7 +770,7 @@ chat_api_channel(struct room *room, const char *target, const char *text,
 		    "history is full");
 	}
 	/* Nobody connected: the history has it for whoever joins. */
-	chat_server_publish(AUD_TAG, room_ref(room).rid, o);
+	chat_server_publish(AUD_TAG, room_key(room), o);
 	json_object_object_add(res->reply, "seq",
 	    json_object_new_int64((int64_t)seq));
 	return 200;
@@ -882,7 +886,7 @@ chat_member_lost(struct room *room, const struct room_member *m)
 	if (!(m->role & CHAT_CREATOR))
 		room_member_remove(room, m->mid);
 	chat_channel_name(room, channel, sizeof(channel));
-	chat_server_publish(AUD_TAG, room_ref(room).rid, chat_event(
+	chat_server_publish(AUD_TAG, room_key(room), chat_event(
 	    "participant", m->uid, "left", m->name, channel));
 	chat_hook(WEBHOOK_MEMBER_LEFT, channel, m->uid, m->name, "lost");
 }
@@ -910,13 +914,13 @@ chat_ws_close(struct conn *conn)
 	}
 	if (conn->room == NULL || cc == NULL)
 		return;
-	while (cc->nch > 0 && !server_stopping())
+	while (cc->nch > 0 && !server_stopping(conn))
 		chat_leave(conn, cc, cc->ch[cc->nch - 1].name, NULL);
 	if (room_lock(&conn->room->ref, &room) == 0) {
 		room_member_remove(room, conn->mid);
 		room_unlock(room);
 	}
-	fanout_detach(conn, !server_stopping(), NULL);
+	fanout_detach(conn, !server_stopping(conn), NULL);
 }
 
 const struct dialect dialect_chat = {

@@ -91,6 +91,12 @@ room_epoch(struct room *room)
 	return arena_epoch(A());
 }
 
+uint64_t
+room_key(struct room *room)
+{
+	return room->r->cepoch != 0 ? room->r->cepoch : room->ref.rid;
+}
+
 int
 room_create(const struct dialect *d, const char *id, const uint64_t *addr,
     struct room **out)

@@ -297,6 +297,7 @@ struct conn {
 	struct event		*rev, *wev;
 	struct evbuffer		*in, *out;
 	int			 idle, stall;	/* timeouts, seconds */
+	int			 parting;	/* see server_parting */
 	enum conn_state		 state;
 	struct http_req		*req;		/* while speaking HTTP */
 	void			*ws;		/* server_ws.c's state once upgraded */
@@ -339,11 +340,11 @@ enum conn_io_event { CONN_IO_IDLE, CONN_IO_STALLED, CONN_IO_EOF, CONN_IO_ERROR }
 void	 server_read(struct conn *);
 void	 server_write(struct conn *);
 void	 server_event(struct conn *, enum conn_io_event);
-/* The worker is stopping, or closed connections of its own accord a moment
- * ago (server_parting: cluster mode, 1012): their clients come back, so
- * rooms are kept and nobody is announced as leaving. */
-int	 server_stopping(void);
-void	 server_parting(void);
+/* The worker is stopping, or closes conn of its own accord (marked by
+ * server_parting: cluster mode, 1012): its client comes back, so rooms
+ * are kept and nobody is announced as leaving. */
+int	 server_stopping(const struct conn *);
+void	 server_parting(struct conn *);
 struct event_base *server_base(void);
 void	 server_close(struct conn *, const char *reason);
 void	 server_flush_later(void);
@@ -561,6 +562,10 @@ const char *room_strerror(int);
  * cluster mode, Redis lost what the room had), so a client that sees
  * another one knows its room is new. */
 uint64_t room_epoch(struct room *);
+/* A number naming a locked room alike on every host (its rid on one host,
+ * its epoch in cluster mode), never that of another room; like the rid,
+ * it changes when the room's copy is made again.  Never bit 63. */
+uint64_t room_key(struct room *);
 /*
  * Create a room of dialect d with the given id; it comes back locked, so
  * its creator can set it up before anyone can find it.  addr is the

@@ -214,3 +214,28 @@ def test_a_message_is_sent_once_when_its_host_dies_after_sending(
                        for i in range(len(got))]
         await quiet(a, t=LEASE)
     session(c3[0], body, timeout=60)
+
+
+def test_channel_events_cross_hosts_whose_rooms_are_numbered_apart(
+        cluster_hosts):
+    """A host numbers the rooms of its arena in the order it made them, so
+    the same channel has another local number on each host once one of
+    them made a room the other did not: the channel's events and messages,
+    carried by the server room, must be named alike on every host."""
+    from conftest import create_room
+    c2 = cluster_hosts(2)
+    create_room(c2[0], host="first", room_id="numbered-apart")
+
+    async def body(c):
+        a = await at(c, c2[1]).open()
+        d = await at(c, c2[0]).open()
+        ch = c.channel()
+        await create(a, ch, [d])
+        await join(a, ch)
+        await join(d, ch, [a])
+        await say(d, ch, "from h1", 1, [a])
+        await say(a, ch, "from h2", 2, [d])
+        await d.cmd("leave", ch)
+        await a.expect(ev_participant(d, "left", ch), "d left, on h2")
+        await quiet(a, d)
+    session(c2[0], body)
