@@ -834,7 +834,7 @@ static void
 canvas_ws_close(struct conn *conn)
 {
 	/* On a clean stop rooms stay, for a restarted roomd to serve. */
-	fanout_detach(conn, !server_stopping(), NULL);
+	fanout_detach(conn, !server_stopping(conn), NULL);
 }
 
 const struct dialect dialect_canvas = {

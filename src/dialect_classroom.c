@@ -757,17 +757,17 @@ cls_ws_close(struct conn *conn)
 	if (conn->room == NULL)
 		return;
 	if (room_lock(&conn->room->ref, &room) == 0) {
-		if (!server_stopping() &&
+		if (!server_stopping(conn) &&
 		    room_member_by_mid(room, conn->mid, &m) == 0)
 			cls_hook(WEBHOOK_MEMBER_LEFT, room, &m, "left");
 		room_member_remove(room, conn->mid);
-		if (!room_closing(room) && !server_stopping() &&
+		if (!room_closing(room) && !server_stopping(conn) &&
 		    room_member_count(room) > 0)
 			room_publish_json(room, AUD_ALL_BUT, conn->mid,
 			    cls_room_msg(room, "ParticipantExit"));
 		room_unlock(room);
 	}
-	fanout_detach(conn, !server_stopping(), NULL);
+	fanout_detach(conn, !server_stopping(conn), NULL);
 }
 
 const struct dialect dialect_classroom = {

@@ -826,7 +826,7 @@ lobby_ws_close(struct conn *conn)
 	left = fanout_detach(conn, 0, NULL);
 	if (left < 0 || room_lock(&ref, &room) != 0)
 		return;
-	if (!server_stopping() && room_member_by_mid(room, mid, &m) == 0)
+	if (!server_stopping(conn) && room_member_by_mid(room, mid, &m) == 0)
 		lobby_hook(WEBHOOK_MEMBER_LEFT, room_id(room), &m,
 		    "disconnected");
 	if (room_closing(room) && left == 0) {
@@ -834,7 +834,7 @@ lobby_ws_close(struct conn *conn)
 		return;
 	}
 	lobby_scan(room, &s, 0);
-	if (!server_stopping() && s.host.mid != 0 && !s.host.connected &&
+	if (!server_stopping(conn) && s.host.mid != 0 && !s.host.connected &&
 	    room_dget(room, LS_HOST_GONE) == 0)
 		lobby_host_gone(room);
 	room_unlock(room);

@@ -260,7 +260,7 @@ ss_leave(struct conn *conn, int reply)
 	if (room_lock(&conn->room->ref, &room) == 0) {
 		if (room_member_by_mid(room, conn->mid, &me) == 0) {
 			/* On a stop everyone is being closed anyway. */
-			if (!server_stopping()) {
+			if (!server_stopping(conn)) {
 				ss_announce_leave(room, &me);
 				ss_hook(WEBHOOK_MEMBER_LEFT, room, &me,
 				    "left");
@@ -269,7 +269,7 @@ ss_leave(struct conn *conn, int reply)
 		}
 		room_unlock(room);
 	}
-	fanout_detach(conn, !server_stopping(), NULL);
+	fanout_detach(conn, !server_stopping(conn), NULL);
 	if (reply)
 		ss_reply(conn, "LEFT_ROOM", NULL);
 }

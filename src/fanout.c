@@ -147,7 +147,7 @@ fanout_room_gone(uint64_t rid, int code, const char *reason)
 void
 fanout_unavailable(struct conn *conn)
 {
-	server_parting();
+	server_parting(conn);
 	server_ws_close(conn, 1012, "the cluster is unavailable; try again");
 }
 

@@ -58,7 +58,6 @@ static void	server_accept(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	server_flush(evutil_socket_t, short, void *);
 static void	server_stop(evutil_socket_t, short, void *);
-static int64_t	parting_until;	/* see server_parting */
 static void	server_tick(evutil_socket_t, short, void *);
 static void	server_reload(evutil_socket_t, short, void *);
 static void	server_drain(evutil_socket_t, short, void *);
@@ -72,15 +71,15 @@ server_base(void)
 }
 
 int
-server_stopping(void)
+server_stopping(const struct conn *conn)
 {
-	return stopping || (parting_until != 0 && cluster_ms() < parting_until);
+	return stopping || (conn != NULL && conn->parting);
 }
 
 void
-server_parting(void)
+server_parting(struct conn *conn)
 {
-	parting_until = cluster_ms() + 2000;
+	conn->parting = 1;
 }
 
 /*
@@ -612,15 +611,17 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 		fanout_tick();
 	/* Cluster mode: a host that lost its lease on a shard serves none of
 	 * that shard's rooms; their clients go to another host (1012: come
-	 * back later).  A connection in no room has nothing to lose yet. */
+	 * back later).  A connection in no room yet goes when every shard
+	 * is lost. */
 	if (!stopping && cluster_enabled() && (cut = cluster_cut_off()) != 0)
-		for (server_parting(), conn = TAILQ_FIRST(&conns); conn != NULL;
-		    conn = next) {
+		for (conn = TAILQ_FIRST(&conns); conn != NULL; conn = next) {
 			next = TAILQ_NEXT(conn, entry);
 			if (conn->state == CONN_WS && (conn->room == NULL ?
 			    cut == (1U << cluster_shards()) - 1 :
-			    (cut >> conn->room->shard) & 1))
+			    (cut >> conn->room->shard) & 1)) {
+				server_parting(conn);
 				server_ws_close(conn, 1012, "cluster link lost");
+			}
 		}
 	/* What the heap kept free through the last second's bursts (see
 	 * M_TRIM_THRESHOLD in server_main) goes back to the kernel. */

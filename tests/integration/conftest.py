@@ -182,8 +182,9 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
         # concurrent daemons never share one; the caller's settings follow.
         f.write(f"pidfile {tmp.name}/roomd.pid\n")
         f.write(f"control_socket {tmp.name}/roomd.sock\n")
-        # ROOMD_TEST_CLUSTER=redis://...: every daemon is a one-host
-        # cluster on that Redis (the single-host suites then test the
+        # ROOMD_TEST_CLUSTER="redis://... [redis://...]": every daemon
+        # is a one-host cluster on that Redis, the further addresses its
+        # cluster_shard lines (the single-host suites then test the
         # engine's cluster side).
         cl = os.environ.get("ROOMD_TEST_CLUSTER")
         if cl and "cluster " not in conf_text:
@@ -192,8 +193,11 @@ def start_roomd(conf_text="", workers=2, timeout=10.0, env=None,
             me = f"it-{os.getpid()}-" + (
                 hashlib.sha1(m.group(1).encode()).hexdigest()[:8] if m
                 else uuid.uuid4().hex[:8])
-            f.write(f"cluster {cl}\ncluster_host {me}\n"
+            first, *more = cl.split()
+            f.write(f"cluster {first}\ncluster_host {me}\n"
                     f"cluster_prefix {me}\n")
+            for u in more:
+                f.write(f"cluster_shard {u}\n")
         f.write(conf_text)
         if conf_text and not conf_text.endswith("\n"):
             f.write("\n")

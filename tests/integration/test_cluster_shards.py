@@ -227,3 +227,38 @@ def test_a_host_killed_whole_its_users_leave_channels_on_both_shards_once(
         assert time.monotonic() - t0 <= LEASE + 5
         await quiet(a, b, t=LEASE)
     session(c3[0], body, timeout=60)
+
+
+def test_while_a_shard_is_lost_leaves_on_the_other_are_announced(
+        cluster_hosts, redis_factory):
+    """A host closes the clients of a lost shard's rooms as "coming back"
+    (1012, nobody announced as leaving); a user who leaves a channel of
+    the shard that holds, from the same worker at the same time, is
+    announced as leaving, as always.  The chat's server room "@" hashes
+    to shard 1, so shard 0 is the one lost."""
+    assert shard_of("chat:@", 2) == 1
+    c2, reds = sharded(cluster_hosts, redis_factory, workers=2)
+    r0 = ids_on("canvas", 0, 2, 1)[0]
+    ch = "#" + ids_on("chat", 1, 2, 1, prefix="c")[0]
+    made = create_room(c2[0], host="alice", room_id=r0)
+
+    async def body(c):
+        wa, _, _ = await connect(c2[0], r0, made["token"])
+        try:
+            a = await at(c, c2[1]).open()
+            d = await at(c, c2[0]).open()
+            await create(a, ch, [d])
+            await join(a, ch)
+            await join(d, ch, [a])
+            reds[0].kill9()
+            # h1 (one worker) closes alice, of the lost shard, 1012...
+            _, code, _ = await expect_close(wa, LEASE + 5)
+            assert code == 1012, code
+            # ...and right then d, on the same worker, leaves.
+            await d.ws.close()
+            await a.expect(ev_participant(d, "left", ch),
+                           "d's leave, announced while shard 0 is lost")
+            await quiet(a)
+        finally:
+            await close_all([wa])
+    session(c2[0], body, timeout=60)
