@@ -1,20 +1,26 @@
 /*
- * cluster.c: the link to Redis in cluster mode (roomd.conf's cluster
- * line).  Each process has its own blocking hiredis connection, with a
- * connect and a command timeout, for the engine's steps (the room.c
- * transactions, which hold a room's lock for a round trip or two); it is
- * dropped on any error and made again at the next call, at most once per
- * CLUSTER_RETRY_MS.  The master also holds the host's session and renews
- * its lease, listens to every room's channel (one subscriber per host,
- * polled in its loop), and reaps the sessions of dead hosts.
+ * cluster.c: the links to Redis in cluster mode (roomd.conf's cluster
+ * line, and a cluster_shard line for each further primary).  Each process
+ * has its own blocking hiredis connection to each shard, with a connect
+ * and a command timeout, for the engine's steps (the room.c transactions,
+ * which hold a room's lock for a round trip or two); it is dropped on any
+ * error and made again at the next call, at most once per
+ * CLUSTER_RETRY_MS.  The master also holds the host's session on each
+ * shard and renews its lease, listens to every room's channel (one
+ * subscriber per shard, polled in its loop), and reaps the sessions of
+ * dead hosts.  The shards are independent: each has its own sessions,
+ * leases and rooms.
  *
- * What every process must see of the session (its name, the end of its
- * lease, the link's counters) is in a small shared mapping made before the
- * workers fork.  Nothing here knows the arena: room.c's mirror does.
+ * What every process must see of the sessions (their names, the ends of
+ * their leases, the links' counters) is in a small shared mapping made
+ * before the workers fork.  Nothing here knows the arena: room.c's mirror
+ * does.
  */
 #include "config.h"
 
 #include <sys/mman.h>
+
+#include <poll.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -33,12 +39,18 @@
 #define CLUSTER_LOG_EVERY	10	/* seconds between repeated warnings */
 #define CLUSTER_PREFIX		cluster_prefix()
 
-struct cluster_shared {
+struct shard_shared {
 	uint64_t	 gen;		/* odd while the session changes */
 	char		 session[96];	/* "<host>/<incarnation>", "" if none */
 	int64_t		 lease_end;	/* monotonic ms */
 	int64_t		 down_since;	/* monotonic ms the master lost it */
 	char		 primary[128];	/* where the master is connected */
+	int64_t		 lag_ms;	/* the last renewal's round trip */
+	uint64_t	 joins;		/* sessions this host has had */
+};
+
+struct cluster_shared {
+	struct shard_shared shard[CLUSTER_SHARDS_MAX];
 	uint64_t	 reconnects;
 	uint64_t	 errors;
 	uint64_t	 commits;
@@ -46,21 +58,26 @@ struct cluster_shared {
 	uint64_t	 gaps;		/* filled from the log */
 	uint64_t	 reaped;	/* members of dead hosts */
 	uint64_t	 fenced;
-	int64_t		 lag_ms;	/* the last renewal's round trip */
-	uint64_t	 joins;		/* sessions this host has had */
 	struct {			/* the Redis room lock each worker */
-		char	 key[200];	/* may hold, for the master to give */
-		char	 token[32];	/* back if the worker dies */
+		int	 shard;		/* may hold, for the master to give */
+		char	 key[200];	/* back if the worker dies */
+		char	 token[32];
 	}		 held[ROOMD_MAX_WORKERS];
 };
 
+/* This process's side of a shard. */
+struct link {
+	redisContext	*rc;		/* the engine's link */
+	int64_t		 next_try;
+	int		 ever;		/* links made by this process */
+	redisContext	*sub;		/* the master's subscriber */
+	int64_t		 sub_next_try;
+	int64_t		 renew_at;	/* the master's next renewal */
+	int64_t		 reaped_at, checked_at;
+};
+
 static struct cluster_shared	*sh;
-static redisContext		*rc;		/* this process's link */
-static int64_t			 rc_next_try;
-static int			 rc_ever;	/* links made by this process */
-static redisContext		*sub;		/* the master's subscriber */
-static int64_t			 sub_next_try;
-static int64_t			 renew_at;	/* the master's next renewal */
+static struct link		 links[CLUSTER_SHARDS_MAX];
 static time_t			 warned_at;
 
 int64_t
@@ -88,6 +105,32 @@ int
 cluster_enabled(void)
 {
 	return env->conf.cluster[0] != '\0';
+}
+
+int
+cluster_shards(void)
+{
+	return cluster_enabled() ? 1 + env->conf.ncluster_shards : 0;
+}
+
+static const char *
+cluster_url(int shard)
+{
+	return shard == 0 ? env->conf.cluster :
+	    env->conf.cluster_shard[shard - 1];
+}
+
+/* FNV-1a: stable across hosts, builds and restarts. */
+int
+cluster_shard_of(const char *tag)
+{
+	uint32_t	 h = 2166136261u;
+
+	if (env->conf.ncluster_shards == 0)
+		return 0;
+	for (; *tag != '\0'; tag++)
+		h = (h ^ (uint8_t)*tag) * 16777619u;
+	return (int)(h % (uint32_t)(1 + env->conf.ncluster_shards));
 }
 
 /* A warning at most once per CLUSTER_LOG_EVERY seconds (per process). */
@@ -240,9 +283,9 @@ cluster_library(redisContext *c)
 
 /* A new link to the primary, logged in and with the library, or NULL. */
 static redisContext *
-cluster_open(void)
+cluster_open(int shard)
 {
-	const char	*url = env->conf.cluster, *p;
+	const char	*url = cluster_url(shard), *p;
 	char		 host[100];
 	int		 port;
 	redisContext	*c;
@@ -264,40 +307,67 @@ cluster_open(void)
 		return NULL;
 	}
 	if (env->slot < 0 && sh != NULL)
-		snprintf(sh->primary, sizeof(sh->primary), "%s:%d", host,
-		    port & 0xffff);
+		snprintf(sh->shard[shard].primary, sizeof(sh->shard[0].primary),
+		    "%s:%d", host, port & 0xffff);
 	return c;
 }
 
-static redisContext *
-cluster_link(void)
+/*
+ * Between commands a link has nothing to read: if it has, Redis closed it
+ * (a restart, a timeout) and the next command would fail.  Such a link is
+ * made again before the command instead of failing it.
+ */
+static int
+cluster_stale(redisContext *c)
 {
-	int64_t	 now;
+	struct pollfd	 pfd = { c->fd, POLLIN, 0 };
 
-	if (rc != NULL)
-		return rc;
+	return poll(&pfd, 1, 0) != 0;
+}
+
+static redisContext *
+cluster_link(int shard)
+{
+	struct link	*l = &links[shard];
+	int64_t		 now;
+
+	if (l->rc != NULL && !cluster_stale(l->rc))
+		return l->rc;
+	if (l->rc != NULL) {
+		redisFree(l->rc);
+		l->rc = NULL;
+		l->next_try = 0;
+	}
 	now = cluster_ms();
-	if (now < rc_next_try)
+	if (now < l->next_try)
 		return NULL;
-	rc_next_try = now + CLUSTER_RETRY_MS;
-	if ((rc = cluster_open()) != NULL && sh != NULL && rc_ever++ > 0)
+	l->next_try = now + CLUSTER_RETRY_MS;
+	if ((l->rc = cluster_open(shard)) != NULL && sh != NULL &&
+	    l->ever++ > 0)
 		__atomic_add_fetch(&sh->reconnects, 1, __ATOMIC_RELAXED);
-	return rc;
+	return l->rc;
+}
+
+/* The link failed: it is made again at the next call. */
+static void
+cluster_drop(int shard, const char *why)
+{
+	cluster_warn("link", why[0] != '\0' ? why : "lost");
+	redisFree(links[shard].rc);
+	links[shard].rc = NULL;
 }
 
 redisReply *
-cluster_callv(int argc, const char **argv, const size_t *lens)
+cluster_callv(int shard, int argc, const char **argv, const size_t *lens)
 {
 	redisContext	*c;
 	redisReply	*r;
 
-	if ((c = cluster_link()) == NULL)
+	if ((c = cluster_link(shard)) == NULL)
 		return NULL;
 	r = redisCommandArgv(c, argc, argv, lens);
 	if (r == NULL) {
-		cluster_warn("link", c->errstr[0] ? c->errstr : "lost");
-		redisFree(rc);
-		rc = NULL;
+		cluster_drop(shard, c->errstr);
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -305,9 +375,9 @@ cluster_callv(int argc, const char **argv, const size_t *lens)
 		    strncmp(r->str, "ERR Function not found", 22) == 0) {
 			/* A demoted primary, or a library gone (FLUSHALL):
 			 * find the primary again and load it. */
-			redisFree(rc);
-			rc = NULL;
-			rc_next_try = 0;
+			redisFree(c);
+			links[shard].rc = NULL;
+			links[shard].next_try = 0;
 		}
 		if (strncmp(r->str, "FENCED", 6) == 0 && sh != NULL)
 			__atomic_add_fetch(&sh->fenced, 1, __ATOMIC_RELAXED);
@@ -316,14 +386,14 @@ cluster_callv(int argc, const char **argv, const size_t *lens)
 }
 
 int
-cluster_wait_replicas(void)
+cluster_wait_replicas(int shard)
 {
 	redisReply	*r;
 	int		 ok;
 
 	if (env->conf.cluster_wait <= 0)
 		return 0;
-	if ((r = cluster_cmd("WAIT %d %d", env->conf.cluster_wait,
+	if ((r = cluster_cmd(shard, "WAIT %d %d", env->conf.cluster_wait,
 	    CLUSTER_TIMEOUT_MS / 2)) == NULL)
 		return -1;
 	ok = r->type == REDIS_REPLY_INTEGER && r->integer >=
@@ -335,22 +405,19 @@ cluster_wait_replicas(void)
 }
 
 redisReply *
-cluster_cmd(const char *fmt, ...)
+cluster_cmd(int shard, const char *fmt, ...)
 {
 	redisContext	*c;
 	redisReply	*r;
 	va_list		 ap;
 
-	if ((c = cluster_link()) == NULL)
+	if ((c = cluster_link(shard)) == NULL)
 		return NULL;
 	va_start(ap, fmt);
 	r = redisvCommand(c, fmt, ap);
 	va_end(ap);
-	if (r == NULL) {
-		cluster_warn("link", c->errstr[0] ? c->errstr : "lost");
-		redisFree(rc);
-		rc = NULL;
-	}
+	if (r == NULL)
+		cluster_drop(shard, c->errstr);
 	return r;
 }
 
@@ -359,31 +426,35 @@ cluster_cmd(const char *fmt, ...)
  * generation around the copy, as a seqlock.
  */
 int
-cluster_session(char *buf, size_t len)
+cluster_session(int shard, char *buf, size_t len)
 {
-	uint64_t	 g;
+	struct shard_shared	*ss;
+	uint64_t		 g;
 
 	if (sh == NULL)
 		return -1;
+	ss = &sh->shard[shard];
 	do {
-		g = __atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE);
-		snprintf(buf, len, "%s", sh->session);
+		g = __atomic_load_n(&ss->gen, __ATOMIC_ACQUIRE);
+		snprintf(buf, len, "%s", ss->session);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	} while ((g & 1) || g != __atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE));
+	} while ((g & 1) || g != __atomic_load_n(&ss->gen, __ATOMIC_ACQUIRE));
 	/* Renewed every quarter of the lease: a lease with less than half
 	 * left means the host is cut off (cluster_cut_off). */
-	return buf[0] != '\0' && cluster_ms() < __atomic_load_n(&sh->lease_end,
+	return buf[0] != '\0' && cluster_ms() < __atomic_load_n(&ss->lease_end,
 	    __ATOMIC_ACQUIRE) - (int64_t)env->conf.cluster_lease * 500 ? 0 :
 	    -1;
 }
 
 static void
-cluster_set_session(const char *s, int64_t lease_end)
+cluster_set_session(int shard, const char *s, int64_t lease_end)
 {
-	__atomic_add_fetch(&sh->gen, 1, __ATOMIC_ACQ_REL);
-	snprintf(sh->session, sizeof(sh->session), "%s", s);
-	__atomic_store_n(&sh->lease_end, lease_end, __ATOMIC_RELEASE);
-	__atomic_add_fetch(&sh->gen, 1, __ATOMIC_ACQ_REL);
+	struct shard_shared	*ss = &sh->shard[shard];
+
+	__atomic_add_fetch(&ss->gen, 1, __ATOMIC_ACQ_REL);
+	snprintf(ss->session, sizeof(ss->session), "%s", s);
+	__atomic_store_n(&ss->lease_end, lease_end, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&ss->gen, 1, __ATOMIC_ACQ_REL);
 }
 
 void
@@ -414,42 +485,57 @@ cluster_count(int what, uint64_t n)
  * Clients are closed (1012) once the lease has been lost for half its
  * term: the lease ended, or the master could not renew it that long.
  */
-int
-cluster_cut_off(void)
+static int
+cluster_shard_cut_off(int shard)
 {
-	static uint64_t	 seen;		/* the sessions this worker knew */
-	uint64_t	 joins;
-	int64_t		 now, end, half;
+	static uint64_t		 seen[CLUSTER_SHARDS_MAX]; /* sessions known */
+	struct shard_shared	*ss = &sh->shard[shard];
+	uint64_t		 joins;
+	int64_t			 now, end, half, down;
 
-	if (sh == NULL)
-		return 0;
 	/* A new session: this host's presence was under the old one, which
 	 * the other hosts reap; its clients must come again. */
-	joins = __atomic_load_n(&sh->joins, __ATOMIC_ACQUIRE);
-	if (seen != joins) {
-		int	 first = seen == 0;
+	joins = __atomic_load_n(&ss->joins, __ATOMIC_ACQUIRE);
+	if (seen[shard] != joins) {
+		int	 first = seen[shard] == 0;
 
-		seen = joins;
+		seen[shard] = joins;
 		if (!first)
 			return 1;
 	}
 	now = cluster_ms();
-	end = __atomic_load_n(&sh->lease_end, __ATOMIC_ACQUIRE);
+	end = __atomic_load_n(&ss->lease_end, __ATOMIC_ACQUIRE);
+	down = __atomic_load_n(&ss->down_since, __ATOMIC_ACQUIRE);
 	half = (int64_t)env->conf.cluster_lease * 500;
-	return end == 0 ? now - __atomic_load_n(&sh->down_since,
-	    __ATOMIC_ACQUIRE) > half && sh->down_since != 0 : now > end - half;
+	return end == 0 ? down != 0 && now - down > half : now > end - half;
+}
+
+unsigned
+cluster_cut_off(void)
+{
+	unsigned	 mask = 0;
+	int		 i;
+
+	for (i = 0; sh != NULL && i < cluster_shards(); i++)
+		if (cluster_shard_cut_off(i))
+			mask |= 1U << i;
+	return mask;
 }
 
 void
-cluster_status(struct cluster_status *st)
+cluster_status(int shard, struct cluster_status *st)
 {
+	struct shard_shared	*ss;
+
 	memset(st, 0, sizeof(*st));
 	if (sh == NULL)
 		return;
-	st->up = sh->session[0] != '\0' && cluster_ms() < sh->lease_end;
-	snprintf(st->session, sizeof(st->session), "%s", sh->session);
-	snprintf(st->primary, sizeof(st->primary), "%s", sh->primary);
-	st->lease_left_ms = sh->lease_end - cluster_ms();
+	ss = &sh->shard[shard];
+	st->up = ss->session[0] != '\0' && cluster_ms() < ss->lease_end;
+	snprintf(st->session, sizeof(st->session), "%s", ss->session);
+	snprintf(st->primary, sizeof(st->primary), "%s", ss->primary);
+	st->lease_left_ms = ss->lease_end - cluster_ms();
+	st->lag_ms = ss->lag_ms;
 	st->reconnects = sh->reconnects;
 	st->errors = sh->errors;
 	st->commits = sh->commits;
@@ -457,7 +543,6 @@ cluster_status(struct cluster_status *st)
 	st->gaps = sh->gaps;
 	st->reaped = sh->reaped;
 	st->fenced = sh->fenced;
-	st->lag_ms = sh->lag_ms;
 }
 
 /*
@@ -480,16 +565,15 @@ cluster_init(void)
 void
 cluster_forked(void)
 {
-	if (rc != NULL) {
-		redisFree(rc);
-		rc = NULL;
+	int	 i;
+
+	for (i = 0; i < CLUSTER_SHARDS_MAX; i++) {
+		if (links[i].rc != NULL)
+			redisFree(links[i].rc);
+		if (links[i].sub != NULL)
+			redisFree(links[i].sub);
+		memset(&links[i], 0, sizeof(links[i]));
 	}
-	if (sub != NULL) {
-		redisFree(sub);
-		sub = NULL;
-	}
-	rc_next_try = 0;
-	rc_ever = 0;
 }
 
 static const char *
@@ -503,45 +587,81 @@ cluster_host(char *buf, size_t len)
 	return buf;
 }
 
-/* Join as a new session, or renew the lease of ours. */
-static void
-cluster_lease(void)
+/*
+ * Is this Redis the shard roomd.conf says?  The first host to join a shard
+ * writes its place and the count ("1/3"); a host whose list differs is
+ * refused there, for it would look for rooms where they are not.
+ */
+static int
+cluster_shard_claim(int shard)
 {
-	char		 host[65], s[96], k1[160], k2[160];
-	long long	 lease_ms = (long long)env->conf.cluster_lease * 1000;
-	int64_t		 sent = cluster_ms();
+	char		 mine[32];
 	redisReply	*r;
-	int		 have = sh->session[0] != '\0';
+	int		 ok;
+
+	snprintf(mine, sizeof(mine), "%d/%d", shard, cluster_shards());
+	if ((r = cluster_cmd(shard, "SET %sshard %s NX GET", CLUSTER_PREFIX,
+	    mine)) == NULL)
+		return -1;
+	ok = r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING &&
+	    strcmp(r->str, mine) == 0);
+	if (!ok && r->type == REDIS_REPLY_STRING) {
+		char	 why[160];
+
+		snprintf(why, sizeof(why), "this Redis is shard %s (place/"
+		    "count) to the other hosts, not %s", r->str, mine);
+		cluster_warn(cluster_url(shard), why);
+	} else if (!ok)
+		cluster_warn("shard", r->type == REDIS_REPLY_ERROR ? r->str :
+		    "a reply of the wrong shape");
+	freeReplyObject(r);
+	return ok ? 0 : -1;
+}
+
+/* Join shard as a new session, or renew the lease of ours. */
+static void
+cluster_lease(int shard)
+{
+	struct shard_shared	*ss = &sh->shard[shard];
+	char			 host[65], s[96], k1[160], k2[160];
+	long long		 lease_ms = (long long)env->conf.cluster_lease *
+				    1000;
+	int64_t			 sent = cluster_ms();
+	redisReply		*r;
+	int			 have = ss->session[0] != '\0';
 
 	cluster_host(host, sizeof(host));
 	snprintf(k1, sizeof(k1), "%sleases", CLUSTER_PREFIX);
 	snprintf(k2, sizeof(k2), "%shost:%s", CLUSTER_PREFIX, host);
 	if (have)
-		r = cluster_cmd("FCALL roomd_host_renew 2 %s %s %s %lld", k1,
-		    k2, sh->session, lease_ms);
+		r = cluster_cmd(shard, "FCALL roomd_host_renew 2 %s %s %s %lld",
+		    k1, k2, ss->session, lease_ms);
+	else if (cluster_shard_claim(shard) == -1)
+		return;
 	else
-		r = cluster_cmd("FCALL roomd_host_join 2 %s %s %s %lld", k1,
-		    k2, host, lease_ms);
+		r = cluster_cmd(shard, "FCALL roomd_host_join 2 %s %s %s %lld",
+		    k1, k2, host, lease_ms);
 	if (r == NULL)
 		return;
-	sh->lag_ms = cluster_ms() - sent;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+	ss->lag_ms = cluster_ms() - sent;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER) {
 		if (!have) {
 			snprintf(s, sizeof(s), "%s/%lld", host,
 			    r->element[0]->integer);
-			cluster_set_session(s, sent + lease_ms);
-			__atomic_add_fetch(&sh->joins, 1, __ATOMIC_ACQ_REL);
-			log_info("cluster: joined as %s", s);
+			cluster_set_session(shard, s, sent + lease_ms);
+			__atomic_add_fetch(&ss->joins, 1, __ATOMIC_ACQ_REL);
+			log_info("cluster: joined %s as %s", ss->primary, s);
 		} else
-			__atomic_store_n(&sh->lease_end, sent + lease_ms,
+			__atomic_store_n(&ss->lease_end, sent + lease_ms,
 			    __ATOMIC_RELEASE);
-		renew_at = sent + lease_ms / 4;
+		links[shard].renew_at = sent + lease_ms / 4;
 	} else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED",
 	    6) == 0) {
 		log_warnx("cluster: session %s fenced (%s); joining again",
-		    sh->session, r->str);
-		cluster_set_session("", 0);
-		renew_at = 0;
+		    ss->session, r->str);
+		cluster_set_session(shard, "", 0);
+		links[shard].renew_at = 0;
 	} else
 		cluster_warn("lease", r->type == REDIS_REPLY_ERROR ? r->str :
 		    "a reply of the wrong shape");
@@ -550,54 +670,58 @@ cluster_lease(void)
 
 /* The subscriber: every room's channel of the shard. */
 static void
-cluster_subscribe(void)
+cluster_subscribe(int shard)
 {
+	struct link	*l = &links[shard];
 	redisReply	*r;
 	int64_t		 now = cluster_ms();
 
-	if (sub != NULL || now < sub_next_try)
+	if (l->sub != NULL || now < l->sub_next_try)
 		return;
-	sub_next_try = now + CLUSTER_RETRY_MS;
-	if ((sub = cluster_open()) == NULL)
+	l->sub_next_try = now + CLUSTER_RETRY_MS;
+	if ((l->sub = cluster_open(shard)) == NULL)
 		return;
-	r = redisCommand(sub, "PSUBSCRIBE %s{*}", CLUSTER_PREFIX);
+	r = redisCommand(l->sub, "PSUBSCRIBE %s{*}", CLUSTER_PREFIX);
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
 		if (r != NULL)
 			freeReplyObject(r);
-		redisFree(sub);
-		sub = NULL;
+		redisFree(l->sub);
+		l->sub = NULL;
 		return;
 	}
 	freeReplyObject(r);
 	/* What was published while nobody listened. */
-	room_mirror_check_all();
+	room_mirror_check_all(shard);
 }
 
 int
-cluster_sub_fd(void)
+cluster_sub_fd(int shard)
 {
-	return sub != NULL ? sub->fd : -1;
+	return shard < cluster_shards() && links[shard].sub != NULL ?
+	    links[shard].sub->fd : -1;
 }
 
 /* The subscriber's socket is readable: apply what came. */
 void
-cluster_sub_read(void)
+cluster_sub_read(int shard)
 {
+	struct link	*l = &links[shard];
 	redisReply	*r;
 	void		*v;
 
-	if (sub == NULL)
+	if (l->sub == NULL)
 		return;
-	if (redisBufferRead(sub) != REDIS_OK) {
-		cluster_warn("subscriber", sub->errstr);
-		redisFree(sub);
-		sub = NULL;
+	if (redisBufferRead(l->sub) != REDIS_OK) {
+		cluster_warn("subscriber", l->sub->errstr);
+		redisFree(l->sub);
+		l->sub = NULL;
 		return;
 	}
-	while (sub != NULL && redisGetReplyFromReader(sub, &v) == REDIS_OK &&
-	    v != NULL) {
+	while (l->sub != NULL && redisGetReplyFromReader(l->sub, &v) ==
+	    REDIS_OK && v != NULL) {
 		r = v;
 		if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+		    r->element[0]->type == REDIS_REPLY_STRING &&
 		    r->element[2]->type == REDIS_REPLY_STRING &&
 		    r->element[3]->type == REDIS_REPLY_STRING &&
 		    strcmp(r->element[0]->str, "pmessage") == 0)
@@ -607,14 +731,33 @@ cluster_sub_read(void)
 	}
 }
 
+static void
+cluster_session_drop(int shard, const char *s)
+{
+	const char	*slash = strrchr(s, '/');
+	char		 host[96];
+	redisReply	*r;
+
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(host))
+		return;
+	memcpy(host, s, (size_t)(slash - s));
+	host[slash - s] = '\0';
+	/* (hiredis's formats have no %.*s) */
+	r = cluster_cmd(shard, "FCALL roomd_session_drop 3 %sleases "
+	    "%ssess:%s %shost:%s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, s,
+	    CLUSTER_PREFIX, host, s);
+	if (r != NULL)
+		freeReplyObject(r);
+}
+
 /* Reap the sessions whose lease ran out: their presence in each room. */
 static void
-cluster_reap(void)
+cluster_reap(int shard)
 {
 	redisReply	*list, *rooms;
 	size_t		 i, j;
 
-	list = cluster_cmd("FCALL roomd_reap_list 1 %sleases 16",
+	list = cluster_cmd(shard, "FCALL roomd_reap_list 1 %sleases 16",
 	    CLUSTER_PREFIX);
 	if (list == NULL || list->type != REDIS_REPLY_ARRAY) {
 		if (list != NULL)
@@ -626,78 +769,74 @@ cluster_reap(void)
 
 		if (list->element[i]->type != REDIS_REPLY_STRING)
 			continue;
-		rooms = cluster_cmd("SMEMBERS %ssess:%s", CLUSTER_PREFIX, s);
+		rooms = cluster_cmd(shard, "SMEMBERS %ssess:%s",
+		    CLUSTER_PREFIX, s);
 		for (j = 0; rooms != NULL && rooms->type ==
 		    REDIS_REPLY_ARRAY && j < rooms->elements; j++)
-			room_mirror_reap(rooms->element[j]->str, s);
+			if (rooms->element[j]->type == REDIS_REPLY_STRING)
+				room_mirror_reap(shard,
+				    rooms->element[j]->str, s);
 		if (rooms != NULL)
 			freeReplyObject(rooms);
-		cluster_session_drop(s);
+		cluster_session_drop(shard, s);
 	}
 	freeReplyObject(list);
-	room_mirror_lost_all();
+	room_mirror_lost_all(shard);
 }
 
-void
-cluster_session_drop(const char *s)
+static void
+cluster_shard_tick(int shard)
 {
-	const char	*slash = strrchr(s, '/');
-	char		 host[96];
-	redisReply	*r;
+	struct shard_shared	*ss = &sh->shard[shard];
+	struct link		*l = &links[shard];
+	int64_t			 now = cluster_ms();
 
-	if (slash == NULL || (size_t)(slash - s) >= sizeof(host))
-		return;
-	memcpy(host, s, (size_t)(slash - s));
-	host[slash - s] = '\0';
-	/* (hiredis's formats have no %.*s) */
-	r = cluster_cmd("FCALL roomd_session_drop 3 %sleases %ssess:%s "
-	    "%shost:%s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, s, CLUSTER_PREFIX,
-	    host, s);
-	if (r != NULL)
-		freeReplyObject(r);
+	if (ss->session[0] == '\0' || now >= l->renew_at)
+		cluster_lease(shard);
+	if (l->rc == NULL && ss->down_since == 0)
+		ss->down_since = now;
+	else if (l->rc != NULL)
+		ss->down_since = 0;
+	cluster_subscribe(shard);
+	if (now - l->reaped_at >= 1000 && l->rc != NULL) {
+		l->reaped_at = now;
+		cluster_reap(shard);
+	}
+	if (now - l->checked_at >= 5000 && l->rc != NULL) {
+		l->checked_at = now;
+		room_mirror_check_all(shard);
+	}
 }
 
 /* The master's loop calls this often (at least 4 times a lease). */
 void
 cluster_master_tick(void)
 {
-	static int64_t	 reaped_at, checked_at;
-	int64_t		 now = cluster_ms();
+	int	 i;
 
-	if (!cluster_enabled())
-		return;
-	if (sh->session[0] == '\0' || now >= renew_at)
-		cluster_lease();
-	if (rc == NULL && sh->down_since == 0)
-		sh->down_since = now;
-	else if (rc != NULL)
-		sh->down_since = 0;
-	cluster_subscribe();
-	if (now - reaped_at >= 1000 && rc != NULL) {
-		reaped_at = now;
-		cluster_reap();
-	}
-	if (now - checked_at >= 5000 && rc != NULL) {
-		checked_at = now;
-		room_mirror_check_all();
-	}
+	for (i = 0; i < cluster_shards(); i++)
+		cluster_shard_tick(i);
 }
 
-/* The master stops: end the lease now, so other hosts reap at once. */
+/* The master stops: end the leases now, so other hosts reap at once. */
 void
 cluster_leave(void)
 {
 	char		 host[65];
 	redisReply	*r;
+	int		 i;
 
-	if (sh == NULL || sh->session[0] == '\0')
-		return;
 	cluster_host(host, sizeof(host));
-	r = cluster_cmd("FCALL roomd_host_leave 2 %sleases %shost:%s %s",
-	    CLUSTER_PREFIX, CLUSTER_PREFIX, host, sh->session);
-	if (r != NULL)
-		freeReplyObject(r);
-	cluster_set_session("", 0);
+	for (i = 0; sh != NULL && i < cluster_shards(); i++) {
+		if (sh->shard[i].session[0] == '\0')
+			continue;
+		r = cluster_cmd(i, "FCALL roomd_host_leave 2 %sleases "
+		    "%shost:%s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, host,
+		    sh->shard[i].session);
+		if (r != NULL)
+			freeReplyObject(r);
+		cluster_set_session(i, "", 0);
+	}
 }
 
 /* The master's timeout for ppoll: a quarter of the lease, at most 1 s. */
@@ -715,10 +854,11 @@ cluster_tick_ms(void)
  * other hosts waiting for its lease to run out).
  */
 void
-cluster_hold(const char *key, const char *token)
+cluster_hold(int shard, const char *key, const char *token)
 {
 	if (sh == NULL || env->slot < 0 || env->slot >= ROOMD_MAX_WORKERS)
 		return;
+	sh->held[env->slot].shard = shard;
 	snprintf(sh->held[env->slot].token, sizeof(sh->held[0].token), "%s",
 	    key != NULL ? token : "");
 	snprintf(sh->held[env->slot].key, sizeof(sh->held[0].key), "%s",
@@ -730,12 +870,14 @@ cluster_slot_dead(int slot)
 {
 	char		 session[96];
 	redisReply	*r;
+	int		 shard;
 
 	if (sh == NULL || slot < 0 || slot >= ROOMD_MAX_WORKERS ||
 	    sh->held[slot].key[0] == '\0')
 		return;
-	if (cluster_session(session, sizeof(session)) == 0 &&
-	    (r = cluster_cmd("FCALL roomd_txn_unlock 1 %s %s %s",
+	shard = sh->held[slot].shard;
+	if (cluster_session(shard, session, sizeof(session)) == 0 &&
+	    (r = cluster_cmd(shard, "FCALL roomd_txn_unlock 1 %s %s %s",
 	    sh->held[slot].key, session, sh->held[slot].token)) != NULL)
 		freeReplyObject(r);
 	sh->held[slot].key[0] = '\0';

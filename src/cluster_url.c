@@ -35,7 +35,7 @@ cluster_split(const char *hp, char *host, size_t hostlen, int *port)
 }
 
 int
-cluster_parse(const char *url, char *err, size_t errlen)
+cluster_parse(const char *key, const char *url, char *err, size_t errlen)
 {
 	char		 host[128], buf[512];
 	const char	*p, *slash;
@@ -67,8 +67,8 @@ cluster_parse(const char *url, char *err, size_t errlen)
 		return 0;
 	}
 bad:
-	snprintf(err, errlen, "cluster: expected redis://[:PASSWORD@]HOST:PORT"
-	    " or sentinel://HOST:PORT[,HOST:PORT...]/NAME, not %s", url);
+	snprintf(err, errlen, "%s: expected redis://[:PASSWORD@]HOST:PORT"
+	    " or sentinel://HOST:PORT[,HOST:PORT...]/NAME, not %s", key, url);
 	return -1;
 }
 

@@ -106,6 +106,9 @@ config_apply_live(struct roomd_config *dst, const struct roomd_config *src)
 	    strcmp(dst->user, src->user) != 0 ||
 	    strcmp(dst->pidfile, src->pidfile) != 0 ||
 	    strcmp(dst->cluster, src->cluster) != 0 ||
+	    dst->ncluster_shards != src->ncluster_shards ||
+	    memcmp(dst->cluster_shard, src->cluster_shard,
+	    sizeof(dst->cluster_shard)) != 0 ||
 	    strcmp(dst->cluster_host, src->cluster_host) != 0 ||
 	    strcmp(dst->cluster_prefix, src->cluster_prefix) != 0 ||
 	    dst->cluster_lease != src->cluster_lease ||
@@ -470,13 +473,41 @@ config_set_cluster(struct roomd_config *c, const struct config_keyword *k,
 	if (config_one_value(k, argc, err, errlen) == -1)
 		return -1;
 	if (c->cluster[0] != '\0') {
-		snprintf(err, errlen, "cluster: given twice (cluster_shard "
-		    "is not supported yet)");
+		snprintf(err, errlen, "cluster: given twice (more primaries "
+		    "are cluster_shard lines)");
 		return -1;
 	}
-	if (cluster_parse(argv[1], err, errlen) == -1)
+	if (cluster_parse(k->key, argv[1], err, errlen) == -1)
 		return -1;
 	return config_set_string(c, k, argv, argc, err, errlen);
+}
+
+/* cluster_shard URL: one more primary, in the order of the lines. */
+static int
+config_set_cluster_shard(struct roomd_config *c,
+    const struct config_keyword *k, char **argv, int argc, char *err,
+    size_t errlen)
+{
+	if (config_one_value(k, argc, err, errlen) == -1 ||
+	    cluster_parse(k->key, argv[1], err, errlen) == -1)
+		return -1;
+	if (c->cluster[0] == '\0') {
+		snprintf(err, errlen, "cluster_shard: after the cluster line "
+		    "(shard 0)");
+		return -1;
+	}
+	if (c->ncluster_shards == CLUSTER_SHARDS_MAX - 1) {
+		snprintf(err, errlen, "cluster_shard: at most %d lines",
+		    CLUSTER_SHARDS_MAX - 1);
+		return -1;
+	}
+	if (strlen(argv[1]) >= sizeof(c->cluster_shard[0])) {
+		snprintf(err, errlen, "cluster_shard: too long");
+		return -1;
+	}
+	snprintf(c->cluster_shard[c->ncluster_shards++],
+	    sizeof(c->cluster_shard[0]), "%s", argv[1]);
+	return 0;
 }
 
 /* cluster_host and cluster_prefix: what Redis's functions take as a
@@ -1045,6 +1076,7 @@ static const struct config_keyword config_keywords[] = {
 	KW_SECONDS(auth_hook_timeout, 1, 60),
 	KW_CUSTOM("auth_hook_on_failure", config_set_auth_failure),
 	KW_STRING(cluster, config_set_cluster),
+	KW_CUSTOM("cluster_shard", config_set_cluster_shard),
 	KW_STRING(cluster_host, config_set_cluster_host),
 	KW_STRING(cluster_prefix, config_set_cluster_host),
 	KW_SECONDS(cluster_lease, 2, 3600),

@@ -174,16 +174,25 @@ struct metric {
 	uint64_t	 value;
 };
 
-/* Cluster mode: 7 rows. */
+/* Cluster mode: 8 rows. */
 static size_t
 control_cluster_metrics(struct metric *m)
 {
 	struct cluster_status	 st;
 	size_t			 n = 0;
 
-	cluster_status(&st);
+	int			 i, up = 0;
+
+	for (i = 0; i < cluster_shards(); i++) {
+		cluster_status(i, &st);
+		up += st.up;
+	}
 	m[n++] = (struct metric){ "cluster_up", "1 while the host holds its "
-	    "lease in Redis.", 1, -1, (uint64_t)st.up };
+	    "lease on every shard in Redis.", 1, -1,
+	    (uint64_t)(up == cluster_shards()) };
+	m[n++] = (struct metric){ "cluster_shards_up", "Shards (Redis "
+	    "primaries) on which the host holds its lease.", 1, -1,
+	    (uint64_t)up };
 	m[n++] = (struct metric){ "cluster_reconnects_total", "Links to Redis "
 	    "made again.", 0, -1, st.reconnects };
 	m[n++] = (struct metric){ "cluster_errors_total", "Redis calls that "
@@ -256,7 +265,7 @@ control_metrics(struct metric *m, size_t max)
 		m[n++] = (struct metric){ "lock_recoveries_total", "Locks "
 		    "repaired after their owner died.", 0, -1, recoveries };
 	}
-	if (cluster_enabled() && n + 7 <= max)
+	if (cluster_enabled() && n + 8 <= max)
 		n += control_cluster_metrics(m + n);
 	for (i = 0; i < STAT_D_NCOUNTERS && n < max; i++)
 		m[n++] = per[i];
@@ -485,29 +494,48 @@ control_room(const char *name, const char *verb, const char *who)
 	return o;
 }
 
-/* The link to Redis, for status. */
+/* One shard's link, for status. */
+static struct json_object *
+control_shard(int shard, struct cluster_status *st)
+{
+	struct json_object	*o = json_object_new_object();
+
+	cluster_status(shard, st);
+	json_object_object_add(o, "up", json_object_new_boolean(st->up));
+	json_object_object_add(o, "session", json_object_new_string(
+	    st->session));
+	json_object_object_add(o, "primary", json_object_new_string(
+	    st->primary));
+	json_object_object_add(o, "lease_left_ms", json_object_new_int64(
+	    st->lease_left_ms));
+	json_object_object_add(o, "lag_ms", json_object_new_int64(
+	    st->lag_ms));
+	return o;
+}
+
+/* The links to Redis, for status: shard 0's fields (and every shard's
+ * in "shards"), "up" only while every shard's lease holds. */
 static struct json_object *
 control_cluster(void)
 {
-	struct json_object	*o = json_object_new_object();
+	struct json_object	*o, *list = json_object_new_array();
 	struct cluster_status	 st;
+	int			 i, up = 1;
 
-	cluster_status(&st);
-	json_object_object_add(o, "up", json_object_new_boolean(st.up));
-	json_object_object_add(o, "session", json_object_new_string(
-	    st.session));
-	json_object_object_add(o, "primary", json_object_new_string(
-	    st.primary));
-	json_object_object_add(o, "lease_left_ms", json_object_new_int64(
-	    st.lease_left_ms));
-	json_object_object_add(o, "lag_ms", json_object_new_int64(
-	    st.lag_ms));
+	for (i = cluster_shards() - 1; i >= 0; i--) {
+		json_object_array_put_idx(list, (size_t)i,
+		    control_shard(i, &st));
+		up &= st.up;
+	}
+	o = control_shard(0, &st);	/* st: shard 0 and the counters */
+	json_object_object_add(o, "up", json_object_new_boolean(up));
 	json_object_object_add(o, "reconnects", json_object_new_int64(
 	    (int64_t)st.reconnects));
 	json_object_object_add(o, "errors", json_object_new_int64(
 	    (int64_t)st.errors));
 	json_object_object_add(o, "fenced", json_object_new_int64(
 	    (int64_t)st.fenced));
+	json_object_object_add(o, "shards", list);
 	return o;
 }
 

@@ -313,6 +313,7 @@ chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	struct chat_conn	*cc = conn->data;
 	struct room_member	 m;
 	struct room		*room;
+	int			 rc;
 
 	if (chat_server_room(&room) == -1) {
 		server_ws_close(conn, 1011, "cannot open the chat");
@@ -329,11 +330,15 @@ chat_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	/* Each connection is a member of the server room, whose name is
 	 * free again when it closes or is lost with its worker. */
 	m.mid = 0;
-	if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
-		if (m.mid != 0)
+	if ((rc = room_member_add_id(room, cc->name, 0, cc->uid, NULL,
+	    &m)) != 0 || fanout_attach(room, conn, m.mid) != 0) {
+		if (rc == 0)
 			room_member_remove(room, m.mid);
 		room_unlock(room);
-		server_ws_close(conn, 1013, "the chat is full");
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
+		else
+			server_ws_close(conn, 1013, "the chat is full");
 		return;
 	}
 	room_unlock(room);
@@ -432,7 +437,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct chat_history	 h = { conn, 1 };
 	struct json_object	*since, *ev;
 	uint64_t		 last;
-	int			 before = 0;
+	int			 before = 0, rc;
 
 	if (cc->nch == CHAT_CHANNELS_MAX)
 		chat_prune(cc);
@@ -452,10 +457,14 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	 * that of its other connections. */
 	if (room_member_by_uid(room, cc->uid, &m) == 0)
 		before = m.connected;
-	else if (room_member_add_id(room, cc->name, 0, cc->uid, NULL, &m)
-	    != 0) {
+	else if ((rc = room_member_add_id(room, cc->name, 0, cc->uid, NULL,
+	    &m)) != 0) {
 		room_unlock(room);
-		chat_error(conn, "forbidden", "the channel is full", msg);
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
+		else
+			chat_error(conn, "forbidden", "the channel is full",
+			    msg);
 		return;
 	}
 	room_member_here(room, m.mid, 1);

@@ -351,14 +351,19 @@ cls_ws_open(struct conn *conn, struct http_req *req, const char *sub)
 	}
 	if (cc->admin == -1)
 		cc->admin = room_member_count(room) == 0;
-	if (room_member_add(room, cc->name, cc->admin ? MEMBER_ROLE_HOST : 0,
-	    &m) != 0 || fanout_attach(room, conn, m.mid) != 0) {
-		room_member_remove(room, m.mid);
+	if ((rc = room_member_add(room, cc->name, cc->admin ?
+	    MEMBER_ROLE_HOST : 0, &m)) != 0 || fanout_attach(room, conn,
+	    m.mid) != 0) {
+		if (rc == 0)
+			room_member_remove(room, m.mid);
 		if (room_member_count(room) == 0)
 			room_delete(room, "could not be set up");
 		else
 			room_unlock(room);
-		server_ws_close(conn, 1013, "the room is full");
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
+		else
+			server_ws_close(conn, 1013, "the room is full");
 		return;
 	}
 	if (cc->granted)

@@ -250,7 +250,7 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 	struct lobby_scan	 s;
 	struct room_member	 m;
 	uint64_t		 gone = room_dget(room, LS_HOST_GONE);
-	int			 host_here, grace_over, as_host;
+	int			 host_here, grace_over, as_host, rc;
 
 	lobby_scan(room, &s, 0);
 	host_here = s.host.mid != 0 && s.host.connected;
@@ -277,8 +277,11 @@ lobby_seat(struct conn *conn, struct room *room, const char *code,
 		return -1;
 	} else {
 		as_host = want_host || !host_here;
-		if (room_member_add_id(room, lc->uid, 0, lc->uid, lc->token,
-		    &m) != 0) {
+		if ((rc = room_member_add_id(room, lc->uid, 0, lc->uid,
+		    lc->token, &m)) == ROOM_EUNAVAIL) {
+			fanout_unavailable(conn);
+			return -1;
+		} else if (rc != 0) {
 			lobby_refuse(conn, "roomFull", "Room %s is full", code);
 			return -1;
 		}

@@ -379,6 +379,7 @@ ss_join_as(struct conn *conn, struct json_object *msg)
 	const char		*given;
 	char			 name[MEMBER_NAME_MAX + 1];
 	uint64_t		 host;
+	int			 rc;
 
 	if ((given = json_get_string(msg, "roomid")) == NULL ||
 	    given[0] == '\0') {
@@ -394,11 +395,15 @@ ss_join_as(struct conn *conn, struct json_object *msg)
 		if (ss_join_room(conn, given, name, &room) == -1)
 			return;
 	}
-	if (room_member_add(room, name, 0, &m) != 0 ||
+	if ((rc = room_member_add(room, name, 0, &m)) != 0 ||
 	    fanout_attach(room, conn, m.mid) != 0) {
-		room_member_remove(room, m.mid);
+		if (rc == 0)
+			room_member_remove(room, m.mid);
 		room_unlock(room);
-		ss_reply(conn, "ERROR", "The room is full");
+		if (rc == ROOM_EUNAVAIL)
+			fanout_unavailable(conn);
+		else
+			ss_reply(conn, "ERROR", "The room is full");
 		return;
 	}
 	/* ROOM_JOINED goes out now; USER_JOINED at the end of this loop

@@ -65,6 +65,7 @@ lroom_get(struct room *room)
 		return NULL;
 	lr->ref = room_ref(room);
 	lr->dialect = room_dialect(room);
+	lr->shard = room_shard(room);
 	lr->seen = room_committed(room);
 	LIST_INIT(&lr->conns);
 	LIST_INSERT_HEAD(&lrooms[lr->ref.rid % LROOM_BUCKETS], lr, entry);

@@ -156,13 +156,16 @@ int
 health_cluster_ready(char *why, size_t len)
 {
 	struct cluster_status	 st;
+	int			 i;
 
-	if (!cluster_enabled())
-		return 1;
-	cluster_status(&st);
-	if (st.up)
-		return 1;
-	snprintf(why, len, "cluster link down: no lease held%s%s",
-	    st.primary[0] != '\0' ? " on " : "", st.primary);
-	return 0;
+	for (i = 0; i < cluster_shards(); i++) {
+		cluster_status(i, &st);
+		if (!st.up) {
+			snprintf(why, len, "cluster link down: no lease held"
+			    "%s%s", st.primary[0] != '\0' ? " on " : "",
+			    st.primary);
+			return 0;
+		}
+	}
+	return 1;
 }

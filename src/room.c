@@ -519,6 +519,9 @@ room_member_add_id(struct room *room, const char *name, uint64_t role,
 	if (rc == 0) {
 		member_copy(out, m);
 		rcl_dirty_member(room, m->mid);
+		/* Cluster mode: a join is answered, so Redis has it first. */
+		if (room->tx != NULL && rcl_commit(room) != 0)
+			return ROOM_EUNAVAIL;
 	}
 	return rc;
 }
@@ -759,7 +762,7 @@ room_append(struct room *room, const struct room_rec_in *recs, size_t n,
 	rc = shm_log_append_locked(A(), room->r,
 	    (const struct shm_rec_in *)recs, n, env->conf.room_log_max_bytes,
 	    last);
-	if (rc == 0 && room->tx != NULL && rcl_append(room) != 0)
+	if (rc == 0 && room->tx != NULL && rcl_commit(room) != 0)
 		return ROOM_EUNAVAIL;	/* Redis has not got it */
 	if (rc == 0) {
 		room->appended = 1;

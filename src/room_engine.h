@@ -1,6 +1,7 @@
 /*
- * room_engine.h: what room.c and room_cluster.c share, and nothing else
- * includes: a locked room as the engine holds it.
+ * room_engine.h: what room.c and the cluster files (room_cluster.h)
+ * share, and nothing else includes: a locked room as the engine holds
+ * it.
  */
 #ifndef ROOM_ENGINE_H
 #define ROOM_ENGINE_H
@@ -48,7 +49,8 @@ void		 room_delete_local(struct room *, const char *reason,
 void		 room_kick_local(struct room *, uint64_t mid);
 int		 room_member_remove_local(struct room *, uint64_t mid);
 
-/* room_cluster.c, for room.c: each returns 0 or a ROOM_E* code. */
+/* The cluster files (room_copy.c, room_txn.c, room_master.c), for
+ * room.c: each returns 0 or a ROOM_E* code. */
 int	 rcl_create(const struct dialect *, const char *id, struct room **);
 int	 rcl_open(const struct dialect *, const char *id);
 size_t	 rcl_list(const struct dialect *, struct room_ref *, size_t max);
@@ -60,7 +62,9 @@ void	 rcl_release(struct room *);
 /* 0 if the transaction may only read (Redis takes no writes). */
 int	 rcl_writable(struct room *);
 int	 rcl_unlock(struct room *);	/* before the local commit */
-int	 rcl_append(struct room *);	/* after a local append */
+/* Commit now, before the client is answered (an append, a join): 0, or
+ * ROOM_EUNAVAIL with the local journal rolled back to the last commit. */
+int	 rcl_commit(struct room *);
 int	 rcl_close(struct room *, const char *reason);
 void	 rcl_kick(struct room *, uint64_t mid);
 void	 rcl_dirty_member(struct room *, uint64_t mid);

@@ -113,6 +113,18 @@ print_status(struct json_object *o)
 		    str(d, "session"), str(d, "primary"),
 		    num(d, "lease_left_ms"), num(d, "lag_ms"),
 		    num(d, "reconnects"), num(d, "errors"), num(d, "fenced"));
+	if (json_object_object_get_ex(o, "cluster", &d) &&
+	    json_object_object_get_ex(d, "shards", &list) &&
+	    json_object_array_length(list) > 1)
+		for (i = 0; i < json_object_array_length(list); i++) {
+			w = json_object_array_get_idx(list, i);
+			printf("  shard %zu %s, session %s, primary %s, lease "
+			    "%lld ms left, lag %lld ms\n", i,
+			    json_object_object_get_ex(w, "up", &d) &&
+			    json_object_get_boolean(d) ? "up" : "DOWN",
+			    str(w, "session"), str(w, "primary"),
+			    num(w, "lease_left_ms"), num(w, "lag_ms"));
+		}
 	printf("%-6s %-8s %-9s %s\n", "SLOT", "PID", "RESTARTS", "STATE");
 	if (json_object_object_get_ex(o, "workers", &list))
 		for (i = 0; i < json_object_array_length(list); i++) {

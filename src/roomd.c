@@ -348,8 +348,9 @@ static void
 master_loop(time_t started)
 {
 	struct timespec	 tick = { 0, cluster_tick_ms() * 1000000L };
-	struct pollfd	 pfd[3];
+	struct pollfd	 pfd[2 + CLUSTER_SHARDS_MAX];
 	sigset_t	 empty;
+	int		 i, n = 2 + cluster_shards();
 
 	/* Signals are blocked except while ppoll() waits, so a flag set by
 	 * a handler is always seen on the next turn of this loop. */
@@ -358,15 +359,21 @@ master_loop(time_t started)
 		tick = (struct timespec){ 1, 0 };
 	health_tick();		/* the first arena walk, for /readyz */
 	control_fds(&pfd[0].fd, &pfd[1].fd);
-	pfd[0].events = pfd[1].events = pfd[2].events = POLLIN;
+	for (i = 0; i < n; i++)
+		pfd[i].events = POLLIN;
 	for (;;) {
-		pfd[2].fd = cluster_sub_fd();
-		pfd[2].revents = 0;
-		if (ppoll(pfd, 3, &tick, &empty) == -1 && errno != EINTR)
+		/* Cluster mode: each shard's subscriber. */
+		for (i = 2; i < n; i++) {
+			pfd[i].fd = cluster_sub_fd(i - 2);
+			pfd[i].revents = 0;
+		}
+		if (ppoll(pfd, (nfds_t)n, &tick, &empty) == -1 &&
+		    errno != EINTR)
 			fatal("ppoll");
 		master_control(pfd, started);
-		if (pfd[2].revents & (POLLIN | POLLHUP | POLLERR))
-			cluster_sub_read();
+		for (i = 2; i < n; i++)
+			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+				cluster_sub_read(i - 2);
 		cluster_master_tick();
 		if (sig_stop)
 			break;

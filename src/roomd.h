@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #define ROOMD_MAX_WORKERS	64	/* worker slots (the arena tracks 64) */
+#define CLUSTER_SHARDS_MAX	8	/* the cluster line and 7 cluster_shard */
 #define ROOMD_MAX_LISTEN	16
 /* Rooms and members (room.c) */
 #define ROOM_ID_MAX		64	/* bytes of a room id */
@@ -183,6 +184,8 @@ struct roomd_config {
 	int			 auth_hook_timeout;	/* seconds */
 	int			 auth_hook_allow_on_failure;
 	char			 cluster[512];	/* "" : one host, no Redis */
+	char			 cluster_shard[CLUSTER_SHARDS_MAX - 1][512];
+	int			 ncluster_shards;
 	char			 cluster_host[65];
 	char			 cluster_prefix[65];
 	int			 cluster_lease;	/* seconds */
@@ -639,7 +642,9 @@ void	 room_password_failed(struct room *, const uint64_t *addr);
  * Members.  A member has a fresh secret token and uuid unless given; the
  * name is at most MEMBER_NAME_MAX bytes (the dialect checks its own
  * limit).  Adding returns 0, ROOM_ELIMIT (room_max_members), ROOM_EINVAL
- * or ROOM_ENOSPC; the lookups 0 or ROOM_ENOENT.
+ * or ROOM_ENOSPC, or in cluster mode ROOM_EUNAVAIL: a join is committed
+ * to Redis at once, with what the transaction changed before it, and
+ * Redis refusing undoes them all; the lookups 0 or ROOM_ENOENT.
  */
 int	 room_member_add(struct room *, const char *name, uint64_t role,
 	    struct room_member *);
@@ -727,6 +732,7 @@ struct lroom {
 	LIST_ENTRY(lroom)	 entry;
 	struct room_ref		 ref;
 	const struct dialect	*dialect;
+	int			 shard;		/* cluster mode: its Redis */
 	LIST_HEAD(, conn)	 conns;
 	uint64_t		 seen;		/* relay: log read up to here */
 };
@@ -782,10 +788,10 @@ void	 fanout_tick(void);
  * cluster.c: the link to Redis in cluster mode (roomd.conf's cluster line;
  * doc/cluster.txt is the protocol).  Every call blocks for at most its
  * timeout; a link that failed is made again at the next call.  Only the
- * engine (room.c, room_cluster.c) and the master use it.
+ * engine (room.c and the cluster files) and the master use it.
  */
 enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
-struct cluster_status {
+struct cluster_status {		/* of one shard; the counters of all */
 	int		 up;		/* a session with its lease */
 	char		 session[96];
 	char		 primary[128];
@@ -797,56 +803,68 @@ struct cluster_status {
 struct redisReply;
 int	 cluster_enabled(void);
 const char *cluster_prefix(void);	/* of every key: "roomd:" */
-/* cluster_url.c: check a cluster URL (roomd -t): 0, or -1 with a message
- * in err; "HOST:PORT" (up to a ',' or '/') into its parts: 0 or -1. */
-int	 cluster_parse(const char *url, char *err, size_t errlen);
+/* cluster_url.c: check a cluster URL of keyword key (roomd -t): 0, or -1
+ * with a message in err; "HOST:PORT" (up to a ',' or '/') into its parts:
+ * 0 or -1. */
+int	 cluster_parse(const char *key, const char *url, char *err,
+	    size_t errlen);
 int	 cluster_split(const char *hp, char *host, size_t hostlen, int *port);
 int64_t	 cluster_ms(void);		/* the monotonic clock, ms */
-/* A command on this process's link: the reply (the caller frees it with
- * freeReplyObject), or NULL if Redis could not be reached. */
-struct redisReply *cluster_callv(int argc, const char **argv,
+/*
+ * Shards: the cluster line is shard 0, each cluster_shard line the next.
+ * Every host must list the same primaries in the same order: a room lives
+ * on the shard its "dialect:id" hashes to (FNV-1a, modulo the count), and
+ * each shard remembers the place and count it was first given.
+ */
+int	 cluster_shards(void);
+int	 cluster_shard_of(const char *tag);
+/* A command on this process's link to shard: the reply (the caller frees
+ * it with freeReplyObject), or NULL if Redis could not be reached. */
+struct redisReply *cluster_callv(int shard, int argc, const char **argv,
 	    const size_t *lens);
-struct redisReply *cluster_cmd(const char *fmt, ...);
+struct redisReply *cluster_cmd(int shard, const char *fmt, ...);
 /* cluster_wait REPLICAS: 0 once that many replicas have what this link
  * wrote, else -1. */
-int	 cluster_wait_replicas(void);
-/* The host's session into buf: 0 while it holds more than half its
- * lease (by its own clock, from the renewal's sending), -1 if writes
+int	 cluster_wait_replicas(int shard);
+/* The host's session on shard into buf: 0 while it holds more than half
+ * its lease (by its own clock, from the renewal's sending), -1 if writes
  * must stop. */
-int	 cluster_session(char *buf, size_t len);
+int	 cluster_session(int shard, char *buf, size_t len);
 void	 cluster_count(int what, uint64_t n);
-/* Workers, once a second: the host lost half its lease, or has a new
- * session (its presence was under the old one): close clients 1012. */
-int	 cluster_cut_off(void);
-void	 cluster_status(struct cluster_status *);
+/* Workers, once a second: a mask of the shards whose lease the host lost
+ * for half its term, or on which it has a new session (its presence was
+ * under the old one): their rooms' clients are closed 1012. */
+unsigned cluster_cut_off(void);
+void	 cluster_status(int shard, struct cluster_status *);
 /* The master: before forking (map, connect, join); in a new worker. */
 void	 cluster_init(void);
 void	 cluster_forked(void);
 void	 cluster_master_tick(void);
 int	 cluster_tick_ms(void);
-int	 cluster_sub_fd(void);
-void	 cluster_sub_read(void);
-void	 cluster_session_drop(const char *);
-/* A worker: the room lock (key, token) it may hold (NULL: none); the
- * master: give back what dead worker slot held. */
-void	 cluster_hold(const char *key, const char *token);
+int	 cluster_sub_fd(int shard);
+void	 cluster_sub_read(int shard);
+/* A worker: the room lock (key, token) it may hold on shard (key NULL:
+ * none); the master: give back what dead worker slot held. */
+void	 cluster_hold(int shard, const char *key, const char *token);
 void	 cluster_slot_dead(int slot);
 void	 cluster_leave(void);
 
 /*
- * room_cluster.c: the engine's cluster side.  A host's arena holds a
- * mirror of the rooms it serves; these keep it in step with Redis.  The
- * master calls them.
+ * room_master.c (and room_shard: room_cluster.c): the engine's cluster
+ * side.  A host's arena holds a mirror of the rooms it serves; these keep
+ * it in step with Redis.  The master calls them.
  */
 /* A transaction published on a room's channel (its key base). */
 void	 room_mirror_message(const char *room, const char *msg, size_t len);
-/* Catch every mirror up with the log (after a resubscribe, and now and
- * then in case a message was lost). */
-void	 room_mirror_check_all(void);
-/* Forget dead session s's presence in room base; hand the members lost
- * in every room to their dialects, once. */
-void	 room_mirror_reap(const char *base, const char *s);
-void	 room_mirror_lost_all(void);
+/* Catch every mirror of shard's rooms up with the log (after a
+ * resubscribe, and now and then in case a message was lost). */
+void	 room_mirror_check_all(int shard);
+/* Forget dead session s's presence in room base (of shard); hand the
+ * members lost in every room of shard to their dialects, once. */
+void	 room_mirror_reap(int shard, const char *base, const char *s);
+void	 room_mirror_lost_all(int shard);
+/* The shard of a room (0 on one host). */
+int	 room_shard(struct room *);
 
 /* stats.c: the daemon's counters, summed over every process */
 enum stats_counter {

@@ -602,6 +602,7 @@ static void
 server_tick(evutil_socket_t fd, short events, void *arg)
 {
 	struct conn	*conn, *next;
+	unsigned	 cut;
 
 	/* The master reads the beat for /readyz: a worker whose loop stops
 	 * turning, or that no longer accepts, is not ready. */
@@ -609,13 +610,16 @@ server_tick(evutil_socket_t fd, short events, void *arg)
 		health_beat();
 	if (!stopping)
 		fanout_tick();
-	/* Cluster mode: a host that lost its lease serves nobody; its
-	 * clients go to another host (1012: come back later). */
-	if (!stopping && cluster_enabled() && cluster_cut_off())
+	/* Cluster mode: a host that lost its lease on a shard serves none of
+	 * that shard's rooms; their clients go to another host (1012: come
+	 * back later).  A connection in no room has nothing to lose yet. */
+	if (!stopping && cluster_enabled() && (cut = cluster_cut_off()) != 0)
 		for (server_parting(), conn = TAILQ_FIRST(&conns); conn != NULL;
 		    conn = next) {
 			next = TAILQ_NEXT(conn, entry);
-			if (conn->state == CONN_WS)
+			if (conn->state == CONN_WS && (conn->room == NULL ?
+			    cut == (1U << cluster_shards()) - 1 :
+			    (cut >> conn->room->shard) & 1))
 				server_ws_close(conn, 1012, "cluster link lost");
 		}
 	/* What the heap kept free through the last second's bursts (see

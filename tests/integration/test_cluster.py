@@ -61,21 +61,15 @@ BAD = {
                      "cluster_shard"),
     "twice": ("cluster redis://127.0.0.1:{port}\n"
               "cluster redis://127.0.0.1:{port}\n", "cluster"),
+    "shard-alone": ("cluster_shard redis://127.0.0.1:{port}\n",
+                    "cluster_shard"),
+    "shard-eight": ("cluster redis://127.0.0.1:{port}\n" +
+                    "cluster_shard redis://127.0.0.1:{port}\n" * 8,
+                    "cluster_shard"),
 }
 
 
-# Several primaries (cluster_shard) are not implemented: issue 15 stays
-# open for them.  Strict, so that these fail once they pass.
-NO_SHARDS = pytest.mark.xfail(strict=True, reason="cluster_shard is not "
-                              "implemented yet")
-
-
-def cases(table):
-    return [pytest.param(k, marks=NO_SHARDS) if "shard" in k else k
-            for k in table]
-
-
-@pytest.mark.parametrize("case", cases(GOOD))
+@pytest.mark.parametrize("case", list(GOOD))
 def test_roomd_t_accepts_the_cluster_lines(redis_server, case):
     text = GOOD[case].format(port=redis_server.port)
     rc, out, _ = roomd_t(text)
@@ -83,7 +77,7 @@ def test_roomd_t_accepts_the_cluster_lines(redis_server, case):
     assert "configuration OK" in out, out
 
 
-@pytest.mark.parametrize("case", cases(BAD))
+@pytest.mark.parametrize("case", list(BAD))
 def test_roomd_t_refuses_a_bad_cluster_line_naming_it(case):
     text, keyword = BAD[case]
     text = text.format(port=6390)

@@ -48,8 +48,12 @@ def test_the_main_header_does_not_include_the_arena_header():
     assert not re.search(r'#\s*include\s+"shm\.h"', source("roomd.h"))
 
 
+ENGINE = ["room.c", "room_cluster.c", "room_copy.c", "room_master.c",
+          "room_txn.c"]
+
+
 def test_the_engine_calls_no_socket_code():
-    for name in ("room.c", "room_cluster.c"):
+    for name in ENGINE:
         text = source(name)
         assert re.findall(r"\b(server_\w+|conn_\w+|evbuffer_\w+|wslay_\w+)"
                           r"\s*\(", text) == [], name
@@ -57,12 +61,17 @@ def test_the_engine_calls_no_socket_code():
 
 def test_only_the_engine_holds_a_locked_room_or_the_arena_header():
     """room_engine.h (a locked room's insides, and shm.h through it) is
-    room.c's and room_cluster.c's alone; cluster.c, the Redis link, knows
-    neither the arena nor the engine's insides."""
+    the engine's alone: room.c, and the cluster files through
+    room_cluster.h; cluster.c, the Redis link, knows neither the arena nor
+    the engine's insides."""
     names = sorted(n for n in os.listdir(SRC) if n.endswith(".c"))
     holders = [n for n in names
-               if re.search(r'#\s*include\s+"room_engine\.h"', source(n))]
-    assert holders == ["room.c", "room_cluster.c"]
+               if re.search(r'#\s*include\s+"room_(engine|cluster)\.h"',
+                            source(n))]
+    assert holders == ENGINE
+    assert not [n for n in os.listdir(SRC) if n.endswith(".h") and
+                n not in ("room_engine.h", "room_cluster.h") and
+                re.search(r'#\s*include\s+"room_engine\.h"', source(n))]
     for n in ("cluster.c", "cluster_url.c"):
         assert not re.search(r'#\s*include\s+"(shm|room_engine)\.h"',
                              source(n)), n

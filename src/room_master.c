@@ -1,0 +1,185 @@
+/*
+ * room_master.c: what a host's master does for the engine in cluster
+ * mode: it applies the entries other hosts publish to its copies, reaps
+ * dead hosts' presence, and hands lost members to their dialects.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "roomd.h"
+#include "room_cluster.h"
+
+/* "dialect:id" or "roomd:{dialect:id}" into its dialect and id. */
+static const struct dialect *
+room_name_parse(const char *s, char *id, size_t idlen)
+{
+	char		 name[32];
+	const char	*colon;
+	size_t		 n;
+
+	if (strncmp(s, P, strlen(P)) == 0 && s[strlen(P)] == '{')
+		s += strlen(P) + 1;
+	if ((colon = strchr(s, ':')) == NULL || (size_t)(colon - s) >=
+	    sizeof(name))
+		return NULL;
+	memcpy(name, s, (size_t)(colon - s));
+	name[colon - s] = '\0';
+	snprintf(id, idlen, "%s", colon + 1);
+	n = strlen(id);
+	if (n > 0 && id[n - 1] == '}')
+		id[n - 1] = '\0';
+	return dialect_find(name);
+}
+
+/* Lock a local mirror without a transaction: NULL if there is none. */
+static struct room *
+mirror_lock(const struct dialect *d, const char *id)
+{
+	struct shm_room_ref	 ref;
+	struct shm_room		*sr;
+
+	if (d == NULL || shm_room_find(room_arena(), d->id, id, &ref) != 0 ||
+	    shm_room_lock(room_arena(), &ref, &sr) != 0)
+		return NULL;
+	return room_new(sr, (const struct room_ref *)&ref);
+}
+
+void
+room_mirror_message(const char *name, const char *msg, size_t len)
+{
+	const struct dialect	*d;
+	struct room		*room;
+	char			 id[ROOM_ID_MAX + 2];
+	int			 rc;
+
+	if ((d = room_name_parse(name, id, sizeof(id))) == NULL ||
+	    (room = mirror_lock(d, id)) == NULL)
+		return;		/* not a room this host serves */
+	rc = mirror_apply(room, msg, len);
+	if (rc == -1)
+		mirror_catch_up(room);
+	else if (rc == -2)
+		mirror_drop(room);
+	else if (rc == 0)
+		room_unlock(room);
+}
+
+void
+room_mirror_check_all(int shard)
+{
+	struct room_ref	*refs;
+	struct room	*room;
+	size_t		 n, i;
+
+	if ((refs = calloc(4096, sizeof(*refs))) == NULL)
+		return;
+	n = shm_room_list(room_arena(), ROOM_ALL_DIALECTS,
+	    (struct shm_room_ref *)refs, 4096);
+	for (i = 0; i < n; i++) {
+		struct shm_room *sr;
+
+		if (shm_room_lock(room_arena(), (const struct shm_room_ref *)
+		    &refs[i], &sr) != 0)
+			continue;
+		room = room_new(sr, &refs[i]);
+		if (room_shard(room) == shard)
+			mirror_catch_up(room);
+		else
+			room_unlock(room);
+	}
+	free(refs);
+}
+
+void
+room_mirror_reap(int shard, const char *base, const char *s)
+{
+	redisReply	*r;
+
+	r = cluster_cmd(shard, "FCALL roomd_reap_presence 8 %s:meta %s:log %s:pres "
+	    "%s:lock %s:lost %sleases %ssess:%s %slost %s 0", base, base,
+	    base, base, base, P, P, s, P, s);
+	if (r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+		log_info("cluster: %lld members of %s lost with %s",
+		    r->integer, base, s);
+	else if (r->type == REDIS_REPLY_ERROR && !reply_is(r, "BUSY") &&
+	    !reply_is(r, "ALIVE"))
+		log_warnx("cluster: reap_presence %s: %s", base, r->str);
+	freeReplyObject(r);
+}
+
+/* Hand the room's lost members to its dialect, once: the commit removes
+ * them from the lost set. */
+static void
+lost_room(const struct dialect *d, const char *id)
+{
+	struct room_ref		 ref;
+	struct room		*room;
+	struct room_member	 m;
+	struct room_txn		*tx;
+	size_t			 i;
+
+	if (room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
+		return;
+	tx = room->tx;
+	for (i = 0; tx != NULL && i < tx->nlost; i++) {
+		if (room_member_by_mid(room, tx->lost[i], &m) == 0 &&
+		    !m.connected && d->member_lost != NULL) {
+			d->member_lost(room, &m);
+			cluster_count(CLUSTER_REAPED, 1);
+		}
+		push64(&tx->done, &tx->ndone, tx->lost[i]);
+	}
+	if (tx != NULL)
+		tx->force = 1;
+	room_unlock(room);
+}
+
+void
+room_mirror_lost_all(int shard)
+{
+	const struct dialect	*d;
+	redisReply		*r;
+	char			 id[ROOM_ID_MAX + 2];
+	size_t			 i;
+
+	if ((r = cluster_cmd(shard, "SMEMBERS %slost", P)) == NULL)
+		return;
+	for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING &&
+		    (d = room_name_parse(r->element[i]->str, id,
+		    sizeof(id))) != NULL)
+			lost_room(d, id);
+	freeReplyObject(r);
+}
+
+void
+rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
+{
+	struct room_ref		 ref;
+	struct room		*room;
+	struct room_member	 m;
+	char			 session[96];
+
+	/* Without a session (a master that reattached its arena and has
+	 * not joined yet), the reaping of the old session does it. */
+	if (cluster_session(shard_of(d, id), session, sizeof(session)) == -1 ||
+	    room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
+		return;
+	/* This host's presence goes first, so that the counts say whether
+	 * another host still has the member. */
+	rcl_presence(room, mid, 0);
+	if (rcl_commit(room) == 0 && room_member_by_mid(room, mid, &m) == 0 &&
+	    !m.connected && d->member_lost != NULL)
+		d->member_lost(room, &m);
+	room_unlock(room);
+}
