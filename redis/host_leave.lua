@@ -20,4 +20,4 @@ local function host_leave(keys, argv)
 	end
 	return 1
 end
-step('host_leave', host_leave)
+step('host_leave', host_leave, { 'allow-oom' })

@@ -23,4 +23,4 @@ local function host_renew(keys, argv)
 	redis.call('ZADD', keys[1], str(now + lease), sess)
 	return { now + lease, now }
 end
-step('host_renew', host_renew)
+step('host_renew', host_renew, { 'allow-oom' })

@@ -20,4 +20,4 @@ local function txn_unlock(keys, argv)
 	redis.call('DEL', keys[1])
 	return 1
 end
-step('txn_unlock', txn_unlock)
+step('txn_unlock', txn_unlock, { 'allow-oom' })

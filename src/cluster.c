@@ -70,6 +70,7 @@ struct link {
 	redisContext	*rc;		/* the engine's link */
 	int64_t		 next_try;
 	int		 ever;		/* links made by this process */
+	int		 unread;	/* replies of cluster_send not read */
 	redisContext	*sub;		/* the master's subscriber */
 	int64_t		 sub_next_try;
 	int64_t		 renew_at;	/* the master's next renewal */
@@ -325,17 +326,35 @@ cluster_stale(redisContext *c)
 	return poll(&pfd, 1, 0) != 0;
 }
 
+/* Read (and drop) the replies of cluster_send: -1 if the link failed. */
+static int
+cluster_drain(struct link *l)
+{
+	void	*r;
+
+	for (; l->unread > 0; l->unread--) {
+		if (redisGetReply(l->rc, &r) != REDIS_OK)
+			return -1;
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
 static redisContext *
 cluster_link(int shard)
 {
 	struct link	*l = &links[shard];
 	int64_t		 now;
 
-	if (l->rc != NULL && !cluster_stale(l->rc))
+	if (l->rc != NULL && l->unread > 0 && cluster_drain(l) == -1)
+		cluster_warn("link", l->rc->errstr[0] ? l->rc->errstr :
+		    "lost");
+	else if (l->rc != NULL && !cluster_stale(l->rc))
 		return l->rc;
 	if (l->rc != NULL) {
 		redisFree(l->rc);
 		l->rc = NULL;
+		l->unread = 0;
 		l->next_try = 0;
 	}
 	now = cluster_ms();
@@ -355,6 +374,33 @@ cluster_drop(int shard, const char *why)
 	cluster_warn("link", why[0] != '\0' ? why : "lost");
 	redisFree(links[shard].rc);
 	links[shard].rc = NULL;
+	links[shard].unread = 0;
+}
+
+/*
+ * A command whose reply nobody waits for: it is written now, and its reply
+ * read before the link's next command.  0, or -1 if it could not be sent.
+ */
+int
+cluster_send(int shard, const char *fmt, ...)
+{
+	redisContext	*c;
+	va_list		 ap;
+	int		 done = 0, rc;
+
+	if ((c = cluster_link(shard)) == NULL)
+		return -1;
+	va_start(ap, fmt);
+	rc = redisvAppendCommand(c, fmt, ap);
+	va_end(ap);
+	while (rc == REDIS_OK && !done)
+		rc = redisBufferWrite(c, &done);
+	if (rc != REDIS_OK) {
+		cluster_drop(shard, c->errstr);
+		return -1;
+	}
+	links[shard].unread++;
+	return 0;
 }
 
 redisReply *

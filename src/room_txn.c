@@ -161,16 +161,15 @@ void
 rcl_release(struct room *room)
 {
 	struct room_txn	*tx = room->tx;
-	redisReply	*r;
 	char		 base[160];
 
 	if (tx == NULL || !tx->locked)
 		return;
+	/* Nothing waits for the answer: if it is lost, the lock's lease
+	 * ends it. */
 	room_key_set(room, base, sizeof(base));
-	r = cluster_cmd(room_shard(room), "FCALL roomd_txn_unlock 1 %s:lock "
-	    "%s %s", base, tx->session, tx->token);
-	if (r != NULL)
-		freeReplyObject(r);
+	cluster_send(room_shard(room), "FCALL roomd_txn_unlock 1 %s:lock %s "
+	    "%s", base, tx->session, tx->token);
 	tx->locked = 0;
 	cluster_hold(0, NULL, NULL);
 }

@@ -823,6 +823,9 @@ int	 cluster_shard_of(const char *tag);
 struct redisReply *cluster_callv(int shard, int argc, const char **argv,
 	    const size_t *lens);
 struct redisReply *cluster_cmd(int shard, const char *fmt, ...);
+/* The same without waiting for the reply (read, and dropped, before the
+ * link's next command): 0, or -1 if it could not be sent. */
+int	 cluster_send(int shard, const char *fmt, ...);
 /* cluster_wait REPLICAS: 0 once that many replicas have what this link
  * wrote, else -1. */
 int	 cluster_wait_replicas(int shard);

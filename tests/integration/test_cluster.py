@@ -292,6 +292,13 @@ def test_redis_out_of_memory_is_the_dialects_error_and_writes_nothing(
     lst = http_req(h, "GET", "/canvas/rooms")
     assert lst.status == 200 and any(x["roomId"] == "before-oom"
                                      for x in lst.json), lst
+    # The host keeps its session through more than a lease of it: its
+    # renewals (and the locks it gives back) take no memory.
+    session = h.ctl_json("status")["cluster"]["session"]
+    time.sleep(LEASE + 1)
+    st = h.ctl_json("status")["cluster"]
+    assert st["up"] and st["session"] == session and st["fenced"] == 0, st
+    assert http_req(h, "GET", "/canvas/rooms/before-oom").status == 200
     cl.config_set("maxmemory", "0")
     assert wait_for(lambda: _canvas_create(h, "after-oom").status == 201, 10,
                     "create again once Redis has memory")
@@ -315,7 +322,6 @@ def test_fixture_kills_a_host_whole_and_starts_it_again(cluster_hosts):
     h.start()
     assert h.port == port
     assert http_req(h, "GET", "/canvas/rooms").status == 200
-    assert "roomd" in h.log() or h.log() == "" or True
 
 
 def test_fixture_checker_passes_a_lone_host_and_catches_faults(
