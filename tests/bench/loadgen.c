@@ -29,6 +29,9 @@
  * and the result adds, per address, the deliveries and the server CPU per
  * delivery, and the latency of the deliveries that crossed from the
  * publisher's address to another ("cross_p50_us", "cross_p99_us").
+ * -e names processes that serve neither address alone (the Redis that
+ * the servers share): fanout reports their CPU time as "other_cpu_s",
+ * apart from the servers'.
  * -P socketio speaks Socket.IO 4 (Engine.IO 4 over a WebSocket) to the
  * peer in tests/bench/peers/sio.js: "join" a room, "pub" to it, "a" back.
  *
@@ -152,6 +155,8 @@ static struct {
 	int		 npids, ngroups;
 	pid_t		 workers[LG_MAXPIDS];
 	int		 nworkers;
+	pid_t		 epids[LG_MAXPIDS];	/* -e: e.g. Redis, apart */
+	int		 nepids;
 	int		 place;		/* 0 none, 1 same, 2 cross */
 } opt;
 
@@ -173,8 +178,8 @@ usage(void)
 {
 	fprintf(stderr,
 "usage: loadgen [-J] [-M mode] [-P proto] [-a addrs] [-b actions] [-c pids]\n"
-"    [-d secs] [-L log] [-m bytes] [-n members] [-p host:port[,...]]\n"
-"    [-r rooms]\n"
+"    [-d secs] [-e pids] [-L log] [-m bytes] [-n members]\n"
+"    [-p host:port[,...]] [-r rooms]\n"
 "    [-R rate] [-s storm] [-T threads] [-u prefix] [-W window] [-w secs]\n"
 "    [-x] [-z] [-X same|cross -k workerpids]\n"
 "  -M fanout|catchup|idle|storm|raw  (default fanout)\n"
@@ -185,6 +190,8 @@ usage(void)
 "  -W publishes in flight per room when -R 0; -d measure secs, -w warm-up\n"
 "  -c pid,...[/pid,...]  server processes whose CPU (and children's) is\n"
 "     counted, one group per server address\n"
+"  -e pid,...  other processes (e.g. Redis) whose CPU fanout reports\n"
+"     apart, as other_cpu_s, not in the server's\n"
 "  -L log length for catchup; -s members that drop and reconnect (storm)\n"
 "  -x one member never reads; -J join every member as a guest (canvas)\n"
 "  -z offer permessage-deflate and inflate what comes compressed\n"
@@ -300,33 +307,55 @@ pids_expand(pid_t *out, int max, int group)
 	return n;
 }
 
+/* utime + stime of one process, in clock ticks (0 if it is gone). */
+static double
+pid_ticks(pid_t pid)
+{
+	char		 path[64], buf[1024], *s;
+	unsigned long	 ut, st;
+	double		 sum = 0;
+	int		 j;
+	FILE		*fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), fp) != NULL &&
+	    (s = strrchr(buf, ')')) != NULL) {
+		/* Fields 14 and 15 (utime, stime); s is at the end of
+		 * field 2, and each space skipped starts one. */
+		for (j = 0; j < 12 && s != NULL; j++)
+			s = strchr(s + 1, ' ');
+		if (s != NULL && sscanf(s, " %lu %lu", &ut, &st) == 2)
+			sum = (double)(ut + st);
+	}
+	fclose(fp);
+	return sum;
+}
+
 /* CPU seconds of the server's processes of one group (-1: all). */
 static double
 server_cpu_of(int group)
 {
 	pid_t		 p[LG_MAXPIDS];
-	char		 path[64], buf[1024], *s;
-	unsigned long	 ut, st;
 	double		 sum = 0;
-	int		 n, i, j;
-	FILE		*fp;
+	int		 n, i;
 
 	n = pids_expand(p, LG_MAXPIDS, group);
-	for (i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "/proc/%d/stat", p[i]);
-		if ((fp = fopen(path, "r")) == NULL)
-			continue;
-		if (fgets(buf, sizeof(buf), fp) != NULL &&
-		    (s = strrchr(buf, ')')) != NULL) {
-			/* Fields 14 and 15 (utime, stime); s is at the end
-			 * of field 2, and each space skipped starts one. */
-			for (j = 0; j < 12 && s != NULL; j++)
-				s = strchr(s + 1, ' ');
-			if (s != NULL && sscanf(s, " %lu %lu", &ut, &st) == 2)
-				sum += (double)(ut + st);
-		}
-		fclose(fp);
-	}
+	for (i = 0; i < n; i++)
+		sum += pid_ticks(p[i]);
+	return sum / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of the -e processes (not counted as the server's). */
+static double
+extra_cpu(void)
+{
+	double	 sum = 0;
+	int	 i;
+
+	for (i = 0; i < opt.nepids; i++)
+		sum += pid_ticks(opt.epids[i]);
 	return sum / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -1294,7 +1323,7 @@ static void
 run_fanout(void)
 {
 	char		*buf = pubbuf(), extra[256 + 160 * LG_MAXADDRS];
-	double		 cpu0, cpu1, gcpu[LG_MAXADDRS];
+	double		 cpu0, cpu1, gcpu[LG_MAXADDRS], e0, e1;
 	uint64_t	 t0, t1, m0, m1;
 	size_t		 o;
 	int		 a;
@@ -1302,6 +1331,7 @@ run_fanout(void)
 	members_open();
 	publish_for(opt.warmup, buf);
 	m0 = server_mem("RssAnon:");
+	e0 = extra_cpu();
 	cpu0 = server_cpu();
 	for (a = 0; a < opt.naddrs; a++)
 		gcpu[a] = server_cpu_of(a);
@@ -1314,9 +1344,13 @@ run_fanout(void)
 	cpu1 = server_cpu();
 	for (a = 0; a < opt.naddrs; a++)
 		gcpu[a] = server_cpu_of(a) - gcpu[a];
+	e1 = extra_cpu();
 	m1 = server_mem("RssAnon:");
 	o = (size_t)snprintf(extra, sizeof(extra), ",\"rss_anon_before\":%"
 	    PRIu64 ",\"rss_anon_after\":%" PRIu64, m0, m1);
+	if (opt.nepids > 0)
+		o += (size_t)snprintf(extra + o, sizeof(extra) - o,
+		    ",\"other_cpu_s\":%.2f", e1 - e0);
 	if (opt.naddrs > 1)
 		by_addr(extra + o, sizeof(extra) - o, gcpu);
 	report("fanout", (double)(t1 - t0) / 1e9 - 0.2, cpu1 - cpu0, extra);
@@ -1647,7 +1681,7 @@ main(int argc, char *argv[])
 	opt.warmup = 1;
 	opt.log_len = 1000;
 	opt.storm = 0;
-	while ((ch = getopt(argc, argv, "JM:P:a:b:c:d:k:L:m:n:p:r:R:s:T:u:W:z"
+	while ((ch = getopt(argc, argv, "JM:P:a:b:c:d:e:k:L:m:n:p:r:R:s:T:u:W:z"
 	    "w:xX:")) != -1) {
 		switch (ch) {
 		case 'J':
@@ -1688,6 +1722,9 @@ main(int argc, char *argv[])
 			break;
 		case 'd':
 			opt.duration = atof(optarg);
+			break;
+		case 'e':
+			opt.nepids = parse_pids(optarg, opt.epids);
 			break;
 		case 'k':
 			opt.nworkers = parse_pids(optarg, opt.workers);
