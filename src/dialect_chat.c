@@ -48,6 +48,7 @@ struct chat_conn {
 	int			 listed;
 	char			 name[ROOM_ID_MAX + 1];
 	char			 uid[MEMBER_UID_LEN + 1];
+	uint64_t		 tag;	/* chat_user_tag(uid) */
 	struct chat_channel	 ch[CHAT_CHANNELS_MAX];
 	int			 nch;
 };
@@ -180,17 +181,21 @@ chat_presence(struct room *room, const struct room_member *m, int here)
 }
 
 /*
- * The tag of what goes to every connection of one user: a 63-bit hash
- * (FNV-1a) of the identifier, with the top bit set (channel tags are room
- * ids, far below).
+ * The tag of what goes to every connection of one user: 63 bits of the
+ * SHA-256 of the identifier, with the top bit set (channel tags are room
+ * keys, below it).  A hash nobody can aim: an identifier that an
+ * identity provider let a user choose must not take another's messages.
  */
 static uint64_t
 chat_user_tag(const char *uid)
 {
-	uint64_t	 h = 0xcbf29ce484222325ULL;
+	uint8_t		 md[32];
+	uint64_t	 h = 0;
+	int		 i;
 
-	for (; *uid != '\0'; uid++)
-		h = (h ^ (unsigned char)*uid) * 0x100000001b3ULL;
+	util_sha256("chat-user:", 10, uid, strlen(uid), md);
+	for (i = 0; i < 8; i++)
+		h = h << 8 | md[i];
 	return h | 1ULL << 63;
 }
 
@@ -201,7 +206,7 @@ chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
 	int			 i;
 
 	if (cc != NULL && (tag & 1ULL << 63))
-		return tag == chat_user_tag(cc->uid);
+		return tag == cc->tag;
 	for (i = 0; cc != NULL && i < cc->nch; i++)
 		if (cc->ch[i].tag == tag)
 			return seq > cc->ch[i].from;
@@ -258,6 +263,7 @@ chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 		return 400;
 	} else
 		util_uuid(cc->uid);
+	cc->tag = chat_user_tag(cc->uid);
 	free(conn->data);
 	conn->data = cc;
 	q.name = cc->name;
