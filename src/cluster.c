@@ -323,7 +323,7 @@ cluster_stale(redisContext *c)
 {
 	struct pollfd	 pfd = { c->fd, POLLIN, 0 };
 
-	return poll(&pfd, 1, 0) != 0;
+	return poll(&pfd, 1, 0) > 0;
 }
 
 /* Read (and drop) the replies of cluster_send: -1 if the link failed. */
