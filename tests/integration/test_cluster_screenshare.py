@@ -118,3 +118,34 @@ def test_the_rooms_host_lost_with_its_host_tells_the_users(cluster_hosts):
         await quiet(bob, ann, t=LEASE)
     session(c3[1], body, timeout=60)
 
+
+
+def test_a_join_redis_cannot_take_is_unavailable_not_full(cluster_hosts,
+                                                          redis_factory):
+    """A join is committed to Redis before it is answered: one that Redis
+    refuses (out of memory here) closes the joiner 1012, come back later,
+    and is not told that the room is full; once Redis has memory again
+    the same join goes through."""
+    from conftest import expect_close
+    r = redis_factory()
+    c1 = cluster_hosts(1, redis=r)
+    cl = r.client()
+
+    async def body(c):
+        h = await at(c, c1[0]).open()
+        rid = await create(h, "host")
+        for i in range(20):
+            cl.set(f"ballast:{i}", b"x" * 100000)
+        cl.config_set("maxmemory", "1mb")
+        try:
+            u = await at(c, c1[0]).open()
+            await send_json(u, {"type": "JOIN_ROOM", "roomid": rid,
+                                "username": "bob"})
+            msgs, code, _ = await expect_close(u, 10)
+            assert code == 1012, (code, msgs)
+            assert not any("full" in str(m) for m in msgs), msgs
+        finally:
+            cl.config_set("maxmemory", "0")
+        u = await at(c, c1[0]).open()
+        await join(u, rid, "bob", host=h)
+    session(c1[0], body)
