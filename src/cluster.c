@@ -568,6 +568,23 @@ cluster_cut_off(void)
 	return mask;
 }
 
+int
+cluster_shards_up(int *down)
+{
+	struct cluster_status	 st;
+	int			 i, up = 0;
+
+	*down = -1;
+	for (i = 0; i < cluster_shards(); i++) {
+		cluster_status(i, &st);
+		if (st.up)
+			up++;
+		else if (*down == -1)
+			*down = i;
+	}
+	return up;
+}
+
 void
 cluster_status(int shard, struct cluster_status *st)
 {

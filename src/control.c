@@ -180,13 +180,9 @@ control_cluster_metrics(struct metric *m)
 {
 	struct cluster_status	 st;
 	size_t			 n = 0;
+	int			 down, up = cluster_shards_up(&down);
 
-	int			 i, up = 0;
-
-	for (i = 0; i < cluster_shards(); i++) {
-		cluster_status(i, &st);
-		up += st.up;
-	}
+	cluster_status(0, &st);		/* the counters are the host's */
 	m[n++] = (struct metric){ "cluster_up", "1 while the host holds its "
 	    "lease on every shard in Redis.", 1, -1,
 	    (uint64_t)(up == cluster_shards()) };
@@ -520,15 +516,13 @@ control_cluster(void)
 {
 	struct json_object	*o, *list = json_object_new_array();
 	struct cluster_status	 st;
-	int			 i, up = 1;
+	int			 i, down;
 
-	for (i = cluster_shards() - 1; i >= 0; i--) {
-		json_object_array_put_idx(list, (size_t)i,
-		    control_shard(i, &st));
-		up &= st.up;
-	}
+	for (i = 0; i < cluster_shards(); i++)
+		json_object_array_add(list, control_shard(i, &st));
 	o = control_shard(0, &st);	/* st: shard 0 and the counters */
-	json_object_object_add(o, "up", json_object_new_boolean(up));
+	json_object_object_add(o, "up", json_object_new_boolean(
+	    cluster_shards_up(&down) == cluster_shards()));
 	json_object_object_add(o, "reconnects", json_object_new_int64(
 	    (int64_t)st.reconnects));
 	json_object_object_add(o, "errors", json_object_new_int64(

@@ -156,16 +156,12 @@ int
 health_cluster_ready(char *why, size_t len)
 {
 	struct cluster_status	 st;
-	int			 i;
+	int			 down;
 
-	for (i = 0; i < cluster_shards(); i++) {
-		cluster_status(i, &st);
-		if (!st.up) {
-			snprintf(why, len, "cluster link down: no lease held"
-			    "%s%s", st.primary[0] != '\0' ? " on " : "",
-			    st.primary);
-			return 0;
-		}
-	}
-	return 1;
+	if (cluster_shards_up(&down) == cluster_shards())
+		return 1;
+	cluster_status(down, &st);
+	snprintf(why, len, "cluster link down: no lease held%s%s",
+	    st.primary[0] != '\0' ? " on " : "", st.primary);
+	return 0;
 }

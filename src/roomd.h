@@ -844,6 +844,9 @@ void	 cluster_count(int what, uint64_t n);
  * under the old one): their rooms' clients are closed 1012. */
 unsigned cluster_cut_off(void);
 void	 cluster_status(int shard, struct cluster_status *);
+/* How many shards hold the host's lease; *down: the first that does not,
+ * or -1. */
+int	 cluster_shards_up(int *down);
 /* The master: before forking (map, connect, join); in a new worker. */
 void	 cluster_init(void);
 void	 cluster_forked(void);
