@@ -4,6 +4,8 @@ apart from a good one.  Fixtures: cluster.py (hosts), redisd.py (Redis).
 
 Run with:  /usr/bin/python3 -m pytest -q tests/integration/test_cluster.py
 """
+import asyncio
+import json
 import re
 import socket
 import threading
@@ -13,7 +15,9 @@ import pytest
 
 from cluster import (LEASE, at, cluster_hosts, redis_factory,  # noqa: F401
                      redis_server, redis_url, sentinel_url, wait_for)
-from conftest import http_req, roomd_t
+from cluster import room_base
+from conftest import (close_all, collect_actions, connect, create_room,
+                      http_req, join_room, roomd_t, run)
 
 # -t accepts all of these (each alone after a valid cluster line where it
 # needs one); "{r}" is a live Redis's address.
@@ -311,11 +315,6 @@ def test_a_late_entry_of_another_epoch_costs_the_live_copy_nothing(
     host drop its copy of the new room and close its members 1012: the
     master asks Redis which room lives.  Faked here by publishing such an
     entry on the room's channel."""
-    import asyncio
-    import json
-    from cluster import room_base
-    from conftest import (close_all, collect_actions, connect, create_room,
-                          join_room, run)
     c = cluster_hosts(2)
     made = create_room(c[0], host="ann", room_id="late-entry")
     tok_b = join_room(c[1], "late-entry", "bob")["token"]

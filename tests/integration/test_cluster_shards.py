@@ -12,14 +12,12 @@ import json
 import time
 import uuid
 
-from cluster import (LEASE, cluster_hosts, redis_factory,  # noqa: F401
-                     redis_url, room_base, wait_for)
+from cluster import (LEASE, at, cluster_hosts,  # noqa: F401
+                     redis_factory, redis_url, room_base, wait_for)
 from conftest import (close_all, collect_actions, connect, create_room,
                       expect_close, http_req, join_room, list_rooms,
                       pointers, run)
-from test_chat import (ev_participant, create, join, quiet, say,
-                       session)
-from cluster import at
+from test_chat import ev_participant, create, join, quiet, say, session
 
 
 def shard_of(tag, n):
@@ -130,6 +128,32 @@ def test_a_host_with_another_list_of_primaries_is_refused(
     assert r.status == 503, r
     # And the hosts that agree go on.
     assert create_room(c[0], host="y")["roomId"]
+
+
+def test_a_shard_mark_of_the_wrong_shape_is_refused_and_said(
+        cluster_hosts, redis_factory):
+    """roomd:shard holding what no host wrote (another word, a list): the
+    host takes no lease on that shard, says why in its log, and is not
+    ready; the other shard is served."""
+    for bad in ("banana", ["x", "y"]):
+        reds = [redis_factory(), redis_factory()]
+        cl = reds[1].client()
+        if isinstance(bad, list):
+            cl.rpush("roomd:shard", *bad)
+        else:
+            cl.set("roomd:shard", bad)
+        c = cluster_hosts(1, redis=reds[0],
+                          cluster_shard=redis_url(reds[1]))
+        wait_for(lambda: "shard" in c[0].log() and
+                 ("banana" in c[0].log() or "WRONGTYPE" in c[0].log()), 5,
+                 f"the host says why it refuses {bad!r}")
+        assert sessions(reds[1]) == set(), "a lease on the marked shard"
+        assert cl.type("roomd:shard") == (b"list" if isinstance(bad, list)
+                                          else b"string")
+        st = c[0].ctl_json("status")["cluster"]
+        assert st["up"] is False and st["shards"][0]["up"], st
+        rid = ids_on("canvas", 0, 2, 1)[0]
+        assert create_room(c[0], host="x", room_id=rid)["roomId"] == rid
 
 
 def test_a_failed_shard_takes_down_only_its_rooms(cluster_hosts,
