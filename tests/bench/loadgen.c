@@ -1526,8 +1526,48 @@ run_storm(void)
 
 /*
  * The floor: what one write() of a small frame to a loopback TCP socket
- * costs the writer, over opt.n sockets, one write per frame.
+ * costs the writer, over opt.n sockets, one write per frame.  With -R,
+ * a round (a frame to every socket, as a server's fan-out of one
+ * publish) starts every 1/rate s, and the reader measures each frame's
+ * latency from the start of its round: the fan-out latency that a
+ * server writing once per member cannot go below.
  */
+
+/* The reader's side of raw: one frame is opt.size * opt.batch + 4 bytes,
+ * its first 8 the start of its round (now_ns). */
+struct raw_in {
+	size_t		 off;		/* into the current frame */
+	unsigned char	 stamp[8];
+};
+
+static void
+raw_read(struct raw_in *in, const unsigned char *p, size_t n, size_t flen,
+    struct hist *h)
+{
+	uint64_t	 t0, now = now_ns();
+	size_t		 k;
+
+	while (n > 0) {
+		if (in->off < sizeof(in->stamp)) {
+			k = sizeof(in->stamp) - in->off;
+			if (k > n)
+				k = n;
+			memcpy(in->stamp + in->off, p, k);
+		}
+		k = flen - in->off;
+		if (k > n)
+			k = n;
+		in->off += k;
+		p += k;
+		n -= k;
+		if (in->off == flen) {
+			memcpy(&t0, in->stamp, sizeof(t0));
+			if (t0 != 0 && now > t0)
+				hist_add(h, now - t0);
+			in->off = 0;
+		}
+	}
+}
 static void
 run_raw(void)
 {
@@ -1540,11 +1580,17 @@ run_raw(void)
 	size_t			 flen = (size_t)opt.size * (size_t)opt.batch + 4;
 	pid_t			 kid;
 	cpu_set_t		 cpus;
-	int			 first = -1, last = -1;
+	int			 first = -1, last = -1, pfd[2];
+	struct hist		*h;
+	uint64_t		 round = 0, next;
 
 	if (flen > sizeof(frame))
 		flen = sizeof(frame);
+	if (flen < 8)
+		flen = 8;
 	memset(frame, 'a', flen);
+	if ((h = calloc(1, sizeof(*h))) == NULL || pipe(pfd) == -1)
+		err(1, "raw");
 	lfd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -1582,22 +1628,35 @@ run_raw(void)
 		}
 		int			 ep = epoll_create1(0);
 		struct epoll_event	 ev, evs[256];
+		struct raw_in		*in = calloc((size_t)n, sizeof(*in));
+		ssize_t			 got;
 
+		close(pfd[0]);
 		for (i = 0; i < n; i++) {
 			close(w[i]);
 			ev.events = EPOLLIN;
-			ev.data.fd = r[i];
+			ev.data.u32 = (uint32_t)i;
 			epoll_ctl(ep, EPOLL_CTL_ADD, r[i], &ev);
 		}
 		for (;;) {
 			int k = epoll_wait(ep, evs, 256, 2000);
 			if (k <= 0)
-				_exit(0);
-			for (i = 0; i < k; i++)
-				if (read(evs[i].data.fd, rb, sizeof(rb)) == 0)
-					_exit(0);
+				break;
+			for (i = 0; i < k; i++) {
+				uint32_t j = evs[i].data.u32;
+
+				if ((got = read(r[j], rb, sizeof(rb))) <= 0)
+					goto done;
+				raw_read(&in[j], (unsigned char *)rb,
+				    (size_t)got, flen, h);
+			}
 		}
+done:
+		if (write(pfd[1], h, sizeof(*h)) != (ssize_t)sizeof(*h))
+			_exit(1);
+		_exit(0);
 	}
+	close(pfd[1]);
 	for (i = 0; i < n; i++)
 		close(r[i]);
 	if (first >= 0) {
@@ -1607,22 +1666,38 @@ run_raw(void)
 	}
 	t0 = now_ns();
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-	while (now_ns() - t0 < (uint64_t)(opt.duration * 1e9)) {
+	while ((next = now_ns()) - t0 < (uint64_t)(opt.duration * 1e9)) {
+		memcpy(frame, &next, sizeof(next));
 		for (i = 0; i < n; i++)
 			if (write(w[i], frame, flen) == (ssize_t)flen)
 				writes++;
-		if (opt.rate > 0)
-			usleep((useconds_t)(1e6 / opt.rate));
+		if (opt.rate > 0) {
+			/* The next round on time, not after a pause: a
+			 * round that ran late starts the next at once. */
+			next = t0 + (uint64_t)((double)++round * 1e9 /
+			    opt.rate);
+			while (now_ns() < next)
+				usleep((useconds_t)((next - now_ns()) / 1000 +
+				    1));
+		}
 	}
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
 	for (i = 0; i < n; i++)
 		close(w[i]);
 	close(lfd);
+	if (read(pfd[0], h, sizeof(*h)) != (ssize_t)sizeof(*h))
+		memset(h, 0, sizeof(*h));
+	close(pfd[0]);
 	waitpid(kid, NULL, 0);
 	printf("RESULT {\"mode\":\"raw\",\"sockets\":%d,\"frame_bytes\":%zu,"
-	    "\"writes\":%" PRIu64 ",\"cpu_us_per_write\":%.3f}\n", n, flen,
+	    "\"writes\":%" PRIu64 ",\"cpu_us_per_write\":%.3f,"
+	    "\"frames_read\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,"
+	    "\"max_us\":%.1f}\n", n, flen,
 	    writes, ((double)(c1.tv_sec - c0.tv_sec) * 1e9 +
-	    (double)(c1.tv_nsec - c0.tv_nsec)) / 1e3 / (double)writes);
+	    (double)(c1.tv_nsec - c0.tv_nsec)) / 1e3 / (double)writes,
+	    h->n, hist_pct(h, 50) / 1e3, hist_pct(h, 99) / 1e3,
+	    (double)h->max / 1e3);
+	free(h);
 	free(w);
 	free(r);
 }
