@@ -5,11 +5,11 @@
  * and a command timeout, for the engine's steps (the room.c transactions,
  * which hold a room's lock for a round trip or two); it is dropped on any
  * error and made again at the next call, at most once per
- * CLUSTER_RETRY_MS.  The master also holds the host's session on each
- * shard and renews its lease, listens to every room's channel (one
- * subscriber per shard, polled in its loop), and reaps the sessions of
- * dead hosts.  The shards are independent: each has its own sessions,
- * leases and rooms.
+ * CLUSTER_RETRY_MS.  Each shard's keeper (cluster_keeper.c, a process
+ * of the master's) holds the host's session on it and renews its lease,
+ * listens to every room's channel there, and reaps the sessions of dead
+ * hosts (cluster_keep).  The shards are independent: each has its own
+ * sessions, leases and rooms.
  *
  * What every process must see of the sessions (their names, the ends of
  * their leases, the links' counters) is in a small shared mapping made
@@ -47,6 +47,7 @@ struct shard_shared {
 	char		 primary[128];	/* where the master is connected */
 	int64_t		 lag_ms;	/* the last renewal's round trip */
 	uint64_t	 joins;		/* sessions this host has had */
+	pid_t		 keeper;	/* cluster_keeper.c's process */
 };
 
 struct cluster_shared {
@@ -599,6 +600,7 @@ cluster_status(int shard, struct cluster_status *st)
 	snprintf(st->primary, sizeof(st->primary), "%s", ss->primary);
 	st->lease_left_ms = ss->lease_end - cluster_ms();
 	st->lag_ms = ss->lag_ms;
+	st->keeper = ss->keeper;
 	st->reconnects = sh->reconnects;
 	st->errors = sh->errors;
 	st->commits = sh->commits;
@@ -614,6 +616,8 @@ cluster_status(int shard, struct cluster_status *st)
 void
 cluster_init(void)
 {
+	int	 i;
+
 	if (!cluster_enabled())
 		return;
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED |
@@ -621,22 +625,38 @@ cluster_init(void)
 	if (sh == MAP_FAILED)
 		fatal("%s: mmap", __func__);
 	memset(sh, 0, sizeof(*sh));
-	cluster_master_tick();
+	/* The first join, subscription and catch-up of every shard, before
+	 * any worker serves; then the keepers go on with links of their
+	 * own. */
+	for (i = 0; i < cluster_shards(); i++)
+		cluster_keep(i);
 }
 
-/* In a new worker: the master's links are not ours. */
+/* In a new process: the links it inherited are another's (each process
+ * makes its own), but those of shard keep (-1: none), which the first
+ * keeper of a shard takes over from the master. */
 void
-cluster_forked(void)
+cluster_forked(int keep)
 {
 	int	 i;
 
 	for (i = 0; i < CLUSTER_SHARDS_MAX; i++) {
+		if (i == keep)
+			continue;
 		if (links[i].rc != NULL)
 			redisFree(links[i].rc);
 		if (links[i].sub != NULL)
 			redisFree(links[i].sub);
 		memset(&links[i], 0, sizeof(links[i]));
 	}
+}
+
+/* The master: shard's keeper is pid now (0: none), for status. */
+void
+cluster_set_keeper(int shard, pid_t pid)
+{
+	if (sh != NULL)
+		sh->shard[shard].keeper = pid;
 }
 
 static const char *
@@ -847,8 +867,8 @@ cluster_reap(int shard)
 	room_mirror_lost_all(shard);
 }
 
-static void
-cluster_shard_tick(int shard)
+void
+cluster_keep(int shard)
 {
 	struct shard_shared	*ss = &sh->shard[shard];
 	struct link		*l = &links[shard];
@@ -871,38 +891,25 @@ cluster_shard_tick(int shard)
 	}
 }
 
-/* The master's loop calls this often (at least 4 times a lease). */
+/* The host stops: end its lease on shard now, so other hosts reap at
+ * once. */
 void
-cluster_master_tick(void)
-{
-	int	 i;
-
-	for (i = 0; i < cluster_shards(); i++)
-		cluster_shard_tick(i);
-}
-
-/* The master stops: end the leases now, so other hosts reap at once. */
-void
-cluster_leave(void)
+cluster_leave(int shard)
 {
 	char		 host[65];
 	redisReply	*r;
-	int		 i;
 
+	if (sh == NULL || sh->shard[shard].session[0] == '\0')
+		return;
 	cluster_host(host, sizeof(host));
-	for (i = 0; sh != NULL && i < cluster_shards(); i++) {
-		if (sh->shard[i].session[0] == '\0')
-			continue;
-		r = cluster_cmd(i, "FCALL roomd_host_leave 2 %sleases "
-		    "%shost:%s %s", CLUSTER_PREFIX, CLUSTER_PREFIX, host,
-		    sh->shard[i].session);
-		if (r != NULL)
-			freeReplyObject(r);
-		cluster_set_session(i, "", 0);
-	}
+	r = cluster_cmd(shard, "FCALL roomd_host_leave 2 %sleases %shost:%s %s",
+	    CLUSTER_PREFIX, CLUSTER_PREFIX, host, sh->shard[shard].session);
+	if (r != NULL)
+		freeReplyObject(r);
+	cluster_set_session(shard, "", 0);
 }
 
-/* The master's timeout for ppoll: a quarter of the lease, at most 1 s. */
+/* A keeper's timeout for ppoll: a quarter of the lease, at most 1 s. */
 int
 cluster_tick_ms(void)
 {
@@ -928,20 +935,41 @@ cluster_hold(int shard, const char *key, const char *token)
 	    key != NULL ? key : "");
 }
 
-void
+/* What a dead worker held, taken out of the shared map by the master
+ * (so that the slot's next worker is not mistaken for it) and given back
+ * by a helper (cluster_helper), which has this copy. */
+static struct {
+	int	 shard;
+	char	 key[200];
+	char	 token[32];
+}		 dead_held;
+
+int
 cluster_slot_dead(int slot)
+{
+	if (sh == NULL || slot < 0 || slot >= ROOMD_MAX_WORKERS ||
+	    sh->held[slot].key[0] == '\0')
+		return 0;
+	dead_held.shard = sh->held[slot].shard;
+	memcpy(dead_held.key, sh->held[slot].key, sizeof(dead_held.key));
+	memcpy(dead_held.token, sh->held[slot].token,
+	    sizeof(dead_held.token));
+	sh->held[slot].key[0] = '\0';
+	return 1;
+}
+
+void
+cluster_slot_release(void)
 {
 	char		 session[96];
 	redisReply	*r;
-	int		 shard;
+	int		 shard = dead_held.shard;
 
-	if (sh == NULL || slot < 0 || slot >= ROOMD_MAX_WORKERS ||
-	    sh->held[slot].key[0] == '\0')
+	if (dead_held.key[0] == '\0')
 		return;
-	shard = sh->held[slot].shard;
 	if (cluster_session(shard, session, sizeof(session)) == 0 &&
 	    (r = cluster_cmd(shard, "FCALL roomd_txn_unlock 1 %s %s %s",
-	    sh->held[slot].key, session, sh->held[slot].token)) != NULL)
+	    dead_held.key, session, dead_held.token)) != NULL)
 		freeReplyObject(r);
-	sh->held[slot].key[0] = '\0';
+	dead_held.key[0] = '\0';
 }

@@ -506,6 +506,8 @@ control_shard(int shard, struct cluster_status *st)
 	    st->lease_left_ms));
 	json_object_object_add(o, "lag_ms", json_object_new_int64(
 	    st->lag_ms));
+	json_object_object_add(o, "keeper", json_object_new_int(
+	    (int)st->keeper));
 	return o;
 }
 

@@ -934,24 +934,39 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 	room_unlock(room);	/* rings; the sweep keeps the lock */
 }
 
+/* What a dead worker leaves in Redis: the lock it held, and the members
+ * it was the last connection of on this host. */
+static void
+slot_dead_tell(void *arg)
+{
+	size_t	 i;
+
+	(void)arg;
+	cluster_slot_release();
+	for (i = 0; i < nlost; i++)
+		if (lost[i].dialect != NULL)
+			rcl_member_gone(lost[i].dialect, lost[i].id,
+			    lost[i].mid);
+}
+
 void
 room_slot_dead(int slot)
 {
 	struct shm_slot_dead	 sd = { slot_dead_expiry, slot_dead_lost,
 				    NULL, 0 };
-	size_t			 i;
+	int			 held = 0;
 
 	if (cluster_enabled()) {
 		if (SHM_SLOT_BIT(slot) == ROOM_SLOT_ELSEWHERE)
 			return;		/* not a worker's: other hosts' */
 		sd.keep = ROOM_SLOT_ELSEWHERE;
-		cluster_slot_dead(slot);
+		held = cluster_slot_dead(slot);
 	}
 	shm_room_slot_dead_fn(A(), (unsigned)slot, &sd);
-	for (i = 0; i < nlost; i++)
-		if (lost[i].dialect != NULL)
-			rcl_member_gone(lost[i].dialect, lost[i].id,
-			    lost[i].mid);
+	/* Redis hears of it from a helper process, so that a shard that
+	 * hangs holds up no master. */
+	if (held || nlost > 0)
+		cluster_helper("cluster: a worker gone", slot_dead_tell, NULL);
 	free(lost);
 	lost = NULL;
 	nlost = 0;

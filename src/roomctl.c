@@ -107,23 +107,26 @@ print_status(struct json_object *o)
 	    num(o, "epoch"));
 	if (json_object_object_get_ex(o, "cluster", &d))
 		printf("cluster %s, session %s, primary %s, lease %lld ms left, "
-		    "lag %lld ms, reconnects %lld, errors %lld, fenced %lld\n",
+		    "lag %lld ms, reconnects %lld, errors %lld, fenced %lld, "
+		    "keeper %lld\n",
 		    json_object_object_get_ex(d, "up", &w) &&
 		    json_object_get_boolean(w) ? "up" : "DOWN",
 		    str(d, "session"), str(d, "primary"),
 		    num(d, "lease_left_ms"), num(d, "lag_ms"),
-		    num(d, "reconnects"), num(d, "errors"), num(d, "fenced"));
+		    num(d, "reconnects"), num(d, "errors"), num(d, "fenced"),
+		    num(d, "keeper"));
 	if (json_object_object_get_ex(o, "cluster", &d) &&
 	    json_object_object_get_ex(d, "shards", &list) &&
 	    json_object_array_length(list) > 1)
 		for (i = 0; i < json_object_array_length(list); i++) {
 			w = json_object_array_get_idx(list, i);
 			printf("  shard %zu %s, session %s, primary %s, lease "
-			    "%lld ms left, lag %lld ms\n", i,
+			    "%lld ms left, lag %lld ms, keeper %lld\n", i,
 			    json_object_object_get_ex(w, "up", &d) &&
 			    json_object_get_boolean(d) ? "up" : "DOWN",
 			    str(w, "session"), str(w, "primary"),
-			    num(w, "lease_left_ms"), num(w, "lag_ms"));
+			    num(w, "lease_left_ms"), num(w, "lag_ms"),
+			    num(w, "keeper"));
 		}
 	printf("%-6s %-8s %-9s %s\n", "SLOT", "PID", "RESTARTS", "STATE");
 	if (json_object_object_get_ex(o, "workers", &list))

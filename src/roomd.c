@@ -347,34 +347,20 @@ master_respawn(void)
 static void
 master_loop(time_t started)
 {
-	struct timespec	 tick = { 0, cluster_tick_ms() * 1000000L };
-	struct pollfd	 pfd[2 + CLUSTER_SHARDS_MAX];
+	struct timespec	 tick = { 1, 0 };
+	struct pollfd	 pfd[2];
 	sigset_t	 empty;
-	int		 i, n = 2 + cluster_shards();
 
 	/* Signals are blocked except while ppoll() waits, so a flag set by
 	 * a handler is always seen on the next turn of this loop. */
 	sigemptyset(&empty);
-	if (tick.tv_nsec >= 1000000000L)
-		tick = (struct timespec){ 1, 0 };
 	health_tick();		/* the first arena walk, for /readyz */
 	control_fds(&pfd[0].fd, &pfd[1].fd);
-	for (i = 0; i < n; i++)
-		pfd[i].events = POLLIN;
+	pfd[0].events = pfd[1].events = POLLIN;
 	for (;;) {
-		/* Cluster mode: each shard's subscriber. */
-		for (i = 2; i < n; i++) {
-			pfd[i].fd = cluster_sub_fd(i - 2);
-			pfd[i].revents = 0;
-		}
-		if (ppoll(pfd, (nfds_t)n, &tick, &empty) == -1 &&
-		    errno != EINTR)
+		if (ppoll(pfd, 2, &tick, &empty) == -1 && errno != EINTR)
 			fatal("ppoll");
 		master_control(pfd, started);
-		for (i = 2; i < n; i++)
-			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-				cluster_sub_read(i - 2);
-		cluster_master_tick();
 		if (sig_stop)
 			break;
 		if (sig_child) {
@@ -382,6 +368,7 @@ master_loop(time_t started)
 			master_reap(0);
 		}
 		master_respawn();
+		cluster_keepers_respawn();
 		if (sig_reload) {
 			sig_reload = 0;
 			master_reload();
@@ -418,6 +405,7 @@ main(int argc, char *argv[])
 	if (master_start() == -1)
 		return 1;
 	master_handlers();
+	cluster_keepers_start();
 	master_start_workers();
 	master_loop(started);
 	master_stop();
@@ -778,8 +766,11 @@ master_reap(int stopping)
 		for (i = 0; i < ROOMD_MAX_WORKERS; i++)
 			if (workers[i].pid == pid)
 				break;
-		if (i == ROOMD_MAX_WORKERS)
+		if (i == ROOMD_MAX_WORKERS) {
+			/* A keeper, or a helper (cluster_keeper.c). */
+			cluster_keeper_died(pid, status, stopping);
 			continue;
+		}
 		workers[i].pid = 0;
 		if (stopping)
 			continue;
@@ -837,7 +828,7 @@ master_stop(void)
 	}
 	if (!env->foreground)
 		unlink(env->conf.pidfile);
-	cluster_leave();
+	cluster_keepers_stop();
 	control_close();
 	arena_close(env->arena);
 	log_info("stopped");
@@ -875,6 +866,7 @@ master_reload(void)
 	for (i = 0; i < ROOMD_MAX_WORKERS; i++)
 		if (workers[i].state == WORKER_ACTIVE && workers[i].pid > 0)
 			kill(workers[i].pid, SIGHUP);
+	cluster_keepers_signal(SIGHUP);
 	if (gen && master_generation(&c) == -1)
 		log_warnx("reload: the new listen addresses, workers or mounts "
 		    "need a restart");

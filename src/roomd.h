@@ -793,7 +793,8 @@ void	 fanout_tick(void);
  * cluster.c: the link to Redis in cluster mode (roomd.conf's cluster line;
  * doc/cluster.txt is the protocol).  Every call blocks for at most its
  * timeout; a link that failed is made again at the next call.  Only the
- * engine (room.c and the cluster files) and the master use it.
+ * engine (room.c and the cluster files), the keepers and helpers
+ * (cluster_keeper.c) and the master's roomctl room commands use it.
  */
 enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
 struct cluster_status {		/* of one shard; the counters of all */
@@ -802,6 +803,7 @@ struct cluster_status {		/* of one shard; the counters of all */
 	char		 primary[128];
 	int64_t		 lease_left_ms;
 	int64_t		 lag_ms;	/* the last lease renewal's round trip */
+	pid_t		 keeper;	/* the shard's keeper process */
 	uint64_t	 reconnects, errors, commits, applied, gaps, reaped;
 	uint64_t	 fenced;
 };
@@ -847,18 +849,34 @@ void	 cluster_status(int shard, struct cluster_status *);
 /* How many shards hold the host's lease; *down: the first that does not,
  * or -1. */
 int	 cluster_shards_up(int *down);
-/* The master: before forking (map, connect, join); in a new worker. */
+/* The master: before forking (map, connect, join each shard); a new
+ * process drops the links it inherited but shard keep's (-1: all).  A
+ * keeper (cluster_keeper.c):
+ * one turn of its shard's work (renew the lease, join again, subscribe,
+ * reap, check the copies), what came on the subscriber, and the end of
+ * the lease. */
 void	 cluster_init(void);
-void	 cluster_forked(void);
-void	 cluster_master_tick(void);
+void	 cluster_forked(int keep);
+void	 cluster_set_keeper(int shard, pid_t pid);
+void	 cluster_keep(int shard);
 int	 cluster_tick_ms(void);
 int	 cluster_sub_fd(int shard);
 void	 cluster_sub_read(int shard);
+void	 cluster_leave(int shard);
 /* A worker: the room lock (key, token) it may hold on shard (key NULL:
- * none); the master: give back what dead worker slot held. */
+ * none).  The master, when worker slot died: 1 if it held one, taken
+ * out (for the slot's next worker); a helper forked after that gives
+ * it back in Redis. */
 void	 cluster_hold(int shard, const char *key, const char *token);
-void	 cluster_slot_dead(int slot);
-void	 cluster_leave(void);
+int	 cluster_slot_dead(int slot);
+void	 cluster_slot_release(void);
+/* cluster_keeper.c: the master's keeper processes, one per shard. */
+void	 cluster_keepers_start(void);
+int	 cluster_keeper_died(pid_t pid, int status, int stopping);
+void	 cluster_keepers_respawn(void);
+void	 cluster_keepers_signal(int sig);
+void	 cluster_keepers_stop(void);
+void	 cluster_helper(const char *name, void (*fn)(void *), void *arg);
 
 /*
  * room_master.c (and room_shard: room_cluster.c): the engine's cluster

@@ -108,7 +108,7 @@ server_main(int slot)
 	int		 s, l;
 
 	env->slot = slot;
-	cluster_forked();
+	cluster_forked(-1);
 	/* A fan-out allocates and frees a few hundred kilobytes in every
 	 * iteration: glibc would give them back to the kernel at each free
 	 * and fault them in again at the next publish (a fifth of the

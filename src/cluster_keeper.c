@@ -1,0 +1,249 @@
+/*
+ * cluster_keeper.c: the master's hands on Redis in cluster mode.
+ *
+ * A keeper is a process per shard, forked by the master after its first
+ * join (cluster_init) and forked again when it dies.  It holds the host's
+ * session and lease on its shard, reads the shard's channel and applies
+ * the other hosts' entries to the copies, catches up, and reaps dead
+ * hosts (cluster_keep).  Redis's calls block (cluster.c), so a shard that
+ * hangs holds up its own keeper only: not the other shards' deliveries,
+ * and not the master, which answers roomctl, /metrics and signals and
+ * collects dead workers.  What a dead worker leaves in Redis (a room
+ * lock, members no other worker has) is handed to a short-lived helper
+ * process (cluster_helper) for the same reason.
+ *
+ * A keeper works on the arena and rings the workers' doorbells as the
+ * master would: it is forked from the master and has the same mappings
+ * and sockets.  SIGTERM ends its lease on the shard (the master stops, or
+ * died: PR_SET_PDEATHSIG) and SIGHUP reads the configuration again, as a
+ * worker does.
+ */
+#include "config.h"
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "roomd.h"
+
+#define KEEPER_STOP_WAIT	3	/* seconds for the keepers to leave */
+
+static pid_t			 keepers[CLUSTER_SHARDS_MAX];
+static time_t			 respawn_at[CLUSTER_SHARDS_MAX];
+static volatile sig_atomic_t	 keeper_stop, keeper_reload;
+
+static void
+keeper_signal(int sig)
+{
+	if (sig == SIGHUP)
+		keeper_reload = 1;
+	else
+		keeper_stop = 1;
+}
+
+/* SIGHUP: what can change live (the dialects' settings, the webhooks),
+ * as server_reload does; a cluster line needs a restart. */
+static void
+keeper_config(void)
+{
+	struct roomd_config	 c;
+	char			 err[1024];
+
+	config_defaults(&c);
+	if (env->conf.file[0] == '\0' ||
+	    config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
+	    config_finish(&c, err, sizeof(err)) == -1)
+		return;
+	config_apply_live(&env->conf, &c);
+}
+
+static void
+keeper_handlers(void)
+{
+	struct sigaction	 sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = keeper_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+}
+
+/*
+ * The keeper of shard.  The master's signals stay blocked but while
+ * ppoll() waits, so a flag set by a handler is seen on the next turn.
+ */
+static void __attribute__((noreturn))
+keeper_main(int shard, int first)
+{
+	struct timespec	 tick = { 0, cluster_tick_ms() * 1000000L };
+	struct pollfd	 pfd;
+	sigset_t	 empty;
+	char		 name[32];
+
+	snprintf(name, sizeof(name), "cluster %d", shard);
+	log_setproc(name);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)		/* the master died before prctl */
+		keeper_stop = 1;
+	keeper_handlers();
+	/* The first keeper goes on with the master's links to its shard,
+	 * subscribed since cluster_init: nothing published in between is
+	 * missed.  A keeper forked again makes its own (the master's are
+	 * then only for roomctl's room commands, and not to be shared). */
+	cluster_forked(first ? shard : -1);
+	sigemptyset(&empty);
+	if (tick.tv_nsec >= 1000000000L)
+		tick = (struct timespec){ 1, 0 };
+	while (!keeper_stop) {
+		pfd.fd = cluster_sub_fd(shard);	/* -1: ppoll skips it */
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		ppoll(&pfd, 1, &tick, &empty);
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+			cluster_sub_read(shard);
+		if (keeper_reload) {
+			keeper_reload = 0;
+			keeper_config();
+		}
+		cluster_keep(shard);
+	}
+	cluster_leave(shard);
+	_exit(0);
+}
+
+static void
+keeper_fork(int shard, int first)
+{
+	pid_t	 pid;
+
+	switch (pid = fork()) {
+	case -1:
+		log_warn("fork the keeper of cluster shard %d", shard);
+		respawn_at[shard] = time(NULL) + 1;
+		return;
+	case 0:
+		keeper_main(shard, first);
+	}
+	keepers[shard] = pid;
+	cluster_set_keeper(shard, pid);
+	log_debug("the keeper of cluster shard %d is pid %d", shard,
+	    (int)pid);
+}
+
+/* The master, once cluster_init has joined: a keeper per shard.  The
+ * master's links close: from now on it makes one only for a roomctl
+ * command on a room. */
+void
+cluster_keepers_start(void)
+{
+	int	 i;
+
+	for (i = 0; i < cluster_shards(); i++)
+		keeper_fork(i, 1);
+	cluster_forked(-1);
+}
+
+/* The master collected pid: 1 if it was a keeper (forked again by
+ * cluster_keepers_respawn, a second later if it died young). */
+int
+cluster_keeper_died(pid_t pid, int status, int stopping)
+{
+	int	 i;
+
+	for (i = 0; i < CLUSTER_SHARDS_MAX; i++)
+		if (keepers[i] == pid && pid > 0)
+			break;
+	if (i == CLUSTER_SHARDS_MAX)
+		return 0;
+	keepers[i] = 0;
+	cluster_set_keeper(i, 0);
+	if (stopping)
+		return 1;
+	if (WIFSIGNALED(status))
+		log_warnx("the keeper of cluster shard %d (pid %d) killed by "
+		    "signal %d", i, (int)pid, WTERMSIG(status));
+	else
+		log_warnx("the keeper of cluster shard %d (pid %d) exited "
+		    "with status %d", i, (int)pid, WEXITSTATUS(status));
+	respawn_at[i] = time(NULL) + 1;
+	return 1;
+}
+
+void
+cluster_keepers_respawn(void)
+{
+	int	 i;
+
+	for (i = 0; i < cluster_shards(); i++)
+		if (keepers[i] == 0 && time(NULL) >= respawn_at[i])
+			keeper_fork(i, 0);
+}
+
+void
+cluster_keepers_signal(int sig)
+{
+	int	 i;
+
+	for (i = 0; i < CLUSTER_SHARDS_MAX; i++)
+		if (keepers[i] > 0)
+			kill(keepers[i], sig);
+}
+
+/* The master stops, its workers gone: each keeper ends its lease; one
+ * that cannot within KEEPER_STOP_WAIT is killed (the lease runs out). */
+void
+cluster_keepers_stop(void)
+{
+	time_t	 deadline = time(NULL) + KEEPER_STOP_WAIT;
+	pid_t	 pid;
+	int	 i, alive, status;
+
+	cluster_keepers_signal(SIGTERM);
+	for (;;) {
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			cluster_keeper_died(pid, status, 1);
+		for (alive = 0, i = 0; i < CLUSTER_SHARDS_MAX; i++)
+			alive += keepers[i] > 0;
+		if (alive == 0)
+			return;
+		if (time(NULL) >= deadline)
+			cluster_keepers_signal(SIGKILL);
+		usleep(20000);
+	}
+}
+
+/*
+ * A job of the master's that talks to Redis: fn(arg) in a helper process
+ * of its own (its log says name), which the master collects as any child
+ * it does not know; in place if none can be forked.
+ */
+void
+cluster_helper(const char *name, void (*fn)(void *), void *arg)
+{
+	pid_t	 pid;
+
+	if ((pid = fork()) == -1) {
+		log_warn("%s: fork", name);
+		fn(arg);
+		return;
+	}
+	if (pid == 0) {
+		log_setproc(name);
+		cluster_forked(-1);
+		fn(arg);
+		_exit(0);
+	}
+}

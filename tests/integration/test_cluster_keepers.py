@@ -1,0 +1,147 @@
+"""Cluster mode's keepers (src/cluster_keeper.c): a process per shard
+holds the host's session and lease there, reads the shard's channel and
+reaps dead hosts, so that the master itself never waits for Redis.
+
+- A shard whose Redis hangs (SIGSTOP: connections are accepted, nothing
+  is answered) holds up neither the deliveries between hosts on the
+  other shard nor the master's answers to roomctl.  Before the keepers,
+  the master's blocking calls to the hung shard (a second each) held its
+  whole loop: the other shard's channel and the admin socket.
+- A keeper killed is forked again; the host keeps its session (no
+  client is closed) and what was published meanwhile arrives, once.
+- The master holds no connection to Redis; each keeper only to its own
+  shard.
+"""
+import asyncio
+import json
+import os
+import signal
+import time
+
+from cluster import (LEASE, cluster_hosts,  # noqa: F401
+                     redis_factory, wait_for)
+from conftest import (close_all, collect_actions, connect, create_room,
+                      join_room, pointers, run)
+from test_cluster_shards import acts, ids_on, sharded
+
+
+def keeper_pids(h):
+    return [s["keeper"] for s in h.ctl_json("status")["cluster"]["shards"]]
+
+
+def redis_peers(pid, ports):
+    """The Redis ports (of ports) that process pid has a TCP connection
+    to, from its fds and /proc/net/tcp."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    found = set()
+    with open(f"/proc/{pid}/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            port = int(p[2].split(":")[1], 16)
+            if p[9] in inodes and port in ports and p[3] == "01":
+                found.add(port)
+    return found
+
+
+def test_the_master_holds_no_link_to_redis_and_each_keeper_its_own_shard(
+        cluster_hosts, redis_factory):
+    c, reds = sharded(cluster_hosts, redis_factory, n=1)
+    h = c[0]
+    ports = {r.port for r in reds}
+    # A room of each shard in use, so that the workers have links too.
+    for shard in (0, 1):
+        rid = ids_on("canvas", shard, 2, 1)[0]
+        create_room(h, host="alice", room_id=rid)
+    pids = keeper_pids(h)
+    assert len(pids) == 2 and all(p > 0 for p in pids), pids
+    # Each keeper makes its links as it starts.
+    for i in (0, 1):
+        wait_for(lambda: redis_peers(pids[i], ports) == {reds[i].port}, 5,
+                 f"the keeper of shard {i} on its Redis alone: "
+                 f"{redis_peers(pids[i], ports)}")
+    assert redis_peers(h.d.master_pid, ports) == set()
+
+
+def test_a_hanging_shard_holds_up_neither_the_other_nor_the_master(
+        cluster_hosts, redis_factory):
+    c, reds = sharded(cluster_hosts, redis_factory)
+    rid = ids_on("canvas", 1, 2, 1)[0]
+    toks = (create_room(c[0], host="alice", room_id=rid)["token"],
+            join_room(c[1], rid, "bob")["token"])
+    lat, ctl = [], []
+
+    async def body():
+        ws = [(await connect(h, rid, t))[0] for h, t in zip(c, toks)]
+        try:
+            await ws[0].send(json.dumps(acts("warm", 1)))
+            got = await collect_actions(ws[1], 1)
+            os.kill(reds[0].pid, signal.SIGSTOP)
+            try:
+                end = time.monotonic() + LEASE + 1
+                i = 0
+                while time.monotonic() < end:
+                    t0 = time.monotonic()
+                    await ws[0].send(json.dumps(acts(f"hang-{i}", 1)))
+                    got += await collect_actions(ws[1], 1, quiet=0)
+                    lat.append(time.monotonic() - t0)
+                    if i % 5 == 0:
+                        t0 = time.monotonic()
+                        await asyncio.to_thread(c[1].ctl_json, "status")
+                        ctl.append(time.monotonic() - t0)
+                    i += 1
+                    await asyncio.sleep(0.05)
+            finally:
+                os.kill(reds[0].pid, signal.SIGCONT)
+            return got
+        finally:
+            await close_all(ws)
+    got = run(body(), 60)
+    assert pointers(got) == list(range(1, len(got) + 1))
+    assert len(lat) >= 20, lat
+    # A blocking call to the hung shard waits a second; nothing here
+    # waits for one.
+    assert max(lat) < 0.5, sorted(lat)[-5:]
+    assert max(ctl) < 0.5, ctl
+
+
+def test_a_keeper_killed_is_forked_again_and_the_host_keeps_its_session(
+        cluster_hosts, redis_factory):
+    c = cluster_hosts(2)
+    rid = "keeper-killed"
+    toks = (create_room(c[0], host="alice", room_id=rid)["token"],
+            join_room(c[1], rid, "bob")["token"])
+    session = c[1].ctl_json("status")["cluster"]["session"]
+    old = keeper_pids(c[1])[0]
+
+    async def body():
+        ws = [(await connect(h, rid, t))[0] for h, t in zip(c, toks)]
+        try:
+            await ws[0].send(json.dumps(acts("before", 2)))
+            got = await collect_actions(ws[1], 2)
+            os.kill(old, signal.SIGKILL)
+            # Published while h2 has no keeper: caught up by the new one.
+            await ws[0].send(json.dumps(acts("between", 3)))
+            await asyncio.to_thread(
+                wait_for, lambda: keeper_pids(c[1])[0] not in (old, 0), 10,
+                "a new keeper")
+            await ws[0].send(json.dumps(acts("after", 2)))
+            got += await collect_actions(ws[1], 5, timeout=10)
+            return got
+        finally:
+            await close_all(ws)
+    got = run(body(), 60)
+    assert pointers(got) == [1, 2, 3, 4, 5, 6, 7], pointers(got)
+    assert [a["by"] for a in got] == ["before"] * 2 + ["between"] * 3 + \
+        ["after"] * 2
+    st = c[1].ctl_json("status")["cluster"]
+    assert st["session"] == session and st["up"], st
+    assert f"keeper of cluster shard 0 (pid {old}) killed by signal 9" \
+        in c[1].log()
