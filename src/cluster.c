@@ -23,6 +23,7 @@
 #include <poll.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,8 @@ struct shard_shared {
 	uint64_t	 gen;		/* odd while the session changes */
 	char		 session[96];	/* "<host>/<incarnation>", "" if none */
 	int64_t		 lease_end;	/* monotonic ms */
-	int64_t		 down_since;	/* monotonic ms the master lost it */
+	int64_t		 down_since;	/* monotonic ms the keeper lost it */
+	int64_t		 suspect;	/* a call failed; the keeper looks */
 	char		 primary[128];	/* where the master is connected */
 	int64_t		 lag_ms;	/* the last renewal's round trip */
 	uint64_t	 joins;		/* sessions this host has had */
@@ -81,6 +83,7 @@ struct link {
 static struct cluster_shared	*sh;
 static struct link		 links[CLUSTER_SHARDS_MAX];
 static time_t			 warned_at;
+static int			 keeping = -1;	/* a keeper's shard */
 
 int64_t
 cluster_ms(void)
@@ -341,12 +344,50 @@ cluster_drain(struct link *l)
 	return 0;
 }
 
+/*
+ * A call to shard failed (no answer within the timeout, a link lost, no
+ * link made), the keeper's or another's: until the shard's keeper has had
+ * an answer again, no other process calls it, and the keeper is woken to
+ * ask now.  A shard that hangs costs a worker one timeout at most, not
+ * one per call.
+ */
+static void
+cluster_suspect(int shard)
+{
+	struct shard_shared	*ss;
+	int64_t			 zero = 0;
+	pid_t			 keeper;
+
+	if (sh == NULL)
+		return;
+	ss = &sh->shard[shard];
+	if (__atomic_compare_exchange_n(&ss->suspect, &zero, cluster_ms(), 0,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) && shard != keeping &&
+	    (keeper = __atomic_load_n(&ss->keeper, __ATOMIC_ACQUIRE)) > 0)
+		kill(keeper, SIGUSR2);
+}
+
+static int
+cluster_suspected(int shard)
+{
+	return sh != NULL && shard != keeping &&
+	    __atomic_load_n(&sh->shard[shard].suspect, __ATOMIC_ACQUIRE) != 0;
+}
+
 static redisContext *
 cluster_link(int shard)
 {
 	struct link	*l = &links[shard];
 	int64_t		 now;
 
+	if (cluster_suspected(shard)) {
+		if (l->rc != NULL) {
+			redisFree(l->rc);
+			l->rc = NULL;
+			l->unread = 0;
+		}
+		return NULL;
+	}
 	if (l->rc != NULL && l->unread > 0 && cluster_drain(l) == -1)
 		cluster_warn("link", l->rc->errstr[0] ? l->rc->errstr :
 		    "lost");
@@ -362,8 +403,9 @@ cluster_link(int shard)
 	if (now < l->next_try)
 		return NULL;
 	l->next_try = now + CLUSTER_RETRY_MS;
-	if ((l->rc = cluster_open(shard)) != NULL && sh != NULL &&
-	    l->ever++ > 0)
+	if ((l->rc = cluster_open(shard)) == NULL)
+		cluster_suspect(shard);
+	else if (sh != NULL && l->ever++ > 0)
 		__atomic_add_fetch(&sh->reconnects, 1, __ATOMIC_RELAXED);
 	return l->rc;
 }
@@ -376,6 +418,7 @@ cluster_drop(int shard, const char *why)
 	redisFree(links[shard].rc);
 	links[shard].rc = NULL;
 	links[shard].unread = 0;
+	cluster_suspect(shard);
 }
 
 /*
@@ -651,6 +694,13 @@ cluster_forked(int keep)
 	}
 }
 
+/* This process keeps shard: it calls it even while it is suspect. */
+void
+cluster_keeping(int shard)
+{
+	keeping = shard;
+}
+
 /* The master: shard's keeper is pid now (0: none), for status. */
 void
 cluster_set_keeper(int shard, pid_t pid)
@@ -739,6 +789,7 @@ cluster_lease(int shard)
 			__atomic_store_n(&ss->lease_end, sent + lease_ms,
 			    __ATOMIC_RELEASE);
 		links[shard].renew_at = sent + lease_ms / 4;
+		__atomic_store_n(&ss->suspect, 0, __ATOMIC_RELEASE);
 	} else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED",
 	    6) == 0) {
 		log_warnx("cluster: session %s fenced (%s); joining again",
@@ -874,7 +925,10 @@ cluster_keep(int shard)
 	struct link		*l = &links[shard];
 	int64_t			 now = cluster_ms();
 
-	if (ss->session[0] == '\0' || now >= l->renew_at)
+	/* A call of another process failed: ask at once whether the shard
+	 * answers (a renewal), and say so. */
+	if (ss->session[0] == '\0' || now >= l->renew_at ||
+	    __atomic_load_n(&ss->suspect, __ATOMIC_ACQUIRE) != 0)
 		cluster_lease(shard);
 	if (l->rc == NULL && ss->down_since == 0)
 		ss->down_since = now;

@@ -15,8 +15,9 @@
  * A keeper works on the arena and rings the workers' doorbells as the
  * master would: it is forked from the master and has the same mappings
  * and sockets.  SIGTERM ends its lease on the shard (the master stops, or
- * died: PR_SET_PDEATHSIG) and SIGHUP reads the configuration again, as a
- * worker does.
+ * died: PR_SET_PDEATHSIG), SIGHUP reads the configuration again, as a
+ * worker does, and SIGUSR2 wakes it to ask Redis at once (a call of
+ * another process failed: cluster.c's suspect shards).
  */
 #include "config.h"
 
@@ -35,6 +36,7 @@
 #define KEEPER_STOP_WAIT	3	/* seconds for the keepers to leave */
 
 static pid_t			 keepers[CLUSTER_SHARDS_MAX];
+static time_t			 started[CLUSTER_SHARDS_MAX];
 static time_t			 respawn_at[CLUSTER_SHARDS_MAX];
 static volatile sig_atomic_t	 keeper_stop, keeper_reload;
 
@@ -43,8 +45,8 @@ keeper_signal(int sig)
 {
 	if (sig == SIGHUP)
 		keeper_reload = 1;
-	else
-		keeper_stop = 1;
+	else if (sig != SIGUSR2)	/* SIGUSR2 only wakes: a call of */
+		keeper_stop = 1;	/* another process failed */
 }
 
 /* SIGHUP: what can change live (the dialects' settings, the webhooks),
@@ -74,9 +76,9 @@ keeper_handlers(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &sa, NULL);
 }
@@ -104,6 +106,7 @@ keeper_main(int shard, int first)
 	 * missed.  A keeper forked again makes its own (the master's are
 	 * then only for roomctl's room commands, and not to be shared). */
 	cluster_forked(first ? shard : -1);
+	cluster_keeping(shard);
 	sigemptyset(&empty);
 	if (tick.tv_nsec >= 1000000000L)
 		tick = (struct timespec){ 1, 0 };
@@ -138,6 +141,7 @@ keeper_fork(int shard, int first)
 		keeper_main(shard, first);
 	}
 	keepers[shard] = pid;
+	started[shard] = time(NULL);
 	cluster_set_keeper(shard, pid);
 	log_debug("the keeper of cluster shard %d is pid %d", shard,
 	    (int)pid);
@@ -156,8 +160,10 @@ cluster_keepers_start(void)
 	cluster_forked(-1);
 }
 
-/* The master collected pid: 1 if it was a keeper (forked again by
- * cluster_keepers_respawn, a second later if it died young). */
+/* The master collected pid: 1 if it was a keeper, forked again by
+ * cluster_keepers_respawn at once (the lease goes on meanwhile: less
+ * than half of it left cuts the host off), or a second later if it died
+ * right after it started. */
 int
 cluster_keeper_died(pid_t pid, int status, int stopping)
 {
@@ -178,7 +184,7 @@ cluster_keeper_died(pid_t pid, int status, int stopping)
 	else
 		log_warnx("the keeper of cluster shard %d (pid %d) exited "
 		    "with status %d", i, (int)pid, WEXITSTATUS(status));
-	respawn_at[i] = time(NULL) + 1;
+	respawn_at[i] = time(NULL) - started[i] < 1 ? time(NULL) + 1 : 0;
 	return 1;
 }
 

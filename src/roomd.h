@@ -851,13 +851,15 @@ void	 cluster_status(int shard, struct cluster_status *);
 int	 cluster_shards_up(int *down);
 /* The master: before forking (map, connect, join each shard); a new
  * process drops the links it inherited but shard keep's (-1: all).  A
- * keeper (cluster_keeper.c):
+ * call that fails makes the shard suspect: no process but its keeper
+ * calls it until the keeper's next renewal is answered.  A keeper (cluster_keeper.c):
  * one turn of its shard's work (renew the lease, join again, subscribe,
  * reap, check the copies), what came on the subscriber, and the end of
  * the lease. */
 void	 cluster_init(void);
 void	 cluster_forked(int keep);
 void	 cluster_set_keeper(int shard, pid_t pid);
+void	 cluster_keeping(int shard);
 void	 cluster_keep(int shard);
 int	 cluster_tick_ms(void);
 int	 cluster_sub_fd(int shard);

@@ -9,6 +9,10 @@ reaps dead hosts, so that the master itself never waits for Redis.
   whole loop: the other shard's channel and the admin socket.
 - A keeper killed is forked again; the host keeps its session (no
   client is closed) and what was published meanwhile arrives, once.
+- Clients of a hung shard's rooms that keep coming back cost their
+  worker one timeout, not one per attempt: the first call that fails
+  makes the shard suspect, and until its keeper has an answer again no
+  other process calls it.
 - The master holds no connection to Redis; each keeper only to its own
   shard.
 """
@@ -20,8 +24,9 @@ import time
 
 from cluster import (LEASE, cluster_hosts,  # noqa: F401
                      redis_factory, wait_for)
-from conftest import (close_all, collect_actions, connect, create_room,
-                      join_room, pointers, run)
+from conftest import (close_all, close_ws, collect_actions, connect,
+                      create_room, join_room, pointers, recv_json, run,
+                      ws_open, ws_url)
 from test_cluster_shards import acts, ids_on, sharded
 
 
@@ -145,3 +150,71 @@ def test_a_keeper_killed_is_forked_again_and_the_host_keeps_its_session(
     assert st["session"] == session and st["up"], st
     assert f"keeper of cluster shard 0 (pid {old}) killed by signal 9" \
         in c[1].log()
+
+
+def test_a_hanging_shard_costs_a_worker_one_timeout_not_one_per_call(
+        cluster_hosts, redis_factory):
+    """One worker per host serves a room of each shard.  While shard 0
+    hangs, a client of its room comes back every 50 ms (as clients closed
+    1012 do); the other room's deliveries wait for none of its attempts
+    once the first has timed out.  Before, each attempt past the
+    reconnection interval waited a whole timeout (a second) in the
+    worker, and the other room with it."""
+    c, reds = sharded(cluster_hosts, redis_factory, workers=1, lease=10)
+    ra = ids_on("canvas", 0, 2, 1)[0]
+    rb = ids_on("canvas", 1, 2, 1)[0]
+    tok_a = create_room(c[0], host="ann", room_id=ra)["token"]
+    toks = (create_room(c[0], host="bob", room_id=rb)["token"],
+            join_room(c[1], rb, "carol")["token"])
+    lat = []
+
+    async def knock(stop):
+        """ann comes back to ra on h1 until stop is set: -> attempts."""
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                w = await ws_open(ws_url(c[0], ra, tok_a))
+                try:
+                    await recv_json(w, 2)
+                finally:
+                    await close_ws(w)
+            except Exception:       # noqa: B902 (refused: what we expect)
+                pass
+            await asyncio.sleep(0.05)
+        return n
+
+    async def body():
+        ws = [(await connect(h, rb, t))[0] for h, t in zip(c, toks)]
+        stop = asyncio.Event()
+        try:
+            await ws[0].send(json.dumps(acts("warm", 1)))
+            got = await collect_actions(ws[1], 1, quiet=0)
+            os.kill(reds[0].pid, signal.SIGSTOP)
+            t_stop = time.monotonic()
+            knocker = asyncio.create_task(knock(stop))
+            try:
+                # Past the first timeout, up to half the lease (when h1
+                # cuts the shard off and refuses without calling it).
+                i = 0
+                while time.monotonic() < t_stop + 4.5:
+                    t0 = time.monotonic()
+                    await ws[0].send(json.dumps(acts(f"b-{i}", 1)))
+                    got += await collect_actions(ws[1], 1, quiet=0)
+                    if t0 > t_stop + 1.5:
+                        lat.append(time.monotonic() - t0)
+                    i += 1
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                os.kill(reds[0].pid, signal.SIGCONT)
+                tries = await knocker
+            return got, tries
+        finally:
+            stop.set()
+            await close_all(ws)
+    got, tries = run(body(), 60)
+    assert pointers(got) == list(range(1, len(got) + 1))
+    assert lat and max(lat) < 0.5, sorted(lat)[-5:]
+    assert len(lat) >= 10, lat
+    assert tries >= 10, tries
