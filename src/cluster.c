@@ -46,7 +46,7 @@ struct shard_shared {
 	int64_t		 lease_end;	/* monotonic ms */
 	int64_t		 down_since;	/* monotonic ms the keeper lost it */
 	int64_t		 suspect;	/* a call failed; the keeper looks */
-	char		 primary[128];	/* where the master is connected */
+	char		 primary[128];	/* where the keeper is connected */
 	int64_t		 lag_ms;	/* the last renewal's round trip */
 	uint64_t	 joins;		/* sessions this host has had */
 	pid_t		 keeper;	/* cluster_keeper.c's process */
@@ -639,6 +639,7 @@ cluster_status(int shard, struct cluster_status *st)
 		return;
 	ss = &sh->shard[shard];
 	st->up = ss->session[0] != '\0' && cluster_ms() < ss->lease_end;
+	st->suspect = __atomic_load_n(&ss->suspect, __ATOMIC_ACQUIRE) != 0;
 	snprintf(st->session, sizeof(st->session), "%s", ss->session);
 	snprintf(st->primary, sizeof(st->primary), "%s", ss->primary);
 	st->lease_left_ms = ss->lease_end - cluster_ms();

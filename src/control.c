@@ -498,6 +498,8 @@ control_shard(int shard, struct cluster_status *st)
 
 	cluster_status(shard, st);
 	json_object_object_add(o, "up", json_object_new_boolean(st->up));
+	json_object_object_add(o, "suspect", json_object_new_boolean(
+	    st->suspect));
 	json_object_object_add(o, "session", json_object_new_string(
 	    st->session));
 	json_object_object_add(o, "primary", json_object_new_string(

@@ -93,6 +93,21 @@ str(struct json_object *o, const char *key)
 	    json_object_get_string(v) : "";
 }
 
+/* A cluster link's state: "up" or "DOWN", and whether it is suspect. */
+static const char *
+link_state(struct json_object *o)
+{
+	struct json_object	*up, *suspect;
+	int			 u, s;
+
+	u = json_object_object_get_ex(o, "up", &up) &&
+	    json_object_get_boolean(up);
+	s = json_object_object_get_ex(o, "suspect", &suspect) &&
+	    json_object_get_boolean(suspect);
+	return u ? (s ? "up (suspect)" : "up") : (s ? "DOWN (suspect)" :
+	    "DOWN");
+}
+
 static void
 print_status(struct json_object *o)
 {
@@ -108,10 +123,7 @@ print_status(struct json_object *o)
 	if (json_object_object_get_ex(o, "cluster", &d))
 		printf("cluster %s, session %s, primary %s, lease %lld ms left, "
 		    "lag %lld ms, reconnects %lld, errors %lld, fenced %lld, "
-		    "keeper %lld\n",
-		    json_object_object_get_ex(d, "up", &w) &&
-		    json_object_get_boolean(w) ? "up" : "DOWN",
-		    str(d, "session"), str(d, "primary"),
+		    "keeper %lld\n", link_state(d), str(d, "session"), str(d, "primary"),
 		    num(d, "lease_left_ms"), num(d, "lag_ms"),
 		    num(d, "reconnects"), num(d, "errors"), num(d, "fenced"),
 		    num(d, "keeper"));
@@ -122,9 +134,7 @@ print_status(struct json_object *o)
 			w = json_object_array_get_idx(list, i);
 			printf("  shard %zu %s, session %s, primary %s, lease "
 			    "%lld ms left, lag %lld ms, keeper %lld\n", i,
-			    json_object_object_get_ex(w, "up", &d) &&
-			    json_object_get_boolean(d) ? "up" : "DOWN",
-			    str(w, "session"), str(w, "primary"),
+			    link_state(w), str(w, "session"), str(w, "primary"),
 			    num(w, "lease_left_ms"), num(w, "lag_ms"),
 			    num(w, "keeper"));
 		}

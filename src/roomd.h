@@ -799,6 +799,8 @@ void	 fanout_tick(void);
 enum { CLUSTER_COMMITS, CLUSTER_APPLIED, CLUSTER_GAPS, CLUSTER_REAPED };
 struct cluster_status {		/* of one shard; the counters of all */
 	int		 up;		/* a session with its lease */
+	int		 suspect;	/* a call failed: only the keeper
+					   calls it until it answers */
 	char		 session[96];
 	char		 primary[128];
 	int64_t		 lease_left_ms;

@@ -81,7 +81,7 @@ def test_a_hanging_shard_holds_up_neither_the_other_nor_the_master(
     rid = ids_on("canvas", 1, 2, 1)[0]
     toks = (create_room(c[0], host="alice", room_id=rid)["token"],
             join_room(c[1], rid, "bob")["token"])
-    lat, ctl = [], []
+    lat, ctl, suspect = [], [], []
 
     async def body():
         ws = [(await connect(h, rid, t))[0] for h, t in zip(c, toks)]
@@ -99,8 +99,11 @@ def test_a_hanging_shard_holds_up_neither_the_other_nor_the_master(
                     lat.append(time.monotonic() - t0)
                     if i % 5 == 0:
                         t0 = time.monotonic()
-                        await asyncio.to_thread(c[1].ctl_json, "status")
+                        st = await asyncio.to_thread(c[1].ctl_json,
+                                                     "status")
                         ctl.append(time.monotonic() - t0)
+                        suspect.append(
+                            st["cluster"]["shards"][0]["suspect"])
                     i += 1
                     await asyncio.sleep(0.05)
             finally:
@@ -115,6 +118,10 @@ def test_a_hanging_shard_holds_up_neither_the_other_nor_the_master(
     # waits for one.
     assert max(lat) < 0.5, sorted(lat)[-5:]
     assert max(ctl) < 0.5, ctl
+    # The hung shard was shown suspect, and is not once it answers.
+    assert suspect[-1] is True, suspect
+    wait_for(lambda: not c[1].ctl_json("status")["cluster"]["shards"][0][
+        "suspect"], 10, "shard 0 no longer suspect")
 
 
 def test_a_keeper_killed_is_forked_again_and_the_host_keeps_its_session(
