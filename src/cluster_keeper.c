@@ -49,22 +49,6 @@ keeper_signal(int sig)
 		keeper_stop = 1;	/* another process failed */
 }
 
-/* SIGHUP: what can change live (the dialects' settings, the webhooks),
- * as server_reload does; a cluster line needs a restart. */
-static void
-keeper_config(void)
-{
-	struct roomd_config	 c;
-	char			 err[1024];
-
-	config_defaults(&c);
-	if (env->conf.file[0] == '\0' ||
-	    config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
-	    config_finish(&c, err, sizeof(err)) == -1)
-		return;
-	config_apply_live(&env->conf, &c);
-}
-
 static void
 keeper_handlers(void)
 {
@@ -90,10 +74,11 @@ keeper_handlers(void)
 static void __attribute__((noreturn))
 keeper_main(int shard, int first)
 {
-	struct timespec	 tick = { 0, cluster_tick_ms() * 1000000L };
-	struct pollfd	 pfd;
-	sigset_t	 empty;
-	char		 name[32];
+	struct timespec		 tick = { 0, cluster_tick_ms() * 1000000L };
+	struct roomd_config	 c;
+	struct pollfd		 pfd;
+	sigset_t		 empty;
+	char			 name[32];
 
 	snprintf(name, sizeof(name), "cluster %d", shard);
 	log_setproc(name);
@@ -117,9 +102,13 @@ keeper_main(int shard, int first)
 		ppoll(&pfd, 1, &tick, &empty);
 		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
 			cluster_sub_read(shard);
+		/* SIGHUP: what can change live (the dialects' settings,
+		 * the webhooks), as a worker does; a cluster line needs a
+		 * restart. */
 		if (keeper_reload) {
 			keeper_reload = 0;
-			keeper_config();
+			if (config_reread(&c, env->conf.file) == 0)
+				config_apply_live(&env->conf, &c);
 		}
 		cluster_keep(shard);
 	}

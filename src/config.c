@@ -87,6 +87,23 @@ config_generation_differs(const struct roomd_config *a,
 }
 
 /*
+ * SIGHUP in a worker or a keeper, after the master checked the file (and
+ * logged what was wrong with it): the file read again into c, from the
+ * defaults.  0, or -1 if it no longer reads.
+ */
+int
+config_reread(struct roomd_config *c, const char *file)
+{
+	char	 err[1024];
+
+	config_defaults(c);
+	if (file[0] == '\0' || config_load(c, file, err, sizeof(err)) == -1 ||
+	    config_finish(c, err, sizeof(err)) == -1)
+		return -1;
+	return 0;
+}
+
+/*
  * Copy the settings a running worker can take (limits, timeouts, the
  * document root, the dialects' options) from src to dst.  Returns how
  * many of the others (the arena, sockets, user, pid file) differ: those

@@ -203,6 +203,7 @@ int	 config_listen(struct roomd_config *, const char *, char *, size_t);
 int	 config_mount(struct roomd_config *, const char *dialect,
 	    const char *path, char *, size_t);
 int	 config_finish(struct roomd_config *, char *, size_t);
+int	 config_reread(struct roomd_config *, const char *file);
 int	 config_apply_live(struct roomd_config *, const struct roomd_config *);
 int	 config_generation_differs(const struct roomd_config *,
 	    const struct roomd_config *);

@@ -585,12 +585,8 @@ static void
 server_reload(evutil_socket_t sig, short events, void *arg)
 {
 	struct roomd_config	 c;
-	char			 err[1024];
 
-	config_defaults(&c);
-	if (env->conf.file[0] == '\0' ||
-	    config_load(&c, env->conf.file, err, sizeof(err)) == -1 ||
-	    config_finish(&c, err, sizeof(err)) == -1)
+	if (config_reread(&c, env->conf.file) == -1)
 		return;
 	server_tls_reload(&c);
 	config_apply_live(&env->conf, &c);
