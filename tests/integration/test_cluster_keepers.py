@@ -67,7 +67,7 @@ def test_the_master_holds_no_link_to_redis_and_each_keeper_its_own_shard(
         create_room(h, host="alice", room_id=rid)
     pids = keeper_pids(h)
     assert len(pids) == 2 and all(p > 0 for p in pids), pids
-    # Each keeper makes its links as it starts.
+    # Each keeper holds its links (the first ones, the master's) once it runs.
     for i in (0, 1):
         wait_for(lambda: redis_peers(pids[i], ports) == {reds[i].port}, 5,
                  f"the keeper of shard {i} on its Redis alone: "
