@@ -74,7 +74,8 @@ keeper_handlers(void)
 static void __attribute__((noreturn))
 keeper_main(int shard, int first)
 {
-	struct timespec		 tick = { 0, cluster_tick_ms() * 1000000L };
+	int			 ms = cluster_tick_ms();
+	struct timespec		 tick = { ms / 1000, (ms % 1000) * 1000000L };
 	struct roomd_config	 c;
 	struct pollfd		 pfd;
 	sigset_t		 empty;
@@ -93,8 +94,6 @@ keeper_main(int shard, int first)
 	cluster_forked(first ? shard : -1);
 	cluster_keeping(shard);
 	sigemptyset(&empty);
-	if (tick.tv_nsec >= 1000000000L)
-		tick = (struct timespec){ 1, 0 };
 	while (!keeper_stop) {
 		pfd.fd = cluster_sub_fd(shard);	/* -1: ppoll skips it */
 		pfd.events = POLLIN;
