@@ -40,6 +40,7 @@ struct chat_channel {
 	uint64_t	 tag;	/* room_key: what the server room's records
 				 * for the channel carry, on every host */
 	uint64_t	 from;	/* server log seq its history reached */
+	uint64_t	 seen;	/* the channel's last message sent to it */
 	char		 name[CHAT_NAME_MAX + 2];	/* with its "#" */
 };
 
@@ -199,17 +200,98 @@ chat_user_tag(const char *uid)
 	return h | 1ULL << 63;
 }
 
+/* History: the messages from first on (after since, or the last
+ * chat_history), and before end if end is not 0. */
+struct chat_history {
+	struct conn	*conn;
+	uint64_t	 first, end;
+	uint64_t	 sent;
+};
+
 static int
-chat_relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
+chat_send_rec(const struct room_rec *rec, void *arg)
+{
+	struct chat_history	*h = arg;
+
+	if (h->end != 0 && rec->seq >= h->end)
+		return 1;
+	if (rec->seq >= h->first) {
+		server_ws_send_text(h->conn, rec->data, rec->len);
+		h->sent++;
+	}
+	return 0;
+}
+
+/*
+ * The seq of a channel message as the server room relays it (the text
+ * chat_message_json made, whose last member it is), or 0 for any other
+ * record (an event).
+ */
+static uint64_t
+chat_rec_seq(const struct room_rec *rec)
+{
+	static const char	 key[] = ",\"seq\":";
+	const char		*p = rec->data;
+	size_t			 n = rec->len, end, k = sizeof(key) - 1;
+	uint64_t		 seq = 0, mul = 1;
+
+	if (n < k + 2 || p[n - 1] != '}')
+		return 0;
+	for (end = n - 1; end > 0 && p[end - 1] >= '0' && p[end - 1] <= '9' &&
+	    n - end < 20; end--) {
+		seq += (uint64_t)(p[end - 1] - '0') * mul;
+		mul *= 10;
+	}
+	if (end == n - 1 || end < k || memcmp(p + end - k, key, k) != 0)
+		return 0;
+	return seq;
+}
+
+/* Send the channel's messages after ch->seen and before seq, which the
+ * relay lost with their sender's worker (they are in the history). */
+static void
+chat_fill(struct conn *conn, struct chat_channel *ch, uint64_t seq)
+{
+	struct chat_history	 h = { conn, ch->seen + 1, seq, 0 };
+	struct room_ref		 ref;
+	struct room		*room;
+
+	if (chat_find(ch->name, &ref) != 0 || ref.rid != ch->rid ||
+	    room_lock_view(&ref, &room) != 0)
+		return;
+	room_read(room, ch->seen, chat_send_rec, &h);
+	room_unlock(room);
+	if (h.sent + 1 < seq - ch->seen)
+		log_warnx("chat %s: messages %llu to %llu are not here to "
+		    "send", ch->name, (unsigned long long)ch->seen + 1,
+		    (unsigned long long)seq - 1);
+}
+
+static int
+chat_relay_match(struct conn *conn, const struct room_rec *rec)
 {
 	struct chat_conn	*cc = conn->data;
+	struct chat_channel	*ch;
+	uint64_t		 seq;
 	int			 i;
 
-	if (cc != NULL && (tag & 1ULL << 63))
-		return tag == cc->tag;
-	for (i = 0; cc != NULL && i < cc->nch; i++)
-		if (cc->ch[i].tag == tag)
-			return seq > cc->ch[i].from;
+	if (cc != NULL && (rec->target & 1ULL << 63))
+		return rec->target == cc->tag;
+	for (i = 0; cc != NULL && i < cc->nch; i++) {
+		ch = &cc->ch[i];
+		if (ch->tag != rec->target)
+			continue;
+		if (rec->seq <= ch->from)
+			return 0;
+		if ((seq = chat_rec_seq(rec)) == 0)
+			return 1;
+		if (seq <= ch->seen)
+			return 0;	/* sent from the history already */
+		if (seq > ch->seen + 1)
+			chat_fill(conn, ch, seq);
+		ch->seen = seq;
+		return 1;
+	}
 	return 0;
 }
 
@@ -409,21 +491,6 @@ chat_lock_channel(const char *name, struct room_ref *ref,
 	    room_lock(ref, room) == 0 ? 0 : -1;
 }
 
-/* History: the messages after since (or the last chat_history). */
-struct chat_history {
-	struct conn	*conn;
-	uint64_t	 first;
-};
-
-static int
-chat_send_rec(const struct room_rec *rec, void *arg)
-{
-	struct chat_history	*h = arg;
-
-	if (rec->seq >= h->first)
-		server_ws_send_text(h->conn, rec->data, rec->len);
-	return 0;
-}
 
 /* A user joined or left channel "#name", for the webhooks. */
 static void
@@ -443,7 +510,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	struct room_member	 m;
 	struct room		*room;
 	struct chat_channel	*ch;
-	struct chat_history	 h = { conn, 1 };
+	struct chat_history	 h = { conn, 1, 0, 0 };
 	struct json_object	*since, *ev;
 	uint64_t		 last;
 	int			 before = 0, rc;
@@ -492,6 +559,7 @@ chat_join(struct conn *conn, struct chat_conn *cc, const char *name,
 	ch->tag = room_key(room);
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	ch->from = chat_server_seq(conn);
+	ch->seen = last;
 	/* A user in the channel already, through another connection, is
 	 * not announced again: only this connection hears its join. */
 	ev = chat_event("participant", cc->uid, "join", cc->name, name);
@@ -691,6 +759,9 @@ chat_say(struct conn *conn, struct chat_conn *cc, const char *target,
 		    msg);
 		return;
 	}
+	/* The history has it: a relay lost from here on is made good by
+	 * the next one (chat_relay_match). */
+	room_crash_point("chat_relay");
 	chat_publish_channel(conn, room, o);
 	room_unlock(room);
 }

@@ -349,6 +349,8 @@ struct relay_batch {
 		uint64_t	 target;
 		int		 aud;
 		struct ws_frame	*frame;
+		char		*data;		/* AUD_TAG: for relay_match */
+		size_t		 len;
 	}		*recs;
 	size_t		 n, cap;
 };
@@ -374,6 +376,13 @@ relay_collect(const struct room_rec *rec, void *arg)
 	x->aud = rec->type;
 	x->target = rec->target;
 	x->frame = NULL;
+	x->data = NULL;
+	x->len = 0;
+	if (rec->type == AUD_TAG && rec->len > 0 &&
+	    (x->data = malloc(rec->len)) != NULL) {
+		memcpy(x->data, rec->data, rec->len);
+		x->len = rec->len;
+	}
 	if (rec->len > 0 && (buf = evbuffer_new()) != NULL) {
 		evbuffer_add(buf, rec->data, rec->len);
 		x->frame = server_ws_frame_seal(buf, 0);
@@ -384,10 +393,12 @@ relay_collect(const struct room_rec *rec, void *arg)
 static int
 relay_matches(const struct relay_rec *x, struct conn *conn)
 {
+	struct room_rec	 rec = { x->seq, x->target, x->data, x->len, x->aud };
+
 	switch (x->aud) {
 	case AUD_TAG:
 		return conn->mount->dialect->relay_match != NULL &&
-		    conn->mount->dialect->relay_match(conn, x->target, x->seq);
+		    conn->mount->dialect->relay_match(conn, &rec);
 	case AUD_ALL:
 		return 1;
 	case AUD_ALL_BUT:
@@ -443,6 +454,7 @@ relay_notify(struct lroom *lr)
 	for (i = 0; i < b.n; i++) {
 		relay_deliver(lr, &b.recs[i]);
 		server_ws_frame_free(b.recs[i].frame);
+		free(b.recs[i].data);
 	}
 	LIST_FOREACH(conn, &lr->conns, room_entry)
 		if (conn->cursor < upto)

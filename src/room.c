@@ -770,6 +770,12 @@ room_append(struct room *room, const struct room_rec_in *recs, size_t n,
 	    last);
 	if (rc == 0 && room->tx != NULL && rcl_commit(room) != 0)
 		return ROOM_EUNAVAIL;	/* Redis has not got it */
+	if (rc == 0 && room->tx == NULL) {
+		/* Kept now, as in cluster mode: what the dialect does next
+		 * (a relay of it to another room) may rely on it. */
+		shm_tx_commit(A(), &room->r->lock);
+		shm_tx_begin(A(), &room->r->lock);
+	}
 	if (rc == 0) {
 		room->appended = 1;
 		stats_dadd((unsigned)room->r->dialect, STAT_D_APPENDS,
@@ -828,6 +834,13 @@ read_rec(const struct shm_rec *rec, const void *data, void *arg)
 			    rec->type };
 
 	return c->fn(&out, c->arg);
+}
+
+void
+room_crash_point(const char *site)
+{
+	(void)site;
+	SHM_CRASH(site);
 }
 
 void

@@ -682,7 +682,10 @@ void	 room_members(struct room *, void (*fn)(const struct room_member *,
 int	 room_member_here(struct room *, uint64_t mid, int here);
 
 /* Append n records atomically; *last is the sequence of the last.  0,
- * ROOM_ELIMIT (room_log_max_bytes) or ROOM_ENOSPC; nothing on failure. */
+ * ROOM_ELIMIT (room_log_max_bytes) or ROOM_ENOSPC; nothing on failure.
+ * An append is committed at once, with what the transaction changed
+ * before it (in cluster mode to Redis, or ROOM_EUNAVAIL): a worker that
+ * dies after it leaves it in the room. */
 int	 room_append(struct room *, const struct room_rec_in *, size_t n,
 	    uint64_t *last);
 /*
@@ -697,6 +700,9 @@ int	 room_publish_json(struct room *, enum room_audience, uint64_t mid,
 	    struct json_object *);
 /* Records from seq on stay in a relay room's log (a saved state). */
 void	 room_keep_from(struct room *, uint64_t seq);
+/* Built with --enable-crash-points, a place where the tests may kill
+ * this process (ROOMD_CRASH_AT=site); otherwise nothing. */
+void	 room_crash_point(const char *site);
 /* Call fn for every record after seq "after", in order, until it returns
  * nonzero.  The data is valid during the call only. */
 void	 room_read(struct room *, uint64_t after, room_read_fn, void *);
@@ -972,8 +978,13 @@ struct dialect {
 	void		(*tick)(const struct room_ref *);
 	/* Seconds a room without connections is kept (NULL: room_ttl). */
 	int		(*idle_ttl)(void);
-	/* Is an AUD_TAG record (tag, log sequence) for this connection? */
-	int		(*relay_match)(struct conn *, uint64_t tag, uint64_t seq);
+	/*
+	 * Is an AUD_TAG record (its tag in target) for this connection?  It
+	 * may first send the connection what the record shows it missed
+	 * (the chat: a channel message whose relay died with its sender's
+	 * worker, from the channel's history).
+	 */
+	int		(*relay_match)(struct conn *, const struct room_rec *);
 	/*
 	 * The server API's publish (api.c), NULL where the dialect has
 	 * none: body, the request's JSON object, becomes what the dialect's

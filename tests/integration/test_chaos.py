@@ -529,6 +529,85 @@ async def open_ws_on(url, slot, attempts=60):
     pytest.fail(f"no WebSocket to {url} landed on slot {slot}")
 
 
+def test_chat_message_whose_relay_died_with_its_worker_is_not_skipped(
+        daemons, crash_points):
+    """A chat message is kept in its channel's history, then relayed live
+    through the chat's server room.  Worker 0 is killed between the two
+    (crash point chat_relay) while sending "one": the history keeps it as
+    seq 2, and a listener on worker 1 gets it before the next message,
+    "two" (seq 3), not a gap (the cluster pass failed so once) nor a seq
+    given twice."""
+    d = daemons(MOUNTS, 2, env={"ROOMD_CRASH_AT": "chat_relay",
+                                "ROOMD_CRASH_ARM": "{tmp}/arm"})
+    tag = uuid.uuid4().hex[:8]
+    channel = f"#relay-{tag}"
+
+    def cmd(action):
+        return json.dumps({"type": "command", "action": action,
+                           "target": channel})
+
+    def say(text):
+        return json.dumps({"type": "message", "target": channel,
+                           "message": text})
+
+    async def until(ws, pred, what):
+        seen = []
+        while True:
+            try:
+                m = await recv_json(ws, 10)
+            except CLOSED as e:
+                raise AssertionError(f"{what}: {e!r}; saw {seen}") from None
+            seen.append(m)
+            if pred(m):
+                return seen     # up to m, m included
+
+    def msg(text):
+        return lambda m: m.get("type") == "message" and \
+            m.get("message") == text
+
+    async def scenario():
+        conns = []
+        try:
+            lis, (_, _) = await open_ws_on(
+                f"{d.ws_base}/chat?name=lis-{tag}", 1)
+            conns.append(lis)
+            snd, (_, victim) = await open_ws_on(
+                f"{d.ws_base}/chat?name=snd-{tag}", 0)
+            conns.append(snd)
+            await lis.send(cmd("create"))
+            await lis.send(cmd("join"))
+            await until(lis, lambda m: m.get("event") == "join", "lis join")
+            await snd.send(cmd("join"))
+            await until(snd, lambda m: m.get("event") == "join", "snd join")
+            await snd.send(say("zero"))
+            got = [(m.get("seq"), m.get("message"))
+                   for m in await until(lis, msg("zero"), "zero")
+                   if m.get("type") == "message"]
+            assert got == [(1, "zero")], got
+            open(os.path.join(d.tmp, f"arm.{victim}"), "w").close()
+            await snd.send(say("one"))
+            assert await asyncio.get_running_loop().run_in_executor(
+                None, poll, lambda: _pid_gone(victim), 10, 0.01), \
+                f"worker 0 (pid {victim}) did not pass chat_relay"
+            snd2 = await ws_open(f"{d.ws_base}/chat?name=snd2-{tag}")
+            conns.append(snd2)
+            await snd2.send(cmd("join"))
+            await until(snd2, lambda m: m.get("event") == "join",
+                        "snd2 join")
+            await snd2.send(say("two"))
+            got = [(m.get("seq"), m.get("message"))
+                   for m in await until(lis, msg("two"), "two")
+                   if m.get("type") == "message"]
+            assert got == [(2, "one"), (3, "two")], got
+            hist = await chat_history(d, channel, f"aud-{tag}")
+            assert [(m.get("seq"), m.get("message")) for m in hist] == \
+                [(1, "zero"), (2, "one"), (3, "two")], hist
+        finally:
+            await close_all(conns)
+
+    run(scenario(), timeout=60)
+
+
 # ---------------------------------------------------------------- 2. chaos
 
 class Chaos:

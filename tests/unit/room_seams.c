@@ -28,6 +28,7 @@ uint64_t		 seam_full_slots;
 int			 seam_flush_later_calls;
 int			 seam_frame_adds;
 int			 seam_relay_matches;
+char			 seam_relay_text[64];
 struct seam_lost	 seam_lost[SEAM_LOST];
 int			 seam_nlost;
 void			(*seam_lost_fn)(struct room *,
@@ -55,10 +56,14 @@ hist_frame_add(struct evbuffer *buf, const struct room_rec *rec, int i)
 }
 
 static int
-relay_match(struct conn *conn, uint64_t tag, uint64_t seq)
+relay_match(struct conn *conn, const struct room_rec *rec)
 {
+	/* it sees the record itself, text and all */
+	snprintf(seam_relay_text, sizeof(seam_relay_text), "%d %.*s",
+	    rec->type, (int)rec->len, rec->data != NULL ?
+	    (const char *)rec->data : "");
 	seam_relay_matches++;
-	return ((struct fake_conn *)conn)->tag == tag;
+	return ((struct fake_conn *)conn)->tag == rec->target;
 }
 
 static void

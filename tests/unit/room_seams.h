@@ -59,6 +59,7 @@ extern uint64_t			 seam_full_slots;
 extern int			 seam_flush_later_calls;
 extern int			 seam_frame_adds;	/* records written */
 extern int			 seam_relay_matches;	/* relay_match calls */
+extern char			 seam_relay_text[64];	/* "type text" it saw last */
 extern struct seam_lost		 seam_lost[SEAM_LOST];
 extern int			 seam_nlost;
 /* Called by seam_relay's member_lost after it records the call. */

@@ -1256,6 +1256,7 @@ test_relay_aud_tag_reaches_the_members_relay_match_picks(void **state)
 	relay_room(&x);
 	publish(&x.ref, AUD_TAG, 5, "tag five");
 	assert_int_equal(seam_relay_matches, 3);
+	assert_string_equal(seam_relay_text, "6 tag five");
 	assert_int_equal(x.a->nframes, 1);
 	assert_string_equal(x.a->frames[0], "tag five");
 	assert_int_equal(x.c->nframes, 1);
