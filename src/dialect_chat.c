@@ -491,7 +491,6 @@ chat_lock_channel(const char *name, struct room_ref *ref,
 	    room_lock(ref, room) == 0 ? 0 : -1;
 }
 
-
 /* A user joined or left channel "#name", for the webhooks. */
 static void
 chat_hook(enum webhook_event type, const char *channel, const char *uid,
