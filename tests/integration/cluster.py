@@ -99,8 +99,9 @@ class Host:
     while it runs, else None) .port .dir .conf_text; .base and .ws_base as a
     Roomd's, so that a Host can stand wherever a daemon is expected."""
 
-    def __init__(self, cluster, index, url, settings, workers):
+    def __init__(self, cluster, index, url, settings, workers, env=None):
         self.cluster = cluster
+        self.env = env          # more environment (start_roomd's)
         self.index = index
         self.name = f"h{index + 1}"
         self.dir = os.path.join(cluster.tmp, self.name)
@@ -153,7 +154,7 @@ class Host:
         for attempt in range(3):
             try:
                 self.d = start_roomd(self.conf_text, self.workers, timeout,
-                                     port=self.port)
+                                     port=self.port, env=self.env)
                 break
             except BaseException as e:      # noqa: B902 (pytest.fail)
                 taken = f"metrics on 127.0.0.1:{self.metrics_port}: " \
@@ -267,13 +268,13 @@ class Host:
 class Cluster:
     """n hosts sharing one Redis: .hosts .redis (a Server, or None) .tmp"""
 
-    def __init__(self, n, redis, workers, settings):
+    def __init__(self, n, redis, workers, settings, env=None):
         self.tmp = tempfile.mkdtemp(prefix="roomd-cluster-")
         self.redis = redis if isinstance(redis, Server) else None
         urls = redis if isinstance(redis, list) else [redis] * n
         assert len(urls) == n, "one Redis address per host"
         self.hosts = [Host(self, i, None if u is False else redis_url(u),
-                           settings, workers)
+                           settings, workers, env)
                       for i, u in enumerate(urls)]
 
     def __getitem__(self, i):
@@ -330,21 +331,22 @@ def settings_of(lease=LEASE, **kw):
 
 @pytest.fixture
 def cluster_hosts(redis_factory):
-    """cluster_hosts(n=3, redis=None, workers=2, lease=LEASE, **settings)
-    -> a started Cluster; settings are more roomd.conf lines (keyword=value).
+    """cluster_hosts(n=3, redis=None, workers=2, lease=LEASE, env=None,
+    **settings) -> a started Cluster; settings are more roomd.conf lines
+    (keyword=value), env more environment for every host's daemon.
     Every host is stopped at teardown (stop_clean for those still running)
     and every Redis started here by redisd."""
     if EXTERNAL_URL:
         pytest.skip("the cluster tests start hosts of their own")
     made = []
 
-    def make(n=3, redis=None, workers=2, lease=LEASE, start=True,
+    def make(n=3, redis=None, workers=2, lease=LEASE, start=True, env=None,
              **settings):
         if redis is None:
             redis = redis_factory()
         if redis is False:
             redis = [False] * n
-        c = Cluster(n, redis, workers, settings_of(lease, **settings))
+        c = Cluster(n, redis, workers, settings_of(lease, **settings), env)
         made.append(c)
         return c.start() if start else c
     try:

@@ -7,15 +7,21 @@ Each test has hosts of its own (cluster.py); the chat clients and message
 shapes are test_chat.py's, the connections of one test opened on one host
 or another with at(c, host).
 """
+import asyncio
 import json
+import os
 import time
+
+import pytest
 
 from cluster import (LEASE, at, cluster_hosts,  # noqa: F401
                      redis_factory)
-from conftest import close_ws, expect_close, ws_open_headers
-from test_chat import (Client, alive, chan_msg, chat_url, create,
+from conftest import (_pid_gone, close_ws, expect_close, poll,
+                      ws_open_headers)
+from test_chaos import crash_points_built
+from test_chat import (Client, alive, chan_msg, chat_url, collect, create,
                        ev_channel, ev_participant, expect_all, expect_error,
-                       join, priv_msg, quiet, say, session)
+                       is_chan_msg, join, priv_msg, quiet, say, session)
 
 
 def test_channels_events_and_messages_cross_three_hosts(cluster_hosts):
@@ -214,6 +220,39 @@ def test_a_message_is_sent_once_when_its_host_dies_after_sending(
                        for i in range(len(got))]
         await quiet(a, t=LEASE)
     session(c3[0], body, timeout=60)
+
+
+def test_a_relay_lost_with_its_senders_worker_reaches_other_hosts_in_order(
+        cluster_hosts):
+    """h1's worker is killed as it relays a message it has just kept in
+    the channel's history (crash point chat_relay): a listener on h2 gets
+    it, seq 2, before the next message, seq 3, said on h1 by another user;
+    and a joiner's history has both."""
+    why = crash_points_built()
+    if why is not None:
+        pytest.skip(why)
+    c2 = cluster_hosts(2, env={"ROOMD_CRASH_AT": "chat_relay",
+                               "ROOMD_CRASH_ARM": "{tmp}/arm"})
+
+    async def body(c):
+        a = await at(c, c2[1]).open()
+        s = await at(c, c2[0]).open()
+        ch = c.channel()
+        await create(a, ch, [s])
+        await join(a, ch)
+        await join(s, ch, [a])
+        zero = await say(s, ch, "zero", 1, [a])
+        open(os.path.join(c2[0].d.tmp, f"arm.{s.pid}"), "w").close()
+        await s.say(ch, "one")
+        assert await asyncio.to_thread(poll, lambda: _pid_gone(s.pid), 10), \
+            f"h1's worker {s.pid} did not pass chat_relay"
+        s2 = await at(c, c2[0]).open()
+        one = chan_msg(s, ch, "one", 2)
+        await join(s2, ch, history=[zero, one])
+        await say(s2, ch, "two", 3)
+        got, _ = await collect(a, 2, is_chan_msg(ch), "one, then two")
+        assert got == [one, chan_msg(s2, ch, "two", 3)], got
+    session(c2[0], body, timeout=60)
 
 
 def test_channel_events_cross_hosts_whose_rooms_are_numbered_apart(
