@@ -977,6 +977,13 @@ chat_room_name(const char *id, char *name, size_t len)
 	return 0;
 }
 
+/* Only the server room relays; a channel's log is its history. */
+static int
+chat_room_relays(const char *id)
+{
+	return strcmp(id, CHAT_SERVER_ROOM) == 0;
+}
+
 /* Leaving the chat leaves every channel; the others are told. */
 static void
 chat_ws_close(struct conn *conn)
@@ -1013,4 +1020,5 @@ const struct dialect dialect_chat = {
 	.api_publish = chat_api_publish,
 	.room_name = chat_room_name,
 	.relay = 1,
+	.room_relays = chat_room_relays,
 };

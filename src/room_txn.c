@@ -333,7 +333,7 @@ commit_call(struct room *room, struct commit *c, int release)
 	argv[n++] = tx->session;
 	argv[n++] = tx->token;
 	argv[n++] = release ? "1" : "0";
-	argv[n++] = room->dialect->relay ? "1000" : "0";
+	argv[n++] = room->r->flags & ROOM_F_RELAY ? "1000" : "0";
 	lens[n] = c->body.len;
 	argv[n++] = c->body.p != NULL ? c->body.p : "";
 	snprintf(num[0], 32, "%llu", (unsigned long long)c->nrecs);

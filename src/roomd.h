@@ -1002,11 +1002,20 @@ struct dialect {
 	 * internal one).  NULL: the id itself.
 	 */
 	int		(*room_name)(const char *id, char *name, size_t len);
+	/*
+	 * Dialects whose rooms relay messages (room_publish) rather than
+	 * keep a history set relay: their logs are trimmed once every
+	 * worker read them (in cluster mode Redis keeps the last 1000
+	 * entries).  room_relays, if set, says which of their rooms relay;
+	 * the others keep their whole log as the history (the chat: only
+	 * its server room relays, its channels keep their messages).
+	 */
 	int		 relay;
+	int		(*room_relays)(const char *id);
 };
 
-/* Dialects whose rooms relay messages (room_publish) rather than keep a
- * history set relay: their logs are trimmed once every worker read them. */
+/* Whether the room id of d relays (its log trimmed) or keeps a history. */
+int	dialect_room_relays(const struct dialect *d, const char *id);
 const struct dialect *dialect_find(const char *);
 const struct dialect *dialect_find_id(unsigned);
 const struct dialect *dialect_at(size_t);

@@ -103,6 +103,34 @@ def test_history_since_is_served_by_any_host(cluster_hosts):
     session(c3[0], body)
 
 
+def test_a_long_history_is_kept_whole_on_every_host(cluster_hosts):
+    """More messages than a mirror's log chunk holds (64 KB) and than Redis
+    keeps of a relay room's log (1000 entries): the channel's history is
+    whole, read with since 0 on the host that followed it live and on one
+    that never had the channel.  (A channel is a room of the chat, a relay
+    dialect; only the chat's server room relays.)"""
+    c3 = cluster_hosts(3)
+    n = 1200
+
+    async def body(c):
+        a = await at(c, c3[0]).open()
+        ch = c.channel()
+        await create(a, ch)
+        await join(a, ch)
+        b = await at(c, c3[1]).open()
+        await join(b, ch, [a])
+        pad = "x" * 100
+        sent = [await say(a, ch, f"{i} {pad}", i) for i in range(1, n + 1)]
+        got, _ = await collect(b, n, is_chan_msg(ch), "live on h2", 60)
+        assert got == sent
+        here = [a, b]
+        for h in (c3[2], c3[1]):
+            d = await at(c, h).open()
+            await join(d, ch, here, sent, since=0)
+            here.append(d)
+    session(c3[0], body)
+
+
 def test_a_name_is_taken_on_every_host(cluster_hosts):
     c3 = cluster_hosts(3)
 
