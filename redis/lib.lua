@@ -201,11 +201,11 @@ end
 -- decided to write.
 local function txn_state(k)
 	local m = redis.call('HMGET', k.meta, 'epoch', 'seq', 'ver', 'life',
-	    'closed', 'idle')
+	    'closed', 'idle', 'keep')
 	if not m[1] or m[5] then fail('NOROOM', 'no such room') end
 	local st = { epoch = tonumber(m[1]), seq = tonumber(m[2]),
 	    ver = tonumber(m[3] or '0'), idle = tonumber(m[6] or '0'),
-	    life = life() }
+	    keep = tonumber(m[7] or ''), life = life() }
 	if m[4] ~= st.life then st.fresh = fresh(k.base, m[1]) end
 	return st
 end
@@ -241,6 +241,17 @@ local function txn_expiry(k, st)
 	end
 end
 
+-- The XADD arguments that trim the log to about maxlen entries (0: no
+-- trimming), never past the entry st.keep (a relay room's saved state)
+-- when there is one; ver is the entry being added.
+local function log_trim(st, ver, maxlen)
+	if maxlen == 0 then return {} end
+	if not st.keep then return { 'MAXLEN', '~', str(maxlen) } end
+	local lo = math.min(st.keep, ver - maxlen + 1)
+	if lo <= 1 then return {} end
+	return { 'MINID', '~', str(lo) }
+end
+
 -- Commit one transaction: ver + 1, seq + nrecs, the log entry, the
 -- message.  body is what the host wrote; the header is ours.
 local function txn_publish(k, st, body, nrecs, maxlen)
@@ -252,8 +263,8 @@ local function txn_publish(k, st, body, nrecs, maxlen)
 	local msg = 'E ' .. str(st.epoch) .. ' ' .. str(st.ver) .. ' ' ..
 	    str(first) .. ' ' .. str(nrecs) .. '\n' .. body
 	local args = { 'XADD', k.log }
-	if maxlen > 0 then
-		args[3], args[4], args[5] = 'MAXLEN', '~', str(maxlen)
+	for _, a in ipairs(log_trim(st, st.ver, maxlen)) do
+		args[#args + 1] = a
 	end
 	args[#args + 1] = str(st.ver) .. '-0'
 	args[#args + 1] = 'd'

@@ -18,7 +18,9 @@
 -- ARGV[8] words    "" or the room's words after the change (the 8
 --                  dialect words, the flags, the password's salt and
 --                  hash, as the host writes them)
--- ARGV[9] reserved ("")
+-- ARGV[9] keep     "" or the ver of the entry from which the log keeps
+--                  every entry whatever maxlen says (a relay room's
+--                  saved state; 0: keep every entry from now on)
 -- ARGV[10] next_mid
 -- then nups, nups pairs (mid, member line); nrm, nrm mids; npres, npres
 -- pairs (mid, 0/1: this session present); ndone, ndone mids handed to
@@ -59,7 +61,7 @@ local function txn_commit(keys, argv)
 	local nrecs = int(argv, 6, 'nrecs', 0, 1000000)
 	local close = int(argv, 7, 'close', 0, 1)
 	local words = bytes(argv, 8, 'words', 400)
-	bytes(argv, 9, 'reserved', 0)
+	local keep = argv[9] ~= '' and int(argv, 9, 'keep', 0, INT_MAX)
 	local next_mid = int(argv, 10, 'next_mid', 0, INT_MAX)
 	local ups, i = list_of(argv, 11, 'nups', 2)
 	local rms, j = list_of(argv, i, 'nrm', 1)
@@ -97,6 +99,10 @@ local function txn_commit(keys, argv)
 	end
 	local set = { 'HSET', k.meta, 'next_mid', str(next_mid) }
 	if words ~= '' then set[#set + 1] = 'words'; set[#set + 1] = words end
+	if keep then
+		set[#set + 1] = 'keep'; set[#set + 1] = str(keep)
+		st.keep = keep
+	end
 	redis.call(unpack(set))
 	local first = txn_publish(k, st, body .. table.concat(tail), nrecs,
 	    maxlen)

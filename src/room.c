@@ -711,6 +711,7 @@ void
 room_keep_from(struct room *room, uint64_t seq)
 {
 	shm_tx_set(A(), &room->r->lock, &room->r->keep_from, seq);
+	rcl_keep_from(room, seq);
 }
 
 void

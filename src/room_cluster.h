@@ -40,6 +40,10 @@ struct room_txn {
 	uint64_t	*done;		/* given to member_lost */
 	size_t		 ndone;
 	int		 words;		/* the dialect's words or flags changed */
+	uint64_t	 recs_first;	/* the last commit with records: its */
+	uint64_t	 recs_ver;	/* first seq and its ver (entry) */
+	int		 keep;		/* keep_from moved: send keep_ver */
+	uint64_t	 keep_ver;
 	int		 force;		/* commit even if nothing changed */
 	const char	*close;		/* the room closes, for this reason */
 };

@@ -179,17 +179,21 @@ static int
 mirror_words(struct room *room, const char *line)
 {
 	struct shm_room		*r = room->r;
-	unsigned long long	 w[8], flags;
+	unsigned long long	 w[8], flags, keep = 0;
 	char			 salt[64], secret[128];
 	uint8_t			 bin[64];
-	int			 i;
+	int			 i, n;
 
-	if (sscanf(line, "W %llu %llu %llu %llu %llu %llu %llu %llu %llu "
-	    "%63s %127s", &w[0], &w[1], &w[2], &w[3], &w[4], &w[5], &w[6],
-	    &w[7], &flags, salt, secret) != 11 || strlen(salt) != 2 *
-	    sizeof(r->salt) || strlen(secret) != 2 * sizeof(r->secret))
+	/* keep_from came after the secret (an older roomd's lack it). */
+	n = sscanf(line, "W %llu %llu %llu %llu %llu %llu %llu %llu %llu "
+	    "%63s %127s %llu", &w[0], &w[1], &w[2], &w[3], &w[4], &w[5], &w[6],
+	    &w[7], &flags, salt, secret, &keep);
+	if ((n != 11 && n != 12) || strlen(salt) != 2 * sizeof(r->salt) ||
+	    strlen(secret) != 2 * sizeof(r->secret))
 		return -1;
-	mirror_piece(room, 8 + 1 + 6);
+	mirror_piece(room, 8 + 1 + 6 + 1);
+	if (n == 12 && r->keep_from != keep)
+		shm_tx_set(room_arena(), &r->lock, &r->keep_from, keep);
 	for (i = 0; i < 8; i++)
 		if (r->dstate[i] != w[i])
 			shm_tx_set(room_arena(), &r->lock, &r->dstate[i], w[i]);

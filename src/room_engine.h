@@ -69,6 +69,7 @@ int	 rcl_close(struct room *, const char *reason);
 void	 rcl_kick(struct room *, uint64_t mid);
 void	 rcl_dirty_member(struct room *, uint64_t mid);
 void	 rcl_dirty_room(struct room *);
+void	 rcl_keep_from(struct room *, uint64_t seq);
 void	 rcl_presence(struct room *, uint64_t mid, int here);
 /* Member mid lost its last connection here with a worker. */
 void	 rcl_member_gone(const struct dialect *, const char *id,

@@ -46,7 +46,7 @@ static void
 txn_clear(struct room_txn *tx)
 {
 	tx->nmids = tx->npres = tx->nkicks = tx->ndone = 0;
-	tx->words = tx->force = 0;
+	tx->words = tx->force = tx->keep = 0;
 	tx->close = NULL;
 }
 
@@ -278,6 +278,7 @@ commit_build(struct room *room, struct commit *c)
 		hex(&c->words, r->salt, sizeof(r->salt));
 		buf_add(&c->words, " ", 1);
 		hex(&c->words, r->secret, sizeof(r->secret));
+		buf_printf(&c->words, " %llu", (unsigned long long)r->keep_from);
 		buf_printf(&c->body, "W %s\n", c->words.p);
 	}
 	buf_printf(&c->body, "N %llu\n", (unsigned long long)r->next_mid);
@@ -310,7 +311,7 @@ commit_call(struct room *room, struct commit *c, int release)
 				    "lock", "lost", "@leases", NULL, "@lost",
 				    NULL };
 	struct room_txn	*tx = room->tx;
-	char		 base[160], keys[10][200], num[7][32];
+	char		 base[160], keys[10][200], num[7][32], keep[32];
 	const char	**argv, *p;
 	size_t		*lens, n, i, k, cap;
 	redisReply	*r;
@@ -340,7 +341,8 @@ commit_call(struct room *room, struct commit *c, int release)
 	argv[n++] = num[0];
 	argv[n++] = tx->close != NULL ? "1" : "0";
 	argv[n++] = c->words.p != NULL ? c->words.p : "";
-	argv[n++] = "";
+	snprintf(keep, sizeof(keep), "%llu", (unsigned long long)tx->keep_ver);
+	argv[n++] = tx->keep ? keep : "";
 	snprintf(num[1], 32, "%llu", (unsigned long long)room->r->next_mid);
 	argv[n++] = num[1];
 	for (list = 0; list < 4; list++) {
@@ -397,6 +399,10 @@ txn_commit(struct room *room, int release)
 	if (ok) {
 		shm_tx_set(room_arena(), &room->r->lock, &room->r->cver,
 		    reply_int(r, 0));
+		if (c.nrecs > 0) {
+			tx->recs_first = reply_int(r, 1);
+			tx->recs_ver = reply_int(r, 0);
+		}
 		for (i = 0; i + 1 < r->element[3]->elements; i += 2)
 			mirror_presence(room, reply_int(r->element[3], i),
 			    reply_int(r->element[3], i + 1));
@@ -492,6 +498,29 @@ rcl_dirty_room(struct room *room)
 {
 	if (room->tx != NULL)
 		room->tx->words = 1;
+}
+
+/*
+ * The room's log keeps every record from seq on (room_keep_from): every
+ * mirror hears of it with the words, and Redis keeps the log from the
+ * entry of seq on.  That entry is the next commit's, or the last one with
+ * records in this transaction; one of an earlier transaction is not known
+ * here, and Redis then keeps every entry from now on.
+ */
+void
+rcl_keep_from(struct room *room, uint64_t seq)
+{
+	struct room_txn	*tx = room->tx;
+
+	if (tx == NULL)
+		return;
+	tx->words = tx->keep = 1;
+	if (seq > tx->seq0)
+		tx->keep_ver = room->r->cver + 1;
+	else if (tx->recs_ver != 0 && seq >= tx->recs_first)
+		tx->keep_ver = tx->recs_ver;
+	else
+		tx->keep_ver = 0;
 }
 
 void

@@ -149,3 +149,25 @@ def test_a_guest_lost_with_its_host_reconnects_elsewhere(cluster_hosts):
                                       host_flag=False)
         await relay(h, g1b, "after the kill", others=[g2])
     session(c3[0], body, timeout=60)
+
+
+def test_a_snapshot_outlives_a_long_relay_on_every_host(cluster_hosts):
+    """A snapshot, then more signals than a mirror's log chunk holds (64
+    KB) and than Redis keeps of a relay room's log (1000 entries): the
+    snapshot is still read on every host, and by a guest on a host that
+    never had the room."""
+    c4 = cluster_hosts(4, **lobby_settings(PATIENT))
+    n = 1100
+
+    async def body(c):
+        code, h, (g1, g2) = await spread_room(c, c4.hosts[:3])
+        v = await save(h, STATES["object"])
+        pad = "s" * 150
+        for i in range(n):
+            await send_json(g1.ws, offer_msg(f"{i} {pad}"))
+            await expect(h.ws, offer_seen(f"{i} {pad}", g1.id), "offer")
+        for who, where in ((h, "h2"), (g1, "h3"), (g2, "h1")):
+            await get_snapshot(who, v, STATES["object"], f"read on {where}")
+        g3 = await at(c, c4[3]).client(f"code={code}")
+        await get_snapshot(g3, v, STATES["object"], "read on h4")
+    session(c4[0], body)

@@ -151,10 +151,10 @@ class Host:
 
     def commit_args(self, token, recs=(), ups=(), rms=(), pres=(), done=(),
                     words="", next_mid=0, kicks=(), close=None, release=1,
-                    maxlen=0):
+                    maxlen=0, keep=""):
         body = body_of(recs, ups, rms, words, next_mid, kicks, close)
         return [self.session, token, release, maxlen, body, len(recs),
-                0 if close is None else 1, words, "", next_mid,
+                0 if close is None else 1, words, keep, next_mid,
                 len(ups), *itertools.chain(*ups), len(rms), *rms,
                 len(pres), *itertools.chain(*pres), len(done), *done]
 
@@ -510,6 +510,38 @@ def test_txn_lock_returns_exactly_the_entries_after_after(redis_server):
     assert r[1] == 310 and r[3] == 0 and r[4][-2] == 310
     assert h.lock(room, "t", after=305)[3:5] == \
         [1, h.log_read(room, 305)[3]]
+
+
+def test_a_relay_logs_trimming_keeps_the_entry_it_is_told_to(redis_server):
+    """maxlen trims a relay room's log, but never past the entry named
+    by keep (its saved state), which meta remembers for later commits;
+    keep 0 keeps every entry from then on."""
+    h = Host(redis_server, "h")
+    room = Room("keep")
+    h.open(room)
+    for i in range(5):
+        h.txn(room, recs=[(1, 0, b"a%d" % i)], maxlen=20)
+    # ver 6: the saved state, kept from its own commit on
+    assert h.txn(room, recs=[(1, 0, b"state")], maxlen=20, keep=6)[0] == 6
+    assert h.r.hget(room.base + ":meta", "keep") == b"6"
+    for i in range(300):
+        h.txn(room, recs=[(1, 0, b"b%d" % i)], maxlen=20)
+    ids = [int(e[0].split(b"-")[0]) for e in
+           h.r.xrange(room.base + ":log")]
+    assert ids[0] <= 6 and ids[-1] == 306 and 6 in ids
+    assert ids == list(range(ids[0], 307))
+    # Kept from a later entry: what is before it goes.
+    h.txn(room, recs=[(1, 0, b"state2")], maxlen=20, keep=307)
+    for i in range(300):
+        h.txn(room, recs=[(1, 0, b"c%d" % i)], maxlen=20)
+    first = int(h.r.xrange(room.base + ":log", count=1)[0][0].split(b"-")[0])
+    assert 200 < first <= 307
+    # keep 0: nothing trimmed any more.
+    h.txn(room, recs=[(1, 0, b"x")], maxlen=20, keep=0)
+    n = h.r.xlen(room.base + ":log")
+    for i in range(200):
+        h.txn(room, recs=[(1, 0, b"d%d" % i)], maxlen=20)
+    assert h.r.xlen(room.base + ":log") == n + 200
 
 
 def test_txn_unlock_releases_only_ones_own_lock(redis_server):
@@ -971,7 +1003,8 @@ def test_calls_of_the_wrong_shape_are_refused_and_write_nothing(
         ("txn_commit", ck, ok[:5] + ["x"] + ok[6:]),        # nrecs
         ("txn_commit", ck, ok[:6] + [-1] + ok[7:]),         # close
         ("txn_commit", ck, ok[:7] + ["w" * 401] + ok[8:]),  # words
-        ("txn_commit", ck, ok[:8] + ["x"] + ok[9:]),        # reserved
+        ("txn_commit", ck, ok[:8] + ["x"] + ok[9:]),        # keep
+        ("txn_commit", ck, ok[:8] + [-1] + ok[9:]),         # keep
         ("txn_commit", ck, ok[:9] + [-1] + ok[10:]),        # next_mid
         ("txn_commit", ck[:7] + [P + "sess:h/1"] + ck[8:], ok),
         ("txn_commit", ck[:8] + [P + "lostx"] + ck[9:], ok),
