@@ -47,12 +47,6 @@ dialect_find_id(unsigned id)
 	return NULL;
 }
 
-int
-dialect_room_relays(const struct dialect *d, const char *id)
-{
-	return d->relay && (d->room_relays == NULL || d->room_relays(id));
-}
-
 /* The mount serving path, and in *sub the rest of the path after it. */
 const struct mount *
 dialect_route(const char *path, const char **sub)

@@ -118,7 +118,7 @@ room_create(const struct dialect *d, const char *id, const uint64_t *addr,
 		rc = rcl_create(d, id, out);
 	else if ((rc = shm_room_create_locked(A(), d->id, id, util_now() +
 	    (uint64_t)env->conf.room_ttl, &ref, &r)) == 0) {
-		if (dialect_room_relays(d, id))
+		if (room_relays(d, id))
 			shm_tx_set(A(), &r->lock, &r->flags, r->flags |
 			    ROOM_F_RELAY);
 		*out = room_new(r, (const struct room_ref *)&ref);
@@ -705,6 +705,12 @@ room_dset(struct room *room, int i, uint64_t v)
 		shm_tx_set(A(), &room->r->lock, &room->r->dstate[i & 7], v);
 		rcl_dirty_room(room);
 	}
+}
+
+int
+room_relays(const struct dialect *d, const char *id)
+{
+	return d->relay && (d->room_relays == NULL || d->room_relays(id));
 }
 
 void

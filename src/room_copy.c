@@ -483,7 +483,7 @@ mirror_make(const struct dialect *d, const char *id, redisReply *r,
 	if (rc != 0)
 		return rc;
 	room = room_new(sr, (const struct room_ref *)&ref);
-	if (dialect_room_relays(d, id))
+	if (room_relays(d, id))
 		shm_tx_set(room_arena(), &sr->lock, &sr->flags, sr->flags |
 		    ROOM_F_RELAY);
 	if (mirror_load(room, r) == -1) {

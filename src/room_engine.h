@@ -42,6 +42,9 @@ uint64_t	 room_slots(struct shm_room *);
 void		 room_trim(struct shm_room *, uint64_t upto);
 void		 room_tx_bytes(struct shm_room *, void *p, const void *src,
 		    size_t len);
+/* Whether room id of d relays (its log trimmed) or keeps a history. */
+int		 room_relays(const struct dialect *d, const char *id);
+
 /* Changes of this host's mirror only (applying another host's). */
 /* reload: the room is not deleted, only this copy (clients: 1012) */
 void		 room_delete_local(struct room *, const char *reason,

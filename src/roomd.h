@@ -1013,9 +1013,6 @@ struct dialect {
 	int		 relay;
 	int		(*room_relays)(const char *id);
 };
-
-/* Whether the room id of d relays (its log trimmed) or keeps a history. */
-int	dialect_room_relays(const struct dialect *d, const char *id);
 const struct dialect *dialect_find(const char *);
 const struct dialect *dialect_find_id(unsigned);
 const struct dialect *dialect_at(size_t);
