@@ -1005,14 +1005,17 @@ struct dialect {
 	/*
 	 * Dialects whose rooms relay messages (room_publish) rather than
 	 * keep a history set relay: their logs are trimmed once every
-	 * worker read them (in cluster mode Redis keeps the last 1000
-	 * entries).  room_relays, if set, says which of their rooms relay;
-	 * the others keep their whole log as the history (the chat: only
-	 * its server room relays, its channels keep their messages).
+	 * worker read them but never from room_keep_from's seq on (in
+	 * cluster mode Redis keeps about the last 1000 entries, and those
+	 * from the keep point on).  room_relays, if set, says which of
+	 * their rooms relay; the others keep their whole log as the
+	 * history (the chat: only its server room relays, its channels
+	 * keep their messages).
 	 */
 	int		 relay;
 	int		(*room_relays)(const char *id);
 };
+
 const struct dialect *dialect_find(const char *);
 const struct dialect *dialect_find_id(unsigned);
 const struct dialect *dialect_at(size_t);
