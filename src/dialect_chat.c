@@ -41,11 +41,13 @@ struct chat_channel {
 				 * for the channel carry, on every host */
 	uint64_t	 from;	/* server log seq its history reached */
 	uint64_t	 seen;	/* the channel's last message sent to it */
+	uint64_t	 stall;	/* the channel's last one at the last tick */
 	char		 name[CHAT_NAME_MAX + 2];	/* with its "#" */
 };
 
 struct chat_conn {
 	LIST_ENTRY(chat_conn)	 entry;	/* while in chat_conns */
+	struct conn		*conn;
 	int			 listed;
 	char			 name[ROOM_ID_MAX + 1];
 	char			 uid[MEMBER_UID_LEN + 1];
@@ -296,6 +298,67 @@ chat_relay_match(struct conn *conn, const struct room_rec *rec)
 }
 
 /*
+ * The last message of channel rid (name), as this host has it; one lookup
+ * per channel and tick (a few channels kept, the others looked up again).
+ */
+struct chat_last {
+	uint64_t	 rid, seq;
+};
+
+static uint64_t
+chat_last(struct chat_last *c, size_t max, size_t *n,
+    const struct chat_channel *ch)
+{
+	struct room_ref	 ref;
+	struct room	*room;
+	uint64_t	 seq = 0;
+	size_t		 i;
+
+	for (i = 0; i < *n; i++)
+		if (c[i].rid == ch->rid)
+			return c[i].seq;
+	if (chat_find(ch->name, &ref) == 0 && ref.rid == ch->rid &&
+	    room_lock_view(&ref, &room) == 0) {
+		seq = room_committed(room);
+		room_unlock(room);
+	}
+	if (*n < max)
+		c[(*n)++] = (struct chat_last){ ch->rid, seq };
+	return seq;
+}
+
+/*
+ * Once a second: a channel message that was in the history a tick ago
+ * and has not reached a connection of the channel since lost its relay
+ * (its sender's worker or host died in between, chat_relay) and was not
+ * made good by a next message (chat_relay_match): it is sent from the
+ * history now.  A relay of it that still comes is not sent again.
+ */
+static void
+chat_tick(const struct room_ref *server)
+{
+	struct chat_last	 last[32];
+	struct chat_conn	*cc;
+	struct chat_channel	*ch;
+	size_t			 n = 0;
+	uint64_t		 seq;
+	int			 i;
+
+	(void)server;
+	LIST_FOREACH(cc, &chat_conns, entry)
+		for (i = 0; i < cc->nch; i++) {
+			ch = &cc->ch[i];
+			seq = chat_last(last, sizeof(last) / sizeof(last[0]),
+			    &n, ch);
+			if (ch->stall > ch->seen) {
+				chat_fill(cc->conn, ch, ch->stall + 1);
+				ch->seen = ch->stall;
+			}
+			ch->stall = seq > ch->seen ? seq : 0;
+		}
+}
+
+/*
  * auth_hook's answer to a handshake: refused with 403 (the application
  * said no) or 503 (it could not be asked), or let through, maybe under
  * another name.  A name that is no chat name is a bad answer.
@@ -346,6 +409,7 @@ chat_ws_accept(struct conn *conn, struct http_req *req, const char *sub)
 	} else
 		util_uuid(cc->uid);
 	cc->tag = chat_user_tag(cc->uid);
+	cc->conn = conn;
 	free(conn->data);
 	conn->data = cc;
 	q.name = cc->name;
@@ -1016,6 +1080,7 @@ const struct dialect dialect_chat = {
 	.ws_message = chat_ws_message,
 	.ws_close = chat_ws_close,
 	.member_lost = chat_member_lost,
+	.tick = chat_tick,
 	.relay_match = chat_relay_match,
 	.api_publish = chat_api_publish,
 	.room_name = chat_room_name,
