@@ -303,8 +303,14 @@ class Proxy:
         with self.lock:
             pairs, self.pairs = self.pairs, []
         for a, b in pairs:
-            a.close()
-            b.close()
+            for s in (a, b):
+                # At once: a close alone waits for the proxy's select()
+                # to let the socket go (up to 50 ms).
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
 
     def close(self):
         self.stopping = True
