@@ -249,17 +249,28 @@ chat_rec_seq(const struct room_rec *rec)
 	return seq;
 }
 
+/* The connection's channel ch, as this host has it, locked to read
+ * (room_lock_view): 0, or -1 if it is gone or was made again. */
+static int
+chat_view(const struct chat_channel *ch, struct room **room)
+{
+	struct room_ref	 ref;
+
+	if (chat_find(ch->name, &ref) != 0 || ref.rid != ch->rid ||
+	    room_lock_view(&ref, room) != 0)
+		return -1;
+	return 0;
+}
+
 /* Send the channel's messages after ch->seen and before seq, which the
  * relay lost with their sender's worker (they are in the history). */
 static void
 chat_fill(struct conn *conn, struct chat_channel *ch, uint64_t seq)
 {
 	struct chat_history	 h = { conn, ch->seen + 1, seq, 0 };
-	struct room_ref		 ref;
 	struct room		*room;
 
-	if (chat_find(ch->name, &ref) != 0 || ref.rid != ch->rid ||
-	    room_lock_view(&ref, &room) != 0)
+	if (chat_view(ch, &room) != 0)
 		return;
 	room_read(room, ch->seen, chat_send_rec, &h);
 	room_unlock(room);
@@ -309,7 +320,6 @@ static uint64_t
 chat_last(struct chat_last *c, size_t max, size_t *n,
     const struct chat_channel *ch)
 {
-	struct room_ref	 ref;
 	struct room	*room;
 	uint64_t	 seq = 0;
 	size_t		 i;
@@ -317,8 +327,7 @@ chat_last(struct chat_last *c, size_t max, size_t *n,
 	for (i = 0; i < *n; i++)
 		if (c[i].rid == ch->rid)
 			return c[i].seq;
-	if (chat_find(ch->name, &ref) == 0 && ref.rid == ch->rid &&
-	    room_lock_view(&ref, &room) == 0) {
+	if (chat_view(ch, &room) == 0) {
 		seq = room_committed(room);
 		room_unlock(room);
 	}
