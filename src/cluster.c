@@ -127,15 +127,21 @@ cluster_url(int shard)
 
 /* FNV-1a: stable across hosts, builds and restarts. */
 int
-cluster_shard_of(const char *tag)
+cluster_shard_in(const char *tag, int n)
 {
 	uint32_t	 h = 2166136261u;
 
-	if (env->conf.ncluster_shards == 0)
+	if (n < 2)
 		return 0;
 	for (; *tag != '\0'; tag++)
 		h = (h ^ (uint8_t)*tag) * 16777619u;
-	return (int)(h % (uint32_t)(1 + env->conf.ncluster_shards));
+	return (int)(h % (uint32_t)n);
+}
+
+int
+cluster_shard_of(const char *tag)
+{
+	return cluster_shard_in(tag, cluster_shards());
 }
 
 /* A warning at most once per CLUSTER_LOG_EVERY seconds (per process). */
@@ -286,11 +292,14 @@ cluster_library(redisContext *c)
 	return cluster_failed(r, "FUNCTION LOAD");
 }
 
-/* A new link to the primary, logged in and with the library, or NULL. */
-static redisContext *
-cluster_open(int shard)
+/*
+ * A new link to the primary of url, logged in and with the library, or
+ * NULL; where it is connected, into where ("host:port").
+ */
+redisContext *
+cluster_connect(const char *url, char *where, size_t len)
 {
-	const char	*url = cluster_url(shard), *p;
+	const char	*p;
 	char		 host[100];
 	int		 port;
 	redisContext	*c;
@@ -311,9 +320,20 @@ cluster_open(int shard)
 		redisFree(c);
 		return NULL;
 	}
-	if (env->slot < 0 && sh != NULL)
+	snprintf(where, len, "%s:%d", host, port & 0xffff);
+	return c;
+}
+
+static redisContext *
+cluster_open(int shard)
+{
+	char		 where[128];
+	redisContext	*c;
+
+	c = cluster_connect(cluster_url(shard), where, sizeof(where));
+	if (c != NULL && env->slot < 0 && sh != NULL)
 		snprintf(sh->shard[shard].primary, sizeof(sh->shard[0].primary),
-		    "%s:%d", host, port & 0xffff);
+		    "%s", where);
 	return c;
 }
 
@@ -742,8 +762,13 @@ cluster_shard_claim(int shard)
 	if (!ok && r->type == REDIS_REPLY_STRING) {
 		char	 why[160];
 
-		snprintf(why, sizeof(why), "this Redis is shard %s (place/"
-		    "count) to the other hosts, not %s", r->str, mine);
+		if (strncmp(r->str, "moving ", 7) == 0)
+			snprintf(why, sizeof(why), "rooms are being moved "
+			    "(%s): roomd -R has not finished", r->str);
+		else
+			snprintf(why, sizeof(why), "this Redis is shard %s "
+			    "(place/count) to the other hosts, not %s", r->str,
+			    mine);
 		cluster_warn(cluster_url(shard), why);
 	} else if (!ok)
 		cluster_warn("shard", r->type == REDIS_REPLY_ERROR ? r->str :

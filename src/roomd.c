@@ -49,6 +49,7 @@ static struct {
 	int		 nmounts;
 	int		 workers;
 	int		 check;		/* -t */
+	const char	*reshard;	/* -R: the old configuration */
 } cli;
 
 static struct {
@@ -77,12 +78,13 @@ static void	master_recovered(const char *, uint64_t);
 static void	master_drop_privileges(void);
 static void	master_control(struct pollfd *, time_t);
 static int	master_live_slot(void);
+static int	master_reshard(void);
 
 static void
 usage(FILE *fp, int status)
 {
 	fprintf(fp, "usage: roomd [-fhtVv] [-c file] [-l address:port] "
-	    "[-M dialect=path] [-w workers]\n");
+	    "[-M dialect=path] [-R old-file] [-w workers]\n");
 	exit(status);
 }
 
@@ -156,7 +158,7 @@ master_options(int argc, char *argv[])
 	int		 ch;
 
 	cli.file = ROOMD_CONF;
-	while ((ch = getopt(argc, argv, "c:fhl:M:tVvw:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fhl:M:R:tVvw:")) != -1) {
 		switch (ch) {
 		case 'c':
 			cli.file = optarg;
@@ -178,6 +180,9 @@ master_options(int argc, char *argv[])
 				errstr = "too many -M options";
 			else
 				cli.mounts[cli.nmounts++] = optarg;
+			break;
+		case 'R':
+			cli.reshard = optarg;
 			break;
 		case 't':
 			cli.check = 1;
@@ -225,6 +230,30 @@ master_configure(void)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * roomd -R old-file: the rooms moved from the shards of old-file's
+ * cluster lines to the configuration's (cluster_reshard.c), and exit.
+ */
+static int
+master_reshard(void)
+{
+	static struct roomd_config	 old;
+	char				 err[1024];
+	int				 rc;
+
+	config_defaults(&old);
+	if (config_load(&old, cli.reshard, err, sizeof(err)) == -1 ||
+	    config_finish(&old, err, sizeof(err)) == -1) {
+		fprintf(stderr, "roomd: -R: %s\n", err);
+		return 1;
+	}
+	server_tls_free();
+	log_init(1, env->verbose);
+	log_setproc("reshard");
+	rc = cluster_reshard(&old, &env->conf);
+	return rc == 0 ? 0 : 1;
 }
 
 /* One descriptor per connection: as many as the hard limit allows. */
@@ -402,6 +431,8 @@ main(int argc, char *argv[])
 		fprintf(stderr, "roomd: configuration OK\n");
 		return 0;
 	}
+	if (cli.reshard != NULL)
+		return master_reshard();
 	if (master_start() == -1)
 		return 1;
 	master_handlers();

@@ -834,6 +834,15 @@ int64_t	 cluster_ms(void);		/* the monotonic clock, ms */
  */
 int	 cluster_shards(void);
 int	 cluster_shard_of(const char *tag);
+int	 cluster_shard_in(const char *tag, int n);	/* of n shards */
+/* A link of its own to url's primary (cluster_reshard.c): NULL, having
+ * logged why, or logged in, with the library; where: "host:port". */
+struct redisContext *cluster_connect(const char *url, char *where,
+	    size_t len);
+/* cluster_reshard.c: roomd -R: move the rooms from the shards of old to
+ * those of new (no host running): 0, or -1 having said why on stderr. */
+int	 cluster_reshard(const struct roomd_config *old,
+	    const struct roomd_config *new);
 /* A command on this process's link to shard: the reply (the caller frees
  * it with freeReplyObject), or NULL if Redis could not be reached. */
 struct redisReply *cluster_callv(int shard, int argc, const char **argv,
