@@ -11,7 +11,9 @@
  * TTL) before it is deleted from the old server, in one MULTI with its
  * place in the shard's sets.  The presence of hosts that died before the
  * move goes with the room, and their sessions with it: the new shard's
- * keepers reap those members, and their leave is announced once.
+ * keepers reap those members, and their leave is announced once.  A room
+ * keeps its epoch (room_adopt) unless its old server's life had changed
+ * since it was last written.
  */
 #include "config.h"
 
@@ -41,6 +43,7 @@ struct server {
 	redisContext	*c;
 	int		 from, to;	/* the place in OLD, in NEW; -1 */
 	char		 moving[80];	/* its claim while rooms move */
+	char		 life[80];	/* an old server's (roomd_life) */
 	struct session	*sess;
 	size_t		 nsess;
 };
@@ -450,6 +453,13 @@ rs_move(struct reshard *rs, struct server *sv, struct server *to,
 		if (rc == -1)
 			return -1;
 	}
+	/* Copied whole: the room goes on with its epoch if its meta was
+	 * of the old server's present life (room_adopt). */
+	for (i = 0; i < n; i++)
+		if (v[i].blen + 5 == strlen(v[i].key) && strcmp(v[i].key +
+		    v[i].blen, ":meta") == 0 && rs_do(to, "FCALL "
+		    "roomd_room_adopt 1 %s %s", v[i].key, sv->life) == -1)
+			return -1;
 	if ((r = rs_cmd(sv, "SISMEMBER %srooms:%s %s", rs->p, dialect,
 	    id)) == NULL)
 		return -1;
@@ -522,10 +532,19 @@ rs_server(struct reshard *rs, struct server *sv)
 {
 	struct gather	 g = { rs, NULL, 0, 0 };
 	struct server	*to;
+	redisReply	*r;
 	char		 base[ROOM_ID_MAX + 160];
 	size_t		 i, j;
 	int		 rc = 0;
 
+	if ((r = rs_cmd(sv, "FCALL roomd_life 0")) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_STRING)
+		snprintf(sv->life, sizeof(sv->life), "%s", r->str);
+	freeReplyObject(r);
+	if (sv->life[0] == '\0')
+		return say("%s: roomd_life: a reply of the wrong shape",
+		    sv->where);
 	if (rs_sessions(rs, sv) == -1 ||
 	    rs_scan(rs, sv, "{*", gather_key, &g) == -1)
 		rc = -1;

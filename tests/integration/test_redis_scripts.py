@@ -25,7 +25,7 @@ from redisd import (LIBDIR, library_text, load_library,  # noqa: F401
 P = "roomd:"
 STEPS = {"host_join", "host_renew", "host_leave", "room_open", "room_find",
          "txn_lock", "txn_commit", "txn_unlock", "log_read", "reap_list",
-         "reap_presence", "session_drop"}
+         "reap_presence", "session_drop", "life", "room_adopt"}
 WORDS = "1 2 3 4 5 6 7 8 1 " + "ab" * 16 + " " + "cd" * 32
 
 
@@ -919,6 +919,56 @@ def test_a_restarted_redis_keeps_what_was_acknowledged_under_a_new_epoch(
     assert h.commit(room, "t", next_mid=2)[:3] == [202, 202, epoch3]
 
 
+def copy_room(src, dst, room):
+    """What roomd -R does with a room's keys: DUMP, RESTORE REPLACE."""
+    a, b = src.client(), dst.client()
+    keys = a.keys(room.base + ":*")
+    assert keys
+    for k in keys:
+        b.restore(k, 0, a.dump(k), replace=True)
+
+
+def test_a_copied_room_keeps_its_epoch_only_if_written_in_its_servers_life(
+        redis_factory):
+    a, b = redis_factory(), redis_factory()
+    for s in (a, b):
+        load_library(s.client())
+    ha, hb = Host(a, "h", lease_ms=60000), Host(b, "h", lease_ms=60000)
+    room, old = Room("adopt"), Room("adopt-old")
+    epoch = ha.open(room)[0]
+    ha.txn(room, recs=[(1, 0, b"x")], next_mid=1)
+    life = ha.r.fcall("roomd_life", 0).decode()
+    assert ha.r.fcall("roomd_life", 0).decode() == life
+    assert hb.r.fcall("roomd_life", 0).decode() != life
+    copy_room(a, b, room)
+    meta = room.base + ":meta"
+    # Another life than the one its meta was written in: not adopted.
+    other = "0" * 16 + ":" + "0" * 40
+    assert hb.call("room_adopt", room.k("meta"), other) == 0
+    assert hb.r.hget(meta, "life").decode() == life
+    assert hb.call("room_adopt", room.k("meta"), life) == 1
+    assert hb.r.hget(meta, "life").decode() == \
+        hb.r.fcall("roomd_life", 0).decode()
+    assert hb.log_read(room)[:3] == [epoch, 1, 1]
+    assert hb.txn(room, recs=[(1, 0, b"y")], next_mid=1)[:3] == [2, 2, epoch]
+    assert hb.call("room_adopt", Room("none").k("meta"), life) == 0
+    assert not hb.r.exists(Room("none").base + ":meta")
+    # A room last written before its server restarted (what that life had
+    # not persisted may be lost) is not adopted: a new epoch, as on a.
+    epoch_old = ha.open(old)[0]
+    ha.txn(old, recs=[(1, 0, b"x")], next_mid=1)
+    a.restart()
+    ha.r = a.client()
+    life2 = ha.r.fcall("roomd_life", 0).decode()
+    assert life2 != life
+    copy_room(a, b, old)
+    assert hb.call("room_adopt", old.k("meta"), life2) == 0
+    epoch_new = hb.log_read(old)[0]
+    assert epoch_new != epoch_old
+    assert hb.txn(old, recs=[(1, 0, b"y")], next_mid=1)[:3] == \
+        [2, 2, epoch_new]
+
+
 def test_out_of_memory_refuses_a_writing_step_whole(redis_factory):
     s = redis_factory()
     r = s.client()
@@ -1023,6 +1073,11 @@ def test_calls_of_the_wrong_shape_are_refused_and_write_nothing(
         ("reap_presence", pk[:7] + [P + "lots"], [d, 0]),
         ("session_drop", sd[:2] + [P + "host:other"], [d]),
         ("session_drop", [sd[0], P + "sess:h/1", sd[2]], [d]),
+        ("life", [], [1]), ("life", [hk[0]], []),
+        ("room_adopt", room.k("lock"), ["a:b"]),
+        ("room_adopt", room.k("meta"), []),
+        ("room_adopt", room.k("meta"), ["a b"]),
+        ("room_adopt", room.k("meta", "log"), ["a:b"]),
     ]
     # The lists of txn_commit hold mids (integers) and presence flags (0/1).
     for kw in ({"ups": [("x", line("a"))]}, {"rms": ["1.5"]},
