@@ -44,6 +44,7 @@ struct server {
 	int		 from, to;	/* the place in OLD, in NEW; -1 */
 	char		 moving[80];	/* its claim while rooms move */
 	char		 life[80];	/* an old server's (roomd_life) */
+	int		 queued;	/* commands sent, replies not read */
 	struct session	*sess;
 	size_t		 nsess;
 };
@@ -76,24 +77,6 @@ say(const char *fmt, ...)
 }
 
 /* A command's reply, or NULL having said why (an error reply too). */
-static redisReply *
-rs_argv(struct server *sv, int argc, const char **argv, const size_t *lens)
-{
-	redisReply	*r;
-
-	r = redisCommandArgv(sv->c, argc, argv, lens);
-	if (r == NULL) {
-		say("%s: %s: %s", sv->where, argv[0], sv->c->errstr);
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		say("%s: %s: %s", sv->where, argv[0], r->str);
-		freeReplyObject(r);
-		return NULL;
-	}
-	return r;
-}
-
 static redisReply *
 rs_cmd(struct server *sv, const char *fmt, ...)
 {
@@ -324,6 +307,50 @@ rs_idle(struct reshard *rs, struct server *sv)
 	return rc;
 }
 
+static int
+elem_cmp(const void *a, const void *b)
+{
+	const redisReply	*x = *(redisReply * const *)a;
+	const redisReply	*y = *(redisReply * const *)b;
+	int			 c;
+
+	c = memcmp(x->str, y->str, x->len < y->len ? x->len : y->len);
+	if (c != 0 || x->len == y->len)
+		return c;
+	return x->len < y->len ? -1 : 1;
+}
+
+/* Is s in set, a set's members sorted by sort_set? */
+static int
+has(const redisReply *set, const char *s, size_t len)
+{
+	redisReply	 key, *k = &key;
+
+	if (set->type != REDIS_REPLY_ARRAY || set->elements == 0)
+		return 0;
+	key.str = (char *)s;
+	key.len = len;
+	return bsearch(&k, set->element, set->elements, sizeof(*set->element),
+	    elem_cmp) != NULL;
+}
+
+/* Sort a set's members for has(): 0, or -1 if it is not a set's. */
+static int
+sort_set(redisReply *set)
+{
+	size_t	 i;
+
+	if (set->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (i = 0; i < set->elements; i++)
+		if (set->element[i]->type != REDIS_REPLY_STRING)
+			return -1;
+	if (set->elements > 1)
+		qsort(set->element, set->elements, sizeof(*set->element),
+		    elem_cmp);
+	return 0;
+}
+
 /* The sessions on sv (all dead: rs_idle) and where each is present. */
 static int
 rs_sessions(struct reshard *rs, struct server *sv)
@@ -348,24 +375,13 @@ rs_sessions(struct reshard *rs, struct server *sv)
 		    (s->score = strdup(r->element[i + 1]->str)) == NULL)
 			fatal("%s", __func__);
 		s->bases = rs_cmd(sv, "SMEMBERS %ssess:%s", rs->p, s->name);
-		if (s->bases == NULL) {
+		if (s->bases == NULL || sort_set(s->bases) == -1) {
 			freeReplyObject(r);
-			return -1;
+			return s->bases == NULL ? -1 : say("%s: SMEMBERS: a "
+			    "reply of the wrong shape", sv->where);
 		}
 	}
 	freeReplyObject(r);
-	return 0;
-}
-
-static int
-has(const redisReply *set, const char *s, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; set->type == REDIS_REPLY_ARRAY && i < set->elements; i++)
-		if (set->element[i]->len == len &&
-		    memcmp(set->element[i]->str, s, len) == 0)
-			return 1;
 	return 0;
 }
 
@@ -413,106 +429,226 @@ rkey_cmp(const void *a, const void *b)
 	return x->blen < y->blen ? -1 : 1;
 }
 
+/* Queue a command on sv's link (redisAppendCommand): 0 or -1. */
+static int
+rs_queue(struct server *sv, int *queued, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 rc;
+
+	va_start(ap, fmt);
+	rc = redisvAppendCommand(sv->c, fmt, ap);
+	va_end(ap);
+	if (rc != REDIS_OK)
+		return say("%s: %s", sv->where, sv->c->errstr);
+	(*queued)++;
+	return 0;
+}
+
 /*
- * Copy the room of base (its keys v[0..n)) from sv to to, then delete it
- * from sv with its place in sv's sets: 0 or -1.
+ * The replies of the n commands queued on sv, into r[0..n) (the caller
+ * frees them with rs_free_replies); -1, having said why, if a reply is
+ * missing or is an error (the others are read all the same).
  */
 static int
-rs_move(struct reshard *rs, struct server *sv, struct server *to,
-    const char *base, struct rkey *v, size_t n)
+rs_replies(struct server *sv, redisReply **r, int n)
 {
-	const char	*tag = base + rs->plen + 1;
-	char		 dialect[64], id[ROOM_ID_MAX + 8];
-	const char	*colon = strchr(tag, ':');
-	const char	**argv;
-	redisReply	*dump, *ttl, *r;
-	long long	 ms;
-	size_t		 i, blen = strlen(base);
-	int		 inrooms, inlost, rc = -1;
+	void	*p;
+	int	 i, rc = 0;
 
-	snprintf(dialect, sizeof(dialect), "%.*s", (int)(colon - tag), tag);
-	snprintf(id, sizeof(id), "%.*s", (int)(base + blen - 1 - (colon +
-	    1)), colon + 1);
 	for (i = 0; i < n; i++) {
-		if ((dump = rs_cmd(sv, "DUMP %s", v[i].key)) == NULL)
-			return -1;
-		if ((ttl = rs_cmd(sv, "PTTL %s", v[i].key)) == NULL) {
-			freeReplyObject(dump);
-			return -1;
-		}
-		ms = ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : -2;
-		freeReplyObject(ttl);
-		/* Gone since the scan (a lock's lease, a closed room's
-		 * minute): nothing to copy. */
-		if (dump->type == REDIS_REPLY_STRING && ms != -2)
-			rc = rs_do(to, "RESTORE %s %lld %b REPLACE", v[i].key,
-			    ms < 0 ? 0 : ms, dump->str, dump->len);
-		else
-			rc = 0;
-		freeReplyObject(dump);
-		if (rc == -1)
-			return -1;
+		r[i] = NULL;
+		if (sv->c->err == 0 && redisGetReply(sv->c, &p) == REDIS_OK)
+			r[i] = p;
+		if (r[i] == NULL)
+			rc = say("%s: %s", sv->where, sv->c->errstr[0] ?
+			    sv->c->errstr : "no reply");
+		else if (r[i]->type == REDIS_REPLY_ERROR)
+			rc = say("%s: %s", sv->where, r[i]->str);
 	}
-	/* Copied whole: the room goes on with its epoch if its meta was
-	 * of the old server's present life (room_adopt). */
-	for (i = 0; i < n; i++)
-		if (v[i].blen + 5 == strlen(v[i].key) && strcmp(v[i].key +
-		    v[i].blen, ":meta") == 0 && rs_do(to, "FCALL "
-		    "roomd_room_adopt 1 %s %s", v[i].key, sv->life) == -1)
-			return -1;
-	if ((r = rs_cmd(sv, "SISMEMBER %srooms:%s %s", rs->p, dialect,
-	    id)) == NULL)
-		return -1;
-	inrooms = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-	freeReplyObject(r);
-	if ((r = rs_cmd(sv, "SISMEMBER %slost %s", rs->p, base)) == NULL)
-		return -1;
-	inlost = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-	freeReplyObject(r);
-	if ((inrooms && rs_do(to, "SADD %srooms:%s %s", rs->p, dialect,
-	    id) == -1) || (inlost && rs_do(to, "SADD %slost %s", rs->p,
-	    base) == -1))
-		return -1;
-	for (i = 0; i < sv->nsess; i++) {
-		struct session	*s = &sv->sess[i];
-
-		if (!has(s->bases, base, blen))
-			continue;
-		if (rs_do(to, "ZADD %sleases NX %s %s", rs->p, s->score,
-		    s->name) == -1 || rs_do(to, "SADD %ssess:%s %s", rs->p,
-		    s->name, base) == -1)
-			return -1;
-	}
-
-	/* Copied: now gone from sv, all at once. */
-	if (rs_do(sv, "MULTI") == -1)
-		return -1;
-	if ((argv = calloc(n + 1, sizeof(*argv))) == NULL)
-		fatal("%s", __func__);
-	argv[0] = "DEL";
-	for (i = 0; i < n; i++)
-		argv[i + 1] = v[i].key;
-	r = rs_argv(sv, (int)n + 1, argv, NULL);
-	free(argv);
-	if (r == NULL)
-		goto discard;
-	freeReplyObject(r);
-	if (rs_do(sv, "SREM %srooms:%s %s", rs->p, dialect, id) == -1 ||
-	    rs_do(sv, "SREM %slost %s", rs->p, base) == -1)
-		goto discard;
-	for (i = 0; i < sv->nsess; i++)
-		if (has(sv->sess[i].bases, base, blen) && rs_do(sv, "SREM "
-		    "%ssess:%s %s", rs->p, sv->sess[i].name, base) == -1)
-			goto discard;
-	if ((r = rs_cmd(sv, "EXEC")) == NULL)
-		return -1;
-	rc = r->type == REDIS_REPLY_ARRAY ? 0 : say("%s: EXEC: the delete "
-	    "of %s was not done", sv->where, base);
-	freeReplyObject(r);
 	return rc;
-discard:
-	rs_do(sv, "DISCARD");
-	return -1;
+}
+
+static void
+rs_free_replies(redisReply **r, int n)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		if (r[i] != NULL)
+			freeReplyObject(r[i]);
+}
+
+/* A room of a batch to move: its keys v[0..n), from sv to to. */
+struct move {
+	char		 base[ROOM_ID_MAX + 160];
+	char		 dialect[64], id[ROOM_ID_MAX + 8];
+	struct rkey	*v;
+	size_t		 n;
+	struct server	*to;
+	redisReply	**r;		/* DUMP, PTTL of each key; the sets */
+	int		 inrooms, inlost;
+};
+
+#define BATCH_ROOMS	64
+
+/* Read: each key's dump and TTL, the room's place in the sets. */
+static int
+batch_read(struct reshard *rs, struct server *sv, struct move *m, int k)
+{
+	redisReply	*r;
+	size_t		 i;
+	int		 j, q = 0, rc = 0;
+
+	for (j = 0; j < k; j++) {
+		for (i = 0; i < m[j].n; i++)
+			if (rs_queue(sv, &q, "DUMP %s", m[j].v[i].key) == -1 ||
+			    rs_queue(sv, &q, "PTTL %s", m[j].v[i].key) == -1)
+				return -1;
+		if (rs_queue(sv, &q, "SISMEMBER %srooms:%s %s", rs->p,
+		    m[j].dialect, m[j].id) == -1 || rs_queue(sv, &q,
+		    "SISMEMBER %slost %s", rs->p, m[j].base) == -1)
+			return -1;
+	}
+	for (j = 0; j < k; j++) {
+		if ((m[j].r = calloc(2 * m[j].n + 2, sizeof(*m[j].r))) == NULL)
+			fatal("%s", __func__);
+		if (rs_replies(sv, m[j].r, (int)(2 * m[j].n + 2)) == -1)
+			rc = -1;
+		r = m[j].r[2 * m[j].n];
+		m[j].inrooms = r != NULL && r->type == REDIS_REPLY_INTEGER &&
+		    r->integer == 1;
+		r = m[j].r[2 * m[j].n + 1];
+		m[j].inlost = r != NULL && r->type == REDIS_REPLY_INTEGER &&
+		    r->integer == 1;
+	}
+	return rc;
+}
+
+/*
+ * Write each room to its new server.  A key gone since the scan (a lock's
+ * lease, a closed room's minute) is not copied.  A room keeps its epoch if
+ * its meta was of the old server's present life (room_adopt); the dead
+ * sessions present in it come with it.
+ */
+static int
+batch_write(struct reshard *rs, struct server *sv, struct move *m, int k)
+{
+	struct session	*s;
+	redisReply	*rep, *dump, *ttl;
+	long long	 ms;
+	size_t		 i, blen;
+	int		 j, n, rc = 0;
+
+	for (j = 0; j < rs->n; j++)
+		rs->s[j].queued = 0;
+	for (j = 0; j < k; j++) {
+		struct server	*to = m[j].to;
+
+		for (i = 0; i < m[j].n; i++) {
+			dump = m[j].r[2 * i];
+			ttl = m[j].r[2 * i + 1];
+			ms = ttl->type == REDIS_REPLY_INTEGER ? ttl->integer :
+			    -2;
+			if (dump->type != REDIS_REPLY_STRING || ms == -2)
+				continue;
+			if (rs_queue(to, &to->queued, "RESTORE %s %lld %b "
+			    "REPLACE", m[j].v[i].key, ms < 0 ? 0 : ms,
+			    dump->str, dump->len) == -1)
+				return -1;
+			if (m[j].v[i].blen + 5 == strlen(m[j].v[i].key) &&
+			    strcmp(m[j].v[i].key + m[j].v[i].blen, ":meta") ==
+			    0 && rs_queue(to, &to->queued, "FCALL "
+			    "roomd_room_adopt 1 %s %s", m[j].v[i].key,
+			    sv->life) == -1)
+				return -1;
+		}
+		if ((m[j].inrooms && rs_queue(to, &to->queued, "SADD "
+		    "%srooms:%s %s", rs->p, m[j].dialect, m[j].id) == -1) ||
+		    (m[j].inlost && rs_queue(to, &to->queued, "SADD %slost %s",
+		    rs->p, m[j].base) == -1))
+			return -1;
+		blen = strlen(m[j].base);
+		for (i = 0; i < sv->nsess; i++) {
+			s = &sv->sess[i];
+			if (has(s->bases, m[j].base, blen) && (rs_queue(to,
+			    &to->queued, "ZADD %sleases NX %s %s", rs->p,
+			    s->score, s->name) == -1 || rs_queue(to,
+			    &to->queued, "SADD %ssess:%s %s", rs->p, s->name,
+			    m[j].base) == -1))
+				return -1;
+		}
+	}
+	for (j = 0; j < rs->n; j++)
+		for (n = 0; n < rs->s[j].queued; n++) {
+			if (rs_replies(&rs->s[j], &rep, 1) == -1)
+				rc = -1;
+			if (rep != NULL)
+				freeReplyObject(rep);
+		}
+	return rc;
+}
+
+/* Copied: now gone from sv, in one MULTI. */
+static int
+batch_delete(struct reshard *rs, struct server *sv, struct move *m, int k)
+{
+	redisReply	*rep;
+	size_t		 i, blen;
+	int		 j, n, q = 0, rc = 0;
+
+	if (rs_queue(sv, &q, "MULTI") == -1)
+		return -1;
+	for (j = 0; j < k; j++) {
+		blen = strlen(m[j].base);
+		for (i = 0; i < m[j].n; i++)
+			if (rs_queue(sv, &q, "DEL %s", m[j].v[i].key) == -1)
+				return -1;
+		if (rs_queue(sv, &q, "SREM %srooms:%s %s", rs->p,
+		    m[j].dialect, m[j].id) == -1 || rs_queue(sv, &q,
+		    "SREM %slost %s", rs->p, m[j].base) == -1)
+			return -1;
+		for (i = 0; i < sv->nsess; i++)
+			if (has(sv->sess[i].bases, m[j].base, blen) &&
+			    rs_queue(sv, &q, "SREM %ssess:%s %s", rs->p,
+			    sv->sess[i].name, m[j].base) == -1)
+				return -1;
+	}
+	if (rs_queue(sv, &q, "EXEC") == -1)
+		return -1;
+	for (n = 0; n < q; n++) {
+		if (rs_replies(sv, &rep, 1) == -1)
+			rc = -1;
+		if (n == q - 1 && rc == 0 && rep->type != REDIS_REPLY_ARRAY)
+			rc = say("%s: EXEC: the rooms were copied, but not "
+			    "deleted here", sv->where);
+		if (rep != NULL)
+			freeReplyObject(rep);
+	}
+	return rc;
+}
+
+/* Move the k rooms of m from sv: three round trips for them all. */
+static int
+rs_batch(struct reshard *rs, struct server *sv, struct move *m, int k)
+{
+	int	 j, rc;
+
+	rc = batch_read(rs, sv, m, k);
+	if (rc == 0)
+		rc = batch_write(rs, sv, m, k);
+	if (rc == 0)
+		rc = batch_delete(rs, sv, m, k);
+	for (j = 0; j < k; j++) {
+		if (m[j].r != NULL) {
+			rs_free_replies(m[j].r, (int)(2 * m[j].n + 2));
+			free(m[j].r);
+			m[j].r = NULL;
+		}
+	}
+	if (rc == 0)
+		rs->moved += k;
+	return rc;
 }
 
 static struct server *
@@ -531,11 +667,11 @@ static int
 rs_server(struct reshard *rs, struct server *sv)
 {
 	struct gather	 g = { rs, NULL, 0, 0 };
-	struct server	*to;
+	struct move	*m;
 	redisReply	*r;
-	char		 base[ROOM_ID_MAX + 160];
+	char		 tagbuf[ROOM_ID_MAX + 80];
 	size_t		 i, j;
-	int		 rc = 0;
+	int		 k = 0, rc = 0;
 
 	if ((r = rs_cmd(sv, "FCALL roomd_life 0")) == NULL)
 		return -1;
@@ -550,24 +686,40 @@ rs_server(struct reshard *rs, struct server *sv)
 		rc = -1;
 	if (g.n > 0)
 		qsort(g.v, g.n, sizeof(*g.v), rkey_cmp);
+	if ((m = calloc(BATCH_ROOMS, sizeof(*m))) == NULL)
+		fatal("%s", __func__);
 	for (i = 0; rc == 0 && i < g.n; i = j) {
+		struct move	*mv = &m[k];
+		const char	*tag, *colon;
+
 		for (j = i + 1; j < g.n && g.v[j].blen == g.v[i].blen &&
 		    memcmp(g.v[j].key, g.v[i].key, g.v[i].blen) == 0; j++)
 			;
-		snprintf(base, sizeof(base), "%.*s", (int)g.v[i].blen,
+		/* The tag is between the braces: "dialect:id". */
+		snprintf(mv->base, sizeof(mv->base), "%.*s", (int)g.v[i].blen,
 		    g.v[i].key);
-		/* The tag is between the braces. */
-		base[g.v[i].blen - 1] = '\0';
-		to = server_to(rs, cluster_shard_in(base + rs->plen + 1,
-		    rs->nnew));
-		base[g.v[i].blen - 1] = '}';
-		if (to == sv) {
+		tag = mv->base + rs->plen + 1;
+		colon = strchr(tag, ':');
+		snprintf(mv->dialect, sizeof(mv->dialect), "%.*s",
+		    (int)(colon - tag), tag);
+		snprintf(mv->id, sizeof(mv->id), "%.*s", (int)(mv->base +
+		    g.v[i].blen - 1 - (colon + 1)), colon + 1);
+		snprintf(tagbuf, sizeof(tagbuf), "%s:%s", mv->dialect, mv->id);
+		mv->to = server_to(rs, cluster_shard_in(tagbuf, rs->nnew));
+		if (mv->to == sv) {
 			rs->stayed++;
 			continue;
 		}
-		if ((rc = rs_move(rs, sv, to, base, g.v + i, j - i)) == 0)
-			rs->moved++;
+		mv->v = g.v + i;
+		mv->n = j - i;
+		if (++k == BATCH_ROOMS) {
+			rc = rs_batch(rs, sv, m, k);
+			k = 0;
+		}
 	}
+	if (rc == 0 && k > 0)
+		rc = rs_batch(rs, sv, m, k);
+	free(m);
 	for (i = 0; i < g.n; i++)
 		free(g.v[i].key);
 	free(g.v);
