@@ -78,23 +78,33 @@ say(const char *fmt, ...)
 
 /* A command's reply, or NULL having said why (an error reply too). */
 static redisReply *
+rs_vcmd(struct server *sv, const char *fmt, va_list ap)
+{
+	redisReply	*r;
+	int		 w = (int)strcspn(fmt, " ");
+
+	r = redisvCommand(sv->c, fmt, ap);
+	if (r == NULL) {
+		say("%s: %.*s: %s", sv->where, w, fmt, sv->c->errstr);
+		return NULL;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		say("%s: %.*s: %s", sv->where, w, fmt, r->str);
+		freeReplyObject(r);
+		return NULL;
+	}
+	return r;
+}
+
+static redisReply *
 rs_cmd(struct server *sv, const char *fmt, ...)
 {
 	va_list		 ap;
 	redisReply	*r;
 
 	va_start(ap, fmt);
-	r = redisvCommand(sv->c, fmt, ap);
+	r = rs_vcmd(sv, fmt, ap);
 	va_end(ap);
-	if (r == NULL) {
-		say("%s: %s: %s", sv->where, fmt, sv->c->errstr);
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		say("%s: %s: %s", sv->where, fmt, r->str);
-		freeReplyObject(r);
-		return NULL;
-	}
 	return r;
 }
 
@@ -106,15 +116,10 @@ rs_do(struct server *sv, const char *fmt, ...)
 	redisReply	*r;
 
 	va_start(ap, fmt);
-	r = redisvCommand(sv->c, fmt, ap);
+	r = rs_vcmd(sv, fmt, ap);
 	va_end(ap);
 	if (r == NULL)
-		return say("%s: %s: %s", sv->where, fmt, sv->c->errstr);
-	if (r->type == REDIS_REPLY_ERROR) {
-		say("%s: %s: %s", sv->where, fmt, r->str);
-		freeReplyObject(r);
 		return -1;
-	}
 	freeReplyObject(r);
 	return 0;
 }
@@ -288,7 +293,9 @@ rs_idle(struct reshard *rs, struct server *sv)
 
 	if ((t = rs_cmd(sv, "TIME")) == NULL)
 		return -1;
-	if (t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
+	if (t->type != REDIS_REPLY_ARRAY || t->elements != 2 ||
+	    t->element[0]->type != REDIS_REPLY_STRING ||
+	    t->element[1]->type != REDIS_REPLY_STRING) {
 		freeReplyObject(t);
 		return say("%s: TIME: a reply of the wrong shape", sv->where);
 	}
@@ -298,7 +305,11 @@ rs_idle(struct reshard *rs, struct server *sv)
 	if ((r = rs_cmd(sv, "ZRANGE %sleases (%lld +inf BYSCORE WITHSCORES",
 	    rs->p, now)) == NULL)
 		return -1;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2)
+	if (r->type != REDIS_REPLY_ARRAY || (r->elements >= 2 &&
+	    (r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING)))
+		rc = say("%s: ZRANGE: a reply of the wrong shape", sv->where);
+	else if (r->elements >= 2)
 		rc = say("%s: host session %s holds a lease for %lld ms more: "
 		    "stop every host of the cluster first (a killed host's "
 		    "lease runs out by itself)", sv->url, r->element[0]->str,
@@ -396,13 +407,16 @@ static int
 gather_key(const redisReply *key, void *arg)
 {
 	struct gather	*g = arg;
-	const char	*colon = strrchr(key->str, ':');
+	const char	*colon = strrchr(key->str, ':'), *tag, *dc;
 	size_t		 blen = colon != NULL ? (size_t)(colon - key->str) : 0;
 
-	/* A key of the prefix that is no room's is left where it is. */
-	if (blen < g->rs->plen + 3 || key->str[blen - 1] != '}' ||
-	    key->str[g->rs->plen] != '{' || memchr(key->str + g->rs->plen,
-	    ':', blen - g->rs->plen) == NULL) {
+	/* A key of the prefix that is no room's ("P{dialect:id}:suffix",
+	 * as room_base makes them) is left where it is. */
+	tag = key->str + g->rs->plen + 1;
+	dc = blen > g->rs->plen + 2 ? memchr(tag, ':', blen - g->rs->plen -
+	    2) : NULL;
+	if (dc == NULL || key->str[blen - 1] != '}' || tag[-1] != '{' ||
+	    dc - tag >= 64 || blen - g->rs->plen - 2 > ROOM_ID_MAX + 64) {
 		say("%s: not a room's key: left where it is", key->str);
 		return 0;
 	}

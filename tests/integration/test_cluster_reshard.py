@@ -756,3 +756,33 @@ def test_bad_files_and_claims_are_refused_and_change_nothing(
     # The good files do.
     sv = Survey([A, B], [A])
     assert moved_line(reshard(new, old)) == sv.counts([A, B]) + (2,)
+
+
+def test_a_key_that_is_no_rooms_is_left_and_keeps_its_server_marked(
+        cluster_hosts, redis_factory, tmp_path):
+    """A key of the prefix that roomd did not make ("roomd:{...}:x" with no
+    "dialect:id" inside) is named and left where it is; a server dropped
+    from the list that still holds one keeps its "moving" mark, so that no
+    host starts on it, until the key is dealt with and -R run again."""
+    A, B = redis_factory(), redis_factory()
+    c = cluster_hosts(1, redis=A, cluster_shard=redis_url(B), **SETTINGS)
+    rids = ids_on("canvas", 0, 2, 1, "w") + ids_on("canvas", 1, 2, 2, "w")
+    for rid in rids:
+        create_room(c[0], host="al", room_id=rid)
+    c[0].stop()
+    B.client().set("roomd:{stray}:x", "not a room's")
+    sv = Survey([A, B], [A, B])
+    old = conf(tmp_path, "old.conf", c[0], [redis_url(A), redis_url(B)])
+    new = conf(tmp_path, "new.conf", c[0], [redis_url(A)])
+    p = reshard(new, old)
+    refused(p, "left on it")
+    assert "roomd:{stray}:x: not a room's key: left where it is" in \
+        p.stderr, said(p)
+    # The rooms moved all the same; B keeps the key and its mark.
+    check_moved(sv, [A, B], [A])
+    assert B.client().get("roomd:{stray}:x") == b"not a room's"
+    assert claims([A, B]) == [b"0/1", b"moving 1/2 -"]
+    B.client().delete("roomd:{stray}:x")
+    assert moved_line(reshard(new, old)) == (0, len(rids), 1)
+    assert claims([A, B]) == [b"0/1", None]
+    assert B.client().keys("*") == []
