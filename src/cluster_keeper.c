@@ -219,6 +219,15 @@ cluster_keepers_stop(void)
 	}
 }
 
+static int	 helping;
+
+/* Is this a helper process (which may wait), not the master? */
+int
+cluster_helping(void)
+{
+	return helping;
+}
+
 /*
  * A job of the master's that talks to Redis: fn(arg) in a helper process
  * of its own (its log says name), which the master collects as any child
@@ -227,7 +236,7 @@ cluster_keepers_stop(void)
 void
 cluster_helper(const char *name, void (*fn)(void *), void *arg)
 {
-	pid_t	 pid;
+	pid_t	 pid, master = getpid();
 
 	if ((pid = fork()) == -1) {
 		log_warn("%s: fork", name);
@@ -235,8 +244,14 @@ cluster_helper(const char *name, void (*fn)(void *), void *arg)
 		return;
 	}
 	if (pid == 0) {
+		/* It goes with the master, which it may outlive by seconds
+		 * while Redis does not answer. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master)
+			_exit(0);
 		log_setproc(name);
 		cluster_forked(-1);
+		helping = 1;
 		fn(arg);
 		_exit(0);
 	}

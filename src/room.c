@@ -26,6 +26,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 #include <openssl/rand.h>
@@ -921,9 +922,10 @@ slot_dead_expiry(unsigned dialect, void *arg)
 /* Cluster mode: the members whose last connection here went with the
  * worker, for rcl_member_gone once the sweep is done. */
 struct lost_here {
-	const struct dialect	*dialect;
+	const struct dialect	*dialect;	/* NULL: told */
 	char			 id[ROOM_ID_MAX + 1];
 	uint64_t		 mid;
+	char			 session[96];	/* it was present in */
 };
 static struct lost_here	*lost;
 static size_t		 nlost;
@@ -943,6 +945,7 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 			fatal("%s", __func__);
 		lost[nlost].dialect = dialect_find_id((unsigned)r->dialect);
 		snprintf(lost[nlost].id, sizeof(lost[nlost].id), "%s", r->id);
+		lost[nlost].session[0] = '\0';
 		lost[nlost++].mid = m->mid;
 		return;
 	}
@@ -954,19 +957,44 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 	room_unlock(room);	/* rings; the sweep keeps the lock */
 }
 
-/* What a dead worker leaves in Redis: the lock it held, and the members
- * it was the last connection of on this host. */
+/*
+ * What a dead worker leaves in Redis: the lock it held, and the members
+ * it was the last connection of on this host.  A member Redis could not
+ * be told of is tried again every quarter of a second, for as long as
+ * this host's session may live on without Redis (twice the lease, and a
+ * little): past it, the session has ended and its reaping lets the
+ * member go.  (Only in a helper: the master, if it could not fork one,
+ * tries once.)
+ */
 static void
 slot_dead_tell(void *arg)
 {
-	size_t	 i;
+	struct timespec	 ts = { 0, 250 * 1000000L };
+	int64_t		 until = cluster_ms() + (cluster_helping() ?
+			    2000LL * env->conf.cluster_lease + 5000 : 0);
+	size_t		 i, left;
 
 	(void)arg;
 	cluster_slot_release();
-	for (i = 0; i < nlost; i++)
-		if (lost[i].dialect != NULL)
-			rcl_member_gone(lost[i].dialect, lost[i].id,
-			    lost[i].mid);
+	for (;;) {
+		for (i = left = 0; i < nlost; i++) {
+			if (lost[i].dialect == NULL)
+				continue;
+			if (rcl_member_gone(lost[i].dialect, lost[i].id,
+			    lost[i].mid, lost[i].session,
+			    sizeof(lost[i].session)) == 0)
+				lost[i].dialect = NULL;
+			else
+				left++;
+		}
+		if (left == 0 || cluster_ms() >= until)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	if (left > 0)
+		log_warnx("cluster: %zu members lost with a worker not let go: "
+		    "Redis did not take it; the end of this host's session "
+		    "will", left);
 }
 
 void

@@ -74,8 +74,11 @@ void	 rcl_dirty_member(struct room *, uint64_t mid);
 void	 rcl_dirty_room(struct room *);
 void	 rcl_keep_from(struct room *, uint64_t seq);
 void	 rcl_presence(struct room *, uint64_t mid, int here);
-/* Member mid lost its last connection here with a worker. */
-void	 rcl_member_gone(const struct dialect *, const char *id,
-	    uint64_t mid);
+/* Member mid lost its last connection here with a worker: 0 when done
+ * (or when the session it was present in, kept in was, has ended and
+ * its reaping will do it), -1 to try again (Redis cannot be reached or
+ * refused). */
+int	 rcl_member_gone(const struct dialect *, const char *id,
+	    uint64_t mid, char *was, size_t len);
 
 #endif

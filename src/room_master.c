@@ -165,24 +165,48 @@ room_mirror_lost_all(int shard)
 	freeReplyObject(r);
 }
 
-void
-rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid)
+int
+rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid,
+    char *was, size_t len)
 {
 	struct room_ref		 ref;
 	struct room		*room;
 	struct room_member	 m;
 	char			 session[96];
+	int			 up, rc;
 
-	/* Without a session (a master that reattached its arena and has
-	 * not joined yet), the reaping of the old session does it. */
-	if (cluster_session(shard_of(d, id), session, sizeof(session)) == -1 ||
-	    room_find(d, id, &ref) != 0 || room_lock(&ref, &room) != 0)
-		return;
-	/* This host's presence goes first, so that the counts say whether
-	 * another host still has the member. */
+	up = cluster_session(shard_of(d, id), session, sizeof(session)) == 0;
+	if (was[0] == '\0') {
+		/* Without a session (a master that reattached its arena and
+		 * has not joined yet), the reaping of the old session does
+		 * it. */
+		if (session[0] == '\0')
+			return 0;
+		snprintf(was, len, "%s", session);
+	}
+	/* The session the member was present in has ended: its reaping
+	 * lets the member go. */
+	if (session[0] != '\0' && strcmp(session, was) != 0)
+		return 0;
+	if (!up)
+		return -1;
+	if ((rc = room_find(d, id, &ref)) != 0)
+		return rc == ROOM_ENOENT ? 0 : -1;
+	if ((rc = room_lock(&ref, &room)) != 0)
+		return rc == ROOM_ENOENT ? 0 : -1;
+	/*
+	 * One commit: this host's presence goes with the dialect's leave, so
+	 * that no crash between them can leave the member present nowhere
+	 * and never let go.  Under the lock the copy is Redis's: its member
+	 * is still connected if another host has it (ROOM_SLOT_ELSEWHERE,
+	 * from the last entry's counts).  What Redis refuses is undone here,
+	 * to be done again.
+	 */
 	rcl_presence(room, mid, 0);
-	if (rcl_commit(room) == 0 && room_member_by_mid(room, mid, &m) == 0 &&
-	    !m.connected && d->member_lost != NULL)
+	if (room_member_by_mid(room, mid, &m) == 0 && !m.connected &&
+	    d->member_lost != NULL)
 		d->member_lost(room, &m);
+	rc = rcl_commit(room);
 	room_unlock(room);
+	return rc == 0 ? 0 : -1;
 }

@@ -897,6 +897,7 @@ void	 cluster_keepers_respawn(void);
 void	 cluster_keepers_signal(int sig);
 void	 cluster_keepers_stop(void);
 void	 cluster_helper(const char *name, void (*fn)(void *), void *arg);
+int	 cluster_helping(void);
 
 /*
  * room_master.c (and room_shard: room_cluster.c): the engine's cluster

@@ -10,6 +10,7 @@ or another with at(c, host).
 import asyncio
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -19,9 +20,11 @@ from cluster import (LEASE, at, cluster_hosts,  # noqa: F401
 from conftest import (_pid_gone, close_ws, expect_close, poll,
                       ws_open_headers)
 from test_chaos import crash_points_built
-from test_chat import (Client, alive, chan_msg, chat_url, collect, create,
-                       ev_channel, ev_participant, expect_all, expect_error,
-                       is_chan_msg, join, priv_msg, quiet, say, session)
+from test_chat import (TABS_SECRET, Client, alive, chan_msg, chat_url,
+                       collect, create, ev_channel, ev_participant,
+                       expect_all, expect_error, is_chan_msg, join, listed,
+                       members_of, open_tab, priv_msg, quiet, quiet_until,
+                       say, session, tab_user)
 
 
 def test_channels_events_and_messages_cross_three_hosts(cluster_hosts):
@@ -312,3 +315,89 @@ def test_channel_events_cross_hosts_whose_rooms_are_numbered_apart(
         await a.expect(ev_participant(d, "left", ch), "d left, on h2")
         await quiet(a, d)
     session(c2[0], body)
+
+
+def test_a_user_on_two_hosts_leaves_once_with_the_worker_of_the_last_tab(
+        cluster_hosts):
+    """A signed-in user has a tab on h1 and one on h2.  h1's worker with
+    the first is killed (SIGKILL): the user is still in, on h2, and nobody
+    hears a thing.  Then h2's worker with the second is killed: the user
+    leaves, told once to a watcher on each host (on a worker of its own).
+    The host that lost the worker lets the member go in the commit that
+    ends its presence, from the copy's count of the other hosts'."""
+    c2 = cluster_hosts(2, chat_session_secret=TABS_SECRET)
+
+    def connections(h, uid):
+        return [u for u, _ in members_of(h, "@")].count(uid)
+
+    async def body(c):
+        w1 = await at(c, c2[0]).open(slot=1)
+        w2 = await at(c, c2[1]).open(slot=1)
+        ch = c.channel()
+        await create(w1, ch, [w2])
+        await join(w1, ch)
+        await join(w2, ch, [w1])
+        user = tab_user(c)
+        uid = user[2]
+        t1 = await open_tab(at(c, c2[0]), user, 0)
+        t2 = await open_tab(at(c, c2[1]), user, 0)
+        await join(t1, ch, [w1, w2])
+        await join(t2, ch)
+        await quiet(w1, w2, t1)
+        os.kill(t1.pid, signal.SIGKILL)
+        # h2 hears that h1 has the user no more; nobody is told anything.
+        await quiet_until([w1, w2, t2],
+                          lambda: connections(c2[1], uid) == 1, 8.0,
+                          "h1's lost tab swept, as h2 sees it")
+        await quiet(w1, w2, t2, t=1.0)
+        for h in c2:
+            assert listed(h, ch, uid) == 1, (h.name, members_of(h, ch))
+        await say(w2, ch, "still here?", 1, [w1, t2])
+        os.kill(t2.pid, signal.SIGKILL)
+        left = ev_participant(t2, "left", ch)
+        await w2.expect(left, "the last tab lost, on its host", timeout=8.0)
+        await w1.expect(left, "the last tab lost, on the other host",
+                        timeout=8.0)
+        await quiet(w1, w2, t=1.5)
+        for h in c2:
+            assert listed(h, ch, uid) == 0, (h.name, members_of(h, ch))
+    session(c2[0], body, timeout=60)
+
+
+
+def test_a_worker_lost_while_redis_is_away_lets_its_user_go_once_it_is_back(
+        cluster_hosts, redis_factory):
+    """h1's worker with a user's only connection is killed while Redis is
+    stopped (SIGSTOP, for less than half the lease: no host is cut off).
+    The helper that tells Redis what the worker left cannot, and tries
+    again until Redis answers: then the user leaves, told once to a
+    watcher on each host.  (Before, the one try failed and the user stayed
+    in the channel, present on h1 with no connection, for as long as h1's
+    session lived.)"""
+    red = redis_factory()
+    c2 = cluster_hosts(2, redis=red, lease=10)
+
+    async def body(c):
+        w1 = await at(c, c2[0]).open(slot=1)
+        w2 = await at(c, c2[1]).open()
+        ch = c.channel()
+        await create(w1, ch, [w2])
+        await join(w1, ch)
+        await join(w2, ch, [w1])
+        t = await at(c, c2[0]).open(slot=0)
+        await join(t, ch, [w1, w2])
+        await quiet(w1, w2, t)
+        os.kill(red.pid, signal.SIGSTOP)
+        try:
+            os.kill(t.pid, signal.SIGKILL)
+            # The helper's first try waits out its call's timeout (1 s);
+            # the next ones fail at once (the primary is suspect).
+            await asyncio.sleep(2.5)
+        finally:
+            os.kill(red.pid, signal.SIGCONT)
+        left = ev_participant(t, "left", ch)
+        await w1.expect(left, "the lost user, on its host", timeout=10.0)
+        await w2.expect(left, "the lost user, on the other host",
+                        timeout=10.0)
+        await quiet(w1, w2, t=1.5)
+    session(c2[0], body, timeout=60)
