@@ -78,6 +78,7 @@ struct link {
 	int64_t		 sub_next_try;
 	int64_t		 renew_at;	/* the master's next renewal */
 	int64_t		 reaped_at, checked_at;
+	int		 checking;	/* room_mirror_check's pass */
 };
 
 static struct cluster_shared	*sh;
@@ -851,7 +852,8 @@ cluster_subscribe(int shard)
 	}
 	freeReplyObject(r);
 	/* What was published while nobody listened. */
-	room_mirror_check_all(shard);
+	l->checked_at = cluster_ms();
+	l->checking = room_mirror_check(shard, 1);
 }
 
 int
@@ -965,10 +967,18 @@ cluster_keep(int shard)
 		l->reaped_at = now;
 		cluster_reap(shard);
 	}
-	if (now - l->checked_at >= 5000 && l->rc != NULL) {
+	if (l->checking)
+		l->checking = room_mirror_check(shard, 0);
+	else if (now - l->checked_at >= 5000 && l->rc != NULL) {
 		l->checked_at = now;
-		room_mirror_check_all(shard);
+		l->checking = room_mirror_check(shard, 1);
 	}
+}
+
+int
+cluster_checking(int shard)
+{
+	return links[shard].checking;
 }
 
 /* The host stops: end its lease on shard now, so other hosts reap at

@@ -76,6 +76,7 @@ keeper_main(int shard, int first)
 {
 	int			 ms = cluster_tick_ms();
 	struct timespec		 tick = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec		 now = { 0, 0 };
 	struct roomd_config	 c;
 	struct pollfd		 pfd;
 	sigset_t		 empty;
@@ -98,7 +99,8 @@ keeper_main(int shard, int first)
 		pfd.fd = cluster_sub_fd(shard);	/* -1: ppoll skips it */
 		pfd.events = POLLIN;
 		pfd.revents = 0;
-		ppoll(&pfd, 1, &tick, &empty);
+		/* While a check of the copies goes on, a slice a turn. */
+		ppoll(&pfd, 1, cluster_checking(shard) ? &now : &tick, &empty);
 		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
 			cluster_sub_read(shard);
 		/* SIGHUP: what can change live (the dialects' settings,

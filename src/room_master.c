@@ -17,6 +17,9 @@
 #include "roomd.h"
 #include "room_cluster.h"
 
+#define CHECK_SLICE_MS	10	/* of a pass of room_mirror_check */
+#define CHECK_ROOMS_MAX	65536	/* the rooms of one pass */
+
 /* "dialect:id" or "roomd:{dialect:id}" into its dialect and id. */
 static const struct dialect *
 room_name_parse(const char *s, char *id, size_t idlen)
@@ -75,30 +78,44 @@ room_mirror_message(const char *name, const char *msg, size_t len)
 		room_unlock(room);
 }
 
-void
-room_mirror_check_all(int shard)
+/* A pass of room_mirror_check: the rooms listed at its start. */
+static struct room_ref	*check_refs;
+static size_t		 check_n, check_i;
+
+int
+room_mirror_check(int shard, int start)
 {
-	struct room_ref	*refs;
 	struct room	*room;
-	size_t		 n, i;
+	struct shm_room	*sr;
+	int64_t		 until = cluster_ms() + CHECK_SLICE_MS;
 
-	if ((refs = calloc(4096, sizeof(*refs))) == NULL)
-		return;
-	n = shm_room_list(room_arena(), ROOM_ALL_DIALECTS,
-	    (struct shm_room_ref *)refs, 4096);
-	for (i = 0; i < n; i++) {
-		struct shm_room *sr;
-
-		if (shm_room_lock(room_arena(), (const struct shm_room_ref *)
-		    &refs[i], &sr) != 0)
-			continue;
-		room = room_new(sr, &refs[i]);
-		if (room_shard(room) == shard)
-			mirror_catch_up(room);
-		else
-			room_unlock(room);
+	if (start) {
+		free(check_refs);
+		check_i = check_n = 0;
+		if ((check_refs = calloc(CHECK_ROOMS_MAX,
+		    sizeof(*check_refs))) == NULL)
+			return 0;
+		check_n = shm_room_list(room_arena(), ROOM_ALL_DIALECTS,
+		    (struct shm_room_ref *)check_refs, CHECK_ROOMS_MAX);
 	}
-	free(refs);
+	while (check_i < check_n && cluster_ms() < until) {
+		/* A room deleted since the list is not locked. */
+		if (shm_room_lock(room_arena(), (const struct shm_room_ref *)
+		    &check_refs[check_i], &sr) == 0) {
+			room = room_new(sr, &check_refs[check_i]);
+			if (room_shard(room) == shard)
+				mirror_catch_up(room);
+			else
+				room_unlock(room);
+		}
+		check_i++;
+	}
+	if (check_i < check_n)
+		return 1;
+	free(check_refs);
+	check_refs = NULL;
+	check_i = check_n = 0;
+	return 0;
 }
 
 void

@@ -880,6 +880,7 @@ void	 cluster_set_keeper(int shard, pid_t pid);
 void	 cluster_keeping(int shard);
 void	 cluster_keep(int shard);
 int	 cluster_tick_ms(void);
+int	 cluster_checking(int shard);	/* a pass of room_mirror_check */
 int	 cluster_sub_fd(int shard);
 void	 cluster_sub_read(int shard);
 void	 cluster_leave(int shard);
@@ -907,8 +908,11 @@ int	 cluster_helping(void);
 /* A transaction published on a room's channel (its key base). */
 void	 room_mirror_message(const char *room, const char *msg, size_t len);
 /* Catch every mirror of shard's rooms up with the log (after a
- * resubscribe, and now and then in case a message was lost). */
-void	 room_mirror_check_all(int shard);
+ * resubscribe, and now and then in case a message was lost): a pass
+ * started (start) or gone on with, a slice of about 10 ms at a time, so
+ * that the keeper renews its lease and reads its channel between them
+ * (one round trip per room).  1 while the pass goes on. */
+int	 room_mirror_check(int shard, int start);
 /* Forget dead session s's presence in room base (of shard); hand the
  * members lost in every room of shard to their dialects, once. */
 void	 room_mirror_reap(int shard, const char *base, const char *s);

@@ -276,7 +276,9 @@ def load_library(client):
 class Proxy:
     """A TCP proxy on 127.0.0.1 to a loopback port that can stop passing
     bytes (pause: connections stay open, as behind a partition), pass them
-    again (resume), or drop every connection (cut)."""
+    again (resume), or drop every connection (cut); with .delay (seconds)
+    it holds each chunk that long before passing it on, one chunk at a
+    time (a far, slow Redis)."""
 
     def __init__(self, target_port):
         self.target = target_port
@@ -290,6 +292,7 @@ class Proxy:
         self.pairs = []
         self.lock = threading.Lock()
         self.stopping = False
+        self.delay = 0.0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -352,6 +355,8 @@ class Proxy:
         try:
             data = s.recv(65536)
             if data:
+                if self.delay > 0:
+                    time.sleep(self.delay)
                 other.sendall(data)
                 return
         except OSError:

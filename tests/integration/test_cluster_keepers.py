@@ -15,6 +15,9 @@ reaps dead hosts, so that the master itself never waits for Redis.
   other process calls it.
 - The master holds no connection to Redis; each keeper only to its own
   shard.
+- The keeper's check of its copies (every 5 s, a round trip per room)
+  goes in slices, between which it renews its lease and reads its
+  channel.
 """
 import asyncio
 import json
@@ -23,10 +26,11 @@ import signal
 import time
 
 from cluster import (LEASE, cluster_hosts,  # noqa: F401
-                     redis_factory, wait_for)
+                     redis_factory, redis_url, wait_for)
 from conftest import (close_all, close_ws, collect_actions, connect,
                       create_room, join_room, pointers, recv_json, run,
                       ws_open, ws_url)
+from redisd import tcp_proxy  # noqa: F401
 from test_cluster_shards import acts, ids_on, sharded
 
 
@@ -225,3 +229,50 @@ def test_a_hanging_shard_costs_a_worker_one_timeout_not_one_per_call(
     assert lat and max(lat) < 0.5, sorted(lat)[-5:]
     assert len(lat) >= 10, lat
     assert tries >= 10, tries
+
+
+def test_a_check_of_many_copies_lets_the_keeper_renew_between_rooms(
+        cluster_hosts, redis_factory, tcp_proxy):
+    """Every 5 s (and after a resubscribe) the keeper catches each copy of
+    its shard's rooms up with the log, a round trip per room.  With 300
+    copies and Redis about 10 ms away (a proxy that holds each chunk
+    5 ms), a pass takes some 3 s: it must go in slices between which the
+    keeper renews its lease (2 s here; cut off after 1 s without a
+    renewal), or the host cuts itself off, closes its clients with 1012
+    and starts a new session at every pass.  Before, the pass went whole:
+    the bench of roomd -R (10,000 rooms made through one host with a
+    2 s lease) got 503 from the host once it had some 5,000 copies."""
+    r = redis_factory()
+    p = tcp_proxy(r.port)
+    c = cluster_hosts(1, redis=redis_url(p.port), lease=2, room_ttl=120,
+                      workers=1)
+    for i in range(300):
+        create_room(c[0], host="al", room_id=f"copy-{i}")
+    tok = create_room(c[0], host="al", room_id="watched")["token"]
+    session = c[0].ctl_json("status")["cluster"]["session"]
+    assert session.startswith("h1/"), session
+
+    async def body():
+        ws, first, _ = await connect(c[0], "watched", tok)
+        assert first == []
+        p.delay = 0.005
+        try:
+            # Long enough for two passes (one every 5 s).
+            end = time.monotonic() + 12
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+                await ws.send(json.dumps(acts(f"t{n}", 1)))
+                got = await collect_actions(ws, 1, timeout=5, quiet=0)
+                assert [a["by"] for a in got] == [f"t{n}"], got
+                await asyncio.sleep(0.2)
+        finally:
+            p.delay = 0.0
+        await close_ws(ws)
+        return n
+    n = run(body(), 60)
+    assert n >= 20, n
+    now = c[0].ctl_json("status")["cluster"]["session"]
+    assert now == session, \
+        f"the host was cut off: session {session}, then {now}"
+
