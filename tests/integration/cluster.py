@@ -659,7 +659,9 @@ async def drive(ms, fault, before=2.0, after=6.0, interval=0.05,
 
 async def final_logs(c, rid, token):
     """{host name: (epoch, log)} read whole on every running host, once
-    they agree (a host may still be catching up), at most 10 s."""
+    they agree (a host may still be catching up, or answer 503 for a
+    moment after a failover), at most 10 s.  Failures agreeing are not an
+    answer: they are tried again."""
     deadline = time.monotonic() + 10
     while True:
         got = {}
@@ -668,7 +670,8 @@ async def final_logs(c, rid, token):
                 got[h.name] = await read_whole(h, rid, token)
             except Exception as e:          # noqa: B902 (reported below)
                 got[h.name] = repr(e)
-        if len({repr(v) for v in got.values()}) == 1 or \
+        read = all(isinstance(v, tuple) for v in got.values())
+        if (read and len({repr(v) for v in got.values()}) == 1) or \
                 time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.5)
