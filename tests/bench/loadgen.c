@@ -113,6 +113,7 @@ struct conn {
 	int		 mz;		/* the message being read is compressed */
 	_Atomic uint64_t pointer;	/* last canvas pointer received */
 	_Atomic uint64_t got;		/* actions received */
+	uint64_t	 published;	/* publishes sent (a publisher) */
 	char		 tok[72];	/* canvas token, kept for reconnects */
 	uint64_t	 t_start;	/* storm/catch-up: when it connected */
 	uint64_t	 t_first;	/* ... and got its first message */
@@ -1231,10 +1232,13 @@ publish_for(double secs, char *buf)
 			next += gap;
 		} else {
 			sent = 0;
-			while (p->state == C_OPEN && pubseq / opt.rooms -
-			    atomic_load(&p->got) / (uint64_t)opt.batch >=
-			    (uint64_t)opt.window &&
-			    now_ns() < end) {
+			/* The publisher's own count: with several rooms,
+			 * pubseq / rooms is behind a room already published
+			 * in this round, and a member that got all of it
+			 * would look ahead of it. */
+			while (p->state == C_OPEN && p->published >=
+			    atomic_load(&p->got) / (uint64_t)opt.batch +
+			    (uint64_t)opt.window && now_ns() < end) {
 				if (++sent > 1000) {
 					usleep(10);
 					sent = 0;
@@ -1244,6 +1248,7 @@ publish_for(double secs, char *buf)
 		if (p->state == C_OPEN) {
 			len = publish_body(buf, now_ns(), p->room);
 			ws_send(p, 0x1, buf, len);
+			p->published++;
 			pubseq++;
 		}
 		r = (r + 1) % opt.rooms;
