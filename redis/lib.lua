@@ -77,23 +77,29 @@ end
 
 --
 -- The server's life: it changes whenever the data may have been rewound
--- under the rooms, that is when this process restarted (the library's
--- state is new: boot) or when it was promoted from replica (Redis gives a
--- promoted server a new replication id).  A room written in another life
--- takes a new epoch before anything else is written to it.
+-- under the rooms, that is when this process restarted (a new run_id) or
+-- when it was promoted from replica (Redis gives a promoted server a new
+-- replication id).  Loading the library again (a new roomd) is not a new
+-- life: the run_id is the process's, whatever the library's state.  A
+-- room written in another life takes a new epoch before anything else is
+-- written to it.
 --
-local boot
+local run
 local made = 0
 
 local function life()
 	local info = redis.call('INFO', 'replication')
 	local replid = string.match(info, 'master_replid:(%x+)') or '?'
-	if not boot then
-		local t = redis.call('TIME')
-		boot = string.sub(redis.sha1hex(t[1] .. '.' .. t[2] .. replid),
-		    1, 16)
+	if not run then
+		run = string.match(redis.call('INFO', 'server'),
+		    'run_id:(%x+)')
+		if not run then
+			local t = redis.call('TIME')
+			run = redis.sha1hex(t[1] .. '.' .. t[2] .. replid)
+		end
+		run = string.sub(run, 1, 16)
 	end
-	return boot .. ':' .. replid
+	return run .. ':' .. replid
 end
 
 -- A new 48-bit number never handed out before, in any life of any server
