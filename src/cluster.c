@@ -48,6 +48,7 @@ struct shard_shared {
 	int64_t		 suspect;	/* a call failed; the keeper looks */
 	char		 primary[128];	/* where the keeper is connected */
 	int64_t		 lag_ms;	/* the last renewal's round trip */
+	int		 replicas;	/* online, at the last renewal; -1 */
 	uint64_t	 joins;		/* sessions this host has had */
 	pid_t		 keeper;	/* cluster_keeper.c's process */
 };
@@ -665,6 +666,7 @@ cluster_status(int shard, struct cluster_status *st)
 	snprintf(st->primary, sizeof(st->primary), "%s", ss->primary);
 	st->lease_left_ms = ss->lease_end - cluster_ms();
 	st->lag_ms = ss->lag_ms;
+	st->replicas = ss->replicas;
 	st->keeper = ss->keeper;
 	st->reconnects = sh->reconnects;
 	st->errors = sh->errors;
@@ -690,6 +692,8 @@ cluster_init(void)
 	if (sh == MAP_FAILED)
 		fatal("%s: mmap", __func__);
 	memset(sh, 0, sizeof(*sh));
+	for (i = 0; i < CLUSTER_SHARDS_MAX; i++)
+		sh->shard[i].replicas = -1;
 	/* The first join, subscription and catch-up of every shard, before
 	 * any worker serves; then the keepers go on with links of their
 	 * own. */
@@ -778,6 +782,35 @@ cluster_shard_claim(int shard)
 	return ok ? 0 : -1;
 }
 
+/*
+ * The replicas online of shard's primary, as a renewal counted them.  A
+ * change is said once: a cluster_wait larger than the count refuses
+ * every change (WAIT times out), and a smaller one lets a failover
+ * promote a replica that had not yet received an acknowledged change
+ * (roomd.conf(5)).
+ */
+static void
+cluster_replicas_seen(int shard, int n)
+{
+	struct shard_shared	*ss = &sh->shard[shard];
+	int			 w = env->conf.cluster_wait;
+
+	if (n == ss->replicas)
+		return;
+	ss->replicas = n;
+	if (w > n)
+		log_warnx("cluster: %s has %d replica%s online, fewer than "
+		    "cluster_wait %d: changes are refused until more are back",
+		    ss->primary, n, n == 1 ? "" : "s", w);
+	else if (w > 0 && w < n)
+		log_warnx("cluster: cluster_wait %d counts fewer than the %d "
+		    "replicas of %s: a failover may lose acknowledged changes",
+		    w, n, ss->primary);
+	else if (w > 0)
+		log_info("cluster: %s has %d replica%s online, as cluster_wait "
+		    "asks", ss->primary, n, n == 1 ? "" : "s");
+}
+
 /* Join shard as a new session, or renew the lease of ours. */
 static void
 cluster_lease(int shard)
@@ -812,9 +845,14 @@ cluster_lease(int shard)
 			cluster_set_session(shard, s, sent + lease_ms);
 			__atomic_add_fetch(&ss->joins, 1, __ATOMIC_ACQ_REL);
 			log_info("cluster: joined %s as %s", ss->primary, s);
-		} else
+		} else {
 			__atomic_store_n(&ss->lease_end, sent + lease_ms,
 			    __ATOMIC_RELEASE);
+			if (r->elements >= 3 && r->element[2]->type ==
+			    REDIS_REPLY_INTEGER)
+				cluster_replicas_seen(shard,
+				    (int)r->element[2]->integer);
+		}
 		links[shard].renew_at = sent + lease_ms / 4;
 		__atomic_store_n(&ss->suspect, 0, __ATOMIC_RELEASE);
 	} else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED",

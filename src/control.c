@@ -174,14 +174,20 @@ struct metric {
 	uint64_t	 value;
 };
 
-/* Cluster mode: 8 rows. */
+/* Cluster mode: 9 rows. */
 static size_t
 control_cluster_metrics(struct metric *m)
 {
 	struct cluster_status	 st;
 	size_t			 n = 0;
-	int			 down, up = cluster_shards_up(&down);
+	int			 i, down, up = cluster_shards_up(&down);
+	int			 fewest = -1;
 
+	for (i = 0; i < cluster_shards(); i++) {
+		cluster_status(i, &st);
+		if (st.replicas >= 0 && (fewest < 0 || st.replicas < fewest))
+			fewest = st.replicas;
+	}
 	cluster_status(0, &st);		/* the counters are the host's */
 	m[n++] = (struct metric){ "cluster_up", "1 while the host holds its "
 	    "lease on every shard in Redis.", 1, -1,
@@ -203,6 +209,10 @@ control_cluster_metrics(struct metric *m)
 	    st.gaps };
 	m[n++] = (struct metric){ "cluster_members_lost_total", "Members of "
 	    "dead hosts handed to their dialect.", 0, -1, st.reaped };
+	m[n++] = (struct metric){ "cluster_replicas_online", "Replicas "
+	    "online of the primary with the fewest, at the last lease "
+	    "renewal (0 until one is counted).", 1, -1,
+	    (uint64_t)(fewest > 0 ? fewest : 0) };
 	return n;
 }
 
@@ -261,7 +271,7 @@ control_metrics(struct metric *m, size_t max)
 		m[n++] = (struct metric){ "lock_recoveries_total", "Locks "
 		    "repaired after their owner died.", 0, -1, recoveries };
 	}
-	if (cluster_enabled() && n + 8 <= max)
+	if (cluster_enabled() && n + 9 <= max)
 		n += control_cluster_metrics(m + n);
 	for (i = 0; i < STAT_D_NCOUNTERS && n < max; i++)
 		m[n++] = per[i];
@@ -508,6 +518,8 @@ control_shard(int shard, struct cluster_status *st)
 	    st->lease_left_ms));
 	json_object_object_add(o, "lag_ms", json_object_new_int64(
 	    st->lag_ms));
+	json_object_object_add(o, "replicas", st->replicas < 0 ? NULL :
+	    json_object_new_int(st->replicas));
 	json_object_object_add(o, "keeper", json_object_new_int(
 	    (int)st->keeper));
 	return o;

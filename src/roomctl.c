@@ -89,8 +89,15 @@ str(struct json_object *o, const char *key)
 {
 	struct json_object	*v;
 
-	return json_object_object_get_ex(o, key, &v) ?
+	return json_object_object_get_ex(o, key, &v) && v != NULL ?
 	    json_object_get_string(v) : "";
+}
+
+/* A cluster link's replicas online: "?" until a renewal counted them. */
+static const char *
+replicas(struct json_object *o)
+{
+	return *str(o, "replicas") != '\0' ? str(o, "replicas") : "?";
 }
 
 /* A cluster link's state: "up" or "DOWN", and whether it is suspect. */
@@ -121,9 +128,10 @@ print_status(struct json_object *o)
 	    num(o, "arena_bytes_size"), num(o, "lock_recoveries"),
 	    num(o, "epoch"));
 	if (json_object_object_get_ex(o, "cluster", &d))
-		printf("cluster %s, session %s, primary %s, lease %lld ms left, "
-		    "lag %lld ms, reconnects %lld, errors %lld, fenced %lld, "
-		    "keeper %lld\n", link_state(d), str(d, "session"), str(d, "primary"),
+		printf("cluster %s, session %s, primary %s, replicas %s, "
+		    "lease %lld ms left, lag %lld ms, reconnects %lld, errors "
+		    "%lld, fenced %lld, keeper %lld\n", link_state(d),
+		    str(d, "session"), str(d, "primary"), replicas(d),
 		    num(d, "lease_left_ms"), num(d, "lag_ms"),
 		    num(d, "reconnects"), num(d, "errors"), num(d, "fenced"),
 		    num(d, "keeper"));
@@ -132,9 +140,10 @@ print_status(struct json_object *o)
 	    json_object_array_length(list) > 1)
 		for (i = 0; i < json_object_array_length(list); i++) {
 			w = json_object_array_get_idx(list, i);
-			printf("  shard %zu %s, session %s, primary %s, lease "
-			    "%lld ms left, lag %lld ms, keeper %lld\n", i,
-			    link_state(w), str(w, "session"), str(w, "primary"),
+			printf("  shard %zu %s, session %s, primary %s, "
+			    "replicas %s, lease %lld ms left, lag %lld ms, "
+			    "keeper %lld\n", i, link_state(w),
+			    str(w, "session"), str(w, "primary"), replicas(w),
 			    num(w, "lease_left_ms"), num(w, "lag_ms"),
 			    num(w, "keeper"));
 		}

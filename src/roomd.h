@@ -812,6 +812,8 @@ struct cluster_status {		/* of one shard; the counters of all */
 	char		 primary[128];
 	int64_t		 lease_left_ms;
 	int64_t		 lag_ms;	/* the last lease renewal's round trip */
+	int		 replicas;	/* the primary's replicas online at the
+					   last renewal; -1: not known yet */
 	pid_t		 keeper;	/* the shard's keeper process */
 	uint64_t	 reconnects, errors, commits, applied, gaps, reaped;
 	uint64_t	 fenced;

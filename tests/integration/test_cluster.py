@@ -140,6 +140,36 @@ def test_metrics_count_the_cluster_link(cluster_hosts):
     assert names, "no roomd_cluster_* series in /metrics:\n" + m[:3000]
 
 
+def test_status_and_log_say_when_cluster_wait_and_the_replicas_differ(
+        cluster_hosts, redis_factory):
+    """Each renewal counts the primary's replicas online: status and
+    /metrics show the count, and the log says once when cluster_wait asks
+    for more (changes refused) or counts fewer (a failover may lose
+    acknowledged changes)."""
+    primary = redis_factory()
+    replicas = [redis_factory(replicaof=primary)]
+    c = cluster_hosts(1, redis=primary, workers=1, lease=2, cluster_wait=2)
+    h = c[0]
+
+    def seen(n, text):
+        wait_for(lambda: h.ctl_json("status")["cluster"].get("replicas") ==
+                 n and text in h.log(), 15,
+                 f"status replicas {n} and {text!r} in the log")
+
+    seen(1, "has 1 replica online, fewer than cluster_wait 2: changes are "
+         "refused")
+    replicas.append(redis_factory(replicaof=primary))
+    seen(2, "has 2 replicas online, as cluster_wait asks")
+    replicas.append(redis_factory(replicaof=primary))
+    seen(3, "cluster_wait 2 counts fewer than the 3 replicas of")
+    assert re.search(r"^roomd_cluster_replicas_online 3$", h.metrics(), re.M)
+    p = h.ctl("status")
+    assert p.returncode == 0 and "replicas 3," in p.stdout, p.stdout
+    # Said once per change, not at every renewal.
+    time.sleep(1.5)
+    assert h.log().count("counts fewer than the 3 replicas") == 1, h.log()
+
+
 # ---------------------------------------------------------------- bad Redis
 
 def _fake_server(answer):

@@ -306,8 +306,9 @@ def test_join_renew_and_leave_by_redis_time(redis_server):
     assert a.r.zscore(P + "leases", a.session) == until
     assert a.r.zscore(P + "leases", first) <= now   # ended then
     assert a.r.get(P + "host:a") == str(inc).encode()
-    until2, now2 = a.renew()
+    until2, now2, replicas = a.renew()
     assert until2 - now2 == 5000 and until2 >= until
+    assert replicas == 0                # a lone server
     # Leaving ends the lease at once: another host reaps it now.
     room = Room("leave")
     a.open(room)
@@ -319,6 +320,26 @@ def test_join_renew_and_leave_by_redis_time(redis_server):
     assert b.reap() == 1
     assert entries(b, room)[-1][2] == [("P", 1, 0)]
     assert b.call("reap_list", [P + "leases"], 10) == []
+
+
+def test_renew_counts_the_replicas_online(redis_server, redis_factory):
+    """host_renew says how many replicas a WAIT could count: those whose
+    link is online, not those still syncing or gone."""
+    h = Host(redis_server, "h")
+    assert h.renew()[2] == 0
+    replicas = [redis_factory(replicaof=redis_server) for _ in range(2)]
+
+    def online():
+        return h.renew()[2]
+    deadline = time.time() + 10
+    while online() != 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert online() == 2
+    replicas[1].stop()
+    deadline = time.time() + 10
+    while online() != 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert online() == 1
 
 
 def test_an_expired_lease_is_fenced_and_writes_nothing(redis_server):
@@ -370,7 +391,7 @@ def test_renewing_keeps_a_lease_past_its_first_term(redis_server):
     h.open(room)
     for _ in range(5):
         time.sleep(0.1)
-        until, now = h.renew()
+        until, now, _ = h.renew()
         assert until - now == 200
     assert h.txn(room, recs=[(1, 0, b"still here")])[0] == 1   # at 500 ms
     assert h.call("reap_list", [P + "leases"], 10) == []
