@@ -960,18 +960,17 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 /*
  * What a dead worker leaves in Redis: the lock it held, and the members
  * it was the last connection of on this host.  A member Redis could not
- * be told of is tried again every quarter of a second, for as long as
- * this host's session may live on without Redis (twice the lease, and a
- * little): past it, the session has ended and its reaping lets the
- * member go.  (Only in a helper: the master, if it could not fork one,
- * tries once.)
+ * be told of (it does not answer, or refuses writes) is tried again every
+ * quarter of a second for as long as the session it was present in
+ * lives: once that has ended, its reaping lets the member go
+ * (rcl_member_gone says so).  A Redis out of memory keeps the session
+ * alive, so no deadline would do.  The helper goes with the master.
+ * (Only in a helper: the master, if it could not fork one, tries once.)
  */
 static void
 slot_dead_tell(void *arg)
 {
 	struct timespec	 ts = { 0, 250 * 1000000L };
-	int64_t		 until = cluster_ms() + (cluster_helping() ?
-			    2000LL * env->conf.cluster_lease + 5000 : 0);
 	size_t		 i, left;
 
 	(void)arg;
@@ -987,7 +986,7 @@ slot_dead_tell(void *arg)
 			else
 				left++;
 		}
-		if (left == 0 || cluster_ms() >= until)
+		if (left == 0 || !cluster_helping())
 			break;
 		nanosleep(&ts, NULL);
 	}

@@ -401,3 +401,45 @@ def test_a_worker_lost_while_redis_is_away_lets_its_user_go_once_it_is_back(
                         timeout=10.0)
         await quiet(w1, w2, t=1.5)
     session(c2[0], body, timeout=60)
+
+
+def test_a_worker_lost_while_redis_refuses_writes_for_long_lets_its_user_go(
+        cluster_hosts, redis_factory):
+    """h1's worker with a user's only connection is killed while Redis
+    refuses writes (out of memory: maxmemory below what it holds) for
+    longer than twice the lease and more.  The hosts' sessions live on
+    (a renewal is taken out of memory), so no reaping would ever let the
+    user go: the helper tries again for as long as the session it told of
+    lives, and the user leaves, told once on each host, once Redis takes
+    writes again.  (Before, the helper gave up after twice the lease and
+    5 s, and the user stayed for as long as h1's session lived.)"""
+    red = redis_factory()
+    c2 = cluster_hosts(2, redis=red, lease=2)
+    r = red.client()
+
+    async def body(c):
+        w1 = await at(c, c2[0]).open(slot=1)
+        w2 = await at(c, c2[1]).open()
+        ch = c.channel()
+        await create(w1, ch, [w2])
+        await join(w1, ch)
+        await join(w2, ch, [w1])
+        t = await at(c, c2[0]).open(slot=0)
+        await join(t, ch, [w1, w2])
+        await quiet(w1, w2, t)
+        sessions = [h.ctl_json("status")["cluster"]["session"] for h in c2]
+        r.config_set("maxmemory", 1)
+        try:
+            os.kill(t.pid, signal.SIGKILL)
+            await quiet(w1, w2, t=2 * 2 + 5 + 1.5)
+        finally:
+            r.config_set("maxmemory", 0)
+        assert [h.ctl_json("status")["cluster"]["session"]
+                for h in c2] == sessions, "a host's session ended"
+        left = ev_participant(t, "left", ch)
+        await w1.expect(left, "the lost user, on its host", timeout=10.0)
+        await w2.expect(left, "the lost user, on the other host",
+                        timeout=10.0)
+        await quiet(w1, w2, t=1.5)
+    session(c2[0], body, timeout=90)
+
