@@ -10,7 +10,8 @@
  * and not the master, which answers roomctl, /metrics and signals and
  * collects dead workers.  What a dead worker leaves in Redis (a room
  * lock, members no other worker has) is handed to a short-lived helper
- * process (cluster_helper) for the same reason.
+ * process (cluster_helper) for the same reason; the master keeps the job
+ * and forks another helper for it if one dies before it is done.
  *
  * A keeper works on the arena and rings the workers' doorbells as the
  * master would: it is forked from the master and has the same mappings
@@ -27,6 +28,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +36,21 @@
 #include "roomd.h"
 
 #define KEEPER_STOP_WAIT	3	/* seconds for the keepers to leave */
+#define HELPER_FORKS		5	/* of one job, at most */
+
+/* A helper's job, kept by the master until a helper exits 0 with it. */
+struct helper {
+	LIST_ENTRY(helper)	 entry;
+	pid_t			 pid;
+	const char		*name;
+	void			(*fn)(void *);
+	void			(*done)(void *);
+	void			*arg;
+	int			 forks;
+};
+static LIST_HEAD(, helper)	 helpers = LIST_HEAD_INITIALIZER(helpers);
+
+static int	helper_died(pid_t, int, int);
 
 static pid_t			 keepers[CLUSTER_SHARDS_MAX];
 static time_t			 started[CLUSTER_SHARDS_MAX];
@@ -153,7 +170,7 @@ cluster_keepers_start(void)
 /* The master collected pid: 1 if it was a keeper, forked again by
  * cluster_keepers_respawn at once (the lease goes on meanwhile: less
  * than half of it left cuts the host off), or a second later if it died
- * right after it started. */
+ * right after it started; or a helper (helper_died). */
 int
 cluster_keeper_died(pid_t pid, int status, int stopping)
 {
@@ -163,7 +180,7 @@ cluster_keeper_died(pid_t pid, int status, int stopping)
 		if (keepers[i] == pid && pid > 0)
 			break;
 	if (i == CLUSTER_SHARDS_MAX)
-		return 0;
+		return helper_died(pid, status, stopping);
 	keepers[i] = 0;
 	cluster_set_keeper(i, 0);
 	if (stopping)
@@ -230,31 +247,100 @@ cluster_helping(void)
 	return helping;
 }
 
-/*
- * A job of the master's that talks to Redis: fn(arg) in a helper process
- * of its own (its log says name), which the master collects as any child
- * it does not know; in place if none can be forked.
- */
-void
-cluster_helper(const char *name, void (*fn)(void *), void *arg)
+/* Fork a helper for h; in place if none can be forked. */
+static void
+helper_fork(struct helper *h)
 {
-	pid_t	 pid, master = getpid();
+	pid_t	 master = getpid();
 
-	if ((pid = fork()) == -1) {
-		log_warn("%s: fork", name);
-		fn(arg);
+	h->forks++;
+	if ((h->pid = fork()) == -1) {
+		log_warn("%s: fork", h->name);
+		h->pid = 0;
+		h->fn(h->arg);
 		return;
 	}
-	if (pid == 0) {
+	if (h->pid == 0) {
 		/* It goes with the master, which it may outlive by seconds
 		 * while Redis does not answer. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != master)
 			_exit(0);
-		log_setproc(name);
+		log_setproc(h->name);
 		cluster_forked(-1);
 		helping = 1;
-		fn(arg);
+		h->fn(h->arg);
 		_exit(0);
 	}
+}
+
+static void
+helper_free(struct helper *h)
+{
+	LIST_REMOVE(h, entry);
+	h->done(h->arg);
+	free(h);
+}
+
+/*
+ * A job of the master's that talks to Redis: fn(arg) in a helper process
+ * of its own (its log says name), in place if none can be forked.  The
+ * master keeps the job until a helper exits 0 with it, and forks another
+ * for a helper killed or failed before (HELPER_FORKS in all); then
+ * done(arg).
+ */
+void
+cluster_helper(const char *name, void (*fn)(void *), void (*done)(void *),
+    void *arg)
+{
+	struct helper	*h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		fn(arg);
+		done(arg);
+		return;
+	}
+	h->name = name;
+	h->fn = fn;
+	h->done = done;
+	h->arg = arg;
+	LIST_INSERT_HEAD(&helpers, h, entry);
+	helper_fork(h);
+	if (h->pid == 0)
+		helper_free(h);
+}
+
+/* pid was collected: 1 if it was a helper; one that did not finish its
+ * job is forked again, unless the master stops. */
+static int
+helper_died(pid_t pid, int status, int stopping)
+{
+	struct helper	*h;
+
+	LIST_FOREACH(h, &helpers, entry)
+		if (h->pid == pid && pid > 0)
+			break;
+	if (h == NULL)
+		return 0;
+	h->pid = 0;
+	if (stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		helper_free(h);
+		return 1;
+	}
+	if (h->forks >= HELPER_FORKS) {
+		log_warnx("%s: helper (pid %d) died, %d times: given up", h->name,
+		    (int)pid, h->forks);
+		helper_free(h);
+		return 1;
+	}
+	if (WIFSIGNALED(status))
+		log_warnx("%s: helper (pid %d) killed by signal %d: forked "
+		    "again", h->name, (int)pid, WTERMSIG(status));
+	else
+		log_warnx("%s: helper (pid %d) exited with status %d: forked "
+		    "again", h->name, (int)pid, WEXITSTATUS(status));
+	helper_fork(h);
+	if (h->pid == 0)
+		helper_free(h);
+	return 1;
 }

@@ -920,15 +920,21 @@ slot_dead_expiry(unsigned dialect, void *arg)
 }
 
 /* Cluster mode: the members whose last connection here went with the
- * worker, for rcl_member_gone once the sweep is done. */
+ * worker, for rcl_presence_end once the sweep is done: a job of a helper
+ * process, kept by the master until the helper has done it. */
 struct lost_here {
 	const struct dialect	*dialect;	/* NULL: told */
 	char			 id[ROOM_ID_MAX + 1];
 	uint64_t		 mid;
 	char			 session[96];	/* it was present in */
 };
-static struct lost_here	*lost;
-static size_t		 nlost;
+struct lost_job {
+	struct lost_here	*lost;
+	size_t			 n;
+};
+static struct lost_job	*job;
+
+#define LOST_BATCH	1000	/* members of a room in one call */
 
 /* Under the sweep's lock: a member gone with its worker, to its dialect. */
 static void
@@ -937,16 +943,21 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 {
 	struct room		*room;
 	struct room_member	 copy;
+	struct lost_here	*l;
 
 	if (cluster_enabled()) {
 		/* After the sweep: Redis must hear of it first. */
-		if ((lost = reallocarray(lost, nlost + 1, sizeof(*lost))) ==
-		    NULL)
+		if (job == NULL && (job = calloc(1, sizeof(*job))) == NULL)
 			fatal("%s", __func__);
-		lost[nlost].dialect = dialect_find_id((unsigned)r->dialect);
-		snprintf(lost[nlost].id, sizeof(lost[nlost].id), "%s", r->id);
-		lost[nlost].session[0] = '\0';
-		lost[nlost++].mid = m->mid;
+		if ((l = reallocarray(job->lost, job->n + 1,
+		    sizeof(*l))) == NULL)
+			fatal("%s", __func__);
+		job->lost = l;
+		l += job->n++;
+		l->dialect = dialect_find_id((unsigned)r->dialect);
+		snprintf(l->id, sizeof(l->id), "%s", r->id);
+		l->session[0] = '\0';
+		l->mid = m->mid;
 		return;
 	}
 	room = room_new(r, (const struct room_ref *)ref);
@@ -957,34 +968,58 @@ slot_dead_lost(struct shm_room *r, const struct shm_room_ref *ref,
 	room_unlock(room);	/* rings; the sweep keeps the lock */
 }
 
+/* The members of lost[0..n) still to tell of, of the first one's room
+ * (the sweep lists a room's members together), at most LOST_BATCH; the
+ * count of entries that run covers. */
+static size_t
+lost_batch(struct lost_here *lost, size_t n, uint64_t *mids, size_t *nmids)
+{
+	size_t	 i;
+
+	*nmids = 0;
+	for (i = 0; i < n && *nmids < LOST_BATCH &&
+	    lost[i].dialect == lost[0].dialect &&
+	    strcmp(lost[i].id, lost[0].id) == 0; i++)
+		mids[(*nmids)++] = lost[i].mid;
+	return i;
+}
+
 /*
  * What a dead worker leaves in Redis: the lock it held, and the members
- * it was the last connection of on this host.  A member Redis could not
- * be told of (it does not answer, or refuses writes) is tried again every
- * quarter of a second for as long as the session it was present in
- * lives: once that has ended, its reaping lets the member go
- * (rcl_member_gone says so).  A Redis out of memory keeps the session
- * alive, so no deadline would do.  The helper goes with the master.
- * (Only in a helper: the master, if it could not fork one, tries once.)
+ * it was the last connection of on this host (rcl_presence_end, a room's
+ * members at a time).  What Redis could not be told (it does not answer,
+ * or refuses writes) is tried again every quarter of a second for as
+ * long as the session the members were present in lives: once that has
+ * ended, its reaping lets them go.  A Redis out of memory keeps the
+ * session alive, so no deadline would do.  The helper goes with the
+ * master, which forks it again if it dies before it is done: telling
+ * twice changes nothing.  (The master, if it could not fork one, tries
+ * once.)
  */
 static void
 slot_dead_tell(void *arg)
 {
+	struct lost_job	*j = arg;
 	struct timespec	 ts = { 0, 250 * 1000000L };
-	size_t		 i, left;
+	uint64_t	 mids[LOST_BATCH];
+	size_t		 i, k, nmids, run, left;
 
-	(void)arg;
 	cluster_slot_release();
 	for (;;) {
-		for (i = left = 0; i < nlost; i++) {
-			if (lost[i].dialect == NULL)
+		for (i = left = 0; i < j->n; i += run) {
+			if (j->lost[i].dialect == NULL) {
+				run = 1;
 				continue;
-			if (rcl_member_gone(lost[i].dialect, lost[i].id,
-			    lost[i].mid, lost[i].session,
-			    sizeof(lost[i].session)) == 0)
-				lost[i].dialect = NULL;
-			else
-				left++;
+			}
+			run = lost_batch(j->lost + i, j->n - i, mids, &nmids);
+			if (rcl_presence_end(j->lost[i].dialect, j->lost[i].id,
+			    mids, nmids, j->lost[i].session,
+			    sizeof(j->lost[i].session)) == -1) {
+				left += run;
+				continue;
+			}
+			for (k = 0; k < run; k++)
+				j->lost[i + k].dialect = NULL;
 		}
 		if (left == 0 || !cluster_helping())
 			break;
@@ -994,6 +1029,15 @@ slot_dead_tell(void *arg)
 		log_warnx("cluster: %zu members lost with a worker not let go: "
 		    "Redis did not take it; the end of this host's session "
 		    "will", left);
+}
+
+static void
+slot_dead_done(void *arg)
+{
+	struct lost_job	*j = arg;
+
+	free(j->lost);
+	free(j);
 }
 
 void
@@ -1012,11 +1056,12 @@ room_slot_dead(int slot)
 	shm_room_slot_dead_fn(A(), (unsigned)slot, &sd);
 	/* Redis hears of it from a helper process, so that a shard that
 	 * hangs holds up no master. */
-	if (held || nlost > 0)
-		cluster_helper("cluster: a worker gone", slot_dead_tell, NULL);
-	free(lost);
-	lost = NULL;
-	nlost = 0;
+	if (held && job == NULL && (job = calloc(1, sizeof(*job))) == NULL)
+		fatal("%s", __func__);
+	if (job != NULL)
+		cluster_helper("cluster: a worker gone", slot_dead_tell,
+		    slot_dead_done, job);
+	job = NULL;
 }
 
 /* A room expires (under its lock, in the master): webhooks hear of it.

@@ -74,11 +74,14 @@ void	 rcl_dirty_member(struct room *, uint64_t mid);
 void	 rcl_dirty_room(struct room *);
 void	 rcl_keep_from(struct room *, uint64_t seq);
 void	 rcl_presence(struct room *, uint64_t mid, int here);
-/* Member mid lost its last connection here with a worker: 0 when done
- * (or when the session it was present in, kept in was, has ended and
- * its reaping will do it), -1 to try again (Redis cannot be reached or
- * refused). */
-int	 rcl_member_gone(const struct dialect *, const char *id,
-	    uint64_t mid, char *was, size_t len);
+/* Members mids of a room lost their last connection here with a worker:
+ * this host's presence of each ends in Redis, and those present nowhere
+ * go to the room's lost set, handed to member_lost once by the next
+ * transaction on the room (at once, here).  0 when done (or when the
+ * session they were present in, kept in was, has ended and its reaping
+ * will do it), -1 to try again (Redis cannot be reached, or refused).
+ * Done twice, the second time changes nothing. */
+int	 rcl_presence_end(const struct dialect *, const char *id,
+	    const uint64_t *mids, size_t n, char *was, size_t len);
 
 #endif

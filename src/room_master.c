@@ -20,6 +20,8 @@
 #define CHECK_SLICE_MS	10	/* of a pass of room_mirror_check */
 #define CHECK_ROOMS_MAX	65536	/* the rooms of one pass */
 
+static void	lost_room(const struct dialect *, const char *);
+
 /* "dialect:id" or "roomd:{dialect:id}" into its dialect and id. */
 static const struct dialect *
 room_name_parse(const char *s, char *id, size_t idlen)
@@ -183,16 +185,19 @@ room_mirror_lost_all(int shard)
 }
 
 int
-rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid,
-    char *was, size_t len)
+rcl_presence_end(const struct dialect *d, const char *id,
+    const uint64_t *mids, size_t n, char *was, size_t len)
 {
-	struct room_ref		 ref;
-	struct room		*room;
-	struct room_member	 m;
-	char			 session[96];
-	int			 up, rc;
+	static const char *names[] = { "meta", "log", "pres", "lock", "lost",
+				    "@leases", "@lost" };
+	static int	 said;
+	char		 base[160], keys[7][200], session[96], (*num)[24];
+	const char	**argv;
+	redisReply	*r;
+	size_t		 i;
+	int		 shard = shard_of(d, id), up, rc = -1;
 
-	up = cluster_session(shard_of(d, id), session, sizeof(session)) == 0;
+	up = cluster_session(shard, session, sizeof(session)) == 0;
 	if (was[0] == '\0') {
 		/* Without a session (a master that reattached its arena and
 		 * has not joined yet), the reaping of the old session does
@@ -201,29 +206,51 @@ rcl_member_gone(const struct dialect *d, const char *id, uint64_t mid,
 			return 0;
 		snprintf(was, len, "%s", session);
 	}
-	/* The session the member was present in has ended: its reaping
-	 * lets the member go. */
+	/* The session the members were present in has ended: its reaping
+	 * lets them go. */
 	if (session[0] != '\0' && strcmp(session, was) != 0)
 		return 0;
 	if (!up)
 		return -1;
-	if ((rc = room_find(d, id, &ref)) != 0)
-		return rc == ROOM_ENOENT ? 0 : -1;
-	if ((rc = room_lock(&ref, &room)) != 0)
-		return rc == ROOM_ENOENT ? 0 : -1;
-	/*
-	 * One commit: this host's presence goes with the dialect's leave, so
-	 * that no crash between them can leave the member present nowhere
-	 * and never let go.  Under the lock the copy is Redis's: its member
-	 * is still connected if another host has it (ROOM_SLOT_ELSEWHERE,
-	 * from the last entry's counts).  What Redis refuses is undone here,
-	 * to be done again.
-	 */
-	rcl_presence(room, mid, 0);
-	if (room_member_by_mid(room, mid, &m) == 0 && !m.connected &&
-	    d->member_lost != NULL)
-		d->member_lost(room, &m);
-	rc = rcl_commit(room);
-	room_unlock(room);
-	return rc == 0 ? 0 : -1;
+	argv = calloc(12 + n, sizeof(*argv));
+	num = calloc(n, sizeof(*num));
+	if (argv == NULL || num == NULL) {
+		free(argv);
+		free(num);
+		return -1;
+	}
+	room_base(base, sizeof(base), d, id);
+	room_keys(base, names, keys, 7);
+	argv[0] = "FCALL";
+	argv[1] = "roomd_presence_end";
+	argv[2] = "7";
+	for (i = 0; i < 7; i++)
+		argv[3 + i] = keys[i];
+	argv[10] = was;
+	argv[11] = "0";
+	for (i = 0; i < n; i++) {
+		snprintf(num[i], sizeof(num[i]), "%llu",
+		    (unsigned long long)mids[i]);
+		argv[12 + i] = num[i];
+	}
+	r = cluster_callv(shard, (int)(12 + n), argv, NULL);
+	free(argv);
+	free(num);
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+		rc = 0;
+		/* The lost members go to their dialect now, not at the next
+		 * keeper's sweep; whoever comes first does it, once. */
+		if (r->integer > 0)
+			lost_room(d, id);
+	} else if (reply_is(r, "FENCED"))
+		rc = 0;		/* its reaping does it */
+	else if (r != NULL && !reply_is(r, "BUSY") && !said) {
+		said = 1;	/* a helper says it once */
+		log_warnx("cluster: presence_end %s: %s (trying again)", base,
+		    r->type == REDIS_REPLY_ERROR ? r->str :
+		    "a reply of the wrong shape");
+	}
+	if (r != NULL)
+		freeReplyObject(r);
+	return rc;
 }

@@ -895,11 +895,17 @@ int	 cluster_slot_dead(int slot);
 void	 cluster_slot_release(void);
 /* cluster_keeper.c: the master's keeper processes, one per shard. */
 void	 cluster_keepers_start(void);
+/* pid was collected: 1 if it was a keeper or a helper (a helper that
+ * died before its job was done is forked again). */
 int	 cluster_keeper_died(pid_t pid, int status, int stopping);
 void	 cluster_keepers_respawn(void);
 void	 cluster_keepers_signal(int sig);
 void	 cluster_keepers_stop(void);
-void	 cluster_helper(const char *name, void (*fn)(void *), void *arg);
+/* fn(arg) in a helper process; done(arg) in the master once it is done
+ * (fn may run twice: a helper that dies before exiting 0 is forked
+ * again, up to a few times). */
+void	 cluster_helper(const char *name, void (*fn)(void *),
+	    void (*done)(void *), void *arg);
 int	 cluster_helping(void);
 
 /*

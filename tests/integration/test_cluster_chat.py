@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from cluster import (LEASE, at, cluster_hosts,  # noqa: F401
+from cluster import (LEASE, at, children, cluster_hosts,  # noqa: F401
                      redis_factory)
 from conftest import (_pid_gone, close_ws, expect_close, poll,
                       ws_open_headers)
@@ -442,4 +442,62 @@ def test_a_worker_lost_while_redis_refuses_writes_for_long_lets_its_user_go(
                         timeout=10.0)
         await quiet(w1, w2, t=1.5)
     session(c2[0], body, timeout=90)
+
+
+def test_a_helper_killed_before_it_told_redis_is_forked_again(
+        cluster_hosts, redis_factory):
+    """h1's worker with a user's only connection is killed while Redis is
+    stopped, and so is the helper that would tell Redis (SIGKILL, while it
+    waits for Redis).  The master forks the helper again with the same
+    job, and the user leaves, told once on each host, once Redis answers.
+    (Before, the job died with its helper and the user stayed for as long
+    as h1's session lived.)"""
+    red = redis_factory()
+    c2 = cluster_hosts(2, redis=red, lease=10)
+    h1 = c2[0]
+
+    def helpers():
+        st = h1.ctl_json("status")
+        known = {w["pid"] for w in st["workers"]} | {st["cluster"]["keeper"]}
+        return [p for p in children(h1.d.proc.pid) if p not in known]
+
+    async def body(c):
+        w1 = await at(c, h1).open(slot=1)
+        w2 = await at(c, c2[1]).open()
+        ch = c.channel()
+        await create(w1, ch, [w2])
+        await join(w1, ch)
+        await join(w2, ch, [w1])
+        t = await at(c, h1).open(slot=0)
+        await join(t, ch, [w1, w2])
+        await quiet(w1, w2, t)
+        assert helpers() == []
+        os.kill(red.pid, signal.SIGSTOP)
+        try:
+            os.kill(t.pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while not helpers() and time.monotonic() < end:
+                await asyncio.sleep(0.05)
+            first = helpers()
+            assert len(first) == 1, first
+            os.kill(first[0], signal.SIGKILL)
+            end = time.monotonic() + 5
+            while helpers() in ([], first) and time.monotonic() < end:
+                await asyncio.sleep(0.05)
+            assert len(helpers()) == 1 and helpers() != first
+            await quiet(w1, w2, t=1.0)
+        finally:
+            os.kill(red.pid, signal.SIGCONT)
+        assert f"helper (pid {first[0]}) killed by signal 9: forked again" \
+            in h1.log(), h1.log()
+        left = ev_participant(t, "left", ch)
+        await w1.expect(left, "the lost user, on its host", timeout=10.0)
+        await w2.expect(left, "the lost user, on the other host",
+                        timeout=10.0)
+        await quiet(w1, w2, t=1.5)
+        end = time.monotonic() + 10
+        while helpers() and time.monotonic() < end:
+            await asyncio.sleep(0.1)
+        assert helpers() == [], "the helper did not finish"
+    session(c2[0], body, timeout=60)
 

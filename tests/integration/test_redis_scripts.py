@@ -25,7 +25,8 @@ from redisd import (LIBDIR, library_text, load_library,  # noqa: F401
 P = "roomd:"
 STEPS = {"host_join", "host_renew", "host_leave", "room_open", "room_find",
          "txn_lock", "txn_commit", "txn_unlock", "log_read", "reap_list",
-         "reap_presence", "session_drop", "life", "room_adopt"}
+         "reap_presence", "session_drop", "life", "room_adopt",
+         "presence_end"}
 WORDS = "1 2 3 4 5 6 7 8 1 " + "ab" * 16 + " " + "cd" * 32
 
 
@@ -190,6 +191,13 @@ class Host:
         return self.call("reap_presence", keys + [
             self.p + "leases", self.p + "sess:" + sess, self.p + "lost"],
             sess, maxlen)
+
+    def presence_end(self, base, mids, maxlen=0, sess=None):
+        keys = [f"{base}:{s}" for s in ("meta", "log", "pres", "lock",
+                                        "lost")]
+        return self.call("presence_end", keys + [
+            self.p + "leases", self.p + "lost"],
+            sess or self.session, maxlen, *mids)
 
     def session_drop(self, sess):
         return self.call("session_drop", [
@@ -751,6 +759,52 @@ def test_log_read_returns_the_entries_after_and_says_when_incomplete(
 
 # ---------------------------------------------------------------- reaping
 
+def test_presence_end_lets_a_live_sessions_members_go_once(redis_server):
+    """A worker of a live host died: its members' presence in the
+    host's session goes; one present on no other host is lost, to be
+    handed to member_lost by the next transaction; calling again (a
+    helper started again) changes nothing."""
+    a, b = Host(redis_server, "a"), Host(redis_server, "b")
+    room = Room("gone", "chat")
+    a.open(room)
+    a.txn(room, ups=[(1, line("x")), (2, line("y")), (3, line("z"))],
+          pres=[(1, 1), (2, 1)], next_mid=4)
+    b.txn(room, pres=[(2, 1)], next_mid=4)          # y has a connection on b too
+    ver = entries(a, room)[-1][1][1]
+    assert a.presence_end(room.base, [1, 2, 3]) == 1    # x; z never was
+    assert a.r.smembers(room.k("lost")[0]) == {b"1"}
+    assert a.r.sismember(P + "lost", room.base)
+    assert a.r.hget(room.k("pres")[0], "2") == b.session.encode()
+    assert not a.r.hexists(room.k("pres")[0], "1")
+    e = entries(a, room)[-1]
+    assert e[1][1] == ver + 1 and sorted(e[2]) == [("P", 1, 0), ("P", 2, 1)]
+    before = snapshot(a.r)
+    assert a.presence_end(room.base, [1, 2, 3]) == 0
+    assert snapshot(a.r) == before
+    # The lost member goes once, with the next transaction (lost_room).
+    assert b.lock(room, "t")[5] == [b"1"]
+    b.commit(room, "t", done=[1], next_mid=4)
+    assert not a.r.exists(room.k("lost")[0])
+    # Under another's lock: BUSY, nothing written; a gone room: nothing.
+    b.txn(room, pres=[(3, 1)], next_mid=4)
+    a.txn(room, pres=[(3, 1)], next_mid=4)
+    b.lock(room, "held", px=60000)
+    before = snapshot(a.r)
+    refused("BUSY", a.presence_end, room.base, [3])
+    assert snapshot(a.r) == before
+    b.unlock(room, "held")
+    assert a.presence_end(room.base, [3]) == 0          # b still has z
+    assert a.presence_end(Room("nowhere").base, [1]) == 0
+    # A session that has ended is fenced: its reaping does the rest.
+    dead = Host(redis_server, "dead", lease_ms=100)
+    dead.txn(room, pres=[(3, 1)], next_mid=4)
+    time.sleep(0.15)
+    before = snapshot(a.r)
+    assert "lease expired" in refused("FENCED", dead.presence_end,
+                                      room.base, [3])
+    assert snapshot(a.r) == before
+
+
 def test_reap_presence_waits_for_the_lease_and_the_lock(redis_server):
     live = Host(redis_server, "live")
     dead = Host(redis_server, "dead", lease_ms=300)
@@ -1038,6 +1092,8 @@ def test_calls_of_the_wrong_shape_are_refused_and_write_nothing(
     pk = room.k("meta", "log", "pres", "lock", "lost") + [
         P + "leases", P + "sess:" + d, P + "lost"]
     sd = [P + "leases", P + "sess:" + d, P + "host:dead"]
+    ek = room.k("meta", "log", "pres", "lock", "lost") + [
+        P + "leases", P + "lost"]
     bad = [     # each one thing wrong: a range, a shape, a key name
         ("host_join", hk, ["h", 99]), ("host_join", hk, ["h", 3600001]),
         ("host_join", [hk[0], P + "host:other"], ["h", 5000]),
@@ -1091,6 +1147,10 @@ def test_calls_of_the_wrong_shape_are_refused_and_write_nothing(
         ("reap_presence", pk, [d, -1]), ("reap_presence", pk, [d]),
         ("reap_presence", pk[:6] + [P + "sess:h/1", pk[7]], [d, 0]),
         ("reap_presence", pk[:7] + [P + "lots"], [d, 0]),
+        ("presence_end", ek, [s, 0]), ("presence_end", ek, [s, -1, 1]),
+        ("presence_end", ek, [s, 0, "x"]), ("presence_end", ek, ["s", 0, 1]),
+        ("presence_end", ek[:6] + [P + "lots"], [s, 0, 1]),
+        ("presence_end", ek[:6], [s, 0, 1]),
         ("session_drop", sd[:2] + [P + "host:other"], [d]),
         ("session_drop", [sd[0], P + "sess:h/1", sd[2]], [d]),
         ("life", [], [1]), ("life", [hk[0]], []),

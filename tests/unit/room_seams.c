@@ -400,10 +400,12 @@ server_parting(struct conn *conn)
 /* cluster_keeper.c: the engine's tests fork no helper: a dead slot's
  * Redis work is done in place. */
 void
-cluster_helper(const char *name, void (*fn)(void *), void *arg)
+cluster_helper(const char *name, void (*fn)(void *), void (*done)(void *),
+    void *arg)
 {
 	(void)name;
 	fn(arg);
+	done(arg);
 }
 
 int
