@@ -297,6 +297,36 @@ local function pres_set(k, mid, sess, here)
 	return #left
 end
 
+-- End session sess's presence of the members pres lists as { mid, its
+-- sessions (space separated), ... }, those it is present for (the others
+-- are left alone): one entry with their new counts, and a member left
+-- present nowhere goes to the room's lost set (and the room to the
+-- shard's, lostkey).  Returns how many were lost.
+local function presence_drop(k, st, sess, pres, lostkey, maxlen)
+	local tail, lost = {}, 0
+	for x = 1, #pres, 2 do
+		local mine = false
+		for w in string.gmatch(pres[x + 1], '%S+') do
+			if w == sess then mine = true end
+		end
+		if mine then
+			local n = pres_set(k, pres[x], sess, false)
+			tail[#tail + 1] = 'P ' .. pres[x] .. ' ' .. str(n) .. '\n'
+			if n == 0 then
+				redis.call('SADD', k.lost, pres[x])
+				lost = lost + 1
+			end
+		end
+	end
+	if #tail > 0 then
+		txn_publish(k, st, table.concat(tail), 0, maxlen)
+	end
+	if redis.call('SCARD', k.lost) > 0 then
+		redis.call('SADD', lostkey, k.base)
+	end
+	return lost
+end
+
 -- Register a step: errors raised by fail() become clean error replies.
 local function step(name, fn, flags)
 	redis.register_function({ function_name = 'roomd_' .. name,

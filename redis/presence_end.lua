@@ -37,29 +37,11 @@ local function presence_end(keys, argv)
 	if redis.call('EXISTS', k.lock) == 1 then
 		fail('BUSY', str(redis.call('PTTL', k.lock)))
 	end
-	local st = txn_state(k)
-	local tail, lost = {}, 0
+	local pres = {}
 	for _, mid in ipairs(mids) do
-		local mine = false
-		for w in string.gmatch(redis.call('HGET', k.pres, mid) or '',
-		    '%S+') do
-			if w == sess then mine = true end
-		end
-		if mine then
-			local n = pres_set(k, mid, sess, false)
-			tail[#tail + 1] = 'P ' .. mid .. ' ' .. str(n) .. '\n'
-			if n == 0 then
-				redis.call('SADD', k.lost, mid)
-				lost = lost + 1
-			end
-		end
+		pres[#pres + 1] = mid
+		pres[#pres + 1] = redis.call('HGET', k.pres, mid) or ''
 	end
-	if #tail > 0 then
-		txn_publish(k, st, table.concat(tail), 0, maxlen)
-	end
-	if redis.call('SCARD', k.lost) > 0 then
-		redis.call('SADD', keys[7], k.base)
-	end
-	return lost
+	return presence_drop(k, txn_state(k), sess, pres, keys[7], maxlen)
 end
 step('presence_end', presence_end)

@@ -34,29 +34,8 @@ local function reap_presence(keys, argv)
 	if redis.call('EXISTS', k.lock) == 1 then
 		fail('BUSY', str(redis.call('PTTL', k.lock)))
 	end
-	local st = txn_state(k)
-	local tail, lost = {}, 0
-	local all = redis.call('HGETALL', k.pres)
-	for x = 1, #all, 2 do
-		local mine = false
-		for w in string.gmatch(all[x + 1], '%S+') do
-			if w == sess then mine = true end
-		end
-		if mine then
-			local n = pres_set(k, all[x], sess, false)
-			tail[#tail + 1] = 'P ' .. all[x] .. ' ' .. str(n) .. '\n'
-			if n == 0 then
-				redis.call('SADD', k.lost, all[x])
-				lost = lost + 1
-			end
-		end
-	end
-	if #tail > 0 then
-		txn_publish(k, st, table.concat(tail), 0, maxlen)
-	end
-	if redis.call('SCARD', k.lost) > 0 then
-		redis.call('SADD', keys[8], k.base)
-	end
+	local lost = presence_drop(k, txn_state(k), sess,
+	    redis.call('HGETALL', k.pres), keys[8], maxlen)
 	redis.call('SREM', keys[7], k.base)
 	return lost
 end

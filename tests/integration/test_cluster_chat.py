@@ -364,6 +364,28 @@ def test_a_user_on_two_hosts_leaves_once_with_the_worker_of_the_last_tab(
     session(c2[0], body, timeout=60)
 
 
+async def _user_of_worker_0(c, c2):
+    """Watchers on h1 (its worker 1) and h2, and a user whose only
+    connection is on h1's worker 0, all in one channel: (w1, w2, t, ch)."""
+    w1 = await at(c, c2[0]).open(slot=1)
+    w2 = await at(c, c2[1]).open()
+    ch = c.channel()
+    await create(w1, ch, [w2])
+    await join(w1, ch)
+    await join(w2, ch, [w1])
+    t = await at(c, c2[0]).open(slot=0)
+    await join(t, ch, [w1, w2])
+    await quiet(w1, w2, t)
+    return w1, w2, t, ch
+
+
+async def _left_once(w1, w2, t, ch):
+    """t's user leaves ch, told once to the watcher on each host."""
+    left = ev_participant(t, "left", ch)
+    await w1.expect(left, "the lost user, on its host", timeout=10.0)
+    await w2.expect(left, "the lost user, on the other host", timeout=10.0)
+    await quiet(w1, w2, t=1.5)
+
 
 def test_a_worker_lost_while_redis_is_away_lets_its_user_go_once_it_is_back(
         cluster_hosts, redis_factory):
@@ -378,15 +400,7 @@ def test_a_worker_lost_while_redis_is_away_lets_its_user_go_once_it_is_back(
     c2 = cluster_hosts(2, redis=red, lease=10)
 
     async def body(c):
-        w1 = await at(c, c2[0]).open(slot=1)
-        w2 = await at(c, c2[1]).open()
-        ch = c.channel()
-        await create(w1, ch, [w2])
-        await join(w1, ch)
-        await join(w2, ch, [w1])
-        t = await at(c, c2[0]).open(slot=0)
-        await join(t, ch, [w1, w2])
-        await quiet(w1, w2, t)
+        w1, w2, t, ch = await _user_of_worker_0(c, c2)
         os.kill(red.pid, signal.SIGSTOP)
         try:
             os.kill(t.pid, signal.SIGKILL)
@@ -395,11 +409,7 @@ def test_a_worker_lost_while_redis_is_away_lets_its_user_go_once_it_is_back(
             await asyncio.sleep(2.5)
         finally:
             os.kill(red.pid, signal.SIGCONT)
-        left = ev_participant(t, "left", ch)
-        await w1.expect(left, "the lost user, on its host", timeout=10.0)
-        await w2.expect(left, "the lost user, on the other host",
-                        timeout=10.0)
-        await quiet(w1, w2, t=1.5)
+        await _left_once(w1, w2, t, ch)
     session(c2[0], body, timeout=60)
 
 
@@ -418,15 +428,7 @@ def test_a_worker_lost_while_redis_refuses_writes_for_long_lets_its_user_go(
     r = red.client()
 
     async def body(c):
-        w1 = await at(c, c2[0]).open(slot=1)
-        w2 = await at(c, c2[1]).open()
-        ch = c.channel()
-        await create(w1, ch, [w2])
-        await join(w1, ch)
-        await join(w2, ch, [w1])
-        t = await at(c, c2[0]).open(slot=0)
-        await join(t, ch, [w1, w2])
-        await quiet(w1, w2, t)
+        w1, w2, t, ch = await _user_of_worker_0(c, c2)
         sessions = [h.ctl_json("status")["cluster"]["session"] for h in c2]
         r.config_set("maxmemory", 1)
         try:
@@ -436,11 +438,7 @@ def test_a_worker_lost_while_redis_refuses_writes_for_long_lets_its_user_go(
             r.config_set("maxmemory", 0)
         assert [h.ctl_json("status")["cluster"]["session"]
                 for h in c2] == sessions, "a host's session ended"
-        left = ev_participant(t, "left", ch)
-        await w1.expect(left, "the lost user, on its host", timeout=10.0)
-        await w2.expect(left, "the lost user, on the other host",
-                        timeout=10.0)
-        await quiet(w1, w2, t=1.5)
+        await _left_once(w1, w2, t, ch)
     session(c2[0], body, timeout=90)
 
 
@@ -462,15 +460,7 @@ def test_a_helper_killed_before_it_told_redis_is_forked_again(
         return [p for p in children(h1.d.proc.pid) if p not in known]
 
     async def body(c):
-        w1 = await at(c, h1).open(slot=1)
-        w2 = await at(c, c2[1]).open()
-        ch = c.channel()
-        await create(w1, ch, [w2])
-        await join(w1, ch)
-        await join(w2, ch, [w1])
-        t = await at(c, h1).open(slot=0)
-        await join(t, ch, [w1, w2])
-        await quiet(w1, w2, t)
+        w1, w2, t, ch = await _user_of_worker_0(c, c2)
         assert helpers() == []
         os.kill(red.pid, signal.SIGSTOP)
         try:
@@ -490,11 +480,7 @@ def test_a_helper_killed_before_it_told_redis_is_forked_again(
             os.kill(red.pid, signal.SIGCONT)
         assert f"helper (pid {first[0]}) killed by signal 9: forked again" \
             in h1.log(), h1.log()
-        left = ev_participant(t, "left", ch)
-        await w1.expect(left, "the lost user, on its host", timeout=10.0)
-        await w2.expect(left, "the lost user, on the other host",
-                        timeout=10.0)
-        await quiet(w1, w2, t=1.5)
+        await _left_once(w1, w2, t, ch)
         end = time.monotonic() + 10
         while helpers() and time.monotonic() < end:
             await asyncio.sleep(0.1)
