@@ -1,5 +1,11 @@
 -- lib.lua: what every step of the roomd Redis library shares.
 --
+-- roomd library 1
+-- (The interface's version: raise it with any change of a step's keys,
+-- arguments, reply or of the keys' contents that hosts of the previous
+-- roomd would misread.  A host does not replace a library of a higher
+-- version: doc/cluster.txt, "Loading".)
+--
 -- The library is this file followed by the step files of this folder in
 -- the order of their names, with "#!lua name=roomd" in front: one FUNCTION
 -- LOAD, one function per step, named roomd_<step>.  Each step is called

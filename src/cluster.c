@@ -262,13 +262,30 @@ cluster_hello(redisContext *c, const char *url)
 	return 0;
 }
 
-/* The library, loaded unless exactly its text is there already (a load
- * starts a new server life: doc/cluster.txt). */
+/* The interface version of a library's text (lib.lua's "roomd library
+ * N" line), 0 without one. */
+static long
+cluster_lib_version(const char *text)
+{
+	static const char	 tag[] = "-- roomd library ";
+	const char		*p = strstr(text, tag);
+
+	return p == NULL ? 0 : strtol(p + sizeof(tag) - 1, NULL, 10);
+}
+
+/*
+ * The library, loaded unless exactly its text is there already; never in
+ * place of a library of a higher version (a host of a newer roomd loaded
+ * it: this host's calls could be misread), which is refused until this
+ * host is upgraded.
+ */
 static int
 cluster_library(redisContext *c)
 {
 	redisReply	*r, *lib;
 	size_t		 i, j;
+	long		 theirs = 0, ours = cluster_lib_version(cluster_lib);
+	char		 why[160];
 	int		 same = 0;
 
 	r = redisCommand(c, "FUNCTION LIST LIBRARYNAME roomd WITHCODE");
@@ -285,10 +302,23 @@ cluster_library(redisContext *c)
 			    sizeof(cluster_lib) - 1 && memcmp(lib->element[j +
 			    1]->str, cluster_lib, sizeof(cluster_lib) - 1) == 0)
 				same = 1;
+			else if (lib->element[j]->type == REDIS_REPLY_STRING &&
+			    strcmp(lib->element[j]->str, "library_code") ==
+			    0 && lib->element[j + 1]->type ==
+			    REDIS_REPLY_STRING)
+				theirs = cluster_lib_version(
+				    lib->element[j + 1]->str);
 	}
 	freeReplyObject(r);
 	if (same)
 		return 0;
+	if (theirs > ours) {
+		snprintf(why, sizeof(why), "Redis has the library of a newer "
+		    "roomd (version %ld; this one's is %ld): not replaced, "
+		    "upgrade this host", theirs, ours);
+		cluster_warn("FUNCTION LOAD", why);
+		return -1;
+	}
 	r = redisCommand(c, "FUNCTION LOAD REPLACE %b", cluster_lib,
 	    sizeof(cluster_lib) - 1);
 	return cluster_failed(r, "FUNCTION LOAD");

@@ -16,6 +16,7 @@ import pytest
 from cluster import (LEASE, at, cluster_hosts, redis_factory,  # noqa: F401
                      redis_server, redis_url, sentinel_url, wait_for)
 from cluster import room_base
+from redisd import library_text
 from conftest import (close_all, collect_actions, connect, create_room,
                       http_req, join_room, roomd_t, run)
 
@@ -168,6 +169,38 @@ def test_status_and_log_say_when_cluster_wait_and_the_replicas_differ(
     # Said once per change, not at every renewal.
     time.sleep(1.5)
     assert h.log().count("counts fewer than the 3 replicas") == 1, h.log()
+
+
+def _library_code(client):
+    lib = dict(zip(*[iter(client.function_list("roomd", True)[0])] * 2))
+    return lib[b"library_code"].decode()
+
+
+def test_a_library_of_a_newer_roomd_is_not_replaced(cluster_hosts,
+                                                   redis_factory):
+    """A host does not replace a Redis library of a higher interface
+    version (lib.lua's "roomd library N": a host of a newer roomd loaded
+    it); it says so and stays down.  A library of a lower version is
+    replaced, and the host joins."""
+    r = redis_factory()
+    c = r.client()
+    text = library_text()
+    m = re.search(r"^-- roomd library (\d+)$", text, re.M)
+    assert m, "lib.lua has no version line"
+    v = int(m.group(1))
+    newer = text.replace(m.group(0), f"-- roomd library {v + 1}")
+    c.function_load(newer, replace=True)
+    h = cluster_hosts(1, redis=r, workers=1)[0]
+    wait_for(lambda: f"Redis has the library of a newer roomd (version "
+             f"{v + 1}; this one's is {v}): not replaced" in h.log(), 15,
+             "the refusal in the log")
+    assert h.ctl_json("status")["cluster"]["up"] is False
+    assert _library_code(c) == newer
+    older = text.replace(m.group(0), f"-- roomd library {v - 1}")
+    c.function_load(older, replace=True)
+    wait_for(lambda: h.ctl_json("status")["cluster"]["up"] is True, 20,
+             "the host joins once the library is older")
+    assert _library_code(c) == text
 
 
 # ---------------------------------------------------------------- bad Redis
