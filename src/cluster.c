@@ -282,7 +282,7 @@ cluster_lib_version(const char *text)
 static int
 cluster_library(redisContext *c)
 {
-	redisReply	*r, *lib;
+	redisReply	*r, *lib, *k, *v;
 	size_t		 i, j;
 	long		 theirs = 0, ours = cluster_lib_version(cluster_lib);
 	char		 why[160];
@@ -294,20 +294,17 @@ cluster_library(redisContext *c)
 	for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
 		lib = r->element[i];
 		for (j = 0; lib->type == REDIS_REPLY_ARRAY && j + 1 <
-		    lib->elements; j += 2)
-			if (lib->element[j]->type == REDIS_REPLY_STRING &&
-			    strcmp(lib->element[j]->str, "library_code") ==
-			    0 && lib->element[j + 1]->type ==
-			    REDIS_REPLY_STRING && lib->element[j + 1]->len ==
-			    sizeof(cluster_lib) - 1 && memcmp(lib->element[j +
-			    1]->str, cluster_lib, sizeof(cluster_lib) - 1) == 0)
-				same = 1;
-			else if (lib->element[j]->type == REDIS_REPLY_STRING &&
-			    strcmp(lib->element[j]->str, "library_code") ==
-			    0 && lib->element[j + 1]->type ==
-			    REDIS_REPLY_STRING)
-				theirs = cluster_lib_version(
-				    lib->element[j + 1]->str);
+		    lib->elements; j += 2) {
+			k = lib->element[j];
+			v = lib->element[j + 1];
+			if (k->type != REDIS_REPLY_STRING || v->type !=
+			    REDIS_REPLY_STRING || strcmp(k->str,
+			    "library_code") != 0)
+				continue;
+			same = v->len == sizeof(cluster_lib) - 1 &&
+			    memcmp(v->str, cluster_lib, v->len) == 0;
+			theirs = cluster_lib_version(v->str);
+		}
 	}
 	freeReplyObject(r);
 	if (same)
