@@ -180,8 +180,8 @@ def test_a_library_of_a_newer_roomd_is_not_replaced(cluster_hosts,
                                                    redis_factory):
     """A host does not replace a Redis library of a higher interface
     version (lib.lua's "roomd library N": a host of a newer roomd loaded
-    it); it says so and stays down.  A library of a lower version is
-    replaced, and the host joins."""
+    it); it says so and stays down.  A library of a lower version, or
+    whose version is not a number, is replaced, and the host joins."""
     r = redis_factory()
     c = r.client()
     text = library_text()
@@ -200,6 +200,14 @@ def test_a_library_of_a_newer_roomd_is_not_replaced(cluster_hosts,
     c.function_load(older, replace=True)
     wait_for(lambda: h.ctl_json("status")["cluster"]["up"] is True, 20,
              "the host joins once the library is older")
+    assert _library_code(c) == text
+    # A version line that is not a number counts as none: replaced.
+    h.stop()        # the next host has its name
+    c.function_load(text.replace(m.group(0), "-- roomd library x"),
+                    replace=True)
+    h2 = cluster_hosts(1, redis=r, workers=1)[0]
+    wait_for(lambda: h2.ctl_json("status")["cluster"]["up"] is True, 20,
+             "a host joins over a library whose version is not a number")
     assert _library_code(c) == text
 
 
